@@ -1,0 +1,2 @@
+//! `neuron-decode`: the command-line front end.
+fn main() {}

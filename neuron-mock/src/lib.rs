@@ -1,0 +1,1 @@
+//! A fake libnrt (filled in by the neuron-mock issue).

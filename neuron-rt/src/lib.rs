@@ -1,0 +1,1 @@
+//! The safe runtime over libnrt (filled in by the neuron-rt issue).

@@ -1,0 +1,1 @@
+//! Models, artifacts and decoding strategies (filled in by later issues).

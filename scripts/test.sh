@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and CI runs it.
+#
+# Builds the mock libnrt first (the runtime tests load it by path, exactly as they would load
+# the real library), then runs every test, doctest and walkthrough of the workspace against it.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# Downloads and caches made by tests (for example the default model) stay inside target/, so a
+# CI run fetches them once and later steps of the same run reuse them.
+export NEURON_DECODE_HOME="${NEURON_DECODE_HOME:-$root/target/neuron-decode-home}"
+
+if [ -x scripts/build-mock.sh ]; then
+    eval "$(scripts/build-mock.sh)"
+fi
+
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc
