@@ -1,0 +1,462 @@
+//! One rank's forward pass of a Llama-family decoder over a batch of rows, with a per-slot KV
+//! cache updated in place and an ancestor mask over each row's new tokens.
+//!
+//! Every graph role is this one pass with different inputs: prefill (a chain of many new
+//! tokens, output at the last one), decode (one new token), verify (a tree of new tokens under
+//! an ancestor mask, output at every one). Tensor parallelism follows Megatron: each rank holds
+//! a slice of the attention heads and of the MLP, and the two row-parallel projections (the
+//! attention output and the MLP down projection) are summed across ranks.
+
+use super::linalg::{MatmulScratch, argmax, matmul, rms_norm, rope_in_place, swiglu_in_place};
+use rayon::prelude::*;
+
+/// The dimensions of one rank's share of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dims {
+    /// Full vocabulary size.
+    pub vocab: usize,
+    /// Model width.
+    pub hidden: usize,
+    /// MLP width held by this rank.
+    pub intermediate: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads held by this rank.
+    pub q_heads: usize,
+    /// Key/value heads held by this rank.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// KV cache positions per slot.
+    pub max_len: usize,
+    /// KV cache slots (sequences).
+    pub slots: usize,
+    /// First vocabulary row of this rank's LM head slice.
+    pub vocab_offset: usize,
+    /// Vocabulary rows of this rank's LM head slice (`vocab` when the head is not split).
+    pub vocab_local: usize,
+}
+
+impl Dims {
+    /// Floats in this rank's KV cache: `[layers][k|v][slots][kv_heads][max_len][head_dim]`.
+    pub fn kv_cache_len(&self) -> usize {
+        self.layers * 2 * self.slots * self.kv_heads * self.max_len * self.head_dim
+    }
+
+    fn kv_index(&self, layer: usize, which: usize, slot: usize, head: usize, pos: usize) -> usize {
+        ((((layer * 2 + which) * self.slots + slot) * self.kv_heads + head) * self.max_len + pos) * self.head_dim
+    }
+}
+
+/// One decoder layer's weights, as this rank holds them (Hugging Face layouts).
+pub struct LayerWeights<'a> {
+    /// `input_layernorm.weight` `[hidden]`.
+    pub input_norm: &'a [f32],
+    /// `self_attn.q_proj.weight` `[q_heads·head_dim][hidden]`.
+    pub q_proj: &'a [f32],
+    /// `self_attn.k_proj.weight` `[kv_heads·head_dim][hidden]`.
+    pub k_proj: &'a [f32],
+    /// `self_attn.v_proj.weight` `[kv_heads·head_dim][hidden]`.
+    pub v_proj: &'a [f32],
+    /// `self_attn.o_proj.weight` `[hidden][q_heads·head_dim]`.
+    pub o_proj: &'a [f32],
+    /// `post_attention_layernorm.weight` `[hidden]`.
+    pub post_norm: &'a [f32],
+    /// `mlp.gate_proj.weight` `[intermediate][hidden]`.
+    pub gate_proj: &'a [f32],
+    /// `mlp.up_proj.weight` `[intermediate][hidden]`.
+    pub up_proj: &'a [f32],
+    /// `mlp.down_proj.weight` `[hidden][intermediate]`.
+    pub down_proj: &'a [f32],
+}
+
+/// The whole model's weights for one rank.
+pub struct Weights<'a> {
+    /// `model.embed_tokens.weight` `[vocab][hidden]` (every rank holds all of it).
+    pub embed: &'a [f32],
+    /// The decoder layers.
+    pub layers: Vec<LayerWeights<'a>>,
+    /// `model.norm.weight` `[hidden]`.
+    pub final_norm: &'a [f32],
+    /// This rank's rows of the LM head, `[vocab_local][hidden]` (a view of `embed` when tied).
+    pub lm_head: &'a [f32],
+}
+
+/// One row of the batch: a sequence in a KV slot receiving new tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// The KV cache slot.
+    pub slot: usize,
+    /// Positions already in the slot's cache; new tokens are written after them.
+    pub cache_len: usize,
+    /// New token ids (only the first `new_len` of the bucket are real).
+    pub tokens: &'a [i32],
+    /// Position ids of the new tokens (for RoPE; the depth in a tree).
+    pub positions: &'a [i32],
+    /// `[T][T]` ancestor mask (`mask[i][j] != 0`: token i attends to new token j), or `None`
+    /// for a causal chain.
+    pub mask: Option<&'a [u8]>,
+    /// Bucket width `T` (stride of `mask`).
+    pub width: usize,
+}
+
+impl Row<'_> {
+    fn new_len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn attends(&self, i: usize, j: usize) -> bool {
+        match self.mask {
+            Some(mask) => mask[i * self.width + j] != 0,
+            None => j <= i,
+        }
+    }
+}
+
+/// Which new tokens produce outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputAt {
+    /// The last new token of each row (prefill, decode).
+    Last,
+    /// Every new token (verify).
+    All,
+}
+
+/// Sums (or gathers) across the ranks of a tensor-parallel world.
+pub trait Collective {
+    /// Replaces `buf` on every rank by the elementwise sum over ranks.
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String>;
+    /// Writes every rank's `local` into `out`, rank-major (`out.len() = ranks · local.len()`).
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String>;
+    /// Number of ranks.
+    fn world_size(&self) -> usize;
+}
+
+/// A world of one rank: collectives are identities.
+pub struct SingleRank;
+
+impl Collective for SingleRank {
+    fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), String> {
+        Ok(())
+    }
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String> {
+        out.copy_from_slice(local);
+        Ok(())
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+}
+
+/// Where the outputs go: one entry per output token, in row order.
+pub struct Outputs<'a> {
+    /// `[outputs][vocab]` logits, or `None` to skip them.
+    pub logits: Option<&'a mut [f32]>,
+    /// `[outputs][hidden]` final-normed hidden states, or `None`.
+    pub hidden: Option<&'a mut [f32]>,
+    /// `[outputs]` argmax token of each output's logits, or `None`.
+    pub next_token: Option<&'a mut [i32]>,
+}
+
+/// Why a forward pass was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// An input value is out of range.
+    #[error("{0}")]
+    BadInput(String),
+    /// A collective failed (a rank timed out, say).
+    #[error("collective failed: {0}")]
+    Collective(String),
+}
+
+/// Reusable buffers, so that a steady-state step allocates nothing.
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    sel: Vec<f32>,
+    logits_local: Vec<f32>,
+    gathered: Vec<f32>,
+    matmul: MatmulScratch,
+}
+
+/// Runs the pass: writes the rows' new keys and values into `kv_cache` and fills `out`.
+///
+/// # Errors
+/// [`ForwardError::BadInput`] for a slot, token id or length out of range (nothing is written
+/// then); [`ForwardError::Collective`] when a collective fails.
+pub fn forward(
+    dims: &Dims,
+    weights: &Weights<'_>,
+    kv_cache: &mut [f32],
+    rows: &[Row<'_>],
+    output_at: OutputAt,
+    out: Outputs<'_>,
+    collective: &dyn Collective,
+    s: &mut Scratch,
+) -> Result<(), ForwardError> {
+    validate(dims, kv_cache, rows)?;
+    let d = dims.hidden;
+    let hd = dims.head_dim;
+    let (qw, kvw) = (dims.q_heads * hd, dims.kv_heads * hd);
+    let n: usize = rows.iter().map(Row::new_len).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    // Flattened token index -> (row, index within row).
+    let token_row: Vec<(usize, usize)> =
+        rows.iter().enumerate().flat_map(|(r, row)| (0..row.new_len()).map(move |i| (r, i))).collect();
+
+    resize(&mut s.x, n * d);
+    for (t, &(r, i)) in token_row.iter().enumerate() {
+        let id = rows[r].tokens[i] as usize;
+        s.x[t * d..(t + 1) * d].copy_from_slice(&weights.embed[id * d..(id + 1) * d]);
+    }
+    resize(&mut s.h, n * d);
+    resize(&mut s.q, n * qw);
+    resize(&mut s.k, n * kvw);
+    resize(&mut s.v, n * kvw);
+    resize(&mut s.attn, n * qw);
+    resize(&mut s.proj, n * d);
+    resize(&mut s.gate, n * dims.intermediate);
+    resize(&mut s.up, n * dims.intermediate);
+
+    for (layer, lw) in weights.layers.iter().enumerate() {
+        rms_norm(&s.x, lw.input_norm, dims.rms_eps, &mut s.h);
+        matmul(lw.q_proj, &s.h, &mut s.q, qw, d, n, &mut s.matmul);
+        matmul(lw.k_proj, &s.h, &mut s.k, kvw, d, n, &mut s.matmul);
+        matmul(lw.v_proj, &s.h, &mut s.v, kvw, d, n, &mut s.matmul);
+        for (t, &(r, i)) in token_row.iter().enumerate() {
+            let pos = rows[r].positions[i];
+            rope_in_place(&mut s.q[t * qw..(t + 1) * qw], hd, pos, dims.rope_theta);
+            rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], hd, pos, dims.rope_theta);
+            let row = &rows[r];
+            for g in 0..dims.kv_heads {
+                let at = row.cache_len + i;
+                let kdst = dims.kv_index(layer, 0, row.slot, g, at);
+                kv_cache[kdst..kdst + hd].copy_from_slice(&s.k[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
+                let vdst = dims.kv_index(layer, 1, row.slot, g, at);
+                kv_cache[vdst..vdst + hd].copy_from_slice(&s.v[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
+            }
+        }
+        attention(dims, layer, kv_cache, rows, &token_row, &s.q, &mut s.attn);
+        matmul(lw.o_proj, &s.attn, &mut s.proj, d, qw, n, &mut s.matmul);
+        collective.all_reduce_sum(&mut s.proj).map_err(ForwardError::Collective)?;
+        add_in_place(&mut s.x, &s.proj);
+
+        rms_norm(&s.x, lw.post_norm, dims.rms_eps, &mut s.h);
+        matmul(lw.gate_proj, &s.h, &mut s.gate, dims.intermediate, d, n, &mut s.matmul);
+        matmul(lw.up_proj, &s.h, &mut s.up, dims.intermediate, d, n, &mut s.matmul);
+        swiglu_in_place(&mut s.gate, &s.up);
+        matmul(lw.down_proj, &s.gate, &mut s.proj, d, dims.intermediate, n, &mut s.matmul);
+        collective.all_reduce_sum(&mut s.proj).map_err(ForwardError::Collective)?;
+        add_in_place(&mut s.x, &s.proj);
+    }
+
+    // Output tokens: the last of each row, or all of them (padding rows of a bucket are the
+    // caller's business: it asked for these tokens only).
+    let selected: Vec<usize> = match output_at {
+        OutputAt::All => (0..n).collect(),
+        OutputAt::Last => {
+            let mut end = 0;
+            rows.iter()
+                .filter_map(|row| {
+                    end += row.new_len();
+                    (row.new_len() > 0).then(|| end - 1)
+                })
+                .collect()
+        }
+    };
+    let m = selected.len();
+    resize(&mut s.sel, m * d);
+    for (o, &t) in selected.iter().enumerate() {
+        rms_norm(&s.x[t * d..(t + 1) * d], weights.final_norm, dims.rms_eps, &mut s.sel[o * d..(o + 1) * d]);
+    }
+    if let Some(hidden) = out.hidden {
+        hidden[..m * d].copy_from_slice(&s.sel);
+    }
+    if out.logits.is_none() && out.next_token.is_none() {
+        return Ok(());
+    }
+    let (v, vl) = (dims.vocab, dims.vocab_local);
+    resize(&mut s.logits_local, m * vl);
+    matmul(weights.lm_head, &s.sel, &mut s.logits_local, vl, d, m, &mut s.matmul);
+    let logits: &[f32] = if vl == v {
+        &s.logits_local
+    } else {
+        // Each rank computed its vocabulary slice for every output; gather them rank-major
+        // and interleave into [outputs][vocab].
+        let ranks = collective.world_size();
+        resize(&mut s.gathered, ranks * m * vl);
+        collective.all_gather(&s.logits_local, &mut s.gathered).map_err(ForwardError::Collective)?;
+        resize(&mut s.logits_local, m * v);
+        for rank in 0..ranks {
+            for o in 0..m {
+                let src = &s.gathered[(rank * m + o) * vl..(rank * m + o + 1) * vl];
+                s.logits_local[o * v + rank * vl..o * v + (rank + 1) * vl].copy_from_slice(src);
+            }
+        }
+        &s.logits_local
+    };
+    if let Some(next) = out.next_token {
+        for (o, dst) in next.iter_mut().take(m).enumerate() {
+            *dst = argmax(&logits[o * v..(o + 1) * v]) as i32;
+        }
+    }
+    if let Some(dst) = out.logits {
+        dst[..m * v].copy_from_slice(&logits[..m * v]);
+    }
+    Ok(())
+}
+
+fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), ForwardError> {
+    let bad = |m: String| Err(ForwardError::BadInput(m));
+    if kv_cache.len() < dims.kv_cache_len() {
+        return bad(format!("KV cache holds {} floats, the model needs {}", kv_cache.len(), dims.kv_cache_len()));
+    }
+    let mut used_slots = Vec::with_capacity(rows.len());
+    for (r, row) in rows.iter().enumerate() {
+        if row.slot >= dims.slots {
+            return bad(format!("row {r}: KV slot {} is out of range (slots: {})", row.slot, dims.slots));
+        }
+        if used_slots.contains(&row.slot) && row.new_len() > 0 {
+            return bad(format!("row {r}: KV slot {} is used by two rows of one batch", row.slot));
+        }
+        used_slots.push(row.slot);
+        if row.cache_len + row.new_len() > dims.max_len {
+            return bad(format!(
+                "row {r}: {} cached + {} new tokens exceed the cache length {}",
+                row.cache_len,
+                row.new_len(),
+                dims.max_len
+            ));
+        }
+        if let Some(&id) = row.tokens.iter().find(|&&id| id < 0 || id as usize >= dims.vocab) {
+            return bad(format!("row {r}: token id {id} is outside the vocabulary (0..{})", dims.vocab));
+        }
+        if let Some(&p) = row.positions.iter().find(|&&p| p < 0) {
+            return bad(format!("row {r}: negative position id {p}"));
+        }
+        if row.positions.len() < row.new_len() {
+            return bad(format!("row {r}: fewer position ids than tokens"));
+        }
+        if let Some(mask) = row.mask {
+            if mask.len() < row.width * row.width || row.new_len() > row.width {
+                return bad(format!("row {r}: tree mask is smaller than {0}x{0}", row.width));
+            }
+            for i in 0..row.new_len() {
+                if mask[i * row.width + i] == 0 {
+                    return bad(format!("row {r}: tree mask does not let token {i} attend to itself"));
+                }
+                if (i + 1..row.new_len()).any(|j| mask[i * row.width + j] != 0) {
+                    return bad(format!("row {r}: tree mask lets token {i} attend to a later token"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Grouped-query attention of every new token over its row's cache and visible new tokens.
+fn attention(
+    dims: &Dims,
+    layer: usize,
+    kv_cache: &[f32],
+    rows: &[Row<'_>],
+    token_row: &[(usize, usize)],
+    q: &[f32],
+    out: &mut [f32],
+) {
+    let hd = dims.head_dim;
+    let group = dims.q_heads / dims.kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.par_chunks_mut(hd).enumerate().for_each(|(idx, dst)| {
+        let (t, head) = (idx / dims.q_heads, idx % dims.q_heads);
+        let (r, i) = token_row[t];
+        let row = &rows[r];
+        let g = head / group;
+        let qv = &q[idx * hd..(idx + 1) * hd];
+        let keys = dims.kv_index(layer, 0, row.slot, g, 0);
+        let values = dims.kv_index(layer, 1, row.slot, g, 0);
+        // Visible positions: the whole cache, then the new tokens the mask allows.
+        let visible = (0..row.cache_len).chain((0..row.new_len()).filter(|&j| row.attends(i, j)).map(|j| row.cache_len + j));
+        let mut scores: Vec<(usize, f32)> = visible
+            .map(|p| {
+                let kv = &kv_cache[keys + p * hd..keys + (p + 1) * hd];
+                (p, qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale)
+            })
+            .collect();
+        let max = scores.iter().map(|s| s.1).fold(f32::NEG_INFINITY, f32::max);
+        let mut total = 0.0;
+        for s in &mut scores {
+            s.1 = (s.1 - max).exp();
+            total += s.1;
+        }
+        dst.fill(0.0);
+        for (p, w) in scores {
+            let vv = &kv_cache[values + p * hd..values + (p + 1) * hd];
+            let w = w / total;
+            for (d, v) in dst.iter_mut().zip(vv) {
+                *d += w * v;
+            }
+        }
+    });
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn resize(buf: &mut Vec<f32>, len: usize) {
+    buf.resize(len, 0.0);
+}
+
+/// Moves each row's accepted tree tokens to contiguous positions after its cache: the k-th
+/// accepted token, written at `cache_len + src[k]` by a verify pass, goes to `cache_len + k`.
+///
+/// Moving in increasing k is safe because a tree lists ancestors before descendants, so
+/// `src[k] >= k` and no later source is overwritten.
+///
+/// # Errors
+/// [`ForwardError::BadInput`] when a source index is not increasing or leaves the cache.
+pub fn commit_kv(dims: &Dims, kv_cache: &mut [f32], slot: usize, cache_len: usize, src: &[i32]) -> Result<(), ForwardError> {
+    let bad = |m: String| Err(ForwardError::BadInput(m));
+    if slot >= dims.slots {
+        return bad(format!("KV slot {slot} is out of range (slots: {})", dims.slots));
+    }
+    let mut previous: i64 = -1;
+    for (k, &s) in src.iter().enumerate() {
+        if (s as i64) <= previous || (s as usize) < k || cache_len + s as usize >= dims.max_len {
+            return bad(format!("accepted index {s} at depth {k} is not a valid tree path position"));
+        }
+        previous = s as i64;
+    }
+    let hd = dims.head_dim;
+    for layer in 0..dims.layers {
+        for which in 0..2 {
+            for g in 0..dims.kv_heads {
+                let base = dims.kv_index(layer, which, slot, g, 0);
+                for (k, &s) in src.iter().enumerate() {
+                    let (from, to) = (base + (cache_len + s as usize) * hd, base + (cache_len + k) * hd);
+                    if from != to {
+                        kv_cache.copy_within(from..from + hd, to);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The Llama family of mock kernels: the CPU computation behind the prefill, decode, verify,
+//! KV-commit and heads graphs that `parallel-decode` compiles for the mock device.
+
+pub mod forward;
+pub mod linalg;
+
+#[cfg(test)]
+mod tests;

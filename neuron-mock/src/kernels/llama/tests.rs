@@ -1,0 +1,489 @@
+//! The kernel against an obviously correct reference: a full forward pass in f64 with plain
+//! loops and no cache, over small random models.
+
+use std::sync::{Arc, Barrier, Mutex};
+
+use super::forward::*;
+
+struct Model {
+    dims: Dims,
+    embed: Vec<f32>,
+    layers: Vec<[Vec<f32>; 9]>,
+    final_norm: Vec<f32>,
+}
+
+fn rng(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(7);
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+    }
+}
+
+fn small_model(seed: u64) -> Model {
+    model_with(seed, 37, 4, 2)
+}
+
+fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model {
+    let dims = Dims {
+        vocab,
+        hidden: 32,
+        intermediate: 48,
+        layers: 2,
+        q_heads,
+        kv_heads,
+        head_dim: 8,
+        rope_theta: 10000.0,
+        rms_eps: 1e-5,
+        max_len: 40,
+        slots: 3,
+        vocab_offset: 0,
+        vocab_local: vocab,
+    };
+    let mut r = rng(seed);
+    let mut v = |n: usize, scale: f32| (0..n).map(|_| r() * scale).collect::<Vec<f32>>();
+    let (d, i, qw, kvw) = (dims.hidden, dims.intermediate, dims.q_heads * dims.head_dim, dims.kv_heads * dims.head_dim);
+    let embed = v(dims.vocab * d, 1.0);
+    let layers = (0..dims.layers)
+        .map(|_| {
+            [
+                v(d, 0.2).into_iter().map(|x| 1.0 + x).collect(),
+                v(qw * d, 0.3),
+                v(kvw * d, 0.3),
+                v(kvw * d, 0.3),
+                v(d * qw, 0.3),
+                v(d, 0.2).into_iter().map(|x| 1.0 + x).collect(),
+                v(i * d, 0.3),
+                v(i * d, 0.3),
+                v(d * i, 0.3),
+            ]
+        })
+        .collect();
+    let final_norm = v(d, 0.2).into_iter().map(|x| 1.0 + x).collect();
+    Model { dims, embed, layers, final_norm }
+}
+
+impl Model {
+    fn weights(&self) -> Weights<'_> {
+        Weights {
+            embed: &self.embed,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerWeights {
+                    input_norm: &l[0],
+                    q_proj: &l[1],
+                    k_proj: &l[2],
+                    v_proj: &l[3],
+                    o_proj: &l[4],
+                    post_norm: &l[5],
+                    gate_proj: &l[6],
+                    up_proj: &l[7],
+                    down_proj: &l[8],
+                })
+                .collect(),
+            final_norm: &self.final_norm,
+            lm_head: &self.embed,
+        }
+    }
+
+    /// Rank `rank` of `ranks`: a slice of the heads and of the MLP, the vocabulary split too.
+    fn shard(&self, rank: usize, ranks: usize) -> Model {
+        let dm = &self.dims;
+        let (d, hd) = (dm.hidden, dm.head_dim);
+        let rows = |w: &[f32], cols: usize, from: usize, n: usize| w[from * cols..(from + n) * cols].to_vec();
+        let cols = |w: &[f32], width: usize, from: usize, n: usize| {
+            w.chunks_exact(width).flat_map(|row| row[from..from + n].to_vec()).collect::<Vec<f32>>()
+        };
+        let (qh, kh, im) = (dm.q_heads / ranks, dm.kv_heads / ranks, dm.intermediate / ranks);
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                [
+                    l[0].clone(),
+                    rows(&l[1], d, rank * qh * hd, qh * hd),
+                    rows(&l[2], d, rank * kh * hd, kh * hd),
+                    rows(&l[3], d, rank * kh * hd, kh * hd),
+                    cols(&l[4], dm.q_heads * hd, rank * qh * hd, qh * hd),
+                    l[5].clone(),
+                    rows(&l[6], d, rank * im, im),
+                    rows(&l[7], d, rank * im, im),
+                    cols(&l[8], dm.intermediate, rank * im, im),
+                ]
+            })
+            .collect();
+        let vocab_local = if dm.vocab % ranks == 0 { dm.vocab / ranks } else { dm.vocab };
+        let vocab_offset = if vocab_local == dm.vocab { 0 } else { rank * vocab_local };
+        Model {
+            dims: Dims { intermediate: im, q_heads: qh, kv_heads: kh, vocab_offset, vocab_local, ..dm.clone() },
+            embed: self.embed.clone(),
+            layers,
+            final_norm: self.final_norm.clone(),
+        }
+    }
+
+    /// Reference logits for every position of `tokens` (positions 0..n), f64, no cache.
+    fn reference(&self, tokens: &[i32]) -> Vec<Vec<f64>> {
+        self.reference_with_positions(tokens, &(0..tokens.len() as i32).collect::<Vec<_>>())
+    }
+
+    fn reference_with_positions(&self, tokens: &[i32], positions: &[i32]) -> Vec<Vec<f64>> {
+        let dm = &self.dims;
+        let (d, hd, n) = (dm.hidden, dm.head_dim, tokens.len());
+        let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let norm = |x: &[f64], w: &[f32]| {
+            let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+            x.iter().zip(w).map(|(v, w)| v / (ms + dm.rms_eps as f64).sqrt() * *w as f64).collect::<Vec<f64>>()
+        };
+        let lin = |w: &[f32], x: &[f64], out: usize| {
+            (0..out).map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum()).collect::<Vec<f64>>()
+        };
+        let rope = |v: &mut [f64], pos: i32| {
+            for head in v.chunks_exact_mut(hd) {
+                for i in 0..hd / 2 {
+                    let angle = pos as f64 / (dm.rope_theta as f64).powf(2.0 * i as f64 / hd as f64);
+                    let (a, b) = (head[i], head[i + hd / 2]);
+                    head[i] = a * angle.cos() - b * angle.sin();
+                    head[i + hd / 2] = b * angle.cos() + a * angle.sin();
+                }
+            }
+        };
+        let mut x: Vec<Vec<f64>> = tokens.iter().map(|&t| f(&self.embed[t as usize * d..(t as usize + 1) * d])).collect();
+        for l in &self.layers {
+            let h: Vec<Vec<f64>> = x.iter().map(|xi| norm(xi, &l[0])).collect();
+            let mut q: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[1], hi, dm.q_heads * hd)).collect();
+            let mut k: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[2], hi, dm.kv_heads * hd)).collect();
+            let v: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[3], hi, dm.kv_heads * hd)).collect();
+            for t in 0..n {
+                rope(&mut q[t], positions[t]);
+                rope(&mut k[t], positions[t]);
+            }
+            for t in 0..n {
+                let mut attn = vec![0.0; dm.q_heads * hd];
+                for head in 0..dm.q_heads {
+                    let g = head / (dm.q_heads / dm.kv_heads);
+                    let qh = &q[t][head * hd..(head + 1) * hd];
+                    let scores: Vec<f64> = (0..=t)
+                        .map(|p| qh.iter().zip(&k[p][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for p in 0..=t {
+                        for j in 0..hd {
+                            attn[head * hd + j] += e[p] / total * v[p][g * hd + j];
+                        }
+                    }
+                }
+                let o = lin(&l[4], &attn, d);
+                for j in 0..d {
+                    x[t][j] += o[j];
+                }
+                let h2 = norm(&x[t], &l[5]);
+                let gate = lin(&l[6], &h2, dm.intermediate);
+                let up = lin(&l[7], &h2, dm.intermediate);
+                let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let down = lin(&l[8], &act, d);
+                for j in 0..d {
+                    x[t][j] += down[j];
+                }
+            }
+        }
+        x.iter().map(|xi| lin(&self.embed, &norm(xi, &self.final_norm), dm.vocab)).collect()
+    }
+}
+
+const TOLERANCE: f64 = 2e-4;
+
+fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!((*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
+    }
+}
+
+/// Runs one pass with a single row; returns logits per output.
+fn run(model: &Model, cache: &mut [f32], slot: usize, cache_len: usize, tokens: &[i32], positions: &[i32], mask: Option<&[u8]>, at: OutputAt) -> Vec<Vec<f32>> {
+    let v = model.dims.vocab;
+    let outputs = if at == OutputAt::All { tokens.len() } else { 1 };
+    let mut logits = vec![0.0; outputs * v];
+    let mut next = vec![0; outputs];
+    let row = Row { slot, cache_len, tokens, positions, mask, width: tokens.len() };
+    forward(
+        &model.dims,
+        &model.weights(),
+        cache,
+        &[row],
+        at,
+        Outputs { logits: Some(&mut logits), hidden: None, next_token: Some(&mut next) },
+        &SingleRank,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+    for (o, chunk) in logits.chunks(v).enumerate() {
+        assert_eq!(next[o] as usize, super::linalg::argmax(chunk));
+    }
+    logits.chunks(v).map(<[f32]>::to_vec).collect()
+}
+
+fn positions(from: usize, n: usize) -> Vec<i32> {
+    (from as i32..(from + n) as i32).collect()
+}
+
+#[test]
+fn prefill_matches_the_reference_at_every_position() {
+    let model = small_model(1);
+    let tokens = [3, 17, 0, 36, 5, 5, 12];
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    let got = run(&model, &mut cache, 0, 0, &tokens, &positions(0, 7), None, OutputAt::All);
+    let expected = model.reference(&tokens);
+    for t in 0..tokens.len() {
+        assert_close(&got[t], &expected[t], &format!("position {t}"));
+    }
+}
+
+#[test]
+fn cached_decoding_equals_a_full_prefill() {
+    let model = small_model(2);
+    let tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+    let expected = model.reference(&tokens);
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    let last = run(&model, &mut cache, 1, 0, &tokens[..4], &positions(0, 4), None, OutputAt::Last);
+    assert_close(&last[0], &expected[3], "prefill");
+    for t in 4..tokens.len() {
+        let step = run(&model, &mut cache, 1, t, &tokens[t..t + 1], &positions(t, 1), None, OutputAt::Last);
+        assert_close(&step[0], &expected[t], &format!("decode step {t}"));
+    }
+}
+
+/// A tree over 6 new tokens: 0 is the root, 1 and 2 its children, 3 child of 1, 4 and 5
+/// children of 2. Parent of each node, and its depth.
+const PARENT: [Option<usize>; 6] = [None, Some(0), Some(0), Some(1), Some(2), Some(2)];
+
+fn tree_mask() -> (Vec<u8>, Vec<usize>) {
+    let n = PARENT.len();
+    let mut mask = vec![0u8; n * n];
+    let mut depth = vec![0; n];
+    for i in 0..n {
+        let mut a = Some(i);
+        while let Some(j) = a {
+            mask[i * n + j] = 1;
+            a = PARENT[j];
+            if a.is_some() {
+                depth[i] += 1;
+            }
+        }
+    }
+    (mask, depth)
+}
+
+fn path_to(node: usize) -> Vec<usize> {
+    let mut path = vec![node];
+    while let Some(p) = PARENT[*path.last().unwrap()] {
+        path.push(p);
+    }
+    path.reverse();
+    path
+}
+
+#[test]
+fn tree_verify_equals_decoding_each_path() {
+    let model = small_model(3);
+    let prompt = [4, 8, 15, 16, 23];
+    let tree = [30, 1, 2, 9, 11, 13];
+    let (mask, depth) = tree_mask();
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    run(&model, &mut cache, 2, 0, &prompt, &positions(0, 5), None, OutputAt::Last);
+    let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
+    let got = run(&model, &mut cache, 2, prompt.len(), &tree, &pos, Some(&mask), OutputAt::All);
+    for node in 0..tree.len() {
+        let mut seq = prompt.to_vec();
+        seq.extend(path_to(node).iter().map(|&j| tree[j]));
+        let expected = model.reference(&seq);
+        assert_close(&got[node], expected.last().unwrap(), &format!("node {node}"));
+    }
+}
+
+#[test]
+fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
+    let model = small_model(4);
+    let prompt = [4, 8, 15, 16, 23];
+    let tree = [30, 1, 2, 9, 11, 13];
+    let (mask, depth) = tree_mask();
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    run(&model, &mut cache, 0, 0, &prompt, &positions(0, 5), None, OutputAt::Last);
+    let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
+    run(&model, &mut cache, 0, prompt.len(), &tree, &pos, Some(&mask), OutputAt::All);
+    // Accept the path root -> 2 -> 5.
+    let accepted = [0, 2, 5];
+    commit_kv(&model.dims, &mut cache, 0, prompt.len(), &accepted).unwrap();
+    let mut seq = prompt.to_vec();
+    seq.extend(accepted.iter().map(|&j| tree[j as usize]));
+    let next = 7;
+    let len = seq.len();
+    let got = run(&model, &mut cache, 0, len, &[next], &positions(len, 1), None, OutputAt::Last);
+    seq.push(next);
+    let expected = model.reference(&seq);
+    assert_close(&got[0], expected.last().unwrap(), "after commit");
+}
+
+#[test]
+fn rows_of_a_batch_are_independent() {
+    let model = small_model(5);
+    let (a, b) = ([1, 2, 3, 4], [9, 8]);
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    let v = model.dims.vocab;
+    let mut logits = vec![0.0; 2 * v];
+    let (pa, pb) = (positions(0, 4), positions(0, 2));
+    let rows = [
+        Row { slot: 2, cache_len: 0, tokens: &a, positions: &pa, mask: None, width: 4 },
+        Row { slot: 0, cache_len: 0, tokens: &b, positions: &pb, mask: None, width: 4 },
+    ];
+    forward(
+        &model.dims,
+        &model.weights(),
+        &mut cache,
+        &rows,
+        OutputAt::Last,
+        Outputs { logits: Some(&mut logits), hidden: None, next_token: None },
+        &SingleRank,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+    assert_close(&logits[..v], model.reference(&a).last().unwrap(), "row a");
+    assert_close(&logits[v..], model.reference(&b).last().unwrap(), "row b");
+}
+
+#[test]
+fn bad_inputs_are_refused_before_anything_is_written() {
+    let model = small_model(6);
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    let try_row = |cache: &mut [f32], row: Row<'_>| {
+        forward(
+            &model.dims,
+            &model.weights(),
+            cache,
+            &[row],
+            OutputAt::Last,
+            Outputs { logits: None, hidden: None, next_token: None },
+            &SingleRank,
+            &mut Scratch::default(),
+        )
+    };
+    let p = positions(0, 2);
+    let cases: Vec<(Row<'_>, &str)> = vec![
+        (Row { slot: 3, cache_len: 0, tokens: &[1, 2], positions: &p, mask: None, width: 2 }, "slot 3"),
+        (Row { slot: 0, cache_len: 39, tokens: &[1, 2], positions: &p, mask: None, width: 2 }, "exceed"),
+        (Row { slot: 0, cache_len: 0, tokens: &[1, 37], positions: &p, mask: None, width: 2 }, "token id 37"),
+        (Row { slot: 0, cache_len: 0, tokens: &[1, -1], positions: &p, mask: None, width: 2 }, "token id -1"),
+        (Row { slot: 0, cache_len: 0, tokens: &[1, 2], positions: &p, mask: Some(&[1, 1, 1, 1]), width: 2 }, "later token"),
+        (Row { slot: 0, cache_len: 0, tokens: &[1, 2], positions: &p, mask: Some(&[1, 0, 1, 0]), width: 2 }, "itself"),
+    ];
+    for (row, needle) in cases {
+        let err = try_row(&mut cache, row).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err} should mention {needle}");
+    }
+    assert!(cache.iter().all(|&v| v == 0.0));
+}
+
+/// A world of threads meeting at a barrier, for the tensor-parallel test.
+struct ThreadWorld {
+    rank: usize,
+    ranks: usize,
+    barrier: Arc<Barrier>,
+    slots: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+impl ThreadWorld {
+    fn exchange(&self, local: &[f32]) -> Vec<Vec<f32>> {
+        self.slots.lock().unwrap()[self.rank] = local.to_vec();
+        self.barrier.wait();
+        let all = self.slots.lock().unwrap().clone();
+        self.barrier.wait();
+        all
+    }
+}
+
+impl Collective for ThreadWorld {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String> {
+        let all = self.exchange(buf);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = all.iter().map(|part| part[i]).sum();
+        }
+        Ok(())
+    }
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String> {
+        for (r, part) in self.exchange(local).iter().enumerate() {
+            out[r * local.len()..(r + 1) * local.len()].copy_from_slice(part);
+        }
+        Ok(())
+    }
+    fn world_size(&self) -> usize {
+        self.ranks
+    }
+}
+
+#[test]
+fn tensor_parallel_ranks_agree_with_one_rank() {
+    // Vocabulary 40 splits across 2 and 4 ranks; 37 does not, so the head is replicated.
+    for (vocab, ranks) in [(40, 2), (40, 4), (37, 2)] {
+        check_tensor_parallel(vocab, ranks);
+    }
+}
+
+fn check_tensor_parallel(vocab: usize, ranks: usize) {
+    let model = model_with(7, vocab, 8, 4);
+    let tokens = [5, 6, 7, 8, 9];
+    let single = {
+        let mut cache = vec![0.0; model.dims.kv_cache_len()];
+        run(&model, &mut cache, 0, 0, &tokens, &positions(0, 5), None, OutputAt::All)
+    };
+    {
+        let barrier = Arc::new(Barrier::new(ranks));
+        let slots = Arc::new(Mutex::new(vec![Vec::new(); ranks]));
+        let results: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..ranks)
+                .map(|rank| {
+                    let shard = model.shard(rank, ranks);
+                    let world = ThreadWorld { rank, ranks, barrier: barrier.clone(), slots: slots.clone() };
+                    scope.spawn(move || {
+                        let mut cache = vec![0.0; shard.dims.kv_cache_len()];
+                        let v = shard.dims.vocab;
+                        let mut logits = vec![0.0; tokens.len() * v];
+                        let p = positions(0, 5);
+                        let row = Row { slot: 0, cache_len: 0, tokens: &tokens, positions: &p, mask: None, width: 5 };
+                        forward(
+                            &shard.dims,
+                            &shard.weights_sharded(),
+                            &mut cache,
+                            &[row],
+                            OutputAt::All,
+                            Outputs { logits: Some(&mut logits), hidden: None, next_token: None },
+                            &world,
+                            &mut Scratch::default(),
+                        )
+                        .unwrap();
+                        logits
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for logits in results {
+            let expected: Vec<f64> = single.concat().iter().map(|&x| x as f64).collect();
+            assert_close(&logits, &expected, &format!("tp={ranks}"));
+        }
+    }
+}
+
+impl Model {
+    /// Weights of a shard, whose LM head is its slice of the (tied) embedding.
+    fn weights_sharded(&self) -> Weights<'_> {
+        let d = self.dims.hidden;
+        let from = self.dims.vocab_offset * d;
+        Weights { lm_head: &self.embed[from..from + self.dims.vocab_local * d], ..self.weights() }
+    }
+}
