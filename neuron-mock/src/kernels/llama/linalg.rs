@@ -84,31 +84,49 @@ fn block<M: MulAdd, const R: usize, const C: usize>(
     out
 }
 
-/// Computes the rows `rows` of the product into `yt` (layout `[row][token]`).
+/// Computes rows `first_row..` of the product into `yt` (layout `[row][token]`).
 #[inline(always)]
 fn rows_into<M: MulAdd>(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
+    if tokens == 1 {
+        // A single token has no activation reuse: more rows in flight hide the FMA latency.
+        rows_into_blocked::<M, 8, 1>(w, x, yt, first_row, k, tokens)
+    } else {
+        rows_into_blocked::<M, ROWS, COLS>(w, x, yt, first_row, k, tokens)
+    }
+}
+
+#[inline(always)]
+fn rows_into_blocked<M: MulAdd, const R: usize, const C: usize>(
+    w: &[f32],
+    x: &[f32],
+    yt: &mut [f32],
+    first_row: usize,
+    k: usize,
+    tokens: usize,
+) {
     let n_rows = yt.len() / tokens;
     let k_main = k - k % LANES;
     let row = |r: usize| &w[(first_row + r) * k..(first_row + r + 1) * k];
     let tok = |t: usize| &x[t * k..(t + 1) * k];
     let mut r = 0;
-    while r + ROWS <= n_rows {
-        let ws: [&[f32]; ROWS] = std::array::from_fn(|i| row(r + i));
+    while r + R <= n_rows {
+        let ws: [&[f32]; R] = std::array::from_fn(|i| row(r + i));
         let mut t = 0;
-        while t + COLS <= tokens {
-            let out = block::<M, ROWS, COLS>(ws, std::array::from_fn(|c| tok(t + c)), k_main);
+        while t + C <= tokens {
+            let out = block::<M, R, C>(ws, std::array::from_fn(|c| tok(t + c)), k_main);
             for (i, o) in out.iter().enumerate() {
-                yt[(r + i) * tokens + t..(r + i) * tokens + t + COLS].copy_from_slice(o);
+                yt[(r + i) * tokens + t..(r + i) * tokens + t + C].copy_from_slice(o);
             }
-            t += COLS;
+            t += C;
         }
-        if t < tokens {
-            let out = block::<M, ROWS, 1>(ws, [tok(t)], k_main);
+        while t < tokens {
+            let out = block::<M, R, 1>(ws, [tok(t)], k_main);
             for (i, o) in out.iter().enumerate() {
                 yt[(r + i) * tokens + t] = o[0];
             }
+            t += 1;
         }
-        r += ROWS;
+        r += R;
     }
     while r < n_rows {
         for t in 0..tokens {
