@@ -11,10 +11,17 @@ fn main() {
             let mut best = f64::MAX;
             for _ in 0..3 {
                 let s = Instant::now();
-                for _ in 0..reps { matmul(&w, &x, &mut y, rows, k, t, &mut scratch); }
+                for _ in 0..reps {
+                    matmul(&w, &x, &mut y, rows, k, t, &mut scratch);
+                }
                 best = best.min(s.elapsed().as_secs_f64() / reps as f64);
             }
-            println!("{rows}x{k} T={t:2}: {:8.3} ms {:6.1} GB/s {:6.1} GFLOP/s", best*1e3, (rows*k*4) as f64/best/1e9, (2*rows*k*t) as f64/best/1e9);
+            println!(
+                "{rows}x{k} T={t:2}: {:8.3} ms {:6.1} GB/s {:6.1} GFLOP/s",
+                best * 1e3,
+                (rows * k * 4) as f64 / best / 1e9,
+                (2 * rows * k * t) as f64 / best / 1e9
+            );
         }
     }
 }

@@ -48,7 +48,8 @@ impl Dims {
     }
 
     fn kv_index(&self, layer: usize, which: usize, slot: usize, head: usize, pos: usize) -> usize {
-        ((((layer * 2 + which) * self.slots + slot) * self.kv_heads + head) * self.max_len + pos) * self.head_dim
+        ((((layer * 2 + which) * self.slots + slot) * self.kv_heads + head) * self.max_len + pos)
+            * self.head_dim
     }
 }
 
@@ -152,6 +153,15 @@ impl Collective for SingleRank {
     }
 }
 
+/// The rows of one pass and which of their tokens produce outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// The rows.
+    pub rows: &'a [Row<'a>],
+    /// Which new tokens produce outputs.
+    pub output_at: OutputAt,
+}
+
 /// Where the outputs go: one entry per output token, in row order.
 pub struct Outputs<'a> {
     /// `[outputs][vocab]` logits, or `None` to skip them.
@@ -200,12 +210,12 @@ pub fn forward(
     dims: &Dims,
     weights: &Weights<'_>,
     kv_cache: &mut [f32],
-    rows: &[Row<'_>],
-    output_at: OutputAt,
+    batch: Batch<'_>,
     out: Outputs<'_>,
     collective: &dyn Collective,
     s: &mut Scratch,
 ) -> Result<(), ForwardError> {
+    let Batch { rows, output_at } = batch;
     validate(dims, kv_cache, rows)?;
     let d = dims.hidden;
     let hd = dims.head_dim;
@@ -215,8 +225,11 @@ pub fn forward(
         return Ok(());
     }
     // Flattened token index -> (row, index within row).
-    let token_row: Vec<(usize, usize)> =
-        rows.iter().enumerate().flat_map(|(r, row)| (0..row.new_len()).map(move |i| (r, i))).collect();
+    let token_row: Vec<(usize, usize)> = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(r, row)| (0..row.new_len()).map(move |i| (r, i)))
+        .collect();
 
     resize(&mut s.x, n * d);
     for (t, &(r, i)) in token_row.iter().enumerate() {
@@ -245,22 +258,52 @@ pub fn forward(
             for g in 0..dims.kv_heads {
                 let at = row.cache_len + i;
                 let kdst = dims.kv_index(layer, 0, row.slot, g, at);
-                kv_cache[kdst..kdst + hd].copy_from_slice(&s.k[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
+                kv_cache[kdst..kdst + hd]
+                    .copy_from_slice(&s.k[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
                 let vdst = dims.kv_index(layer, 1, row.slot, g, at);
-                kv_cache[vdst..vdst + hd].copy_from_slice(&s.v[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
+                kv_cache[vdst..vdst + hd]
+                    .copy_from_slice(&s.v[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
             }
         }
         attention(dims, layer, kv_cache, rows, &token_row, &s.q, &mut s.attn);
         matmul(lw.o_proj, &s.attn, &mut s.proj, d, qw, n, &mut s.matmul);
-        collective.all_reduce_sum(&mut s.proj).map_err(ForwardError::Collective)?;
+        collective
+            .all_reduce_sum(&mut s.proj)
+            .map_err(ForwardError::Collective)?;
         add_in_place(&mut s.x, &s.proj);
 
         rms_norm(&s.x, lw.post_norm, dims.rms_eps, &mut s.h);
-        matmul(lw.gate_proj, &s.h, &mut s.gate, dims.intermediate, d, n, &mut s.matmul);
-        matmul(lw.up_proj, &s.h, &mut s.up, dims.intermediate, d, n, &mut s.matmul);
+        matmul(
+            lw.gate_proj,
+            &s.h,
+            &mut s.gate,
+            dims.intermediate,
+            d,
+            n,
+            &mut s.matmul,
+        );
+        matmul(
+            lw.up_proj,
+            &s.h,
+            &mut s.up,
+            dims.intermediate,
+            d,
+            n,
+            &mut s.matmul,
+        );
         swiglu_in_place(&mut s.gate, &s.up);
-        matmul(lw.down_proj, &s.gate, &mut s.proj, d, dims.intermediate, n, &mut s.matmul);
-        collective.all_reduce_sum(&mut s.proj).map_err(ForwardError::Collective)?;
+        matmul(
+            lw.down_proj,
+            &s.gate,
+            &mut s.proj,
+            d,
+            dims.intermediate,
+            n,
+            &mut s.matmul,
+        );
+        collective
+            .all_reduce_sum(&mut s.proj)
+            .map_err(ForwardError::Collective)?;
         add_in_place(&mut s.x, &s.proj);
     }
 
@@ -281,7 +324,12 @@ pub fn forward(
     let m = selected.len();
     resize(&mut s.sel, m * d);
     for (o, &t) in selected.iter().enumerate() {
-        rms_norm(&s.x[t * d..(t + 1) * d], weights.final_norm, dims.rms_eps, &mut s.sel[o * d..(o + 1) * d]);
+        rms_norm(
+            &s.x[t * d..(t + 1) * d],
+            weights.final_norm,
+            dims.rms_eps,
+            &mut s.sel[o * d..(o + 1) * d],
+        );
     }
     if let Some(hidden) = out.hidden {
         hidden[..m * d].copy_from_slice(&s.sel);
@@ -291,7 +339,15 @@ pub fn forward(
     }
     let (v, vl) = (dims.vocab, dims.vocab_local);
     resize(&mut s.logits_local, m * vl);
-    matmul(weights.lm_head, &s.sel, &mut s.logits_local, vl, d, m, &mut s.matmul);
+    matmul(
+        weights.lm_head,
+        &s.sel,
+        &mut s.logits_local,
+        vl,
+        d,
+        m,
+        &mut s.matmul,
+    );
     let logits: &[f32] = if vl == v {
         &s.logits_local
     } else {
@@ -299,7 +355,9 @@ pub fn forward(
         // and interleave into [outputs][vocab].
         let ranks = collective.world_size();
         resize(&mut s.gathered, ranks * m * vl);
-        collective.all_gather(&s.logits_local, &mut s.gathered).map_err(ForwardError::Collective)?;
+        collective
+            .all_gather(&s.logits_local, &mut s.gathered)
+            .map_err(ForwardError::Collective)?;
         resize(&mut s.logits_local, m * v);
         for rank in 0..ranks {
             for o in 0..m {
@@ -323,15 +381,25 @@ pub fn forward(
 fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), ForwardError> {
     let bad = |m: String| Err(ForwardError::BadInput(m));
     if kv_cache.len() < dims.kv_cache_len() {
-        return bad(format!("KV cache holds {} floats, the model needs {}", kv_cache.len(), dims.kv_cache_len()));
+        return bad(format!(
+            "KV cache holds {} floats, the model needs {}",
+            kv_cache.len(),
+            dims.kv_cache_len()
+        ));
     }
     let mut used_slots = Vec::with_capacity(rows.len());
     for (r, row) in rows.iter().enumerate() {
         if row.slot >= dims.slots {
-            return bad(format!("row {r}: KV slot {} is out of range (slots: {})", row.slot, dims.slots));
+            return bad(format!(
+                "row {r}: KV slot {} is out of range (slots: {})",
+                row.slot, dims.slots
+            ));
         }
         if used_slots.contains(&row.slot) && row.new_len() > 0 {
-            return bad(format!("row {r}: KV slot {} is used by two rows of one batch", row.slot));
+            return bad(format!(
+                "row {r}: KV slot {} is used by two rows of one batch",
+                row.slot
+            ));
         }
         used_slots.push(row.slot);
         if row.cache_len + row.new_len() > dims.max_len {
@@ -342,8 +410,15 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
                 dims.max_len
             ));
         }
-        if let Some(&id) = row.tokens.iter().find(|&&id| id < 0 || id as usize >= dims.vocab) {
-            return bad(format!("row {r}: token id {id} is outside the vocabulary (0..{})", dims.vocab));
+        if let Some(&id) = row
+            .tokens
+            .iter()
+            .find(|&&id| id < 0 || id as usize >= dims.vocab)
+        {
+            return bad(format!(
+                "row {r}: token id {id} is outside the vocabulary (0..{})",
+                dims.vocab
+            ));
         }
         if let Some(&p) = row.positions.iter().find(|&&p| p < 0) {
             return bad(format!("row {r}: negative position id {p}"));
@@ -353,14 +428,21 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
         }
         if let Some(mask) = row.mask {
             if mask.len() < row.width * row.width || row.new_len() > row.width {
-                return bad(format!("row {r}: tree mask is smaller than {0}x{0}", row.width));
+                return bad(format!(
+                    "row {r}: tree mask is smaller than {0}x{0}",
+                    row.width
+                ));
             }
             for i in 0..row.new_len() {
                 if mask[i * row.width + i] == 0 {
-                    return bad(format!("row {r}: tree mask does not let token {i} attend to itself"));
+                    return bad(format!(
+                        "row {r}: tree mask does not let token {i} attend to itself"
+                    ));
                 }
                 if (i + 1..row.new_len()).any(|j| mask[i * row.width + j] != 0) {
-                    return bad(format!("row {r}: tree mask lets token {i} attend to a later token"));
+                    return bad(format!(
+                        "row {r}: tree mask lets token {i} attend to a later token"
+                    ));
                 }
             }
         }
@@ -390,11 +472,18 @@ fn attention(
         let keys = dims.kv_index(layer, 0, row.slot, g, 0);
         let values = dims.kv_index(layer, 1, row.slot, g, 0);
         // Visible positions: the whole cache, then the new tokens the mask allows.
-        let visible = (0..row.cache_len).chain((0..row.new_len()).filter(|&j| row.attends(i, j)).map(|j| row.cache_len + j));
+        let visible = (0..row.cache_len).chain(
+            (0..row.new_len())
+                .filter(|&j| row.attends(i, j))
+                .map(|j| row.cache_len + j),
+        );
         let mut scores: Vec<(usize, f32)> = visible
             .map(|p| {
                 let kv = &kv_cache[keys + p * hd..keys + (p + 1) * hd];
-                (p, qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale)
+                (
+                    p,
+                    qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale,
+                )
             })
             .collect();
         let max = scores.iter().map(|s| s.1).fold(f32::NEG_INFINITY, f32::max);
@@ -432,15 +521,26 @@ fn resize(buf: &mut Vec<f32>, len: usize) {
 ///
 /// # Errors
 /// [`ForwardError::BadInput`] when a source index is not increasing or leaves the cache.
-pub fn commit_kv(dims: &Dims, kv_cache: &mut [f32], slot: usize, cache_len: usize, src: &[i32]) -> Result<(), ForwardError> {
+pub fn commit_kv(
+    dims: &Dims,
+    kv_cache: &mut [f32],
+    slot: usize,
+    cache_len: usize,
+    src: &[i32],
+) -> Result<(), ForwardError> {
     let bad = |m: String| Err(ForwardError::BadInput(m));
     if slot >= dims.slots {
-        return bad(format!("KV slot {slot} is out of range (slots: {})", dims.slots));
+        return bad(format!(
+            "KV slot {slot} is out of range (slots: {})",
+            dims.slots
+        ));
     }
     let mut previous: i64 = -1;
     for (k, &s) in src.iter().enumerate() {
         if (s as i64) <= previous || (s as usize) < k || cache_len + s as usize >= dims.max_len {
-            return bad(format!("accepted index {s} at depth {k} is not a valid tree path position"));
+            return bad(format!(
+                "accepted index {s} at depth {k} is not a valid tree path position"
+            ));
         }
         previous = s as i64;
     }
@@ -450,7 +550,10 @@ pub fn commit_kv(dims: &Dims, kv_cache: &mut [f32], slot: usize, cache_len: usiz
             for g in 0..dims.kv_heads {
                 let base = dims.kv_index(layer, which, slot, g, 0);
                 for (k, &s) in src.iter().enumerate() {
-                    let (from, to) = (base + (cache_len + s as usize) * hd, base + (cache_len + k) * hd);
+                    let (from, to) = (
+                        base + (cache_len + s as usize) * hd,
+                        base + (cache_len + k) * hd,
+                    );
                     if from != to {
                         kv_cache.copy_within(from..from + hd, to);
                     }

@@ -86,7 +86,14 @@ fn block<M: MulAdd, const R: usize, const C: usize>(
 
 /// Computes rows `first_row..` of the product into `yt` (layout `[row][token]`).
 #[inline(always)]
-fn rows_into<M: MulAdd>(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
+fn rows_into<M: MulAdd>(
+    w: &[f32],
+    x: &[f32],
+    yt: &mut [f32],
+    first_row: usize,
+    k: usize,
+    tokens: usize,
+) {
     if tokens == 1 {
         // A single token has no activation reuse: more rows in flight hide the FMA latency.
         rows_into_blocked::<M, 8, 1>(w, x, yt, first_row, k, tokens)
@@ -142,7 +149,14 @@ fn rows_into_avx2(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usi
     rows_into::<Fused>(w, x, yt, first_row, k, tokens)
 }
 
-fn rows_into_baseline(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
+fn rows_into_baseline(
+    w: &[f32],
+    x: &[f32],
+    yt: &mut [f32],
+    first_row: usize,
+    k: usize,
+    tokens: usize,
+) {
     rows_into::<Separate>(w, x, yt, first_row, k, tokens)
 }
 
@@ -175,7 +189,15 @@ pub struct MatmulScratch {
 ///
 /// # Panics
 /// If a slice is shorter than its dimensions say (a kernel bug, caught by the mock's guard).
-pub fn matmul(w: &[f32], x: &[f32], y: &mut [f32], rows: usize, k: usize, tokens: usize, scratch: &mut MatmulScratch) {
+pub fn matmul(
+    w: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    rows: usize,
+    k: usize,
+    tokens: usize,
+    scratch: &mut MatmulScratch,
+) {
     assert!(w.len() >= rows * k && x.len() >= tokens * k && y.len() >= tokens * rows);
     if rows == 0 || tokens == 0 {
         return;
@@ -262,7 +284,9 @@ mod tests {
         let mut y = vec![0.0; rows * tokens];
         for t in 0..tokens {
             for o in 0..rows {
-                y[t * rows + o] = (0..k).map(|i| w[o * k + i] as f64 * x[t * k + i] as f64).sum::<f64>() as f32;
+                y[t * rows + o] = (0..k)
+                    .map(|i| w[o * k + i] as f64 * x[t * k + i] as f64)
+                    .sum::<f64>() as f32;
             }
         }
         y
@@ -271,14 +295,25 @@ mod tests {
     #[test]
     fn matmul_matches_naive_for_awkward_shapes() {
         let mut scratch = MatmulScratch::default();
-        for &(rows, k, tokens) in &[(1, 1, 1), (3, 7, 1), (5, 9, 3), (64, 576, 1), (130, 64, 5), (67, 17, 16), (4, 8, 2)] {
+        for &(rows, k, tokens) in &[
+            (1, 1, 1),
+            (3, 7, 1),
+            (5, 9, 3),
+            (64, 576, 1),
+            (130, 64, 5),
+            (67, 17, 16),
+            (4, 8, 2),
+        ] {
             let w = pseudo_random(rows * k, 1);
             let x = pseudo_random(tokens * k, 2);
             let mut y = vec![f32::NAN; rows * tokens];
             matmul(&w, &x, &mut y, rows, k, tokens, &mut scratch);
             let expected = naive(&w, &x, rows, k, tokens);
             for (a, b) in y.iter().zip(&expected) {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{rows}x{k}x{tokens}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{rows}x{k}x{tokens}: {a} vs {b}"
+                );
             }
         }
     }

@@ -44,7 +44,12 @@ fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model
     };
     let mut r = rng(seed);
     let mut v = |n: usize, scale: f32| (0..n).map(|_| r() * scale).collect::<Vec<f32>>();
-    let (d, i, qw, kvw) = (dims.hidden, dims.intermediate, dims.q_heads * dims.head_dim, dims.kv_heads * dims.head_dim);
+    let (d, i, qw, kvw) = (
+        dims.hidden,
+        dims.intermediate,
+        dims.q_heads * dims.head_dim,
+        dims.kv_heads * dims.head_dim,
+    );
     let embed = v(dims.vocab * d, 1.0);
     let layers = (0..dims.layers)
         .map(|_| {
@@ -62,7 +67,12 @@ fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model
         })
         .collect();
     let final_norm = v(d, 0.2).into_iter().map(|x| 1.0 + x).collect();
-    Model { dims, embed, layers, final_norm }
+    Model {
+        dims,
+        embed,
+        layers,
+        final_norm,
+    }
 }
 
 impl Model {
@@ -93,11 +103,19 @@ impl Model {
     fn shard(&self, rank: usize, ranks: usize) -> Model {
         let dm = &self.dims;
         let (d, hd) = (dm.hidden, dm.head_dim);
-        let rows = |w: &[f32], cols: usize, from: usize, n: usize| w[from * cols..(from + n) * cols].to_vec();
-        let cols = |w: &[f32], width: usize, from: usize, n: usize| {
-            w.chunks_exact(width).flat_map(|row| row[from..from + n].to_vec()).collect::<Vec<f32>>()
+        let rows = |w: &[f32], cols: usize, from: usize, n: usize| {
+            w[from * cols..(from + n) * cols].to_vec()
         };
-        let (qh, kh, im) = (dm.q_heads / ranks, dm.kv_heads / ranks, dm.intermediate / ranks);
+        let cols = |w: &[f32], width: usize, from: usize, n: usize| {
+            w.chunks_exact(width)
+                .flat_map(|row| row[from..from + n].to_vec())
+                .collect::<Vec<f32>>()
+        };
+        let (qh, kh, im) = (
+            dm.q_heads / ranks,
+            dm.kv_heads / ranks,
+            dm.intermediate / ranks,
+        );
         let layers = self
             .layers
             .iter()
@@ -115,10 +133,25 @@ impl Model {
                 ]
             })
             .collect();
-        let vocab_local = if dm.vocab % ranks == 0 { dm.vocab / ranks } else { dm.vocab };
-        let vocab_offset = if vocab_local == dm.vocab { 0 } else { rank * vocab_local };
+        let vocab_local = if dm.vocab % ranks == 0 {
+            dm.vocab / ranks
+        } else {
+            dm.vocab
+        };
+        let vocab_offset = if vocab_local == dm.vocab {
+            0
+        } else {
+            rank * vocab_local
+        };
         Model {
-            dims: Dims { intermediate: im, q_heads: qh, kv_heads: kh, vocab_offset, vocab_local, ..dm.clone() },
+            dims: Dims {
+                intermediate: im,
+                q_heads: qh,
+                kv_heads: kh,
+                vocab_offset,
+                vocab_local,
+                ..dm.clone()
+            },
             embed: self.embed.clone(),
             layers,
             final_norm: self.final_norm.clone(),
@@ -136,27 +169,42 @@ impl Model {
         let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let norm = |x: &[f64], w: &[f32]| {
             let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-            x.iter().zip(w).map(|(v, w)| v / (ms + dm.rms_eps as f64).sqrt() * *w as f64).collect::<Vec<f64>>()
+            x.iter()
+                .zip(w)
+                .map(|(v, w)| v / (ms + dm.rms_eps as f64).sqrt() * *w as f64)
+                .collect::<Vec<f64>>()
         };
         let lin = |w: &[f32], x: &[f64], out: usize| {
-            (0..out).map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum()).collect::<Vec<f64>>()
+            (0..out)
+                .map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum())
+                .collect::<Vec<f64>>()
         };
         let rope = |v: &mut [f64], pos: i32| {
             for head in v.chunks_exact_mut(hd) {
                 for i in 0..hd / 2 {
-                    let angle = pos as f64 / (dm.rope_theta as f64).powf(2.0 * i as f64 / hd as f64);
+                    let angle =
+                        pos as f64 / (dm.rope_theta as f64).powf(2.0 * i as f64 / hd as f64);
                     let (a, b) = (head[i], head[i + hd / 2]);
                     head[i] = a * angle.cos() - b * angle.sin();
                     head[i + hd / 2] = b * angle.cos() + a * angle.sin();
                 }
             }
         };
-        let mut x: Vec<Vec<f64>> = tokens.iter().map(|&t| f(&self.embed[t as usize * d..(t as usize + 1) * d])).collect();
+        let mut x: Vec<Vec<f64>> = tokens
+            .iter()
+            .map(|&t| f(&self.embed[t as usize * d..(t as usize + 1) * d]))
+            .collect();
         for l in &self.layers {
             let h: Vec<Vec<f64>> = x.iter().map(|xi| norm(xi, &l[0])).collect();
             let mut q: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[1], hi, dm.q_heads * hd)).collect();
-            let mut k: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[2], hi, dm.kv_heads * hd)).collect();
-            let v: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[3], hi, dm.kv_heads * hd)).collect();
+            let mut k: Vec<Vec<f64>> = h
+                .iter()
+                .map(|hi| lin(&l[2], hi, dm.kv_heads * hd))
+                .collect();
+            let v: Vec<Vec<f64>> = h
+                .iter()
+                .map(|hi| lin(&l[3], hi, dm.kv_heads * hd))
+                .collect();
             for t in 0..n {
                 rope(&mut q[t], positions[t]);
                 rope(&mut k[t], positions[t]);
@@ -167,7 +215,13 @@ impl Model {
                     let g = head / (dm.q_heads / dm.kv_heads);
                     let qh = &q[t][head * hd..(head + 1) * hd];
                     let scores: Vec<f64> = (0..=t)
-                        .map(|p| qh.iter().zip(&k[p][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                        .map(|p| {
+                            qh.iter()
+                                .zip(&k[p][g * hd..(g + 1) * hd])
+                                .map(|(a, b)| a * b)
+                                .sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
                         .collect();
                     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
@@ -185,14 +239,20 @@ impl Model {
                 let h2 = norm(&x[t], &l[5]);
                 let gate = lin(&l[6], &h2, dm.intermediate);
                 let up = lin(&l[7], &h2, dm.intermediate);
-                let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let act: Vec<f64> = gate
+                    .iter()
+                    .zip(&up)
+                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                    .collect();
                 let down = lin(&l[8], &act, d);
                 for j in 0..d {
                     x[t][j] += down[j];
                 }
             }
         }
-        x.iter().map(|xi| lin(&self.embed, &norm(xi, &self.final_norm), dm.vocab)).collect()
+        x.iter()
+            .map(|xi| lin(&self.embed, &norm(xi, &self.final_norm), dm.vocab))
+            .collect()
     }
 }
 
@@ -201,24 +261,49 @@ const TOLERANCE: f64 = 2e-4;
 fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
+        assert!(
+            (*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()),
+            "{what}[{i}]: {a} vs {e}"
+        );
     }
 }
 
 /// Runs one pass with a single row; returns logits per output.
-fn run(model: &Model, cache: &mut [f32], slot: usize, cache_len: usize, tokens: &[i32], positions: &[i32], mask: Option<&[u8]>, at: OutputAt) -> Vec<Vec<f32>> {
+fn run(
+    model: &Model,
+    cache: &mut [f32],
+    slot: usize,
+    cache_len: usize,
+    tokens: &[i32],
+    positions: &[i32],
+    mask: Option<&[u8]>,
+    at: OutputAt,
+) -> Vec<Vec<f32>> {
     let v = model.dims.vocab;
     let outputs = if at == OutputAt::All { tokens.len() } else { 1 };
     let mut logits = vec![0.0; outputs * v];
     let mut next = vec![0; outputs];
-    let row = Row { slot, cache_len, tokens, positions, mask, width: tokens.len() };
+    let row = Row {
+        slot,
+        cache_len,
+        tokens,
+        positions,
+        mask,
+        width: tokens.len(),
+    };
     forward(
         &model.dims,
         &model.weights(),
         cache,
-        &[row],
-        at,
-        Outputs { logits: Some(&mut logits), hidden: None, next_token: Some(&mut next) },
+        Batch {
+            rows: &[row],
+            output_at: at,
+        },
+        Outputs {
+            logits: Some(&mut logits),
+            hidden: None,
+            next_token: Some(&mut next),
+        },
         &SingleRank,
         &mut Scratch::default(),
     )
@@ -238,7 +323,16 @@ fn prefill_matches_the_reference_at_every_position() {
     let model = small_model(1);
     let tokens = [3, 17, 0, 36, 5, 5, 12];
     let mut cache = vec![0.0; model.dims.kv_cache_len()];
-    let got = run(&model, &mut cache, 0, 0, &tokens, &positions(0, 7), None, OutputAt::All);
+    let got = run(
+        &model,
+        &mut cache,
+        0,
+        0,
+        &tokens,
+        &positions(0, 7),
+        None,
+        OutputAt::All,
+    );
     let expected = model.reference(&tokens);
     for t in 0..tokens.len() {
         assert_close(&got[t], &expected[t], &format!("position {t}"));
@@ -251,10 +345,28 @@ fn cached_decoding_equals_a_full_prefill() {
     let tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
     let expected = model.reference(&tokens);
     let mut cache = vec![0.0; model.dims.kv_cache_len()];
-    let last = run(&model, &mut cache, 1, 0, &tokens[..4], &positions(0, 4), None, OutputAt::Last);
+    let last = run(
+        &model,
+        &mut cache,
+        1,
+        0,
+        &tokens[..4],
+        &positions(0, 4),
+        None,
+        OutputAt::Last,
+    );
     assert_close(&last[0], &expected[3], "prefill");
     for t in 4..tokens.len() {
-        let step = run(&model, &mut cache, 1, t, &tokens[t..t + 1], &positions(t, 1), None, OutputAt::Last);
+        let step = run(
+            &model,
+            &mut cache,
+            1,
+            t,
+            &tokens[t..t + 1],
+            &positions(t, 1),
+            None,
+            OutputAt::Last,
+        );
         assert_close(&step[0], &expected[t], &format!("decode step {t}"));
     }
 }
@@ -296,14 +408,36 @@ fn tree_verify_equals_decoding_each_path() {
     let tree = [30, 1, 2, 9, 11, 13];
     let (mask, depth) = tree_mask();
     let mut cache = vec![0.0; model.dims.kv_cache_len()];
-    run(&model, &mut cache, 2, 0, &prompt, &positions(0, 5), None, OutputAt::Last);
+    run(
+        &model,
+        &mut cache,
+        2,
+        0,
+        &prompt,
+        &positions(0, 5),
+        None,
+        OutputAt::Last,
+    );
     let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
-    let got = run(&model, &mut cache, 2, prompt.len(), &tree, &pos, Some(&mask), OutputAt::All);
+    let got = run(
+        &model,
+        &mut cache,
+        2,
+        prompt.len(),
+        &tree,
+        &pos,
+        Some(&mask),
+        OutputAt::All,
+    );
     for node in 0..tree.len() {
         let mut seq = prompt.to_vec();
         seq.extend(path_to(node).iter().map(|&j| tree[j]));
         let expected = model.reference(&seq);
-        assert_close(&got[node], expected.last().unwrap(), &format!("node {node}"));
+        assert_close(
+            &got[node],
+            expected.last().unwrap(),
+            &format!("node {node}"),
+        );
     }
 }
 
@@ -314,9 +448,27 @@ fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
     let tree = [30, 1, 2, 9, 11, 13];
     let (mask, depth) = tree_mask();
     let mut cache = vec![0.0; model.dims.kv_cache_len()];
-    run(&model, &mut cache, 0, 0, &prompt, &positions(0, 5), None, OutputAt::Last);
+    run(
+        &model,
+        &mut cache,
+        0,
+        0,
+        &prompt,
+        &positions(0, 5),
+        None,
+        OutputAt::Last,
+    );
     let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
-    run(&model, &mut cache, 0, prompt.len(), &tree, &pos, Some(&mask), OutputAt::All);
+    run(
+        &model,
+        &mut cache,
+        0,
+        prompt.len(),
+        &tree,
+        &pos,
+        Some(&mask),
+        OutputAt::All,
+    );
     // Accept the path root -> 2 -> 5.
     let accepted = [0, 2, 5];
     commit_kv(&model.dims, &mut cache, 0, prompt.len(), &accepted).unwrap();
@@ -324,7 +476,16 @@ fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
     seq.extend(accepted.iter().map(|&j| tree[j as usize]));
     let next = 7;
     let len = seq.len();
-    let got = run(&model, &mut cache, 0, len, &[next], &positions(len, 1), None, OutputAt::Last);
+    let got = run(
+        &model,
+        &mut cache,
+        0,
+        len,
+        &[next],
+        &positions(len, 1),
+        None,
+        OutputAt::Last,
+    );
     seq.push(next);
     let expected = model.reference(&seq);
     assert_close(&got[0], expected.last().unwrap(), "after commit");
@@ -339,16 +500,36 @@ fn rows_of_a_batch_are_independent() {
     let mut logits = vec![0.0; 2 * v];
     let (pa, pb) = (positions(0, 4), positions(0, 2));
     let rows = [
-        Row { slot: 2, cache_len: 0, tokens: &a, positions: &pa, mask: None, width: 4 },
-        Row { slot: 0, cache_len: 0, tokens: &b, positions: &pb, mask: None, width: 4 },
+        Row {
+            slot: 2,
+            cache_len: 0,
+            tokens: &a,
+            positions: &pa,
+            mask: None,
+            width: 4,
+        },
+        Row {
+            slot: 0,
+            cache_len: 0,
+            tokens: &b,
+            positions: &pb,
+            mask: None,
+            width: 4,
+        },
     ];
     forward(
         &model.dims,
         &model.weights(),
         &mut cache,
-        &rows,
-        OutputAt::Last,
-        Outputs { logits: Some(&mut logits), hidden: None, next_token: None },
+        Batch {
+            rows: &rows,
+            output_at: OutputAt::Last,
+        },
+        Outputs {
+            logits: Some(&mut logits),
+            hidden: None,
+            next_token: None,
+        },
         &SingleRank,
         &mut Scratch::default(),
     )
@@ -366,21 +547,87 @@ fn bad_inputs_are_refused_before_anything_is_written() {
             &model.dims,
             &model.weights(),
             cache,
-            &[row],
-            OutputAt::Last,
-            Outputs { logits: None, hidden: None, next_token: None },
+            Batch {
+                rows: &[row],
+                output_at: OutputAt::Last,
+            },
+            Outputs {
+                logits: None,
+                hidden: None,
+                next_token: None,
+            },
             &SingleRank,
             &mut Scratch::default(),
         )
     };
     let p = positions(0, 2);
     let cases: Vec<(Row<'_>, &str)> = vec![
-        (Row { slot: 3, cache_len: 0, tokens: &[1, 2], positions: &p, mask: None, width: 2 }, "slot 3"),
-        (Row { slot: 0, cache_len: 39, tokens: &[1, 2], positions: &p, mask: None, width: 2 }, "exceed"),
-        (Row { slot: 0, cache_len: 0, tokens: &[1, 37], positions: &p, mask: None, width: 2 }, "token id 37"),
-        (Row { slot: 0, cache_len: 0, tokens: &[1, -1], positions: &p, mask: None, width: 2 }, "token id -1"),
-        (Row { slot: 0, cache_len: 0, tokens: &[1, 2], positions: &p, mask: Some(&[1, 1, 1, 1]), width: 2 }, "later token"),
-        (Row { slot: 0, cache_len: 0, tokens: &[1, 2], positions: &p, mask: Some(&[1, 0, 1, 0]), width: 2 }, "itself"),
+        (
+            Row {
+                slot: 3,
+                cache_len: 0,
+                tokens: &[1, 2],
+                positions: &p,
+                mask: None,
+                width: 2,
+            },
+            "slot 3",
+        ),
+        (
+            Row {
+                slot: 0,
+                cache_len: 39,
+                tokens: &[1, 2],
+                positions: &p,
+                mask: None,
+                width: 2,
+            },
+            "exceed",
+        ),
+        (
+            Row {
+                slot: 0,
+                cache_len: 0,
+                tokens: &[1, 37],
+                positions: &p,
+                mask: None,
+                width: 2,
+            },
+            "token id 37",
+        ),
+        (
+            Row {
+                slot: 0,
+                cache_len: 0,
+                tokens: &[1, -1],
+                positions: &p,
+                mask: None,
+                width: 2,
+            },
+            "token id -1",
+        ),
+        (
+            Row {
+                slot: 0,
+                cache_len: 0,
+                tokens: &[1, 2],
+                positions: &p,
+                mask: Some(&[1, 1, 1, 1]),
+                width: 2,
+            },
+            "later token",
+        ),
+        (
+            Row {
+                slot: 0,
+                cache_len: 0,
+                tokens: &[1, 2],
+                positions: &p,
+                mask: Some(&[1, 0, 1, 0]),
+                width: 2,
+            },
+            "itself",
+        ),
     ];
     for (row, needle) in cases {
         let err = try_row(&mut cache, row).unwrap_err().to_string();
@@ -439,7 +686,16 @@ fn check_tensor_parallel(vocab: usize, ranks: usize) {
     let tokens = [5, 6, 7, 8, 9];
     let single = {
         let mut cache = vec![0.0; model.dims.kv_cache_len()];
-        run(&model, &mut cache, 0, 0, &tokens, &positions(0, 5), None, OutputAt::All)
+        run(
+            &model,
+            &mut cache,
+            0,
+            0,
+            &tokens,
+            &positions(0, 5),
+            None,
+            OutputAt::All,
+        )
     };
     {
         let barrier = Arc::new(Barrier::new(ranks));
@@ -448,20 +704,38 @@ fn check_tensor_parallel(vocab: usize, ranks: usize) {
             let handles: Vec<_> = (0..ranks)
                 .map(|rank| {
                     let shard = model.shard(rank, ranks);
-                    let world = ThreadWorld { rank, ranks, barrier: barrier.clone(), slots: slots.clone() };
+                    let world = ThreadWorld {
+                        rank,
+                        ranks,
+                        barrier: barrier.clone(),
+                        slots: slots.clone(),
+                    };
                     scope.spawn(move || {
                         let mut cache = vec![0.0; shard.dims.kv_cache_len()];
                         let v = shard.dims.vocab;
                         let mut logits = vec![0.0; tokens.len() * v];
                         let p = positions(0, 5);
-                        let row = Row { slot: 0, cache_len: 0, tokens: &tokens, positions: &p, mask: None, width: 5 };
+                        let row = Row {
+                            slot: 0,
+                            cache_len: 0,
+                            tokens: &tokens,
+                            positions: &p,
+                            mask: None,
+                            width: 5,
+                        };
                         forward(
                             &shard.dims,
                             &shard.weights_sharded(),
                             &mut cache,
-                            &[row],
-                            OutputAt::All,
-                            Outputs { logits: Some(&mut logits), hidden: None, next_token: None },
+                            Batch {
+                                rows: &[row],
+                                output_at: OutputAt::All,
+                            },
+                            Outputs {
+                                logits: Some(&mut logits),
+                                hidden: None,
+                                next_token: None,
+                            },
                             &world,
                             &mut Scratch::default(),
                         )
@@ -484,6 +758,9 @@ impl Model {
     fn weights_sharded(&self) -> Weights<'_> {
         let d = self.dims.hidden;
         let from = self.dims.vocab_offset * d;
-        Weights { lm_head: &self.embed[from..from + self.dims.vocab_local * d], ..self.weights() }
+        Weights {
+            lm_head: &self.embed[from..from + self.dims.vocab_local * d],
+            ..self.weights()
+        }
     }
 }

@@ -1,0 +1,5 @@
+//! Parallel decoding: proposers offer a tree of candidate continuations, the target verifies
+//! the whole tree in one pass, and a verification rule decides what is accepted.
+
+pub mod tree;
+pub mod verify;
