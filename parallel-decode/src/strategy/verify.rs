@@ -280,13 +280,12 @@ mod tests {
         p
     }
 
+    /// Builds one proposal: the tree and, for drawn chains, the draft distribution per depth.
+    type MakeProposal<'a> = &'a dyn Fn(&mut Sampler) -> (TokenTree, Option<Vec<Vec<f32>>>);
+
     /// Emits the first two tokens after `prompt` by verifying `t` (whose root is the
     /// already-chosen pending token), repeated `n` times; returns counts per (t1, t2) pair.
-    fn empirical(
-        n: usize,
-        make: &dyn Fn(&mut Sampler) -> (TokenTree, Option<Vec<Vec<f32>>>),
-        seed: u64,
-    ) -> HashMap<(u32, u32), usize> {
+    fn empirical(n: usize, make: MakeProposal<'_>, seed: u64) -> HashMap<(u32, u32), usize> {
         let prompt = [2u32, 0];
         let mut sampler = Sampler::new(seed);
         let mut counts = HashMap::new();
