@@ -133,7 +133,7 @@ impl Model {
                 ]
             })
             .collect();
-        let vocab_local = if dm.vocab % ranks == 0 {
+        let vocab_local = if dm.vocab.is_multiple_of(ranks) {
             dm.vocab / ranks
         } else {
             dm.vocab
@@ -269,28 +269,12 @@ fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
 }
 
 /// Runs one pass with a single row; returns logits per output.
-fn run(
-    model: &Model,
-    cache: &mut [f32],
-    slot: usize,
-    cache_len: usize,
-    tokens: &[i32],
-    positions: &[i32],
-    mask: Option<&[u8]>,
-    at: OutputAt,
-) -> Vec<Vec<f32>> {
+fn run(model: &Model, cache: &mut [f32], row: Row<'_>, at: OutputAt) -> Vec<Vec<f32>> {
+    let tokens = row.tokens;
     let v = model.dims.vocab;
     let outputs = if at == OutputAt::All { tokens.len() } else { 1 };
     let mut logits = vec![0.0; outputs * v];
     let mut next = vec![0; outputs];
-    let row = Row {
-        slot,
-        cache_len,
-        tokens,
-        positions,
-        mask,
-        width: tokens.len(),
-    };
     forward(
         &model.dims,
         &model.weights(),
@@ -314,6 +298,23 @@ fn run(
     logits.chunks(v).map(<[f32]>::to_vec).collect()
 }
 
+fn row<'a>(
+    slot: usize,
+    cache_len: usize,
+    tokens: &'a [i32],
+    positions: &'a [i32],
+    mask: Option<&'a [u8]>,
+) -> Row<'a> {
+    Row {
+        slot,
+        cache_len,
+        tokens,
+        positions,
+        mask,
+        width: tokens.len(),
+    }
+}
+
 fn positions(from: usize, n: usize) -> Vec<i32> {
     (from as i32..(from + n) as i32).collect()
 }
@@ -326,11 +327,7 @@ fn prefill_matches_the_reference_at_every_position() {
     let got = run(
         &model,
         &mut cache,
-        0,
-        0,
-        &tokens,
-        &positions(0, 7),
-        None,
+        row(0, 0, &tokens, &positions(0, 7), None),
         OutputAt::All,
     );
     let expected = model.reference(&tokens);
@@ -348,11 +345,7 @@ fn cached_decoding_equals_a_full_prefill() {
     let last = run(
         &model,
         &mut cache,
-        1,
-        0,
-        &tokens[..4],
-        &positions(0, 4),
-        None,
+        row(1, 0, &tokens[..4], &positions(0, 4), None),
         OutputAt::Last,
     );
     assert_close(&last[0], &expected[3], "prefill");
@@ -360,11 +353,7 @@ fn cached_decoding_equals_a_full_prefill() {
         let step = run(
             &model,
             &mut cache,
-            1,
-            t,
-            &tokens[t..t + 1],
-            &positions(t, 1),
-            None,
+            row(1, t, &tokens[t..t + 1], &positions(t, 1), None),
             OutputAt::Last,
         );
         assert_close(&step[0], &expected[t], &format!("decode step {t}"));
@@ -411,22 +400,14 @@ fn tree_verify_equals_decoding_each_path() {
     run(
         &model,
         &mut cache,
-        2,
-        0,
-        &prompt,
-        &positions(0, 5),
-        None,
+        row(2, 0, &prompt, &positions(0, 5), None),
         OutputAt::Last,
     );
     let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
     let got = run(
         &model,
         &mut cache,
-        2,
-        prompt.len(),
-        &tree,
-        &pos,
-        Some(&mask),
+        row(2, prompt.len(), &tree, &pos, Some(&mask)),
         OutputAt::All,
     );
     for node in 0..tree.len() {
@@ -451,22 +432,14 @@ fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
     run(
         &model,
         &mut cache,
-        0,
-        0,
-        &prompt,
-        &positions(0, 5),
-        None,
+        row(0, 0, &prompt, &positions(0, 5), None),
         OutputAt::Last,
     );
     let pos: Vec<i32> = depth.iter().map(|d| (prompt.len() + d) as i32).collect();
     run(
         &model,
         &mut cache,
-        0,
-        prompt.len(),
-        &tree,
-        &pos,
-        Some(&mask),
+        row(0, prompt.len(), &tree, &pos, Some(&mask)),
         OutputAt::All,
     );
     // Accept the path root -> 2 -> 5.
@@ -479,11 +452,7 @@ fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
     let got = run(
         &model,
         &mut cache,
-        0,
-        len,
-        &[next],
-        &positions(len, 1),
-        None,
+        row(0, len, &[next], &positions(len, 1), None),
         OutputAt::Last,
     );
     seq.push(next);
@@ -689,11 +658,7 @@ fn check_tensor_parallel(vocab: usize, ranks: usize) {
         run(
             &model,
             &mut cache,
-            0,
-            0,
-            &tokens,
-            &positions(0, 5),
-            None,
+            row(0, 0, &tokens, &positions(0, 5), None),
             OutputAt::All,
         )
     };
