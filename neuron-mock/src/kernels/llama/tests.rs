@@ -410,15 +410,11 @@ fn tree_verify_equals_decoding_each_path() {
         row(2, prompt.len(), &tree, &pos, Some(&mask)),
         OutputAt::All,
     );
-    for node in 0..tree.len() {
+    for (node, logits) in got.iter().enumerate() {
         let mut seq = prompt.to_vec();
         seq.extend(path_to(node).iter().map(|&j| tree[j]));
         let expected = model.reference(&seq);
-        assert_close(
-            &got[node],
-            expected.last().unwrap(),
-            &format!("node {node}"),
-        );
+        assert_close(logits, expected.last().unwrap(), &format!("node {node}"));
     }
 }
 
