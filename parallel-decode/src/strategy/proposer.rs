@@ -1,0 +1,108 @@
+//! What every proposer offers the verifier, and what it learns back.
+
+use super::tree::TokenTree;
+use super::verify::Verdict;
+
+/// Candidate continuations for one sequence: a tree rooted at the pending token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    /// The candidates; a root-only tree means "nothing to propose" (a plain decode step).
+    pub tree: TokenTree,
+    /// For a chain drawn from a draft model: the draft's distribution at each depth (entry
+    /// `d` is the distribution the candidate at depth `d + 1` was drawn from), after the same
+    /// sampling transform as the target. `None` for deterministic candidates.
+    pub draft: Option<Vec<Vec<f32>>>,
+}
+
+impl Proposal {
+    /// A proposal with no candidates.
+    pub fn none(pending: u32) -> Self {
+        Proposal {
+            tree: TokenTree::new(pending),
+            draft: None,
+        }
+    }
+}
+
+/// Top candidates of the Medusa-style heads at the last accepted position: `heads[k]` lists
+/// the most likely tokens for the position `k + 1` steps after the pending token's successor,
+/// best first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadCandidates {
+    /// One list per head, best first.
+    pub heads: Vec<Vec<u32>>,
+}
+
+/// What a proposer sees before a target pass.
+#[derive(Debug, Clone, Copy)]
+pub struct ProposeContext<'a> {
+    /// Prompt and generated tokens so far; the last one is the pending token (the tree root),
+    /// chosen but not yet run through the target.
+    pub tokens: &'a [u32],
+    /// Most nodes the tree may have, the root included (the verify bucket, or less near the
+    /// end of the context or of the token budget).
+    pub max_nodes: usize,
+    /// Head candidates for the token after the pending one, when the target has heads and the
+    /// proposer asked for them.
+    pub heads: Option<&'a HeadCandidates>,
+}
+
+/// What happened to a proposal.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The proposal that was verified.
+    pub proposal: &'a Proposal,
+    /// What the target accepted and the token it chose next.
+    pub verdict: &'a Verdict,
+}
+
+/// A source of candidate continuations. The verifier, the KV bookkeeping and the sampling are
+/// shared by every proposer; a proposer only proposes and learns from outcomes.
+pub trait Proposer {
+    /// A short name for logs and benchmarks (`prompt-lookup`, `draft`, `medusa`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Whether the engine should run the target's heads and pass their candidates in
+    /// [`ProposeContext::heads`].
+    fn wants_heads(&self) -> bool {
+        false
+    }
+
+    /// Called once with the prompt (and the first pending token last) before any proposal.
+    ///
+    /// # Errors
+    /// When a proposer with its own model fails to run it.
+    fn start(&mut self, tokens: &[u32]) -> crate::Result<()> {
+        let _ = tokens;
+        Ok(())
+    }
+
+    /// Proposes candidates after `ctx.tokens`.
+    ///
+    /// # Errors
+    /// When a proposer with its own model fails to run it.
+    fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal>;
+
+    /// Learns what was accepted (to roll back a draft model's cache, adapt proposal lengths).
+    ///
+    /// # Errors
+    /// When a proposer with its own model fails to update it.
+    fn observe(&mut self, outcome: &Outcome<'_>) -> crate::Result<()> {
+        let _ = outcome;
+        Ok(())
+    }
+}
+
+/// The baseline: never proposes anything, so every pass decodes one token.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Autoregressive;
+
+impl Proposer for Autoregressive {
+    fn name(&self) -> &'static str {
+        "ar"
+    }
+
+    fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
+        Ok(Proposal::none(*ctx.tokens.last().unwrap_or(&0)))
+    }
+}
