@@ -129,6 +129,9 @@ impl Generation {
     }
 }
 
+/// Receives newly emitted tokens; returning `false` stops the request.
+pub type TokenSink<'a> = &'a mut dyn FnMut(&[u32]) -> bool;
+
 /// One request of a batch.
 pub struct Request<'a> {
     /// The prompt's token ids.
@@ -138,7 +141,7 @@ pub struct Request<'a> {
     /// Where candidates come from.
     pub proposer: &'a mut dyn Proposer,
     /// Called with newly emitted tokens; returning `false` stops this request.
-    pub on_tokens: &'a mut dyn FnMut(&[u32]) -> bool,
+    pub on_tokens: TokenSink<'a>,
 }
 
 /// Generates for one prompt in slot 0.

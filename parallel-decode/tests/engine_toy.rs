@@ -8,7 +8,7 @@ use std::rc::Rc;
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{
-    GenerateConfig, Generation, Request, StopReason, generate, generate_batch,
+    GenerateConfig, Generation, Request, StopReason, TokenSink, generate, generate_batch,
 };
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
@@ -214,7 +214,7 @@ fn a_batch_gives_each_row_its_own_result() {
     let mut pl = PromptLookup::new(PromptLookupConfig::default());
     let proposers: Vec<&mut dyn Proposer> = vec![&mut ar, &mut medusa, &mut pl];
     let (mut a, mut b, mut c) = (|_: &[u32]| true, |_: &[u32]| true, |_: &[u32]| true);
-    let callbacks: [&mut dyn FnMut(&[u32]) -> bool; 3] = [&mut a, &mut b, &mut c];
+    let callbacks: [TokenSink<'_>; 3] = [&mut a, &mut b, &mut c];
     let requests: Vec<Request<'_>> = proposers
         .into_iter()
         .zip(callbacks)
