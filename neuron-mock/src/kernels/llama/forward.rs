@@ -7,7 +7,10 @@
 //! a slice of the attention heads and of the MLP, and the two row-parallel projections (the
 //! attention output and the MLP down projection) are summed across ranks.
 
-use super::linalg::{MatmulScratch, argmax, matmul, rms_norm, rope_in_place, swiglu_in_place};
+use super::linalg::{
+    MatmulScratch, argmax, matmul, rms_norm, rope_angles, rope_in_place, softmax_in_place,
+    swiglu_in_place,
+};
 use rayon::prelude::*;
 
 /// The dimensions of one rank's share of the model.
@@ -198,7 +201,17 @@ pub struct Scratch {
     sel: Vec<f32>,
     logits_local: Vec<f32>,
     gathered: Vec<f32>,
+    rope: Vec<Vec<(f32, f32)>>,
+    attention: AttentionScratch,
     matmul: MatmulScratch,
+}
+
+/// Buffers of one attention computation.
+#[derive(Default)]
+struct AttentionScratch {
+    queries: Vec<f32>,
+    scores: Vec<f32>,
+    out: Vec<f32>,
 }
 
 /// Runs the pass: writes the rows' new keys and values into `kv_cache` and fills `out`.
@@ -244,6 +257,11 @@ pub fn forward(
     resize(&mut s.proj, n * d);
     resize(&mut s.gate, n * dims.intermediate);
     resize(&mut s.up, n * dims.intermediate);
+    // Rotary angles depend only on the position: computed once per pass, used by every layer.
+    s.rope.resize_with(n, Vec::new);
+    for (t, &(r, i)) in token_row.iter().enumerate() {
+        rope_angles(rows[r].positions[i], hd, dims.rope_theta, &mut s.rope[t]);
+    }
 
     for (layer, lw) in weights.layers.iter().enumerate() {
         rms_norm(&s.x, lw.input_norm, dims.rms_eps, &mut s.h);
@@ -251,9 +269,8 @@ pub fn forward(
         matmul(lw.k_proj, &s.h, &mut s.k, kvw, d, n, &mut s.matmul);
         matmul(lw.v_proj, &s.h, &mut s.v, kvw, d, n, &mut s.matmul);
         for (t, &(r, i)) in token_row.iter().enumerate() {
-            let pos = rows[r].positions[i];
-            rope_in_place(&mut s.q[t * qw..(t + 1) * qw], hd, pos, dims.rope_theta);
-            rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], hd, pos, dims.rope_theta);
+            rope_in_place(&mut s.q[t * qw..(t + 1) * qw], &s.rope[t]);
+            rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], &s.rope[t]);
             let row = &rows[r];
             for g in 0..dims.kv_heads {
                 let at = row.cache_len + i;
@@ -265,7 +282,21 @@ pub fn forward(
                     .copy_from_slice(&s.v[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
             }
         }
-        attention(dims, layer, kv_cache, rows, &token_row, &s.q, &mut s.attn);
+        let mut first = 0;
+        for row in rows {
+            let range = first * qw..(first + row.new_len()) * qw;
+            attention(
+                dims,
+                layer,
+                kv_cache,
+                row,
+                &s.q[range.clone()],
+                &mut s.attn[range],
+                &mut s.attention,
+                &mut s.matmul,
+            );
+            first += row.new_len();
+        }
         matmul(lw.o_proj, &s.attn, &mut s.proj, d, qw, n, &mut s.matmul);
         collective
             .all_reduce_sum(&mut s.proj)
@@ -450,57 +481,85 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
     Ok(())
 }
 
-/// Grouped-query attention of every new token over its row's cache and visible new tokens.
+/// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
+/// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
+///
+/// For each key/value head, the queries of all new tokens and of every query head sharing it
+/// form one matrix: the scores are one matrix product against the keys (which the cache keeps
+/// contiguous per head), so the work runs at matrix-product speed however long the context.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     dims: &Dims,
     layer: usize,
     kv_cache: &[f32],
-    rows: &[Row<'_>],
-    token_row: &[(usize, usize)],
+    row: &Row<'_>,
     q: &[f32],
     out: &mut [f32],
+    s: &mut AttentionScratch,
+    mm: &mut MatmulScratch,
 ) {
-    let hd = dims.head_dim;
+    let (hd, n) = (dims.head_dim, row.new_len());
     let group = dims.q_heads / dims.kv_heads;
+    let visible = row.cache_len + n;
+    let nq = n * group;
     let scale = 1.0 / (hd as f32).sqrt();
-    out.par_chunks_mut(hd).enumerate().for_each(|(idx, dst)| {
-        let (t, head) = (idx / dims.q_heads, idx % dims.q_heads);
-        let (r, i) = token_row[t];
-        let row = &rows[r];
-        let g = head / group;
-        let qv = &q[idx * hd..(idx + 1) * hd];
+    for g in 0..dims.kv_heads {
         let keys = dims.kv_index(layer, 0, row.slot, g, 0);
         let values = dims.kv_index(layer, 1, row.slot, g, 0);
-        // Visible positions: the whole cache, then the new tokens the mask allows.
-        let visible = (0..row.cache_len).chain(
-            (0..row.new_len())
-                .filter(|&j| row.attends(i, j))
-                .map(|j| row.cache_len + j),
-        );
-        let mut scores: Vec<(usize, f32)> = visible
-            .map(|p| {
-                let kv = &kv_cache[keys + p * hd..keys + (p + 1) * hd];
-                (
-                    p,
-                    qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale,
-                )
-            })
-            .collect();
-        let max = scores.iter().map(|s| s.1).fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0.0;
-        for s in &mut scores {
-            s.1 = (s.1 - max).exp();
-            total += s.1;
-        }
-        dst.fill(0.0);
-        for (p, w) in scores {
-            let vv = &kv_cache[values + p * hd..values + (p + 1) * hd];
-            let w = w / total;
-            for (d, v) in dst.iter_mut().zip(vv) {
-                *d += w * v;
+        // Query matrix: token i, head g·group + h -> row i·group + h.
+        resize(&mut s.queries, nq * hd);
+        for i in 0..n {
+            for h in 0..group {
+                let head = g * group + h;
+                let src = &q[i * dims.q_heads * hd + head * hd..][..hd];
+                for (d, v) in s.queries[(i * group + h) * hd..][..hd].iter_mut().zip(src) {
+                    *d = v * scale;
+                }
             }
         }
-    });
+        resize(&mut s.scores, nq * visible);
+        matmul(
+            &kv_cache[keys..keys + visible * hd],
+            &s.queries,
+            &mut s.scores,
+            visible,
+            hd,
+            nq,
+            mm,
+        );
+        for (qi, scores) in s.scores.chunks_exact_mut(visible).enumerate() {
+            let i = qi / group;
+            for (j, score) in scores[row.cache_len..].iter_mut().enumerate() {
+                if !row.attends(i, j) {
+                    *score = f32::NEG_INFINITY;
+                }
+            }
+            softmax_in_place(scores);
+        }
+        // Weighted sum of the values, one query per task.
+        resize(&mut s.out, nq * hd);
+        let v_rows = &kv_cache[values..values + visible * hd];
+        s.out
+            .par_chunks_mut(hd)
+            .zip(s.scores.par_chunks(visible))
+            .for_each(|(o, p)| {
+                o.fill(0.0);
+                for (weight, v) in p.iter().zip(v_rows.chunks_exact(hd)) {
+                    if *weight != 0.0 {
+                        for (acc, x) in o.iter_mut().zip(v) {
+                            *acc += weight * x;
+                        }
+                    }
+                }
+            });
+        for i in 0..n {
+            for h in 0..group {
+                let head = g * group + h;
+                out[i * dims.q_heads * hd + head * hd..][..hd]
+                    .copy_from_slice(&s.out[(i * group + h) * hd..][..hd]);
+            }
+        }
+    }
 }
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {

@@ -8,8 +8,8 @@
 //! bandwidth; a few tokens (a verify step) cost little more, which is what makes parallel
 //! decoding pay off.
 //!
-//! The inner loops are plain Rust over fixed-size lanes, compiled twice: once with AVX2 and FMA
-//! enabled (chosen at run time when the CPU has them) and once for the baseline target.
+//! On x86_64 CPUs with AVX2 and FMA (chosen at run time) the inner loops are the explicit
+//! SIMD micro-kernels of [`super::simd`]; elsewhere they are the portable loops below.
 
 use rayon::prelude::*;
 
@@ -23,31 +23,9 @@ const COLS: usize = 2;
 /// split the smallest projection between two cores.
 const ROWS_PER_TASK: usize = 64;
 
-/// How a multiply-add is done: fused where the CPU has FMA, separate otherwise (a fused
-/// multiply-add without hardware support is a slow library call).
-trait MulAdd {
-    fn mul_add(a: f32, b: f32, c: f32) -> f32;
-}
-
-struct Fused;
-impl MulAdd for Fused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-}
-
-struct Separate;
-impl MulAdd for Separate {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
-
 /// `acc[r][c] += Σ_k w[r][k] x[c][k]` over the first `k_main` columns (a multiple of LANES).
 #[inline(always)]
-fn block<M: MulAdd, const R: usize, const C: usize>(
+fn block<const R: usize, const C: usize>(
     w: [&[f32]; R],
     x: [&[f32]; C],
     k_main: usize,
@@ -61,7 +39,7 @@ fn block<M: MulAdd, const R: usize, const C: usize>(
             for c in 0..C {
                 let xc = xs[c];
                 for l in 0..LANES {
-                    acc[r][c][l] = M::mul_add(wr[l], xc[l], acc[r][c][l]);
+                    acc[r][c][l] += wr[l] * xc[l];
                 }
             }
         }
@@ -76,7 +54,7 @@ fn block<M: MulAdd, const R: usize, const C: usize>(
             let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
             let mut s = s2[0] + s2[1];
             for kk in k_main..w[r].len() {
-                s = M::mul_add(w[r][kk], x[c][kk], s);
+                s += w[r][kk] * x[c][kk];
             }
             out[r][c] = s;
         }
@@ -85,8 +63,8 @@ fn block<M: MulAdd, const R: usize, const C: usize>(
 }
 
 /// Computes rows `first_row..` of the product into `yt` (layout `[row][token]`).
-#[inline(always)]
-fn rows_into<M: MulAdd>(
+/// The portable path.
+fn rows_into_baseline(
     w: &[f32],
     x: &[f32],
     yt: &mut [f32],
@@ -96,14 +74,14 @@ fn rows_into<M: MulAdd>(
 ) {
     if tokens == 1 {
         // A single token has no activation reuse: more rows in flight hide the FMA latency.
-        rows_into_blocked::<M, 8, 1>(w, x, yt, first_row, k, tokens)
+        rows_into_blocked::<8, 1>(w, x, yt, first_row, k, tokens)
     } else {
-        rows_into_blocked::<M, ROWS, COLS>(w, x, yt, first_row, k, tokens)
+        rows_into_blocked::<ROWS, COLS>(w, x, yt, first_row, k, tokens)
     }
 }
 
 #[inline(always)]
-fn rows_into_blocked<M: MulAdd, const R: usize, const C: usize>(
+fn rows_into_blocked<const R: usize, const C: usize>(
     w: &[f32],
     x: &[f32],
     yt: &mut [f32],
@@ -120,14 +98,14 @@ fn rows_into_blocked<M: MulAdd, const R: usize, const C: usize>(
         let ws: [&[f32]; R] = std::array::from_fn(|i| row(r + i));
         let mut t = 0;
         while t + C <= tokens {
-            let out = block::<M, R, C>(ws, std::array::from_fn(|c| tok(t + c)), k_main);
+            let out = block::<R, C>(ws, std::array::from_fn(|c| tok(t + c)), k_main);
             for (i, o) in out.iter().enumerate() {
                 yt[(r + i) * tokens + t..(r + i) * tokens + t + C].copy_from_slice(o);
             }
             t += C;
         }
         while t < tokens {
-            let out = block::<M, R, 1>(ws, [tok(t)], k_main);
+            let out = block::<R, 1>(ws, [tok(t)], k_main);
             for (i, o) in out.iter().enumerate() {
                 yt[(r + i) * tokens + t] = o[0];
             }
@@ -137,42 +115,15 @@ fn rows_into_blocked<M: MulAdd, const R: usize, const C: usize>(
     }
     while r < n_rows {
         for t in 0..tokens {
-            yt[r * tokens + t] = block::<M, 1, 1>([row(r)], [tok(t)], k_main)[0][0];
+            yt[r * tokens + t] = block::<1, 1>([row(r)], [tok(t)], k_main)[0][0];
         }
         r += 1;
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn rows_into_avx2(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
-    rows_into::<Fused>(w, x, yt, first_row, k, tokens)
-}
-
-fn rows_into_baseline(
-    w: &[f32],
-    x: &[f32],
-    yt: &mut [f32],
-    first_row: usize,
-    k: usize,
-    tokens: usize,
-) {
-    rows_into::<Separate>(w, x, yt, first_row, k, tokens)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    use std::sync::OnceLock;
-    static DETECTED: OnceLock<bool> = OnceLock::new();
-    *DETECTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
-
 fn rows_dispatch(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: rows_into_avx2 only requires the avx2 and fma CPU features, which were
-        // detected at run time just above; its body is safe Rust.
-        unsafe { rows_into_avx2(w, x, yt, first_row, k, tokens) };
+    if super::simd::rows_into(w, x, yt, first_row, k, tokens) {
         return;
     }
     rows_into_baseline(w, x, yt, first_row, k, tokens)
@@ -228,20 +179,43 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotary position embedding, Hugging Face "rotate half" convention, applied in place to each
-/// `head_dim`-wide head of a row: element `i` pairs with `i + head_dim/2`, rotated by
-/// `position · theta^(-2i/head_dim)`.
-pub fn rope_in_place(row: &mut [f32], head_dim: usize, position: i32, theta: f32) {
-    let half = head_dim / 2;
-    for i in 0..half {
+/// Rotary position embedding angles for one position: `(cos, sin)` of
+/// `position · theta^(-2i/head_dim)` for `i < head_dim / 2`.
+pub fn rope_angles(position: i32, head_dim: usize, theta: f32, out: &mut Vec<(f32, f32)>) {
+    out.clear();
+    for i in 0..head_dim / 2 {
         let inv_freq = 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64);
         let angle = position as f64 * inv_freq;
-        let (sin, cos) = (angle.sin() as f32, angle.cos() as f32);
-        for head in row.chunks_exact_mut(head_dim) {
-            let (a, b) = (head[i], head[i + half]);
-            head[i] = a * cos - b * sin;
-            head[i + half] = b * cos + a * sin;
+        out.push((angle.cos() as f32, angle.sin() as f32));
+    }
+}
+
+/// Applies rotary embeddings in place to each `head_dim`-wide head of a row, Hugging Face
+/// "rotate half" convention: element `i` pairs with `i + head_dim/2`. `angles` comes from
+/// [`rope_angles`].
+pub fn rope_in_place(row: &mut [f32], angles: &[(f32, f32)]) {
+    let half = angles.len();
+    for head in row.chunks_exact_mut(2 * half) {
+        let (a, b) = head.split_at_mut(half);
+        for ((x, y), &(cos, sin)) in a.iter_mut().zip(b.iter_mut()).zip(angles) {
+            let (p, q) = (*x, *y);
+            *x = p * cos - q * sin;
+            *y = q * cos + p * sin;
         }
+    }
+}
+
+/// Softmax of a row in place (max-subtracted; `-inf` entries become 0).
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in row.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -343,13 +317,19 @@ mod tests {
         assert_eq!(&out[2..], &[0.0, 0.0]);
     }
 
+    fn rope(row: &mut [f32], head_dim: usize, position: i32, theta: f32) {
+        let mut angles = Vec::new();
+        rope_angles(position, head_dim, theta, &mut angles);
+        rope_in_place(row, &angles);
+    }
+
     #[test]
     fn rope_at_position_zero_is_identity_and_preserves_norm() {
         let mut row = pseudo_random(16, 5);
         let original = row.clone();
-        rope_in_place(&mut row, 8, 0, 10000.0);
+        rope(&mut row, 8, 0, 10000.0);
         assert_eq!(row, original);
-        rope_in_place(&mut row, 8, 37, 10000.0);
+        rope(&mut row, 8, 37, 10000.0);
         let n0: f32 = original.iter().map(|v| v * v).sum();
         let n1: f32 = row.iter().map(|v| v * v).sum();
         assert!((n0 - n1).abs() < 1e-4);
@@ -359,8 +339,17 @@ mod tests {
     fn rope_pairs_first_and_second_half() {
         // head_dim 2: one pair (x0, x1) rotated by the position (inv_freq = 1).
         let mut row = [1.0, 0.0];
-        rope_in_place(&mut row, 2, 1, 10000.0);
+        rope(&mut row, 2, 1, 10000.0);
         assert!((row[0] - 1f32.cos()).abs() < 1e-6 && (row[1] - 1f32.sin()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_zeroes_minus_infinity() {
+        let mut row = [1.0, f32::NEG_INFINITY, 3.0];
+        softmax_in_place(&mut row);
+        assert_eq!(row[1], 0.0);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((row[2] / row[0] - 2f32.exp()).abs() < 1e-4);
     }
 
     #[test]

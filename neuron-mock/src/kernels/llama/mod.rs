@@ -3,6 +3,8 @@
 
 pub mod forward;
 pub mod linalg;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 #[cfg(test)]
 mod tests;
