@@ -47,6 +47,9 @@ pub const REGISTRY: &[KernelEntry] = &[
     matmul::KERNEL,
     all_reduce::KERNEL,
     all_gather::KERNEL,
+    llama::FORWARD,
+    llama::KV_COMMIT,
+    llama::HEADS,
 ];
 
 /// Looks a kernel up by name.
@@ -138,6 +141,13 @@ pub enum KernelError {
         /// The valid length.
         len: usize,
     },
+    /// An input's values are invalid for the computation (a token id outside the
+    /// vocabulary, a KV slot that does not exist): `NRT_EXEC_BAD_INPUT`.
+    #[error("bad input: {message}")]
+    BadInput {
+        /// What is wrong.
+        message: String,
+    },
     /// Any other failure during a run.
     #[error("{message}")]
     Failed {
@@ -156,6 +166,7 @@ impl KernelError {
             | KernelError::View { .. } => NRT_STATUS::NRT_INVALID,
             KernelError::Collective(e) => e.status(),
             KernelError::OutOfBounds { .. } => NRT_STATUS::NRT_EXEC_OOB,
+            KernelError::BadInput { .. } => NRT_STATUS::NRT_EXEC_BAD_INPUT,
             KernelError::Failed { .. } => NRT_STATUS::NRT_EXEC_COMPLETED_WITH_ERR,
         }
     }

@@ -45,12 +45,68 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// Floats in this rank's KV cache: `[layers][k|v][slots][kv_heads][max_len][head_dim]`.
+    /// The layout of this rank's KV cache.
+    pub fn kv_layout(&self) -> KvLayout {
+        KvLayout {
+            layers: self.layers,
+            slots: self.slots,
+            kv_heads: self.kv_heads,
+            max_len: self.max_len,
+            head_dim: self.head_dim,
+        }
+    }
+
+    /// Floats in this rank's KV cache.
     pub fn kv_cache_len(&self) -> usize {
-        self.layers * 2 * self.slots * self.kv_heads * self.max_len * self.head_dim
+        self.kv_layout().len()
     }
 
     fn kv_index(&self, layer: usize, which: usize, slot: usize, head: usize, pos: usize) -> usize {
+        self.kv_layout().index(layer, which, slot, head, pos)
+    }
+}
+
+/// The geometry of one rank's KV cache: `[layers][k|v][slots][kv_heads][max_len][head_dim]`
+/// f32, so that each head's keys (and values) for one slot are contiguous by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KvLayout {
+    /// Decoder layers.
+    pub layers: usize,
+    /// Sequences the cache holds.
+    pub slots: usize,
+    /// Key/value heads on this rank.
+    pub kv_heads: usize,
+    /// Positions per slot.
+    pub max_len: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl KvLayout {
+    /// Floats in the cache.
+    pub fn len(&self) -> usize {
+        self.layers * 2 * self.slots * self.kv_heads * self.max_len * self.head_dim
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shape, outermost first.
+    pub fn shape(&self) -> [usize; 6] {
+        [
+            self.layers,
+            2,
+            self.slots,
+            self.kv_heads,
+            self.max_len,
+            self.head_dim,
+        ]
+    }
+
+    /// Index of the first float of one position of one head (`which`: 0 keys, 1 values).
+    pub fn index(&self, layer: usize, which: usize, slot: usize, head: usize, pos: usize) -> usize {
         ((((layer * 2 + which) * self.slots + slot) * self.kv_heads + head) * self.max_len + pos)
             * self.head_dim
     }
@@ -130,12 +186,15 @@ pub enum OutputAt {
     All,
 }
 
+/// A failure of a collective, kept whole so that the caller can recover its status.
+pub type CollectiveError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Sums (or gathers) across the ranks of a tensor-parallel world.
 pub trait Collective {
     /// Replaces `buf` on every rank by the elementwise sum over ranks.
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String>;
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), CollectiveError>;
     /// Writes every rank's `local` into `out`, rank-major (`out.len() = ranks · local.len()`).
-    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String>;
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), CollectiveError>;
     /// Number of ranks.
     fn world_size(&self) -> usize;
 }
@@ -144,10 +203,10 @@ pub trait Collective {
 pub struct SingleRank;
 
 impl Collective for SingleRank {
-    fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), String> {
+    fn all_reduce_sum(&self, _buf: &mut [f32]) -> Result<(), CollectiveError> {
         Ok(())
     }
-    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String> {
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), CollectiveError> {
         out.copy_from_slice(local);
         Ok(())
     }
@@ -165,8 +224,11 @@ pub struct Batch<'a> {
     pub output_at: OutputAt,
 }
 
-/// Where the outputs go: one entry per output token, in row order.
+/// Where the outputs go. Output number `o` (the selected tokens in row order) is written at
+/// row `at[o]` of each output buffer.
 pub struct Outputs<'a> {
+    /// Destination row of each output.
+    pub at: &'a [usize],
     /// `[outputs][vocab]` logits, or `None` to skip them.
     pub logits: Option<&'a mut [f32]>,
     /// `[outputs][hidden]` final-normed hidden states, or `None`.
@@ -176,14 +238,14 @@ pub struct Outputs<'a> {
 }
 
 /// Why a forward pass was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     /// An input value is out of range.
     #[error("{0}")]
     BadInput(String),
     /// A collective failed (a rank timed out, say).
     #[error("collective failed: {0}")]
-    Collective(String),
+    Collective(CollectiveError),
 }
 
 /// Reusable buffers, so that a steady-state step allocates nothing.
@@ -362,8 +424,16 @@ pub fn forward(
             &mut s.sel[o * d..(o + 1) * d],
         );
     }
+    if out.at.len() < m {
+        return Err(ForwardError::BadInput(format!(
+            "{m} outputs but {} destinations",
+            out.at.len()
+        )));
+    }
     if let Some(hidden) = out.hidden {
-        hidden[..m * d].copy_from_slice(&s.sel);
+        for (o, &at) in out.at.iter().take(m).enumerate() {
+            hidden[at * d..(at + 1) * d].copy_from_slice(&s.sel[o * d..(o + 1) * d]);
+        }
     }
     if out.logits.is_none() && out.next_token.is_none() {
         return Ok(());
@@ -399,12 +469,14 @@ pub fn forward(
         &s.logits_local
     };
     if let Some(next) = out.next_token {
-        for (o, dst) in next.iter_mut().take(m).enumerate() {
-            *dst = argmax(&logits[o * v..(o + 1) * v]) as i32;
+        for (o, &at) in out.at.iter().take(m).enumerate() {
+            next[at] = argmax(&logits[o * v..(o + 1) * v]) as i32;
         }
     }
     if let Some(dst) = out.logits {
-        dst[..m * v].copy_from_slice(&logits[..m * v]);
+        for (o, &at) in out.at.iter().take(m).enumerate() {
+            dst[at * v..(at + 1) * v].copy_from_slice(&logits[o * v..(o + 1) * v]);
+        }
     }
     Ok(())
 }
@@ -581,7 +653,7 @@ fn resize(buf: &mut Vec<f32>, len: usize) {
 /// # Errors
 /// [`ForwardError::BadInput`] when a source index is not increasing or leaves the cache.
 pub fn commit_kv(
-    dims: &Dims,
+    dims: &KvLayout,
     kv_cache: &mut [f32],
     slot: usize,
     cache_len: usize,
@@ -607,7 +679,7 @@ pub fn commit_kv(
     for layer in 0..dims.layers {
         for which in 0..2 {
             for g in 0..dims.kv_heads {
-                let base = dims.kv_index(layer, which, slot, g, 0);
+                let base = dims.index(layer, which, slot, g, 0);
                 for (k, &s) in src.iter().enumerate() {
                     let (from, to) = (
                         base + (cache_len + s as usize) * hd,

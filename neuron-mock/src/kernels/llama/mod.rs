@@ -2,9 +2,13 @@
 //! KV-commit and heads graphs that `parallel-decode` compiles for the mock device.
 
 pub mod forward;
+pub mod graph;
+mod kernel;
 pub mod linalg;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 
 #[cfg(test)]
 mod tests;
+
+pub(crate) use kernel::{FORWARD, HEADS, KV_COMMIT};

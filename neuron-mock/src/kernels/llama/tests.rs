@@ -284,6 +284,7 @@ fn run(model: &Model, cache: &mut [f32], row: Row<'_>, at: OutputAt) -> Vec<Vec<
             output_at: at,
         },
         Outputs {
+            at: &(0..outputs).collect::<Vec<_>>(),
             logits: Some(&mut logits),
             hidden: None,
             next_token: Some(&mut next),
@@ -440,7 +441,14 @@ fn committing_a_path_then_decoding_equals_a_fresh_prefill() {
     );
     // Accept the path root -> 2 -> 5.
     let accepted = [0, 2, 5];
-    commit_kv(&model.dims, &mut cache, 0, prompt.len(), &accepted).unwrap();
+    commit_kv(
+        &model.dims.kv_layout(),
+        &mut cache,
+        0,
+        prompt.len(),
+        &accepted,
+    )
+    .unwrap();
     let mut seq = prompt.to_vec();
     seq.extend(accepted.iter().map(|&j| tree[j as usize]));
     let next = 7;
@@ -491,6 +499,7 @@ fn rows_of_a_batch_are_independent() {
             output_at: OutputAt::Last,
         },
         Outputs {
+            at: &[0, 1],
             logits: Some(&mut logits),
             hidden: None,
             next_token: None,
@@ -517,6 +526,7 @@ fn bad_inputs_are_refused_before_anything_is_written() {
                 output_at: OutputAt::Last,
             },
             Outputs {
+                at: &[0],
                 logits: None,
                 hidden: None,
                 next_token: None,
@@ -620,14 +630,14 @@ impl ThreadWorld {
 }
 
 impl Collective for ThreadWorld {
-    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), String> {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), CollectiveError> {
         let all = self.exchange(buf);
         for (i, b) in buf.iter_mut().enumerate() {
             *b = all.iter().map(|part| part[i]).sum();
         }
         Ok(())
     }
-    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), String> {
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), CollectiveError> {
         for (r, part) in self.exchange(local).iter().enumerate() {
             out[r * local.len()..(r + 1) * local.len()].copy_from_slice(part);
         }
@@ -693,6 +703,7 @@ fn check_tensor_parallel(vocab: usize, ranks: usize) {
                                 output_at: OutputAt::All,
                             },
                             Outputs {
+                                at: &[0, 1, 2, 3, 4],
                                 logits: Some(&mut logits),
                                 hidden: None,
                                 next_token: None,

@@ -1,0 +1,366 @@
+//! The contract between a compiled Llama graph and the kernels that run it: the parameters a
+//! mock NEFF carries and the exact list of its input and output tensors.
+//!
+//! `parallel-decode`'s compile step writes NEFFs from these functions and the kernels check
+//! loaded NEFFs against them, so both sides read one definition.
+//!
+//! Per-row inputs of a forward graph (batch `B`, bucket width `T`):
+//!
+//! | name | dtype | shape | meaning |
+//! |---|---|---|---|
+//! | `input_ids` | i32 | `[B, T]` | new tokens (the first `new_lens[b]` of each row are real) |
+//! | `position_ids` | i32 | `[B, T]` | their positions (in a tree, cache length + depth) |
+//! | `seq_ids` | i32 | `[B]` | KV slot of each row |
+//! | `cache_lens` | i32 | `[B]` | positions already cached; new tokens go after them |
+//! | `new_lens` | i32 | `[B]` | real new tokens per row (0: the row is unused) |
+//! | `tree_mask` | u8 | `[B, T, T]` | ancestor mask (only in graphs built with `tree_mask`) |
+//! | `kv_cache` | f32 | see [`KvLayout`] | input **and** output: updated in place |
+//!
+//! plus every weight, by its Hugging Face name and this rank's shard shape. Outputs: `logits`
+//! `[B, O, vocab]` f32, `hidden` `[B, O, hidden]` f32 (after the final norm) and `next_token`
+//! `[B, O]` i32 (the argmax of each logits row), where `O` is 1 (output at each row's last new
+//! token) or `T` (output at every new token).
+
+use neuron_sys::DType;
+use serde::{Deserialize, Serialize};
+
+use super::forward::{Dims, KvLayout};
+use crate::neff::{TensorSpec, Usage};
+
+/// Kernel name of the forward graphs (prefill, decode, verify).
+pub const FORWARD_KERNEL: &str = "llama.forward";
+/// Kernel name of the KV-commit graph.
+pub const KV_COMMIT_KERNEL: &str = "llama.kv_commit";
+/// Kernel name of the Medusa-heads graph.
+pub const HEADS_KERNEL: &str = "llama.heads";
+
+/// Name of the KV-cache tensor (bound to both the input and the output set).
+pub const KV_CACHE: &str = "kv_cache";
+
+/// The model, as one rank holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShard {
+    /// Full vocabulary size.
+    pub vocab: usize,
+    /// Model width.
+    pub hidden: usize,
+    /// MLP width on this rank.
+    pub intermediate: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads on this rank.
+    pub q_heads: usize,
+    /// Key/value heads on this rank.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Whether the LM head is the embedding matrix.
+    pub tied_embeddings: bool,
+    /// First vocabulary row of this rank's LM-head slice.
+    pub vocab_offset: usize,
+    /// Rows of this rank's LM-head slice (`vocab` when the head is not split).
+    pub vocab_local: usize,
+}
+
+/// Which new tokens produce outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputsAt {
+    /// Each row's last new token (prefill, decode).
+    Last,
+    /// Every new token (verify).
+    All,
+}
+
+/// Parameters of a forward graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardParams {
+    /// The model shard.
+    pub model: ModelShard,
+    /// The KV cache.
+    pub cache: KvLayout,
+    /// Rows per pass.
+    pub batch: usize,
+    /// New tokens per row (the bucket).
+    pub width: usize,
+    /// Which tokens produce outputs.
+    pub outputs_at: OutputsAt,
+    /// Whether the graph takes a `tree_mask` (otherwise new tokens attend causally).
+    pub tree_mask: bool,
+}
+
+impl ForwardParams {
+    /// The compute dimensions of this graph.
+    pub fn dims(&self) -> Dims {
+        let m = &self.model;
+        Dims {
+            vocab: m.vocab,
+            hidden: m.hidden,
+            intermediate: m.intermediate,
+            layers: m.layers,
+            q_heads: m.q_heads,
+            kv_heads: m.kv_heads,
+            head_dim: m.head_dim,
+            rope_theta: m.rope_theta,
+            rms_eps: m.rms_eps,
+            max_len: self.cache.max_len,
+            slots: self.cache.slots,
+            vocab_offset: m.vocab_offset,
+            vocab_local: m.vocab_local,
+        }
+    }
+
+    /// Outputs per row.
+    pub fn outputs_per_row(&self) -> usize {
+        match self.outputs_at {
+            OutputsAt::Last => 1,
+            OutputsAt::All => self.width,
+        }
+    }
+
+    /// Checks that the dimensions are consistent with each other.
+    ///
+    /// # Errors
+    /// A sentence naming the inconsistency.
+    pub fn validate(&self) -> Result<(), String> {
+        let m = &self.model;
+        let c = &self.cache;
+        if m.layers != c.layers || m.kv_heads != c.kv_heads || m.head_dim != c.head_dim {
+            return Err(
+                "the KV cache's layers, heads or head width differ from the model's".into(),
+            );
+        }
+        if [
+            m.vocab,
+            m.hidden,
+            m.intermediate,
+            m.layers,
+            m.q_heads,
+            m.kv_heads,
+            m.head_dim,
+        ]
+        .contains(&0)
+            || self.batch == 0
+            || self.width == 0
+            || c.slots == 0
+            || c.max_len == 0
+        {
+            return Err("every dimension must be at least 1".into());
+        }
+        if !m.q_heads.is_multiple_of(m.kv_heads) {
+            return Err(format!(
+                "{} query heads are not a multiple of {} key/value heads",
+                m.q_heads, m.kv_heads
+            ));
+        }
+        if !m.head_dim.is_multiple_of(2) {
+            return Err(format!(
+                "head width {} is odd (rotary embeddings pair dimensions)",
+                m.head_dim
+            ));
+        }
+        if m.vocab_offset + m.vocab_local > m.vocab || m.vocab_local == 0 {
+            return Err("the LM-head slice lies outside the vocabulary".into());
+        }
+        if !(m.rope_theta > 0.0 && m.rms_eps >= 0.0) {
+            return Err("rope_theta must be positive and rms_eps not negative".into());
+        }
+        Ok(())
+    }
+
+    /// Every tensor of the graph, inputs first.
+    pub fn io(&self) -> Vec<TensorSpec> {
+        let (b, t) = (self.batch, self.width);
+        let mut io = vec![
+            spec("input_ids", DType::I32, &[b, t], Usage::Input),
+            spec("position_ids", DType::I32, &[b, t], Usage::Input),
+            spec("seq_ids", DType::I32, &[b], Usage::Input),
+            spec("cache_lens", DType::I32, &[b], Usage::Input),
+            spec("new_lens", DType::I32, &[b], Usage::Input),
+        ];
+        if self.tree_mask {
+            io.push(spec("tree_mask", DType::U8, &[b, t, t], Usage::Input));
+        }
+        io.extend(weight_specs(&self.model));
+        io.push(spec(
+            KV_CACHE,
+            DType::F32,
+            &self.cache.shape(),
+            Usage::Input,
+        ));
+        let o = self.outputs_per_row();
+        let m = &self.model;
+        io.push(spec("logits", DType::F32, &[b, o, m.vocab], Usage::Output));
+        io.push(spec("hidden", DType::F32, &[b, o, m.hidden], Usage::Output));
+        io.push(spec("next_token", DType::I32, &[b, o], Usage::Output));
+        io.push(spec(
+            KV_CACHE,
+            DType::F32,
+            &self.cache.shape(),
+            Usage::Output,
+        ));
+        io
+    }
+}
+
+/// The weights of a model shard, by Hugging Face name, with this rank's shapes.
+pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
+    let (d, hd) = (m.hidden, m.head_dim);
+    let mut specs = vec![spec(
+        "model.embed_tokens.weight",
+        DType::F32,
+        &[m.vocab, d],
+        Usage::Input,
+    )];
+    for l in 0..m.layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("input_layernorm.weight", vec![d]),
+            ("self_attn.q_proj.weight", vec![m.q_heads * hd, d]),
+            ("self_attn.k_proj.weight", vec![m.kv_heads * hd, d]),
+            ("self_attn.v_proj.weight", vec![m.kv_heads * hd, d]),
+            ("self_attn.o_proj.weight", vec![d, m.q_heads * hd]),
+            ("post_attention_layernorm.weight", vec![d]),
+            ("mlp.gate_proj.weight", vec![m.intermediate, d]),
+            ("mlp.up_proj.weight", vec![m.intermediate, d]),
+            ("mlp.down_proj.weight", vec![d, m.intermediate]),
+        ] {
+            specs.push(spec(
+                &format!("{p}.{name}"),
+                DType::F32,
+                &shape,
+                Usage::Input,
+            ));
+        }
+    }
+    specs.push(spec("model.norm.weight", DType::F32, &[d], Usage::Input));
+    if !m.tied_embeddings {
+        specs.push(spec(
+            "lm_head.weight",
+            DType::F32,
+            &[m.vocab_local, d],
+            Usage::Input,
+        ));
+    }
+    specs
+}
+
+/// Parameters of the KV-commit graph: for each row, move the accepted tree tokens (written
+/// at `cache_len + accept_indices[k]`) to `cache_len + k`.
+///
+/// Inputs: `seq_ids` `[B]`, `cache_lens` `[B]`, `accept_counts` `[B]` (0: leave the row
+/// alone), `accept_indices` `[B, T]` (i32), and `kv_cache` in place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitParams {
+    /// The KV cache.
+    pub cache: KvLayout,
+    /// Rows per call.
+    pub batch: usize,
+    /// Most accepted tokens per row (the largest verify bucket).
+    pub width: usize,
+}
+
+impl CommitParams {
+    /// Every tensor of the graph, inputs first.
+    pub fn io(&self) -> Vec<TensorSpec> {
+        let (b, t) = (self.batch, self.width);
+        vec![
+            spec("seq_ids", DType::I32, &[b], Usage::Input),
+            spec("cache_lens", DType::I32, &[b], Usage::Input),
+            spec("accept_counts", DType::I32, &[b], Usage::Input),
+            spec("accept_indices", DType::I32, &[b, t], Usage::Input),
+            spec(KV_CACHE, DType::F32, &self.cache.shape(), Usage::Input),
+            spec(KV_CACHE, DType::F32, &self.cache.shape(), Usage::Output),
+        ]
+    }
+}
+
+/// Parameters of the Medusa-heads graph: for each row's hidden state `x` and each head `h`,
+/// `z = x + SiLU(W_h x + b_h)`, logits = the model's LM head applied to `z`, and the top-k
+/// token ids (best first) with their logits.
+///
+/// Inputs: `hidden` `[B, hidden]`, `num_rows` `[1]` (rows in use), the LM head
+/// (`model.embed_tokens.weight` when tied, else `lm_head.weight`), and per head
+/// `medusa.{h}.weight` `[hidden, hidden]` and `medusa.{h}.bias` `[hidden]`. Outputs:
+/// `head_ids` `[B, heads, top_k]` i32 and `head_logits` `[B, heads, top_k]` f32.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsParams {
+    /// The model shard (for the LM head).
+    pub model: ModelShard,
+    /// Number of heads.
+    pub heads: usize,
+    /// Candidates returned per head.
+    pub top_k: usize,
+    /// Rows per call.
+    pub batch: usize,
+}
+
+impl HeadsParams {
+    /// Every tensor of the graph, inputs first.
+    pub fn io(&self) -> Vec<TensorSpec> {
+        let (b, d, m) = (self.batch, self.model.hidden, &self.model);
+        let mut io = vec![
+            spec("hidden", DType::F32, &[b, d], Usage::Input),
+            spec("num_rows", DType::I32, &[1], Usage::Input),
+        ];
+        if m.tied_embeddings {
+            io.push(spec(
+                "model.embed_tokens.weight",
+                DType::F32,
+                &[m.vocab, d],
+                Usage::Input,
+            ));
+        } else {
+            io.push(spec(
+                "lm_head.weight",
+                DType::F32,
+                &[m.vocab_local, d],
+                Usage::Input,
+            ));
+        }
+        for h in 0..self.heads {
+            io.push(spec(
+                &format!("medusa.{h}.weight"),
+                DType::F32,
+                &[d, d],
+                Usage::Input,
+            ));
+            io.push(spec(
+                &format!("medusa.{h}.bias"),
+                DType::F32,
+                &[d],
+                Usage::Input,
+            ));
+        }
+        io.push(spec(
+            "head_ids",
+            DType::I32,
+            &[b, self.heads, self.top_k],
+            Usage::Output,
+        ));
+        io.push(spec(
+            "head_logits",
+            DType::F32,
+            &[b, self.heads, self.top_k],
+            Usage::Output,
+        ));
+        io
+    }
+}
+
+fn spec(name: &str, dtype: DType, shape: &[usize], usage: Usage) -> TensorSpec {
+    TensorSpec {
+        name: name.to_string(),
+        dtype,
+        shape: shape.to_vec(),
+        usage,
+    }
+}

@@ -1,0 +1,824 @@
+//! The Llama kernels as the mock runs them: NEFF checks at load, tensor views and collectives
+//! per execution, around the computation in [`super::forward`].
+
+use std::sync::Mutex;
+
+use super::forward::{
+    Batch, Collective, CollectiveError, ForwardError, LayerWeights, OutputAt, Outputs, Row,
+    Scratch, Weights, commit_kv,
+};
+use super::graph::{CommitParams, ForwardParams, HeadsParams, OutputsAt};
+use super::linalg::{MatmulScratch, matmul};
+use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
+use crate::neff::{TensorSpec, Usage};
+
+/// `llama.forward`: prefill, decode and verify graphs.
+pub(crate) const FORWARD: KernelEntry = KernelEntry {
+    name: super::graph::FORWARD_KERNEL,
+    summary: "Llama forward pass over a batch of rows with an in-place KV cache (see neuron_mock::kernels::llama::graph)",
+    build: build_forward,
+};
+
+/// `llama.kv_commit`: moves accepted tree tokens to contiguous cache positions.
+pub(crate) const KV_COMMIT: KernelEntry = KernelEntry {
+    name: super::graph::KV_COMMIT_KERNEL,
+    summary: "moves each row's accepted tree tokens to contiguous KV-cache positions",
+    build: build_commit,
+};
+
+/// `llama.heads`: Medusa heads, top candidates per head.
+pub(crate) const HEADS: KernelEntry = KernelEntry {
+    name: super::graph::HEADS_KERNEL,
+    summary: "Medusa heads on hidden states: top-k token ids per head through the model's LM head",
+    build: build_heads,
+};
+
+/// Checks that the NEFF declares exactly `expected` (in any order) and returns, for each
+/// expected tensor, its position among the NEFF's inputs or outputs.
+fn resolve(ctx: &BuildCtx<'_>, expected: &[TensorSpec]) -> Result<Vec<usize>, KernelError> {
+    let declared = ctx.inputs().len() + ctx.outputs().len();
+    if declared != expected.len() {
+        return Err(ctx.params_error(format!(
+            "the NEFF declares {declared} tensors, the parameters describe {}",
+            expected.len()
+        )));
+    }
+    expected
+        .iter()
+        .map(|want| {
+            let (list, position) = match want.usage {
+                Usage::Input => (ctx.inputs(), ctx.input(&want.name)?),
+                Usage::Output => (ctx.outputs(), ctx.output(&want.name)?),
+            };
+            let got = &list[position];
+            if got.dtype != want.dtype || got.shape != want.shape {
+                return Err(ctx.spec_error(
+                    &want.name,
+                    format!(
+                        "is {} {:?}; the parameters need {} {:?}",
+                        got.dtype, got.shape, want.dtype, want.shape
+                    ),
+                ));
+            }
+            Ok(position)
+        })
+        .collect()
+}
+
+/// The collectives of an execution, as the forward pass wants them.
+struct Ranks<'c, 'a>(&'c ExecCtx<'a>);
+
+impl Collective for Ranks<'_, '_> {
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<(), CollectiveError> {
+        Ok(self.0.all_reduce_sum(buf)?)
+    }
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<(), CollectiveError> {
+        Ok(self.0.all_gather(local, out)?)
+    }
+    fn world_size(&self) -> usize {
+        self.0.world_size()
+    }
+}
+
+fn kernel_error(e: ForwardError) -> KernelError {
+    match e {
+        ForwardError::BadInput(message) => KernelError::BadInput { message },
+        ForwardError::Collective(inner) => match inner.downcast::<KernelError>() {
+            Ok(k) => *k,
+            Err(other) => KernelError::Failed {
+                message: other.to_string(),
+            },
+        },
+    }
+}
+
+/// Scratch buffers reused across executions; concurrent executions each take their own.
+#[derive(Default)]
+struct Pool<T>(Mutex<Vec<T>>);
+
+impl<T: Default> Pool<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut item = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default();
+        let result = f(&mut item);
+        if let Ok(mut v) = self.0.lock() {
+            v.push(item);
+        }
+        result
+    }
+}
+
+struct Forward {
+    params: ForwardParams,
+    /// Positions of the expected tensors (in `params.io()` order) among inputs or outputs.
+    at: Vec<usize>,
+    weights_from: usize,
+    scratch: Pool<Scratch>,
+}
+
+fn build_forward(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    let params: ForwardParams = ctx.params()?;
+    params.validate().map_err(|e| ctx.params_error(e))?;
+    if params.model.vocab_local != params.model.vocab
+        && params.model.vocab_local * ctx.world_size() != params.model.vocab
+    {
+        return Err(ctx.params_error(format!(
+            "an LM head split into slices of {} rows needs {} ranks, the world has {}",
+            params.model.vocab_local,
+            params.model.vocab / params.model.vocab_local,
+            ctx.world_size()
+        )));
+    }
+    let io = params.io();
+    let at = resolve(ctx, &io)?;
+    let weights_from = 5 + usize::from(params.tree_mask);
+    Ok(Box::new(Forward {
+        params,
+        at,
+        weights_from,
+        scratch: Pool::default(),
+    }))
+}
+
+impl Kernel for Forward {
+    fn run(&self, ctx: &ExecCtx<'_>) -> Result<(), KernelError> {
+        let p = &self.params;
+        let (b, t) = (p.batch, p.width);
+        let input_ids = ctx.input::<i32>(self.at[0])?;
+        let position_ids = ctx.input::<i32>(self.at[1])?;
+        let seq_ids = ctx.input::<i32>(self.at[2])?;
+        let cache_lens = ctx.input::<i32>(self.at[3])?;
+        let new_lens = ctx.input::<i32>(self.at[4])?;
+        let mask = if p.tree_mask {
+            Some(ctx.input::<u8>(self.at[5])?)
+        } else {
+            None
+        };
+        let w = |i: usize| ctx.input::<f32>(self.at[self.weights_from + i]);
+        let d = p.model.hidden;
+        let embed = w(0)?;
+        let layers = (0..p.model.layers)
+            .map(|l| {
+                let base = 1 + 9 * l;
+                Ok(LayerWeights {
+                    input_norm: w(base)?,
+                    q_proj: w(base + 1)?,
+                    k_proj: w(base + 2)?,
+                    v_proj: w(base + 3)?,
+                    o_proj: w(base + 4)?,
+                    post_norm: w(base + 5)?,
+                    gate_proj: w(base + 6)?,
+                    up_proj: w(base + 7)?,
+                    down_proj: w(base + 8)?,
+                })
+            })
+            .collect::<Result<Vec<_>, KernelError>>()?;
+        let after_layers = 1 + 9 * p.model.layers;
+        let final_norm = w(after_layers)?;
+        let lm_head = if p.model.tied_embeddings {
+            &embed[p.model.vocab_offset * d..(p.model.vocab_offset + p.model.vocab_local) * d]
+        } else {
+            w(after_layers + 1)?
+        };
+        let weights = Weights {
+            embed,
+            layers,
+            final_norm,
+            lm_head,
+        };
+
+        let n_weights = after_layers + 1 + usize::from(!p.model.tied_embeddings);
+        let kv_in = self.at[self.weights_from + n_weights];
+        let out_base = self.weights_from + n_weights + 1;
+        let (logits_at, hidden_at, next_at, kv_out) = (
+            self.at[out_base],
+            self.at[out_base + 1],
+            self.at[out_base + 2],
+            self.at[out_base + 3],
+        );
+
+        let mut rows = Vec::with_capacity(b);
+        let mut destinations = Vec::with_capacity(b * t);
+        let per_row = p.outputs_per_row();
+        for r in 0..b {
+            let n = new_lens[r];
+            if n == 0 {
+                continue;
+            }
+            let bad = |what: &str, v: i32| KernelError::BadInput {
+                message: format!("row {r}: {what} {v} is out of range"),
+            };
+            if n < 0 || n as usize > t {
+                return Err(bad("new_lens", n));
+            }
+            if seq_ids[r] < 0 {
+                return Err(bad("seq_ids", seq_ids[r]));
+            }
+            if cache_lens[r] < 0 {
+                return Err(bad("cache_lens", cache_lens[r]));
+            }
+            let n = n as usize;
+            rows.push(Row {
+                slot: seq_ids[r] as usize,
+                cache_len: cache_lens[r] as usize,
+                tokens: &input_ids[r * t..r * t + n],
+                positions: &position_ids[r * t..r * t + n],
+                mask: mask.map(|m| &m[r * t * t..(r + 1) * t * t]),
+                width: t,
+            });
+            match p.outputs_at {
+                OutputsAt::Last => destinations.push(r * per_row),
+                OutputsAt::All => destinations.extend((0..n).map(|i| r * per_row + i)),
+            }
+        }
+        let kv = ctx.state::<f32>(kv_in, kv_out)?;
+        let logits = ctx.output::<f32>(logits_at)?;
+        let hidden = ctx.output::<f32>(hidden_at)?;
+        let next = ctx.output::<i32>(next_at)?;
+        // Outputs of unused rows and padding tokens hold -1, never a stale token.
+        next.fill(-1);
+        let output_at = match p.outputs_at {
+            OutputsAt::Last => OutputAt::Last,
+            OutputsAt::All => OutputAt::All,
+        };
+        let dims = p.dims();
+        let collective = Ranks(ctx);
+        self.scratch
+            .with(|scratch| {
+                super::forward::forward(
+                    &dims,
+                    &weights,
+                    kv,
+                    Batch {
+                        rows: &rows,
+                        output_at,
+                    },
+                    Outputs {
+                        at: &destinations,
+                        logits: Some(logits),
+                        hidden: Some(hidden),
+                        next_token: Some(next),
+                    },
+                    &collective,
+                    scratch,
+                )
+            })
+            .map_err(kernel_error)
+    }
+}
+
+struct Commit {
+    params: CommitParams,
+    at: Vec<usize>,
+}
+
+fn build_commit(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    let params: CommitParams = ctx.params()?;
+    if params.batch == 0 || params.width == 0 || params.cache.is_empty() {
+        return Err(ctx.params_error("every dimension must be at least 1"));
+    }
+    let at = resolve(ctx, &params.io())?;
+    Ok(Box::new(Commit { params, at }))
+}
+
+impl Kernel for Commit {
+    fn run(&self, ctx: &ExecCtx<'_>) -> Result<(), KernelError> {
+        let p = &self.params;
+        let seq_ids = ctx.input::<i32>(self.at[0])?;
+        let cache_lens = ctx.input::<i32>(self.at[1])?;
+        let counts = ctx.input::<i32>(self.at[2])?;
+        let indices = ctx.input::<i32>(self.at[3])?;
+        let kv = ctx.state::<f32>(self.at[4], self.at[5])?;
+        for r in 0..p.batch {
+            let count = counts[r];
+            if count == 0 {
+                continue;
+            }
+            if count < 0 || count as usize > p.width || seq_ids[r] < 0 || cache_lens[r] < 0 {
+                return Err(KernelError::BadInput {
+                    message: format!(
+                        "row {r}: accept count {count}, slot {}, cache length {}",
+                        seq_ids[r], cache_lens[r]
+                    ),
+                });
+            }
+            let src = &indices[r * p.width..r * p.width + count as usize];
+            commit_kv(
+                &p.cache,
+                kv,
+                seq_ids[r] as usize,
+                cache_lens[r] as usize,
+                src,
+            )
+            .map_err(|e| KernelError::BadInput {
+                message: format!("row {r}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+struct Heads {
+    params: HeadsParams,
+    at: Vec<usize>,
+    scratch: Pool<HeadsScratch>,
+}
+
+#[derive(Default)]
+struct HeadsScratch {
+    z: Vec<f32>,
+    proj: Vec<f32>,
+    logits: Vec<f32>,
+    local: Vec<f32>,
+    gathered: Vec<f32>,
+    matmul: MatmulScratch,
+}
+
+fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
+    let params: HeadsParams = ctx.params()?;
+    let m = &params.model;
+    if params.heads == 0 || params.top_k == 0 || params.batch == 0 || params.top_k > m.vocab_local {
+        return Err(ctx.params_error(
+            "heads, top_k and batch must be at least 1, top_k at most the LM-head slice",
+        ));
+    }
+    if m.vocab_local != m.vocab && m.vocab_local * ctx.world_size() != m.vocab {
+        return Err(
+            ctx.params_error("the LM-head slices do not cover the vocabulary with this world")
+        );
+    }
+    let at = resolve(ctx, &params.io())?;
+    Ok(Box::new(Heads {
+        params,
+        at,
+        scratch: Pool::default(),
+    }))
+}
+
+/// The `k` largest values of `values`: (index, value), best first, lower index first on ties.
+fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+    for (i, &v) in values.iter().enumerate() {
+        if best.len() == k && best.last().is_some_and(|&(_, worst)| v <= worst) {
+            continue;
+        }
+        let at = best.partition_point(|&(_, b)| b >= v);
+        best.insert(at, (i, v));
+        best.truncate(k);
+    }
+    best
+}
+
+impl Kernel for Heads {
+    fn run(&self, ctx: &ExecCtx<'_>) -> Result<(), KernelError> {
+        let p = &self.params;
+        let m = &p.model;
+        let d = m.hidden;
+        let hidden = ctx.input::<f32>(self.at[0])?;
+        let rows = ctx.input::<i32>(self.at[1])?[0];
+        if rows < 0 || rows as usize > p.batch {
+            return Err(KernelError::BadInput {
+                message: format!("num_rows {rows} is out of range 0..={}", p.batch),
+            });
+        }
+        let rows = rows as usize;
+        let head_matrix = ctx.input::<f32>(self.at[2])?;
+        let lm_head = if m.tied_embeddings {
+            &head_matrix[m.vocab_offset * d..(m.vocab_offset + m.vocab_local) * d]
+        } else {
+            head_matrix
+        };
+        let ids = ctx.output::<i32>(self.at[3 + 2 * p.heads])?;
+        let values = ctx.output::<f32>(self.at[4 + 2 * p.heads])?;
+        ids.fill(-1);
+        values.fill(f32::NEG_INFINITY);
+        if rows == 0 {
+            return Ok(());
+        }
+        let k = p.top_k;
+        let ranks = ctx.world_size();
+        self.scratch.with(|s| {
+            // z[row][head] = x + SiLU(W_h x + b_h), all heads stacked so that the LM head
+            // streams once for every row and head.
+            s.z.resize(rows * p.heads * d, 0.0);
+            s.proj.resize(rows * d, 0.0);
+            for h in 0..p.heads {
+                let w = ctx.input::<f32>(self.at[3 + 2 * h])?;
+                let bias = ctx.input::<f32>(self.at[4 + 2 * h])?;
+                matmul(
+                    w,
+                    &hidden[..rows * d],
+                    &mut s.proj,
+                    d,
+                    d,
+                    rows,
+                    &mut s.matmul,
+                );
+                for r in 0..rows {
+                    let x = &hidden[r * d..(r + 1) * d];
+                    let z = &mut s.z[(r * p.heads + h) * d..(r * p.heads + h + 1) * d];
+                    for (((z, &x), &pr), &bv) in z
+                        .iter_mut()
+                        .zip(x)
+                        .zip(&s.proj[r * d..(r + 1) * d])
+                        .zip(bias)
+                    {
+                        let a = pr + bv;
+                        *z = x + a / (1.0 + (-a).exp());
+                    }
+                }
+            }
+            let n = rows * p.heads;
+            s.logits.resize(n * m.vocab_local, 0.0);
+            matmul(
+                lm_head,
+                &s.z,
+                &mut s.logits,
+                m.vocab_local,
+                d,
+                n,
+                &mut s.matmul,
+            );
+            // Local top-k per (row, head), as (global id, logit) pairs.
+            s.local.resize(n * k * 2, 0.0);
+            for q in 0..n {
+                let best = top_k(&s.logits[q * m.vocab_local..(q + 1) * m.vocab_local], k);
+                for (j, (id, v)) in best.into_iter().enumerate() {
+                    s.local[(q * k + j) * 2] = (id + m.vocab_offset) as f32;
+                    s.local[(q * k + j) * 2 + 1] = v;
+                }
+            }
+            let merged: &[f32] = if m.vocab_local == m.vocab {
+                &s.local
+            } else {
+                s.gathered.resize(ranks * s.local.len(), 0.0);
+                ctx.all_gather(&s.local, &mut s.gathered)?;
+                &s.gathered
+            };
+            let per_rank = n * k * 2;
+            for q in 0..n {
+                let mut candidates: Vec<(usize, f32)> = (0..merged.len() / per_rank)
+                    .flat_map(|rank| {
+                        (0..k).map(move |j| {
+                            let at = rank * per_rank + (q * k + j) * 2;
+                            (merged[at] as usize, merged[at + 1])
+                        })
+                    })
+                    .collect();
+                candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                for (j, (id, v)) in candidates.into_iter().take(k).enumerate() {
+                    ids[q * k + j] = id as i32;
+                    values[q * k + j] = v;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k;
+    use crate::kernels::KernelError;
+    use crate::kernels::llama::forward::KvLayout;
+    use crate::kernels::llama::graph::{
+        CommitParams, ForwardParams, HeadsParams, ModelShard, OutputsAt,
+    };
+    use crate::kernels::test_support::{f32_bytes, f32_values, run};
+    use crate::neff::{TensorSpec, Usage};
+
+    fn shard() -> ModelShard {
+        ModelShard {
+            vocab: 23,
+            hidden: 16,
+            intermediate: 24,
+            layers: 2,
+            q_heads: 4,
+            kv_heads: 2,
+            head_dim: 4,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            tied_embeddings: true,
+            vocab_offset: 0,
+            vocab_local: 23,
+        }
+    }
+
+    fn cache() -> KvLayout {
+        KvLayout {
+            layers: 2,
+            slots: 2,
+            kv_heads: 2,
+            max_len: 16,
+            head_dim: 4,
+        }
+    }
+
+    fn forward_params(width: usize, outputs_at: OutputsAt, tree_mask: bool) -> ForwardParams {
+        ForwardParams {
+            model: shard(),
+            cache: cache(),
+            batch: 2,
+            width,
+            outputs_at,
+            tree_mask,
+        }
+    }
+
+    /// Deterministic contents for a tensor: weights small and varied, norms near one.
+    fn fill(spec: &TensorSpec, seed: u32) -> Vec<u8> {
+        let n = spec.elements();
+        let mut s = seed.wrapping_add(spec.name.len() as u32 * 7919);
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let v = (s % 1000) as f32 / 1000.0 - 0.5;
+                if spec.name.ends_with("norm.weight") {
+                    1.0 + v * 0.2
+                } else {
+                    v
+                }
+            })
+            .collect();
+        f32_bytes(&values)
+    }
+
+    fn i32_bytes(v: &[i32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    /// Inputs for a forward graph: two rows, the second unused unless `rows == 2`.
+    fn forward_inputs(
+        p: &ForwardParams,
+        tokens: &[i32],
+        rows: usize,
+    ) -> Vec<(TensorSpec, Vec<u8>)> {
+        let t = p.width;
+        let mut ids = vec![0; 2 * t];
+        let mut pos = vec![0; 2 * t];
+        for r in 0..rows {
+            for (i, &tok) in tokens.iter().enumerate() {
+                ids[r * t + i] = tok;
+                pos[r * t + i] = i as i32;
+            }
+        }
+        let lens = [
+            tokens.len() as i32,
+            if rows == 2 { tokens.len() as i32 } else { 0 },
+        ];
+        p.io()
+            .into_iter()
+            .filter(|s| s.usage == Usage::Input)
+            .map(|s| {
+                let bytes = match s.name.as_str() {
+                    "input_ids" => i32_bytes(&ids),
+                    "position_ids" => i32_bytes(&pos),
+                    "seq_ids" => i32_bytes(&[0, 1]),
+                    "cache_lens" => i32_bytes(&[0, 0]),
+                    "new_lens" => i32_bytes(&lens),
+                    "tree_mask" => {
+                        let mut m = vec![0u8; 2 * t * t];
+                        for r in 0..2 {
+                            for i in 0..t {
+                                for j in 0..=i {
+                                    m[r * t * t + i * t + j] = 1;
+                                }
+                            }
+                        }
+                        m
+                    }
+                    "kv_cache" => vec![0; s.size_bytes()],
+                    _ => fill(&s, 3),
+                };
+                (s, bytes)
+            })
+            .collect()
+    }
+
+    fn outputs(p: &ForwardParams) -> Vec<TensorSpec> {
+        p.io()
+            .into_iter()
+            .filter(|s| s.usage == Usage::Output)
+            .collect()
+    }
+
+    #[test]
+    fn verify_outputs_match_prefill_at_every_position() {
+        let tokens = [3, 1, 4, 1, 5];
+        let all = forward_params(5, OutputsAt::All, true);
+        let out = run(
+            "llama.forward",
+            serde_json::to_value(&all).unwrap(),
+            &forward_inputs(&all, &tokens, 1),
+            &outputs(&all),
+        )
+        .unwrap();
+        let logits_all = f32_values(&out[0]);
+        let next_all: Vec<i32> = out[2]
+            .chunks_exact(4)
+            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        // Row 1 is unused: its next tokens are -1.
+        assert!(next_all[5..].iter().all(|&x| x == -1));
+        for n in 1..=tokens.len() {
+            let last = forward_params(n, OutputsAt::Last, false);
+            let out = run(
+                "llama.forward",
+                serde_json::to_value(&last).unwrap(),
+                &forward_inputs(&last, &tokens[..n], 1),
+                &outputs(&last),
+            )
+            .unwrap();
+            let logits = f32_values(&out[0]);
+            let v = 23;
+            for (a, b) in logits[..v].iter().zip(&logits_all[(n - 1) * v..n * v]) {
+                assert!((a - b).abs() < 1e-5, "position {}: {a} vs {b}", n - 1);
+            }
+        }
+    }
+
+    #[test]
+    fn two_rows_give_the_same_answer_for_the_same_prompt() {
+        let p = forward_params(3, OutputsAt::Last, false);
+        let out = run(
+            "llama.forward",
+            serde_json::to_value(&p).unwrap(),
+            &forward_inputs(&p, &[7, 8, 9], 2),
+            &outputs(&p),
+        )
+        .unwrap();
+        let logits = f32_values(&out[0]);
+        assert_eq!(logits[..23], logits[23..]);
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_weight_refuses_the_load_naming_it() {
+        let p = forward_params(3, OutputsAt::Last, false);
+        let mut inputs = forward_inputs(&p, &[1], 1);
+        let at = inputs
+            .iter()
+            .position(|(s, _)| s.name == "model.layers.1.mlp.up_proj.weight")
+            .unwrap();
+        inputs[at].0.shape = vec![23, 16];
+        let err = run(
+            "llama.forward",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &outputs(&p),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string()
+                .contains("model.layers.1.mlp.up_proj.weight"),
+            "{err}"
+        );
+        inputs.remove(at);
+        let err = run(
+            "llama.forward",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &outputs(&p),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("declares"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_inputs_are_bad_input() {
+        let p = forward_params(3, OutputsAt::Last, false);
+        let mut inputs = forward_inputs(&p, &[1, 2], 1);
+        inputs[0].1 = i32_bytes(&[1, 99, 0, 0, 0, 0]);
+        let err = run(
+            "llama.forward",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &outputs(&p),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, KernelError::BadInput { .. }), "{err:?}");
+        assert!(err.to_string().contains("token id 99"), "{err}");
+        assert_eq!(
+            err.status(),
+            neuron_sys::bindings::NRT_STATUS::NRT_EXEC_BAD_INPUT
+        );
+    }
+
+    #[test]
+    fn commit_moves_the_accepted_positions() {
+        let c = KvLayout {
+            layers: 1,
+            slots: 1,
+            kv_heads: 1,
+            max_len: 8,
+            head_dim: 2,
+        };
+        let p = CommitParams {
+            cache: c,
+            batch: 1,
+            width: 4,
+        };
+        let kv: Vec<f32> = (0..c.len()).map(|i| i as f32).collect();
+        let io = p.io();
+        let inputs = vec![
+            (io[0].clone(), i32_bytes(&[0])),
+            (io[1].clone(), i32_bytes(&[2])),
+            (io[2].clone(), i32_bytes(&[3])),
+            (io[3].clone(), i32_bytes(&[0, 2, 3, 0])),
+            (io[4].clone(), f32_bytes(&kv)),
+        ];
+        let out = run(
+            "llama.kv_commit",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &[io[5].clone()],
+        )
+        .unwrap();
+        let moved = f32_values(&out[0]);
+        // Keys: position 2+0 stays, 2+1 <- 2+2, 2+2 <- 2+3.
+        assert_eq!(&moved[4..10], &[4.0, 5.0, 8.0, 9.0, 10.0, 11.0]);
+        // Values (second half) moved the same way.
+        assert_eq!(&moved[16 + 6..16 + 8], &[16.0 + 8.0, 16.0 + 9.0]);
+    }
+
+    #[test]
+    fn heads_return_the_top_candidates_of_each_head() {
+        let p = HeadsParams {
+            model: shard(),
+            heads: 2,
+            top_k: 3,
+            batch: 2,
+        };
+        let io = p.io();
+        let inputs: Vec<(TensorSpec, Vec<u8>)> = io
+            .iter()
+            .filter(|s| s.usage == Usage::Input)
+            .map(|s| {
+                let bytes = match s.name.as_str() {
+                    "num_rows" => i32_bytes(&[1]),
+                    _ => fill(s, 9),
+                };
+                (s.clone(), bytes)
+            })
+            .collect();
+        let outs: Vec<TensorSpec> = io
+            .iter()
+            .filter(|s| s.usage == Usage::Output)
+            .cloned()
+            .collect();
+        let out = run(
+            "llama.heads",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &outs,
+        )
+        .unwrap();
+        let ids: Vec<i32> = out[0]
+            .chunks_exact(4)
+            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let vals = f32_values(&out[1]);
+        // Recompute head 1 of row 0 by hand.
+        let get = |name: &str| f32_values(&inputs.iter().find(|(s, _)| s.name == name).unwrap().1);
+        let (x, w, b, emb) = (
+            get("hidden"),
+            get("medusa.1.weight"),
+            get("medusa.1.bias"),
+            get("model.embed_tokens.weight"),
+        );
+        let d = 16;
+        let z: Vec<f32> = (0..d)
+            .map(|i| {
+                let a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];
+                x[i] + a / (1.0 + (-a).exp())
+            })
+            .collect();
+        let logits: Vec<f32> = (0..23)
+            .map(|v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
+            .collect();
+        let expected = top_k(&logits, 3);
+        for (j, (id, v)) in expected.iter().enumerate() {
+            assert_eq!(ids[3 + j], *id as i32);
+            assert!((vals[3 + j] - v).abs() < 1e-4);
+        }
+        // Row 1 is not in use.
+        assert!(ids[6..].iter().all(|&i| i == -1));
+    }
+
+    #[test]
+    fn top_k_is_sorted_and_stable() {
+        assert_eq!(
+            top_k(&[1.0, 5.0, 3.0, 5.0, 0.0], 3),
+            vec![(1, 5.0), (3, 5.0), (2, 3.0)]
+        );
+        assert_eq!(top_k(&[2.0], 3), vec![(0, 2.0)]);
+    }
+}
