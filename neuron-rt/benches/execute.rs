@@ -44,7 +44,7 @@ fn setup() -> Setup {
 }
 
 /// One raw `nrt_execute` with the same handles the safe layer uses.
-fn raw_executor(s: &Setup) -> impl Fn() {
+fn raw_executor(s: &Setup) -> impl Fn() + use<> {
     let lib = neuron_sys::loaded().expect("library loaded");
     let execute = nrt_fn!(lib, nrt_execute).expect("nrt_execute");
     let (model, inputs, outputs) = (

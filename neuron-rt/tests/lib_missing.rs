@@ -1,5 +1,6 @@
 //! A library path that does not exist is a typed error, not a panic and not a fall-through to
 //! another library. (Its own test binary: the loaded library is process-wide.)
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 use std::path::Path;
 

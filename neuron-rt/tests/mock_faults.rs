@@ -1,5 +1,6 @@
 //! Injected faults (`NEURON_MOCK_FAULTS`) come back as typed errors naming the call and the
 //! object. Each case runs in a child process with its own environment.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 mod common;
 

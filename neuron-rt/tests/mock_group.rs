@@ -1,4 +1,5 @@
 //! Collective models on several cores: `ModelGroup`, against the mock.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -205,9 +206,8 @@ fn child_missing_rank() {
     let mut io = group.allocate_io().unwrap();
     // Only rank 0 executes: its all-reduce waits for rank 1, which never comes.
     let rank0: &Model = group.rank(0).unwrap();
-    let err = rank0
-        .execute(&io[0].inputs, &mut io[0].outputs)
-        .unwrap_err();
+    let sets = &mut io[0];
+    let err = rank0.execute(&sets.inputs, &mut sets.outputs).unwrap_err();
     assert_eq!(err.status(), Some(Status::Timeout), "{err:?}");
     assert!(err.to_string().contains("rank 0 of 2"), "{err}");
     // The group still works afterwards.

@@ -1,4 +1,5 @@
 //! Loading, metadata and execution, against the mock.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 mod common;
 
@@ -232,13 +233,13 @@ fn state_bound_to_both_sets_is_updated_in_place() {
         .unwrap();
     let model = Model::load(&fx.rt, &neff, 0).unwrap();
     let mut io = model.allocate_io().unwrap();
-    let acc_in = io.inputs.tensor("acc").unwrap();
-    let acc_out = io.outputs.tensor("acc").unwrap();
-    assert!(Arc::ptr_eq(acc_in, acc_out), "one tensor in both sets");
+    let acc_in = Arc::clone(io.inputs.tensor("acc").unwrap());
+    let acc_out = Arc::clone(io.outputs.tensor("acc").unwrap());
+    assert!(Arc::ptr_eq(&acc_in, &acc_out), "one tensor in both sets");
     acc_in.write_from(0, &[1.0f32, 2.0, 3.0]).unwrap();
     model.execute(&io.inputs, &mut io.outputs).unwrap();
     assert_eq!(acc_out.to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0]);
-    drop((io, model));
+    drop((acc_in, acc_out, io, model));
     fx.finish();
 }
 
@@ -344,6 +345,7 @@ fn weights_shared_between_models() {
         sets[1].2.tensor("sum").unwrap().to_vec::<f32>().unwrap(),
         [21.0; 4]
     );
-    drop((sets, shared, m1, m2));
+    drop(sets);
+    drop((shared, m1, m2));
     fx.finish();
 }

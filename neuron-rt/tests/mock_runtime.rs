@@ -1,4 +1,5 @@
 //! Runtime lifetime and queries, against the mock.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
 
 mod common;
 

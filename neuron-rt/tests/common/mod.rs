@@ -1,6 +1,6 @@
 //! Shared helpers for the mock tests: a serialised runtime fixture with a leak check, mock
 //! NEFFs, and subprocess runs for tests that need their own environment.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
