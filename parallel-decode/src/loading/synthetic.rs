@@ -84,6 +84,7 @@ impl TinyLlama {
             rms_norm_eps: Some(1e-5),
             rope_theta: Some(10_000.0),
             tie_word_embeddings: Some(self.tie_word_embeddings),
+            bos_token_id: Some(1.into()),
             eos_token_id: Some(2.into()),
             ..RawLlamaConfig::default()
         };
@@ -122,6 +123,26 @@ impl TinyLlama {
     /// As [`TinyLlama::config`].
     pub fn to_gguf(&self) -> Result<GgufWriter> {
         let c = self.config()?;
+        let mut w = self.gguf_metadata()?;
+        for (name, shape, data) in self.weights()? {
+            let (gguf_name, heads) = gguf_name(&name, &c);
+            let data = match heads {
+                Some(h) => permute_rows(&data, h, shape.get(1).copied().unwrap_or(1)).unwrap_or(data),
+                None => data,
+            };
+            w.tensor_f32(&gguf_name, &shape, &data);
+        }
+        Ok(w)
+    }
+
+    /// A GGUF writer holding this model's metadata (hyper-parameters, tokenizer, chat template)
+    /// and no tensors, for tests that add tensors of their own.
+    ///
+    /// # Errors
+    ///
+    /// As [`TinyLlama::config`].
+    pub fn gguf_metadata(&self) -> Result<GgufWriter> {
+        let c = self.config()?;
         let mut w = GgufWriter::new();
         let u32v = |v: usize| Value::U32(v as u32);
         w.metadata("general.architecture", Value::String("llama".into()))
@@ -152,14 +173,6 @@ impl TinyLlama {
             .metadata("tokenizer.ggml.eos_token_id", Value::U32(2))
             .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false))
             .metadata("tokenizer.chat_template", Value::String(CHATML_TEMPLATE.into()));
-        for (name, shape, data) in self.weights()? {
-            let (gguf_name, heads) = gguf_name(&name, &c);
-            let data = match heads {
-                Some(h) => permute_rows(&data, h, shape.get(1).copied().unwrap_or(1)).unwrap_or(data),
-                None => data,
-            };
-            w.tensor_f32(&gguf_name, &shape, &data);
-        }
         Ok(w)
     }
 }
@@ -180,8 +193,8 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlama) -> Result<ImportSummary> {
 }
 
 /// The GGUF name of a Hugging Face Llama parameter, and the head count its rows are permuted
-/// by (q and k projections).
-fn gguf_name(hf: &str, c: &LlamaConfig) -> (String, Option<usize>) {
+/// by (q and k projections): the inverse of [`crate::loading::gguf::llama::map_tensor_name`].
+pub fn gguf_name(hf: &str, c: &LlamaConfig) -> (String, Option<usize>) {
     match hf {
         "model.embed_tokens.weight" => return ("token_embd.weight".into(), None),
         "model.norm.weight" => return ("output_norm.weight".into(), None),

@@ -7,8 +7,6 @@
 //! head: Hugging Face row `half * head_dim / 2 + j` becomes GGUF row `2 * j + half`. Import
 //! applies the inverse ([`unpermute_rows`]) so the result runs with Hugging Face semantics.
 
-use std::path::Path;
-
 use serde_json::json;
 
 use super::reader::GgufFile;
@@ -240,6 +238,8 @@ pub(crate) fn required_str<'a>(file: &'a GgufFile, key: &str) -> Result<&'a str>
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     /// The Hugging Face to GGUF permutation as llama.cpp's converter does it: view the rows as

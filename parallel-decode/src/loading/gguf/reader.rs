@@ -230,7 +230,10 @@ impl<'a> Cursor<'a> {
         if n > max {
             return Err((
                 start as u64,
-                format!("{what} is {n}, more than the {} bytes left could hold", self.remaining()),
+                format!(
+                    "{what} is {n}, more than the {} bytes left could hold (the file is truncated or corrupt)",
+                    self.remaining()
+                ),
             ));
         }
         Ok(n as usize)
