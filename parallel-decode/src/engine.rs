@@ -165,7 +165,7 @@ pub fn generate(
         }],
         config,
     )?;
-    out.pop().ok_or_else(|| Error::Config {
+    out.pop().ok_or_else(|| Error::Setting {
         field: "batch",
         message: "no result".into(),
     })
@@ -193,13 +193,13 @@ pub fn generate_batch(
     requests: Vec<Request<'_>>,
     config: &GenerateConfig,
 ) -> Result<Vec<Generation>> {
-    config.sampling.validate().map_err(|e| Error::Config {
+    config.sampling.validate().map_err(|e| Error::Setting {
         field: "sampling",
         message: e.0,
     })?;
     let info = model.info().clone();
     if requests.len() > info.max_batch {
-        return Err(Error::Config {
+        return Err(Error::Setting {
             field: "batch",
             message: format!(
                 "{} requests, the model takes at most {} per pass",
@@ -219,7 +219,7 @@ pub fn generate_batch(
                 .iter()
                 .any(|s: &Sequence<'_>| s.request.slot == request.slot)
         {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "slot",
                 message: format!(
                     "request {i}: slot {} is out of range or taken",
@@ -228,7 +228,7 @@ pub fn generate_batch(
             });
         }
         if request.prompt.is_empty() {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "prompt",
                 message: format!("request {i}: the prompt is empty"),
             });
@@ -291,7 +291,7 @@ pub fn generate_batch(
         let argmax = model.verify(&rows)?;
         let mut verdicts = Vec::with_capacity(active.len());
         for (row, &i) in active.iter().enumerate() {
-            let proposal = proposals[i].as_ref().ok_or_else(|| Error::Config {
+            let proposal = proposals[i].as_ref().ok_or_else(|| Error::Setting {
                 field: "engine",
                 message: "lost proposal".into(),
             })?;
@@ -318,7 +318,7 @@ pub fn generate_batch(
             model.commit(&commits)?;
         }
         for (row, (&i, verdict)) in active.iter().zip(&verdicts).enumerate() {
-            let proposal = proposals[i].as_ref().ok_or_else(|| Error::Config {
+            let proposal = proposals[i].as_ref().ok_or_else(|| Error::Setting {
                 field: "engine",
                 message: "lost proposal".into(),
             })?;
@@ -360,7 +360,7 @@ fn prefill(
 ) -> Result<()> {
     let info = model.info().clone();
     if seq.tokens.len() >= info.max_len {
-        return Err(Error::Config {
+        return Err(Error::Setting {
             field: "prompt",
             message: format!(
                 "{} prompt tokens leave no room in a context of {}",
@@ -398,7 +398,7 @@ fn run_heads(
 ) -> Result<HeadCandidates> {
     let info = model.info();
     if info.heads == 0 {
-        return Err(Error::Config {
+        return Err(Error::Setting {
             field: "strategy",
             message: format!("{} needs a model with heads", proposer.name()),
         });
@@ -429,7 +429,7 @@ fn propose(
     };
     let proposal = seq.request.proposer.propose(&ctx)?;
     if proposal.tree.len() > max_nodes {
-        return Err(Error::Config {
+        return Err(Error::Setting {
             field: "proposal",
             message: format!(
                 "{} proposed {} nodes, the budget was {max_nodes}",
@@ -444,7 +444,7 @@ fn propose(
         .as_ref()
         .is_some_and(|d| !chain || d.len() < proposal.tree.max_depth())
     {
-        return Err(Error::Config {
+        return Err(Error::Setting {
             field: "proposal",
             message: format!(
                 "{} gave draft distributions for a tree that is not a chain",

@@ -1,7 +1,21 @@
-//! Models, artifacts and decoding strategies (filled in by later issues).
+//! Llama-family models on Neuron devices with parallel (speculative) decoding.
+//!
+//! - [`loading`]: Hugging Face directories and GGUF files, their tokenizers and chat
+//!   templates, and the default model, SmolLM2-135M-Instruct.
+//! - [`backend`]: what the decoding loop needs from a model ([`backend::LanguageModel`]).
+//! - [`engine`]: the decoding loop: prefill, then propose, verify, commit, emit.
+//! - [`strategy`]: candidate trees, proposers (prompt lookup, draft model, Medusa heads) and
+//!   the verification rules (greedy, exact sampling, typical acceptance).
+//! - [`sampling`]: the sampling transform and the seeded sampler.
+//!
+//! The only `unsafe` code is the memory map of weight files, in [`loading::mapped`].
+
+#![deny(unsafe_code)]
+
 pub mod backend;
 pub mod engine;
-mod error;
+pub mod error;
+pub mod loading;
 pub mod sampling;
 pub mod strategy;
 

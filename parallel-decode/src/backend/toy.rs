@@ -136,7 +136,7 @@ impl ToyModel {
 
     fn check_slot(&self, slot: usize) -> Result<()> {
         if slot >= self.config.slots {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "slot",
                 message: format!("slot {slot} of {}", self.config.slots),
             });
@@ -153,7 +153,7 @@ impl LanguageModel for ToyModel {
     fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<u32> {
         self.check_slot(slot)?;
         if tokens.len() > self.config.max_len {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "prompt",
                 message: "longer than the context".into(),
             });
@@ -172,7 +172,7 @@ impl LanguageModel for ToyModel {
             self.check_slot(row.slot)?;
             let n = row.tree.len();
             if n > self.config.max_tree || row.cache_len + n > self.config.max_len {
-                return Err(Error::Config {
+                return Err(Error::Setting {
                     field: "tree",
                     message: format!("{n} nodes do not fit"),
                 });
@@ -205,7 +205,7 @@ impl LanguageModel for ToyModel {
             .last
             .get(row)
             .and_then(|r| r.get(node))
-            .ok_or_else(|| Error::Config {
+            .ok_or_else(|| Error::Setting {
                 field: "node",
                 message: format!("no node {node} in row {row}"),
             })?;
@@ -218,7 +218,7 @@ impl LanguageModel for ToyModel {
             .last
             .get(row)
             .and_then(|r| r.get(node))
-            .ok_or_else(|| Error::Config {
+            .ok_or_else(|| Error::Setting {
                 field: "node",
                 message: format!("no node {node} in row {row}"),
             })?;
@@ -233,7 +233,7 @@ impl LanguageModel for ToyModel {
             for (k, &src) in row.accepted.iter().enumerate() {
                 let from = row.cache_len + src;
                 if from >= cache.len() {
-                    return Err(Error::Config {
+                    return Err(Error::Setting {
                         field: "commit",
                         message: format!("node {src} was never written"),
                     });
@@ -246,7 +246,7 @@ impl LanguageModel for ToyModel {
 
     fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
         if self.config.heads == 0 {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "heads",
                 message: "the toy model has no heads".into(),
             });

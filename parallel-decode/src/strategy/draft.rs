@@ -61,14 +61,14 @@ impl Draft {
             DraftLength::Fixed(k) | DraftLength::Adaptive(k) => k,
         };
         if k == 0 {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "draft length",
                 message: "must be at least 1".into(),
             });
         }
         let slots = model.borrow().info().slots;
         if slot >= slots {
-            return Err(Error::Config {
+            return Err(Error::Setting {
                 field: "draft slot",
                 message: format!("slot {slot}, the draft has {slots}"),
             });

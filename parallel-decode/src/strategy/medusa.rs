@@ -27,7 +27,7 @@ impl MedusaTree {
     /// duplicate.
     pub fn new(paths: Vec<Vec<usize>>) -> Result<Self> {
         let bad = |message: String| {
-            Err(Error::Config {
+            Err(Error::Setting {
                 field: "medusa tree",
                 message,
             })
