@@ -46,7 +46,8 @@ impl ModelArg {
     /// The model directory, fetching or importing as needed.
     pub fn resolve(&self, global: &GlobalOpts) -> anyhow::Result<PathBuf> {
         let bars = progress::Bars::new(global);
-        resolve_model(self.model.as_deref(), None, &bars).map_err(|e| with_model_hint(e, self.model.as_deref()))
+        resolve_model(self.model.as_deref(), None, &bars)
+            .map_err(|e| with_model_hint(e, self.model.as_deref()))
     }
 
     /// Opens the model.

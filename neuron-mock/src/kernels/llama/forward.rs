@@ -30,8 +30,8 @@ pub struct Dims {
     pub kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
-    /// RoPE base.
-    pub rope_theta: f32,
+    /// Rotary frequencies, `head_dim / 2` of them.
+    pub rope_inv_freq: Vec<f64>,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
     /// KV cache positions per slot.
@@ -322,7 +322,7 @@ pub fn forward(
     // Rotary angles depend only on the position: computed once per pass, used by every layer.
     s.rope.resize_with(n, Vec::new);
     for (t, &(r, i)) in token_row.iter().enumerate() {
-        rope_angles(rows[r].positions[i], hd, dims.rope_theta, &mut s.rope[t]);
+        rope_angles(rows[r].positions[i], &dims.rope_inv_freq, &mut s.rope[t]);
     }
 
     for (layer, lw) in weights.layers.iter().enumerate() {

@@ -55,8 +55,9 @@ pub struct ModelShard {
     pub kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
-    /// RoPE base.
-    pub rope_theta: f32,
+    /// Rotary frequencies, `head_dim / 2` of them (plain RoPE: `theta^(-2i/head_dim)`;
+    /// scaled variants rescale them).
+    pub rope_inv_freq: Vec<f64>,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
     /// Whether the LM head is the embedding matrix.
@@ -107,7 +108,7 @@ impl ForwardParams {
             q_heads: m.q_heads,
             kv_heads: m.kv_heads,
             head_dim: m.head_dim,
-            rope_theta: m.rope_theta,
+            rope_inv_freq: m.rope_inv_freq.clone(),
             rms_eps: m.rms_eps,
             max_len: self.cache.max_len,
             slots: self.cache.slots,
@@ -168,8 +169,16 @@ impl ForwardParams {
         if m.vocab_offset + m.vocab_local > m.vocab || m.vocab_local == 0 {
             return Err("the LM-head slice lies outside the vocabulary".into());
         }
-        if !(m.rope_theta > 0.0 && m.rms_eps >= 0.0) {
-            return Err("rope_theta must be positive and rms_eps not negative".into());
+        if m.rope_inv_freq.len() != m.head_dim / 2 || m.rope_inv_freq.iter().any(|f| !f.is_finite())
+        {
+            return Err(format!(
+                "rope_inv_freq must hold {} finite frequencies (half the head width), it holds {}",
+                m.head_dim / 2,
+                m.rope_inv_freq.len()
+            ));
+        }
+        if m.rms_eps.is_nan() || m.rms_eps < 0.0 {
+            return Err("rms_eps must not be negative".into());
         }
         Ok(())
     }

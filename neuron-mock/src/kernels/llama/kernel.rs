@@ -500,7 +500,7 @@ mod tests {
             q_heads: 4,
             kv_heads: 2,
             head_dim: 4,
-            rope_theta: 10000.0,
+            rope_inv_freq: crate::kernels::llama::linalg::rope_inv_freq(10000.0, 4),
             rms_eps: 1e-5,
             tied_embeddings: true,
             vocab_offset: 0,

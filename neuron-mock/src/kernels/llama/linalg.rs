@@ -179,13 +179,20 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// The rotary frequencies of plain RoPE: `theta^(-2i/head_dim)` for `i < head_dim / 2`.
+/// (Scaled variants rescale these; the compile step computes them from the model config.)
+pub fn rope_inv_freq(theta: f64, head_dim: usize) -> Vec<f64> {
+    (0..head_dim / 2)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
+        .collect()
+}
+
 /// Rotary position embedding angles for one position: `(cos, sin)` of
-/// `position · theta^(-2i/head_dim)` for `i < head_dim / 2`.
-pub fn rope_angles(position: i32, head_dim: usize, theta: f32, out: &mut Vec<(f32, f32)>) {
+/// `position · inv_freq[i]`.
+pub fn rope_angles(position: i32, inv_freq: &[f64], out: &mut Vec<(f32, f32)>) {
     out.clear();
-    for i in 0..head_dim / 2 {
-        let inv_freq = 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64);
-        let angle = position as f64 * inv_freq;
+    for &f in inv_freq {
+        let angle = position as f64 * f;
         out.push((angle.cos() as f32, angle.sin() as f32));
     }
 }
@@ -319,7 +326,11 @@ mod tests {
 
     fn rope(row: &mut [f32], head_dim: usize, position: i32, theta: f32) {
         let mut angles = Vec::new();
-        rope_angles(position, head_dim, theta, &mut angles);
+        rope_angles(
+            position,
+            &rope_inv_freq(theta as f64, head_dim),
+            &mut angles,
+        );
         rope_in_place(row, &angles);
     }
 

@@ -35,7 +35,7 @@ fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model
         q_heads,
         kv_heads,
         head_dim: 8,
-        rope_theta: 10000.0,
+        rope_inv_freq: super::linalg::rope_inv_freq(10000.0, 8),
         rms_eps: 1e-5,
         max_len: 40,
         slots: 3,
@@ -182,8 +182,7 @@ impl Model {
         let rope = |v: &mut [f64], pos: i32| {
             for head in v.chunks_exact_mut(hd) {
                 for i in 0..hd / 2 {
-                    let angle =
-                        pos as f64 / (dm.rope_theta as f64).powf(2.0 * i as f64 / hd as f64);
+                    let angle = pos as f64 / 10000f64.powf(2.0 * i as f64 / hd as f64);
                     let (a, b) = (head[i], head[i + hd / 2]);
                     head[i] = a * angle.cos() - b * angle.sin();
                     head[i + hd / 2] = b * angle.cos() + a * angle.sin();

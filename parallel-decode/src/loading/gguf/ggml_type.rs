@@ -75,10 +75,11 @@ impl GgmlType {
 
     /// The block layout, if this type's layout is known.
     pub fn layout(self) -> Option<BlockLayout> {
-        self.entry().map(|&(_, _, block_elems, block_bytes)| BlockLayout {
-            block_elems,
-            block_bytes,
-        })
+        self.entry()
+            .map(|&(_, _, block_elems, block_bytes)| BlockLayout {
+                block_elems,
+                block_bytes,
+            })
     }
 
     /// The GGML name (`"Q4_1"`), if known.
