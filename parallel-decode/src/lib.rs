@@ -2,6 +2,7 @@
 //!
 //! - [`loading`]: Hugging Face directories and GGUF files, their tokenizers and chat
 //!   templates, and the default model, SmolLM2-135M-Instruct.
+//! - [`artifacts`]: compiling a model for the device, and the manifest the backend loads.
 //! - [`backend`]: what the decoding loop needs from a model ([`backend::LanguageModel`]).
 //! - [`engine`]: the decoding loop: prefill, then propose, verify, commit, emit.
 //! - [`strategy`]: candidate trees, proposers (prompt lookup, draft model, Medusa heads) and
@@ -12,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod artifacts;
 pub mod backend;
 pub mod engine;
 pub mod error;

@@ -24,6 +24,7 @@ pub mod generation;
 pub mod gguf;
 #[allow(unsafe_code)] // The one memory map; see the module docs.
 pub mod mapped;
+pub mod medusa_heads;
 pub mod model_dir;
 pub mod progress;
 pub mod safetensors;
@@ -37,7 +38,7 @@ pub use chat::{ChatTemplate, Message};
 pub use config::{LlamaConfig, RawLlamaConfig, RopeScaling};
 pub use dtype::Dtype;
 pub use mapped::FileBytes;
-pub use model_dir::ModelDir;
+pub use model_dir::{ModelDir, ModelText};
 pub use progress::{NoProgress, Progress, ProgressStep, Unit};
 pub use stream::StreamDecoder;
 pub use tokenizer::Tokenizer;

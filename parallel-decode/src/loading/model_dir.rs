@@ -96,67 +96,12 @@ impl ModelDir {
         let weights = Weights::open(path)?;
         weights.check_against(&config)?;
 
-        let tokenizer = Tokenizer::from_file(&path.join(TOKENIZER_FILE))?;
-        if tokenizer.vocab_size() > config.vocab_size {
-            return Err(Error::Tokenizer {
-                path: tokenizer.path().to_path_buf(),
-                message: format!(
-                    "the tokenizer has {} ids but the model only {} embedding rows (vocab_size in {CONFIG_FILE})",
-                    tokenizer.vocab_size(),
-                    config.vocab_size
-                ),
-            });
-        }
-        let tok_config = TokenizerConfig::read(&path.join(TOKENIZER_CONFIG_FILE))?;
-        let generation =
-            GenerationConfig::read(&path.join(GENERATION_CONFIG_FILE), config.vocab_size)?;
-
-        let template_file = path.join(CHAT_TEMPLATE_FILE);
-        let template = if template_file.is_file() {
-            let src = std::fs::read_to_string(&template_file)
-                .map_err(|e| Error::io(&template_file, "read", e))?;
-            Some((src, template_file))
-        } else {
-            tok_config
-                .chat_template
-                .clone()
-                .map(|src| (src, path.join(TOKENIZER_CONFIG_FILE)))
-        };
-        let chat_template = template
-            .map(|(src, file)| {
-                ChatTemplate::new(
-                    src,
-                    &file,
-                    tok_config.bos_token.clone(),
-                    tok_config.eos_token.clone(),
-                )
-            })
-            .transpose()?;
-
-        // EOS: generation_config first (what generation APIs honour), then config.json, then
-        // the tokenizer's eos_token; duplicates removed, order kept.
-        let mut eos_token_ids = Vec::new();
-        let from_tokenizer = tok_config
-            .eos_token
-            .as_deref()
-            .and_then(|t| tokenizer.token_to_id(t));
-        for id in generation
-            .eos_token_ids
-            .iter()
-            .chain(&config.eos_token_ids)
-            .copied()
-            .chain(from_tokenizer)
-        {
-            if !eos_token_ids.contains(&id) {
-                eos_token_ids.push(id);
-            }
-        }
-        let bos_token_id = generation.bos_token_id.or(config.bos_token_id).or_else(|| {
-            tok_config
-                .bos_token
-                .as_deref()
-                .and_then(|t| tokenizer.token_to_id(t))
-        });
+        let ModelText {
+            tokenizer,
+            chat_template,
+            eos_token_ids,
+            bos_token_id,
+        } = ModelText::open(path, &config)?;
         Ok(Self {
             path: path.to_path_buf(),
             config,
@@ -233,5 +178,98 @@ impl ModelDir {
     pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
         let text = self.render_chat(messages, true)?;
         self.tokenizer.encode(&text, false)
+    }
+}
+
+/// The text side of a model: tokenizer, chat template, end- and beginning-of-sequence tokens,
+/// read from a directory holding `tokenizer.json` and its companion files (a model directory,
+/// or an artifacts directory, which carries copies of them).
+#[derive(Debug)]
+pub struct ModelText {
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The chat template, if the model has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// Tokens that end generation (see [`ModelDir::eos_token_ids`]).
+    pub eos_token_ids: Vec<u32>,
+    /// The beginning-of-sequence token, if any.
+    pub bos_token_id: Option<u32>,
+}
+
+impl ModelText {
+    /// Reads the tokenizer and its companion files from `path` for a model with `config`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tokenizer`] (including a tokenizer with more ids than the model has
+    /// embeddings), [`Error::Json`], [`Error::ChatTemplate`], naming the file.
+    pub fn open(path: &Path, config: &LlamaConfig) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(&path.join(TOKENIZER_FILE))?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Tokenizer {
+                path: tokenizer.path().to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} ids but the model only {} embedding rows (vocab_size in {CONFIG_FILE})",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let tok_config = TokenizerConfig::read(&path.join(TOKENIZER_CONFIG_FILE))?;
+        let generation =
+            GenerationConfig::read(&path.join(GENERATION_CONFIG_FILE), config.vocab_size)?;
+
+        let template_file = path.join(CHAT_TEMPLATE_FILE);
+        let template = if template_file.is_file() {
+            let src = std::fs::read_to_string(&template_file)
+                .map_err(|e| Error::io(&template_file, "read", e))?;
+            Some((src, template_file))
+        } else {
+            tok_config
+                .chat_template
+                .clone()
+                .map(|src| (src, path.join(TOKENIZER_CONFIG_FILE)))
+        };
+        let chat_template = template
+            .map(|(src, file)| {
+                ChatTemplate::new(
+                    src,
+                    &file,
+                    tok_config.bos_token.clone(),
+                    tok_config.eos_token.clone(),
+                )
+            })
+            .transpose()?;
+
+        // EOS: generation_config first (what generation APIs honour), then config.json, then
+        // the tokenizer's eos_token; duplicates removed, order kept.
+        let mut eos_token_ids = Vec::new();
+        let from_tokenizer = tok_config
+            .eos_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t));
+        for id in generation
+            .eos_token_ids
+            .iter()
+            .chain(&config.eos_token_ids)
+            .copied()
+            .chain(from_tokenizer)
+        {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
+        let bos_token_id = generation.bos_token_id.or(config.bos_token_id).or_else(|| {
+            tok_config
+                .bos_token
+                .as_deref()
+                .and_then(|t| tokenizer.token_to_id(t))
+        });
+        Ok(ModelText {
+            tokenizer,
+            chat_template,
+            eos_token_ids,
+            bos_token_id,
+        })
     }
 }

@@ -62,10 +62,21 @@ pub struct ModelShard {
     pub rms_eps: f32,
     /// Whether the LM head is the embedding matrix.
     pub tied_embeddings: bool,
-    /// First vocabulary row of this rank's LM-head slice.
-    pub vocab_offset: usize,
-    /// Rows of this rank's LM-head slice (`vocab` when the head is not split).
+    /// Rows of each rank's LM-head slice: `vocab` when the head is not split, otherwise
+    /// `vocab / ranks`, rank r holding rows `r · vocab_local ..`. One NEFF serves every rank;
+    /// the rank decides the slice.
     pub vocab_local: usize,
+}
+
+impl ModelShard {
+    /// First vocabulary row of `rank`'s LM-head slice.
+    pub fn vocab_offset(&self, rank: usize) -> usize {
+        if self.vocab_local == self.vocab {
+            0
+        } else {
+            rank * self.vocab_local
+        }
+    }
 }
 
 /// Which new tokens produce outputs.
@@ -97,8 +108,8 @@ pub struct ForwardParams {
 }
 
 impl ForwardParams {
-    /// The compute dimensions of this graph.
-    pub fn dims(&self) -> Dims {
+    /// The compute dimensions of this graph on `rank`.
+    pub fn dims(&self, rank: usize) -> Dims {
         let m = &self.model;
         Dims {
             vocab: m.vocab,
@@ -112,7 +123,7 @@ impl ForwardParams {
             rms_eps: m.rms_eps,
             max_len: self.cache.max_len,
             slots: self.cache.slots,
-            vocab_offset: m.vocab_offset,
+            vocab_offset: m.vocab_offset(rank),
             vocab_local: m.vocab_local,
         }
     }
@@ -166,8 +177,11 @@ impl ForwardParams {
                 m.head_dim
             ));
         }
-        if m.vocab_offset + m.vocab_local > m.vocab || m.vocab_local == 0 {
-            return Err("the LM-head slice lies outside the vocabulary".into());
+        if m.vocab_local == 0 || m.vocab_local > m.vocab || !m.vocab.is_multiple_of(m.vocab_local) {
+            return Err(format!(
+                "LM-head slices of {} rows do not divide the vocabulary of {}",
+                m.vocab_local, m.vocab
+            ));
         }
         if m.rope_inv_freq.len() != m.head_dim / 2 || m.rope_inv_freq.iter().any(|f| !f.is_finite())
         {

@@ -114,6 +114,7 @@ impl<T: Default> Pool<T> {
 
 struct Forward {
     params: ForwardParams,
+    rank: usize,
     /// Positions of the expected tensors (in `params.io()` order) among inputs or outputs.
     at: Vec<usize>,
     weights_from: usize,
@@ -138,6 +139,7 @@ fn build_forward(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let weights_from = 5 + usize::from(params.tree_mask);
     Ok(Box::new(Forward {
         params,
+        rank: ctx.rank(),
         at,
         weights_from,
         scratch: Pool::default(),
@@ -179,8 +181,9 @@ impl Kernel for Forward {
             .collect::<Result<Vec<_>, KernelError>>()?;
         let after_layers = 1 + 9 * p.model.layers;
         let final_norm = w(after_layers)?;
+        let offset = p.model.vocab_offset(self.rank);
         let lm_head = if p.model.tied_embeddings {
-            &embed[p.model.vocab_offset * d..(p.model.vocab_offset + p.model.vocab_local) * d]
+            &embed[offset * d..(offset + p.model.vocab_local) * d]
         } else {
             w(after_layers + 1)?
         };
@@ -245,7 +248,7 @@ impl Kernel for Forward {
             OutputsAt::Last => OutputAt::Last,
             OutputsAt::All => OutputAt::All,
         };
-        let dims = p.dims();
+        let dims = p.dims(self.rank);
         let collective = Ranks(ctx);
         self.scratch
             .with(|scratch| {
@@ -324,6 +327,7 @@ impl Kernel for Commit {
 
 struct Heads {
     params: HeadsParams,
+    rank: usize,
     at: Vec<usize>,
     scratch: Pool<HeadsScratch>,
 }
@@ -354,6 +358,7 @@ fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let at = resolve(ctx, &params.io())?;
     Ok(Box::new(Heads {
         params,
+        rank: ctx.rank(),
         at,
         scratch: Pool::default(),
     }))
@@ -387,8 +392,9 @@ impl Kernel for Heads {
         }
         let rows = rows as usize;
         let head_matrix = ctx.input::<f32>(self.at[2])?;
+        let offset = m.vocab_offset(self.rank);
         let lm_head = if m.tied_embeddings {
-            &head_matrix[m.vocab_offset * d..(m.vocab_offset + m.vocab_local) * d]
+            &head_matrix[offset * d..(offset + m.vocab_local) * d]
         } else {
             head_matrix
         };
@@ -448,7 +454,8 @@ impl Kernel for Heads {
             for q in 0..n {
                 let best = top_k(&s.logits[q * m.vocab_local..(q + 1) * m.vocab_local], k);
                 for (j, (id, v)) in best.into_iter().enumerate() {
-                    s.local[(q * k + j) * 2] = (id + m.vocab_offset) as f32;
+                    // Ids are exact in f32 up to 2^24, far beyond any vocabulary.
+                    s.local[(q * k + j) * 2] = (id + offset) as f32;
                     s.local[(q * k + j) * 2 + 1] = v;
                 }
             }
@@ -503,7 +510,6 @@ mod tests {
             rope_inv_freq: crate::kernels::llama::linalg::rope_inv_freq(10000.0, 4),
             rms_eps: 1e-5,
             tied_embeddings: true,
-            vocab_offset: 0,
             vocab_local: 23,
         }
     }

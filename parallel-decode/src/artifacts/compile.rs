@@ -1,0 +1,404 @@
+//! `neuron-decode compile` for the mock device: a model directory in, an artifacts directory
+//! out (mock NEFFs per role and bucket, per-rank weight shards, the tokenizer, the manifest).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use neuron_mock::kernels::llama::forward::KvLayout;
+use neuron_mock::kernels::llama::graph::{
+    CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HeadsParams, KV_COMMIT_KERNEL,
+    ModelShard, OutputsAt,
+};
+use neuron_mock::neff::{MockNeff, TensorSpec};
+
+use super::manifest::{
+    FORMAT, FORMAT_VERSION, GraphEntry, HeadsEntry, MANIFEST_FILE, Manifest, ModelEntry, Role,
+};
+use super::shard::{Split, check_divisible, shard, split_of};
+use crate::error::{Error, Result};
+use crate::loading::medusa_heads::MedusaHeads;
+use crate::loading::safetensors::SafetensorsWriter;
+use crate::loading::{Dtype, ModelDir, Progress, Unit};
+use crate::strategy::medusa::MedusaTree;
+
+/// Settings of a compilation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileOptions {
+    /// Tensor-parallel degree (ranks, one NeuronCore each).
+    pub tp: usize,
+    /// KV-cache slots: sequences in flight at once.
+    pub slots: usize,
+    /// Positions per slot (prompt plus generated tokens).
+    pub max_len: usize,
+    /// Prompt chunk sizes; longer prompts are run in several chunks.
+    pub prefill_buckets: Vec<usize>,
+    /// Tree sizes a verify pass takes (1 is the decode graph).
+    pub verify_buckets: Vec<usize>,
+    /// Candidates the heads graph returns per head.
+    pub heads_top_k: usize,
+    /// The candidate tree to record (when there are heads); the heads file's own tree, or a
+    /// default, otherwise.
+    pub medusa_tree: Option<MedusaTree>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            tp: 1,
+            slots: 4,
+            max_len: 2048,
+            prefill_buckets: vec![32, 128, 512],
+            verify_buckets: vec![1, 2, 4, 8, 16, 32],
+            heads_top_k: 10,
+            medusa_tree: None,
+        }
+    }
+}
+
+impl CompileOptions {
+    fn validate(&self, model: &ModelDir) -> Result<()> {
+        let bad = |field: &'static str, message: String| Err(Error::Setting { field, message });
+        let config = model.config();
+        if let Some(why) = check_divisible(config, self.tp) {
+            return bad("--tp", why);
+        }
+        if self.slots == 0 || self.max_len == 0 {
+            return bad("--slots/--max-len", "must be at least 1".into());
+        }
+        if self.max_len > config.max_position_embeddings {
+            return bad(
+                "--max-len",
+                format!(
+                    "{} exceeds the model's {} positions",
+                    self.max_len, config.max_position_embeddings
+                ),
+            );
+        }
+        if self.prefill_buckets.is_empty() || self.prefill_buckets.contains(&0) {
+            return bad(
+                "prefill buckets",
+                "need at least one size, none of them 0".into(),
+            );
+        }
+        if self.verify_buckets.is_empty() || self.verify_buckets.contains(&0) {
+            return bad(
+                "verify buckets",
+                "need at least one size, none of them 0".into(),
+            );
+        }
+        if config.attention_bias || config.mlp_bias {
+            return bad(
+                "model",
+                "projection biases are not supported by the mock kernels yet".into(),
+            );
+        }
+        if self.heads_top_k == 0 {
+            return bad("heads top-k", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Compiles `model` (with optional Medusa `heads`) into the artifacts directory `out`, which
+/// is replaced atomically: an interrupted compile never leaves a half-written directory.
+///
+/// # Errors
+/// [`Error::Setting`] for options the model does not allow (a tensor-parallel degree that does
+/// not divide its heads, say); I/O and format errors naming the file.
+pub fn compile(
+    model: &ModelDir,
+    heads: Option<&MedusaHeads>,
+    out: &Path,
+    options: &CompileOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    options.validate(model)?;
+    let config = model.config();
+    let tp = options.tp;
+    let split_vocab = config.vocab_size.is_multiple_of(tp) && tp > 1;
+    let vocab_local = if split_vocab {
+        config.vocab_size / tp
+    } else {
+        config.vocab_size
+    };
+    let model_shard = ModelShard {
+        vocab: config.vocab_size,
+        hidden: config.hidden_size,
+        intermediate: config.intermediate_size / tp,
+        layers: config.num_layers,
+        q_heads: config.num_heads / tp,
+        kv_heads: config.num_kv_heads / tp,
+        head_dim: config.head_dim,
+        rope_inv_freq: config.rope_inv_freq(),
+        rms_eps: config.rms_norm_eps as f32,
+        tied_embeddings: config.tie_word_embeddings,
+        vocab_local,
+    };
+    let cache = KvLayout {
+        layers: config.num_layers,
+        slots: options.slots,
+        kv_heads: config.num_kv_heads / tp,
+        max_len: options.max_len,
+        head_dim: config.head_dim,
+    };
+    let mut prefill: Vec<usize> = options
+        .prefill_buckets
+        .iter()
+        .map(|&b| b.min(options.max_len))
+        .collect();
+    prefill.sort_unstable();
+    prefill.dedup();
+    let mut verify: Vec<usize> = options
+        .verify_buckets
+        .iter()
+        .map(|&b| b.min(options.max_len))
+        .collect();
+    verify.sort_unstable();
+    verify.dedup();
+    let max_verify = *verify.last().unwrap_or(&1);
+
+    // One NEFF per graph serves every rank, as on a device: the rank (given at load) picks
+    // its slice of the LM head; everything else rank-specific is in the weight shards.
+    let mut graphs: Vec<(GraphEntry, Vec<u8>)> = Vec::new();
+    let forward = |role, width, batch, outputs_at, tree_mask| -> Result<(GraphEntry, Vec<u8>)> {
+        let params = ForwardParams {
+            model: model_shard.clone(),
+            cache,
+            batch,
+            width,
+            outputs_at,
+            tree_mask,
+        };
+        Ok((entry(role, width, batch), forward_neff(&params)?))
+    };
+    for &width in &prefill {
+        graphs.push(forward(Role::Prefill, width, 1, OutputsAt::Last, false)?);
+    }
+    for &width in &verify {
+        let role = if width == 1 {
+            Role::Decode
+        } else {
+            Role::Verify
+        };
+        graphs.push(forward(
+            role,
+            width,
+            options.slots,
+            OutputsAt::All,
+            width > 1,
+        )?);
+    }
+    let commit = CommitParams {
+        cache,
+        batch: options.slots,
+        width: max_verify,
+    };
+    graphs.push((
+        entry(Role::KvCommit, max_verify, options.slots),
+        neff(KV_COMMIT_KERNEL, &commit.io(), &commit)?,
+    ));
+    let heads_entry = match heads {
+        None => None,
+        Some(h) => {
+            let top_k = options.heads_top_k.min(vocab_local);
+            let tree = options
+                .medusa_tree
+                .clone()
+                .or_else(|| h.tree().cloned())
+                .unwrap_or_else(|| MedusaTree::default_for(h.count()));
+            if tree.depth() > h.count() || tree.top_k_per_head().iter().any(|&k| k > top_k) {
+                return Err(Error::Setting {
+                    field: "medusa tree",
+                    message: format!(
+                        "needs {} heads and top-{} candidates; the heads give {} and {top_k}",
+                        tree.depth(),
+                        tree.top_k_per_head().iter().max().unwrap_or(&0),
+                        h.count()
+                    ),
+                });
+            }
+            let params = HeadsParams {
+                model: model_shard.clone(),
+                heads: h.count(),
+                top_k,
+                batch: options.slots,
+            };
+            graphs.push((
+                entry(Role::Heads, 0, options.slots),
+                neff(HEADS_KERNEL, &params.io(), &params)?,
+            ));
+            Some(HeadsEntry {
+                count: h.count(),
+                top_k,
+                tree: tree.paths().to_vec(),
+            })
+        }
+    };
+
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        target: "mock".into(),
+        model: ModelEntry {
+            name: model
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            config: config.to_hf_json(),
+            parameters: config.parameter_count(),
+        },
+        tp,
+        slots: options.slots,
+        max_len: options.max_len,
+        graphs: Vec::new(),
+        weights: (0..tp)
+            .map(|r| format!("weights/rank{r}.safetensors"))
+            .collect(),
+        heads: heads_entry,
+        text_files: Vec::new(),
+    };
+
+    crate::loading::cache::build_atomically(out, |dir| {
+        let graphs_dir = dir.join("graphs");
+        std::fs::create_dir_all(&graphs_dir)
+            .map_err(|e| Error::io(&graphs_dir, "create directory", e))?;
+        for (mut entry, bytes) in graphs {
+            entry.path = if entry.role == Role::Heads {
+                "graphs/heads.neff".to_string()
+            } else {
+                format!("graphs/{}-{}.neff", entry.role.name(), entry.width)
+            };
+            let path = dir.join(&entry.path);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, "write", e))?;
+            manifest.graphs.push(entry);
+        }
+        write_weights(model, heads, dir, tp, split_vocab, progress)?;
+        for file in copy_text_files(model.path(), dir)? {
+            manifest.text_files.push(file);
+        }
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Setting {
+            field: "manifest",
+            message: e.to_string(),
+        })?;
+        let path = dir.join(MANIFEST_FILE);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, "write", e))
+    })?;
+    Ok(manifest)
+}
+
+fn entry(role: Role, width: usize, batch: usize) -> GraphEntry {
+    GraphEntry {
+        role,
+        width,
+        batch,
+        path: String::new(),
+    }
+}
+
+fn forward_neff(params: &ForwardParams) -> Result<Vec<u8>> {
+    params.validate().map_err(|message| Error::Setting {
+        field: "graph",
+        message,
+    })?;
+    neff(FORWARD_KERNEL, &params.io(), params)
+}
+
+fn neff(kernel: &str, io: &[TensorSpec], params: &impl serde::Serialize) -> Result<Vec<u8>> {
+    let params = serde_json::to_value(params).map_err(|e| Error::Setting {
+        field: "graph",
+        message: e.to_string(),
+    })?;
+    let mut neff = MockNeff::new(kernel).params(params);
+    for t in io {
+        neff = neff.tensor(t.name.clone(), t.dtype, &t.shape, t.usage);
+    }
+    neff.to_bytes().map_err(|e| Error::Setting {
+        field: "graph",
+        message: e.to_string(),
+    })
+}
+
+/// Writes each rank's shard: the model's weights split for tensor parallelism, plus the
+/// heads' weights (replicated) when there are heads.
+fn write_weights(
+    model: &ModelDir,
+    heads: Option<&MedusaHeads>,
+    dir: &Path,
+    tp: usize,
+    split_vocab: bool,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let weights_dir = dir.join("weights");
+    std::fs::create_dir_all(&weights_dir)
+        .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
+    let tensors = model.config().expected_tensors();
+    let head_count = heads.map_or(0, MedusaHeads::count);
+    let total = (tensors.len() + 2 * head_count) as u64 * tp as u64;
+    let step = progress.start("writing weight shards", Some(total), Unit::Items);
+    let d = model.config().hidden_size;
+    for rank in 0..tp {
+        let mut plan: Vec<(String, Vec<usize>)> = tensors
+            .iter()
+            .map(|(name, shape)| {
+                let split = split_of(name, split_vocab);
+                let mut s = shape.clone();
+                match split {
+                    Split::Replicated => {}
+                    Split::Rows => s[0] /= tp,
+                    Split::Columns => s[1] /= tp,
+                }
+                (name.clone(), s)
+            })
+            .collect();
+        for h in 0..head_count {
+            plan.push((format!("medusa.{h}.weight"), vec![d, d]));
+            plan.push((format!("medusa.{h}.bias"), vec![d]));
+        }
+        let path = weights_dir.join(format!("rank{rank}.safetensors"));
+        let mut meta = BTreeMap::new();
+        meta.insert("rank".to_string(), rank.to_string());
+        meta.insert("tp".to_string(), tp.to_string());
+        let mut writer = SafetensorsWriter::create(&path, Dtype::F32, plan, &meta)?;
+        for (name, shape) in &tensors {
+            let full = model.weights().f32(name, shape)?;
+            let (data, _) = shard(&full.data, shape, split_of(name, split_vocab), rank, tp);
+            writer.write_next(name, &data)?;
+            step.advance(1);
+        }
+        if let Some(heads) = heads {
+            for h in 0..head_count {
+                let (w, b) = heads.head(h)?;
+                writer.write_next(&format!("medusa.{h}.weight"), &w)?;
+                writer.write_next(&format!("medusa.{h}.bias"), &b)?;
+                step.advance(2);
+            }
+        }
+        writer.finish()?;
+    }
+    Ok(())
+}
+
+/// Copies the tokenizer and its companion files; returns their names.
+fn copy_text_files(model_dir: &Path, dir: &Path) -> Result<Vec<String>> {
+    use crate::loading::model_dir::{
+        CHAT_TEMPLATE_FILE, CONFIG_FILE, GENERATION_CONFIG_FILE, TOKENIZER_CONFIG_FILE,
+        TOKENIZER_FILE,
+    };
+    let mut copied = Vec::new();
+    for name in [
+        CONFIG_FILE,
+        TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+        GENERATION_CONFIG_FILE,
+        CHAT_TEMPLATE_FILE,
+    ] {
+        let src = model_dir.join(name);
+        if src.is_file() {
+            let dst = dir.join(name);
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, "copy", e))?;
+            copied.push(name.to_string());
+        }
+    }
+    Ok(copied)
+}
