@@ -30,6 +30,7 @@
 
 pub mod kernels;
 pub mod neff;
+pub mod reference;
 pub mod testing;
 
 mod collectives;

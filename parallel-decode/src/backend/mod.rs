@@ -5,6 +5,7 @@
 //! committed length. Rolling back is therefore free: whatever lies past the committed length is
 //! ignored and overwritten by the next pass.
 
+pub mod neuron;
 pub mod toy;
 
 use crate::Result;

@@ -158,100 +158,46 @@ impl Model {
         }
     }
 
-    /// Reference logits for every position of `tokens` (positions 0..n), f64, no cache.
+    /// Reference logits for every position of `tokens`, from the crate's f64 reference.
     fn reference(&self, tokens: &[i32]) -> Vec<Vec<f64>> {
-        self.reference_with_positions(tokens, &(0..tokens.len() as i32).collect::<Vec<_>>())
-    }
-
-    fn reference_with_positions(&self, tokens: &[i32], positions: &[i32]) -> Vec<Vec<f64>> {
         let dm = &self.dims;
-        let (d, hd, n) = (dm.hidden, dm.head_dim, tokens.len());
-        let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        let norm = |x: &[f64], w: &[f32]| {
-            let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-            x.iter()
-                .zip(w)
-                .map(|(v, w)| v / (ms + dm.rms_eps as f64).sqrt() * *w as f64)
-                .collect::<Vec<f64>>()
+        let cfg = crate::reference::ReferenceConfig {
+            vocab: dm.vocab,
+            hidden: dm.hidden,
+            intermediate: dm.intermediate,
+            layers: dm.layers,
+            heads: dm.q_heads,
+            kv_heads: dm.kv_heads,
+            head_dim: dm.head_dim,
+            rope_inv_freq: dm.rope_inv_freq.clone(),
+            rms_eps: dm.rms_eps as f64,
+            tied_embeddings: true,
         };
-        let lin = |w: &[f32], x: &[f64], out: usize| {
-            (0..out)
-                .map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum())
-                .collect::<Vec<f64>>()
-        };
-        let rope = |v: &mut [f64], pos: i32| {
-            for head in v.chunks_exact_mut(hd) {
-                for i in 0..hd / 2 {
-                    let angle = pos as f64 / 10000f64.powf(2.0 * i as f64 / hd as f64);
-                    let (a, b) = (head[i], head[i + hd / 2]);
-                    head[i] = a * angle.cos() - b * angle.sin();
-                    head[i + hd / 2] = b * angle.cos() + a * angle.sin();
+        const NAMES: [&str; 9] = [
+            "input_layernorm.weight",
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+            "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight",
+            "mlp.gate_proj.weight",
+            "mlp.up_proj.weight",
+            "mlp.down_proj.weight",
+        ];
+        let weight = |name: &str| -> Vec<f32> {
+            match name {
+                "model.embed_tokens.weight" => self.embed.clone(),
+                "model.norm.weight" => self.final_norm.clone(),
+                _ => {
+                    let rest = name.strip_prefix("model.layers.").unwrap();
+                    let (l, param) = rest.split_once('.').unwrap();
+                    let i = NAMES.iter().position(|n| *n == param).unwrap();
+                    self.layers[l.parse::<usize>().unwrap()][i].clone()
                 }
             }
         };
-        let mut x: Vec<Vec<f64>> = tokens
-            .iter()
-            .map(|&t| f(&self.embed[t as usize * d..(t as usize + 1) * d]))
-            .collect();
-        for l in &self.layers {
-            let h: Vec<Vec<f64>> = x.iter().map(|xi| norm(xi, &l[0])).collect();
-            let mut q: Vec<Vec<f64>> = h.iter().map(|hi| lin(&l[1], hi, dm.q_heads * hd)).collect();
-            let mut k: Vec<Vec<f64>> = h
-                .iter()
-                .map(|hi| lin(&l[2], hi, dm.kv_heads * hd))
-                .collect();
-            let v: Vec<Vec<f64>> = h
-                .iter()
-                .map(|hi| lin(&l[3], hi, dm.kv_heads * hd))
-                .collect();
-            for t in 0..n {
-                rope(&mut q[t], positions[t]);
-                rope(&mut k[t], positions[t]);
-            }
-            for t in 0..n {
-                let mut attn = vec![0.0; dm.q_heads * hd];
-                for head in 0..dm.q_heads {
-                    let g = head / (dm.q_heads / dm.kv_heads);
-                    let qh = &q[t][head * hd..(head + 1) * hd];
-                    let scores: Vec<f64> = (0..=t)
-                        .map(|p| {
-                            qh.iter()
-                                .zip(&k[p][g * hd..(g + 1) * hd])
-                                .map(|(a, b)| a * b)
-                                .sum::<f64>()
-                                / (hd as f64).sqrt()
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let total: f64 = e.iter().sum();
-                    for p in 0..=t {
-                        for j in 0..hd {
-                            attn[head * hd + j] += e[p] / total * v[p][g * hd + j];
-                        }
-                    }
-                }
-                let o = lin(&l[4], &attn, d);
-                for j in 0..d {
-                    x[t][j] += o[j];
-                }
-                let h2 = norm(&x[t], &l[5]);
-                let gate = lin(&l[6], &h2, dm.intermediate);
-                let up = lin(&l[7], &h2, dm.intermediate);
-                let act: Vec<f64> = gate
-                    .iter()
-                    .zip(&up)
-                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
-                    .collect();
-                let down = lin(&l[8], &act, d);
-                for j in 0..d {
-                    x[t][j] += down[j];
-                }
-            }
-        }
-        x.iter()
-            .map(|xi| lin(&self.embed, &norm(xi, &self.final_norm), dm.vocab))
-            .collect()
+        let tokens: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+        crate::reference::logits(&cfg, &weight, &tokens)
     }
 }
 

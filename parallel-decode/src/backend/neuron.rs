@@ -1,0 +1,501 @@
+//! A model on NeuronCores (or the mock), driven through `neuron-rt`.
+//!
+//! [`NeuronModel::open`] loads an artifacts directory: every graph as a group of ranks (one
+//! NeuronCore per rank), each rank's weights written to its core once and bound into every
+//! graph by name, and one KV cache per rank bound to the input and the output set of every
+//! graph, so it is updated in place and never travels to the host. A step writes a few token
+//! ids, positions and (for trees) a mask, runs one graph, and reads back the argmax of each new
+//! token; logits and hidden states are read only when asked for, one row at a time. Nothing a
+//! step does grows with the context length.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use neuron_rt::{ModelGroup, Placement, Runtime, Tensor, TensorSet};
+
+use super::{CommitRow, LanguageModel, ModelInfo, TreeRow};
+use crate::artifacts::manifest::{GraphEntry, Manifest, Role};
+use crate::error::{Error, Result};
+use crate::loading::safetensors::SafetensorsFile;
+use crate::loading::{LlamaConfig, ModelText, Progress, Unit};
+use crate::strategy::medusa::MedusaTree;
+use crate::strategy::proposer::HeadCandidates;
+
+/// One graph loaded on every rank, with its per-rank tensor sets.
+struct Graph {
+    role: Role,
+    width: usize,
+    batch: usize,
+    group: ModelGroup,
+    inputs: Vec<TensorSet>,
+    outputs: Vec<TensorSet>,
+}
+
+impl Graph {
+    /// Writes `data` at element `offset` of input `name` on every rank.
+    fn write<T: neuron_rt::NeuronRepr>(&self, name: &str, offset: usize, data: &[T]) -> Result<()> {
+        for set in &self.inputs {
+            set.tensor(name)?.write_from(offset, data)?;
+        }
+        Ok(())
+    }
+
+    /// Reads rank 0's output `name` from element `offset` into `out`.
+    fn read<T: neuron_rt::NeuronRepr>(&self, name: &str, offset: usize, out: &mut [T]) -> Result<()> {
+        let set = self.outputs.first().ok_or_else(|| Error::Setting { field: "graph", message: "has no ranks".into() })?;
+        Ok(set.tensor(name)?.read_into(offset, out)?)
+    }
+
+    fn run(&mut self) -> Result<()> {
+        Ok(self.group.execute(&self.inputs, &mut self.outputs)?)
+    }
+}
+
+/// Which graph produced the outputs that [`LanguageModel::logits`] and
+/// [`LanguageModel::hidden`] read, and how its rows are laid out.
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    /// Index into `NeuronModel::graphs`.
+    graph: usize,
+    /// Rows used in the last pass.
+    rows: usize,
+    /// Outputs per row in the graph (1 for a prefill, its width for a tree graph).
+    per_row: usize,
+    /// Valid nodes per row (the longest tree).
+    nodes: usize,
+}
+
+/// A model loaded from an artifacts directory onto NeuronCores.
+pub struct NeuronModel {
+    dir: PathBuf,
+    manifest: Manifest,
+    config: LlamaConfig,
+    text: ModelText,
+    info: ModelInfo,
+    graphs: Vec<Graph>,
+    /// Indices into `graphs`, narrowest first.
+    prefill: Vec<usize>,
+    trees: Vec<usize>,
+    commit: usize,
+    heads: Option<usize>,
+    last: Option<Last>,
+    /// Reused host buffers for step inputs.
+    scratch_i32: Vec<i32>,
+    scratch_u8: Vec<u8>,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for NeuronModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuronModel").field("dir", &self.dir).field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+const STEP_INPUTS: [&str; 8] =
+    ["input_ids", "position_ids", "seq_ids", "cache_lens", "new_lens", "tree_mask", "accept_counts", "accept_indices"];
+
+impl NeuronModel {
+    /// Loads the artifacts in `dir` onto cores `0..tp` of `runtime`.
+    ///
+    /// # Errors
+    /// [`Error::Artifacts`] for a bad manifest or missing files; [`Error::Setting`] when the
+    /// runtime has fewer visible cores than the model's tensor-parallel degree;
+    /// [`Error::Runtime`] when loading or allocating on the device fails.
+    pub fn open(runtime: &Arc<Runtime>, dir: &Path, progress: &dyn Progress) -> Result<Self> {
+        let manifest = Manifest::load(dir)?;
+        let tp = manifest.tp;
+        let visible = runtime.visible_cores()? as usize;
+        if visible < tp {
+            return Err(Error::Setting {
+                field: "cores",
+                message: format!(
+                    "{} was compiled for {tp} NeuronCores (tensor parallelism) but {visible} are visible; use an instance with more cores or compile with a smaller --tp",
+                    dir.display()
+                ),
+            });
+        }
+        let config = LlamaConfig::from_file(&dir.join(crate::loading::model_dir::CONFIG_FILE))?;
+        let text = ModelText::open(dir, &config)?;
+
+        let step = progress.start("loading weights onto the device", Some(tp as u64), Unit::Items);
+        let mut weights: Vec<HashMap<String, Arc<Tensor>>> = Vec::with_capacity(tp);
+        for (rank, file) in manifest.weights.iter().enumerate() {
+            weights.push(load_shard(runtime, &dir.join(file), rank as u32)?);
+            step.advance(1);
+        }
+        drop(step);
+
+        // Each rank's cache: [layers][k|v][slots][kv heads on the rank][positions][head width].
+        let kv_shape = [config.num_layers, 2, manifest.slots, config.num_kv_heads / tp, manifest.max_len, config.head_dim];
+        let mut kv = Vec::with_capacity(tp);
+        for rank in 0..tp {
+            let t = Tensor::allocate_shaped(runtime, Placement::Device(rank as u32), neuron_rt::DType::F32, &kv_shape, "kv_cache")?;
+            t.fill_bytes(0)?;
+            kv.push(Arc::new(t));
+        }
+
+        let step = progress.start("loading graphs", Some(manifest.graphs.len() as u64), Unit::Items);
+        let mut graphs = Vec::with_capacity(manifest.graphs.len());
+        for entry in &manifest.graphs {
+            graphs.push(load_graph(runtime, dir, entry, tp, &weights, &kv)?);
+            step.advance(1);
+        }
+        drop(step);
+        let of = |role: Role| -> Vec<usize> {
+            let mut v: Vec<usize> = (0..graphs.len()).filter(|&i| graphs[i].role == role).collect();
+            v.sort_by_key(|&i| graphs[i].width);
+            v
+        };
+        let prefill = of(Role::Prefill);
+        let mut trees = of(Role::Decode);
+        trees.extend(of(Role::Verify));
+        trees.sort_by_key(|&i| graphs[i].width);
+        let commit = of(Role::KvCommit).last().copied().ok_or_else(|| artifacts(dir, "has no kv_commit graph"))?;
+        let heads = of(Role::Heads).first().copied();
+        let max_tree = trees.last().map_or(1, |&i| graphs[i].width).min(graphs[commit].width);
+        let max_batch = trees.iter().map(|&i| graphs[i].batch).min().unwrap_or(1).min(graphs[commit].batch);
+        let info = ModelInfo {
+            vocab: config.vocab_size,
+            hidden: config.hidden_size,
+            slots: manifest.slots,
+            max_len: manifest.max_len,
+            max_tree,
+            max_batch,
+            heads: manifest.heads.as_ref().map_or(0, |h| h.count),
+        };
+        Ok(NeuronModel {
+            dir: dir.to_path_buf(),
+            manifest,
+            config,
+            text,
+            info,
+            graphs,
+            prefill,
+            trees,
+            commit,
+            heads,
+            last: None,
+            scratch_i32: Vec::new(),
+            scratch_u8: Vec::new(),
+            runtime: Arc::clone(runtime),
+        })
+    }
+
+    /// The artifacts directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The model configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Tokenizer, chat template and special tokens.
+    pub fn text(&self) -> &ModelText {
+        &self.text
+    }
+
+    /// The candidate tree recorded with the heads, if the model has heads.
+    pub fn medusa_tree(&self) -> Option<MedusaTree> {
+        self.manifest.heads.as_ref().and_then(|h| MedusaTree::new(h.tree.clone()).ok())
+    }
+
+    /// The runtime the model runs on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Widths of the tree graphs (1 is the decode graph).
+    pub fn tree_buckets(&self) -> Vec<usize> {
+        self.trees.iter().map(|&i| self.graphs[i].width).collect()
+    }
+
+    /// Runs one tree pass of `width` nodes in slot 0 whatever the trees hold, for measuring
+    /// the cost of a pass against its width. Writes only past `cache_len` of slot 0.
+    ///
+    /// # Errors
+    /// As [`LanguageModel::verify`].
+    pub fn time_tree_pass(&mut self, cache_len: usize, width: usize) -> Result<std::time::Duration> {
+        let mut tree = crate::strategy::tree::TokenTree::new(0);
+        for i in 1..width {
+            tree.push(i - 1, (i % self.info.vocab) as u32);
+        }
+        let start = std::time::Instant::now();
+        self.verify(&[TreeRow { slot: 0, cache_len, tree: &tree }])?;
+        Ok(start.elapsed())
+    }
+
+    fn check_slot(&self, slot: usize) -> Result<()> {
+        if slot >= self.info.slots {
+            return Err(Error::Setting { field: "slot", message: format!("slot {slot} does not exist; the model has {} slots", self.info.slots) });
+        }
+        Ok(())
+    }
+
+    fn last(&self, row: usize, node: usize) -> Result<Last> {
+        let last = self.last.ok_or_else(|| Error::Setting { field: "outputs", message: "no pass has run yet".into() })?;
+        if row >= last.rows || node >= last.nodes {
+            return Err(Error::Setting {
+                field: "outputs",
+                message: format!("row {row}, node {node} is outside the last pass ({} rows of {} nodes)", last.rows, last.nodes),
+            });
+        }
+        Ok(last)
+    }
+}
+
+/// Reads one rank's weight shard into device tensors on `core`, by tensor name.
+fn load_shard(runtime: &Arc<Runtime>, path: &Path, core: u32) -> Result<HashMap<String, Arc<Tensor>>> {
+    let file = SafetensorsFile::open(path)?;
+    let mut tensors = HashMap::with_capacity(file.tensors().len());
+    for (name, info) in file.tensors() {
+        if info.dtype != crate::loading::Dtype::F32 {
+            return Err(artifacts(path, format!("tensor `{name}` is {}, the mock graphs take f32", info.dtype)));
+        }
+        let bytes = file.data(info);
+        let t = Tensor::allocate(runtime, Placement::Device(core), bytes.len().max(1), name)?;
+        t.write_bytes(0, bytes)?;
+        tensors.insert(name.clone(), Arc::new(t.with_shape(neuron_rt::DType::F32, &info.shape)?));
+    }
+    Ok(tensors)
+}
+
+/// Loads one graph on every rank and binds its tensors: weights and the KV cache by name,
+/// fresh tensors for the step inputs and the outputs.
+fn load_graph(
+    runtime: &Arc<Runtime>,
+    dir: &Path,
+    entry: &GraphEntry,
+    tp: usize,
+    weights: &[HashMap<String, Arc<Tensor>>],
+    kv: &[Arc<Tensor>],
+) -> Result<Graph> {
+    let path = dir.join(&entry.path);
+    let group = ModelGroup::loader(runtime).cores(0..tp as u32).name(entry.path.clone()).load_file(&path)?;
+    let mut inputs = Vec::with_capacity(tp);
+    let mut outputs = Vec::with_capacity(tp);
+    for (rank, model) in group.ranks().iter().enumerate() {
+        let core = Placement::Device(rank as u32);
+        let mut ins = TensorSet::new(runtime)?;
+        for info in model.inputs() {
+            let tensor = if info.name == "kv_cache" {
+                Arc::clone(&kv[rank])
+            } else if let Some(w) = weights[rank].get(&info.name) {
+                Arc::clone(w)
+            } else if STEP_INPUTS.contains(&info.name.as_str()) || info.name == "hidden" || info.name == "num_rows" {
+                let t = Arc::new(Tensor::allocate_like(runtime, core, info)?);
+                t.fill_bytes(0)?;
+                t
+            } else {
+                return Err(artifacts(&path, format!("input `{}` is neither a step input nor in weights/rank{rank}.safetensors", info.name)));
+            };
+            ins.insert(&info.name, tensor)?;
+        }
+        let mut outs = TensorSet::new(runtime)?;
+        for info in model.outputs() {
+            let tensor = if info.name == "kv_cache" { Arc::clone(&kv[rank]) } else { Arc::new(Tensor::allocate_like(runtime, core, info)?) };
+            outs.insert(&info.name, tensor)?;
+        }
+        model.check_io(&ins, &outs).map_err(|e| artifacts(&path, format!("rank {rank}: {e}")))?;
+        inputs.push(ins);
+        outputs.push(outs);
+    }
+    Ok(Graph { role: entry.role, width: entry.width, batch: entry.batch, group, inputs, outputs })
+}
+
+fn artifacts(path: &Path, message: impl Into<String>) -> Error {
+    Error::Artifacts { path: path.to_path_buf(), message: message.into() }
+}
+
+impl LanguageModel for NeuronModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<u32> {
+        self.check_slot(slot)?;
+        if tokens.is_empty() || tokens.len() > self.info.max_len {
+            return Err(Error::Setting {
+                field: "prompt",
+                message: format!("{} tokens; a slot holds 1 to {}", tokens.len(), self.info.max_len),
+            });
+        }
+        let widest = *self.prefill.last().ok_or_else(|| artifacts(&self.dir, "has no prefill graph"))?;
+        let mut start = 0;
+        let mut last_graph = widest;
+        // A prompt longer than the widest bucket runs in chunks, each after the cached ones.
+        while start < tokens.len() {
+            let remaining = tokens.len() - start;
+            let g = self.prefill.iter().copied().find(|&i| self.graphs[i].width >= remaining).unwrap_or(widest);
+            let n = remaining.min(self.graphs[g].width);
+            let graph = &mut self.graphs[g];
+            self.scratch_i32.clear();
+            self.scratch_i32.extend(tokens[start..start + n].iter().map(|&t| t as i32));
+            graph.write("input_ids", 0, &self.scratch_i32)?;
+            self.scratch_i32.clear();
+            self.scratch_i32.extend((start..start + n).map(|p| p as i32));
+            graph.write("position_ids", 0, &self.scratch_i32)?;
+            graph.write("seq_ids", 0, &[slot as i32])?;
+            graph.write("cache_lens", 0, &[start as i32])?;
+            graph.write("new_lens", 0, &[n as i32])?;
+            graph.run()?;
+            start += n;
+            last_graph = g;
+        }
+        let mut next = [0i32];
+        self.graphs[last_graph].read("next_token", 0, &mut next)?;
+        self.last = Some(Last { graph: last_graph, rows: 1, per_row: 1, nodes: 1 });
+        u32::try_from(next[0]).map_err(|_| Error::Setting { field: "outputs", message: format!("the device returned token {}", next[0]) })
+    }
+
+    fn verify(&mut self, rows: &[TreeRow<'_>]) -> Result<Vec<Vec<u32>>> {
+        let longest = rows.iter().map(|r| r.tree.len()).max().unwrap_or(0);
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = self
+            .trees
+            .iter()
+            .copied()
+            .find(|&i| self.graphs[i].width >= longest && self.graphs[i].batch >= rows.len())
+            .ok_or_else(|| Error::Setting {
+                field: "tree",
+                message: format!(
+                    "{} rows with trees of up to {longest} tokens do not fit the compiled buckets (widest {}, batch {})",
+                    rows.len(),
+                    self.info.max_tree,
+                    self.info.max_batch
+                ),
+            })?;
+        for row in rows {
+            self.check_slot(row.slot)?;
+            if row.cache_len + row.tree.len() > self.info.max_len {
+                return Err(Error::Setting {
+                    field: "tree",
+                    message: format!("slot {}: {} cached + {} new tokens exceed the context of {}", row.slot, row.cache_len, row.tree.len(), self.info.max_len),
+                });
+            }
+        }
+        let graph = &mut self.graphs[g];
+        let (w, batch) = (graph.width, graph.batch);
+        let ints = &mut self.scratch_i32;
+        // Tokens and positions of every row (padding after each tree).
+        ints.clear();
+        ints.resize(rows.len() * w, 0);
+        for (b, row) in rows.iter().enumerate() {
+            for (i, &t) in row.tree.tokens().iter().enumerate() {
+                ints[b * w + i] = t as i32;
+            }
+        }
+        graph.write("input_ids", 0, ints)?;
+        for (b, row) in rows.iter().enumerate() {
+            ints[b * w..b * w + row.tree.len()].copy_from_slice(&row.tree.positions(row.cache_len));
+        }
+        graph.write("position_ids", 0, ints)?;
+        // Per-row scalars for every row of the graph: unused rows get new_lens = 0.
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.slot as i32));
+        graph.write("seq_ids", 0, ints)?;
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.cache_len as i32));
+        graph.write("cache_lens", 0, ints)?;
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.tree.len() as i32));
+        ints.resize(batch, 0);
+        graph.write("new_lens", 0, ints)?;
+        if graph.role == Role::Verify {
+            let mask = &mut self.scratch_u8;
+            mask.clear();
+            for row in rows {
+                mask.extend(row.tree.ancestor_mask(w));
+            }
+            graph.write("tree_mask", 0, mask)?;
+        }
+        graph.run()?;
+        let mut next = vec![0i32; rows.len() * w];
+        graph.read("next_token", 0, &mut next)?;
+        self.last = Some(Last { graph: g, rows: rows.len(), per_row: w, nodes: longest });
+        rows.iter()
+            .enumerate()
+            .map(|(b, row)| {
+                next[b * w..b * w + row.tree.len()]
+                    .iter()
+                    .map(|&t| u32::try_from(t).map_err(|_| Error::Setting { field: "outputs", message: format!("the device returned token {t}") }))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn logits(&mut self, row: usize, node: usize, out: &mut Vec<f32>) -> Result<()> {
+        let last = self.last(row, node)?;
+        let v = self.info.vocab;
+        out.resize(v, 0.0);
+        self.graphs[last.graph].read("logits", (row * last.per_row + node) * v, out)
+    }
+
+    fn hidden(&mut self, row: usize, node: usize, out: &mut Vec<f32>) -> Result<()> {
+        let last = self.last(row, node)?;
+        let d = self.info.hidden;
+        out.resize(d, 0.0);
+        self.graphs[last.graph].read("hidden", (row * last.per_row + node) * d, out)
+    }
+
+    fn commit(&mut self, rows: &[CommitRow<'_>]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let graph = &mut self.graphs[self.commit];
+        let (w, batch) = (graph.width, graph.batch);
+        if rows.len() > batch || rows.iter().any(|r| r.accepted.len() > w) {
+            return Err(Error::Setting { field: "commit", message: format!("{} rows exceed the commit graph ({batch} rows of {w})", rows.len()) });
+        }
+        let ints = &mut self.scratch_i32;
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.slot as i32));
+        graph.write("seq_ids", 0, ints)?;
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.cache_len as i32));
+        graph.write("cache_lens", 0, ints)?;
+        ints.clear();
+        ints.extend(rows.iter().map(|r| r.accepted.len() as i32));
+        ints.resize(batch, 0);
+        graph.write("accept_counts", 0, ints)?;
+        ints.clear();
+        ints.resize(rows.len() * w, 0);
+        for (b, row) in rows.iter().enumerate() {
+            for (k, &node) in row.accepted.iter().enumerate() {
+                ints[b * w + k] = node as i32;
+            }
+        }
+        graph.write("accept_indices", 0, ints)?;
+        graph.run()
+    }
+
+    fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
+        let g = self.heads.ok_or_else(|| Error::Setting { field: "strategy", message: format!("{} was compiled without Medusa heads", self.dir.display()) })?;
+        let entry = self.manifest.heads.clone().ok_or_else(|| artifacts(&self.dir, "has a heads graph but no heads entry"))?;
+        if hidden.len() != self.info.hidden {
+            return Err(Error::Setting { field: "hidden", message: format!("{} values, the model's width is {}", hidden.len(), self.info.hidden) });
+        }
+        let graph = &mut self.graphs[g];
+        graph.write("hidden", 0, hidden)?;
+        graph.write("num_rows", 0, &[1i32])?;
+        graph.run()?;
+        let mut ids = vec![0i32; entry.count * entry.top_k];
+        graph.read("head_ids", 0, &mut ids)?;
+        let heads = (0..entry.count)
+            .map(|h| {
+                let k = top_k.get(h).copied().unwrap_or(entry.top_k).min(entry.top_k);
+                ids[h * entry.top_k..h * entry.top_k + k].iter().filter(|&&t| t >= 0).map(|&t| t as u32).collect()
+            })
+            .collect();
+        Ok(HeadCandidates { heads })
+    }
+}

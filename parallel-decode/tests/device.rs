@@ -1,0 +1,334 @@
+//! The whole device path on the mock: compile small generated models, load them with the
+//! Neuron backend, and check the logits against the f64 reference, cached against uncached
+//! passes, trees against paths, tensor parallelism against one core, and every decoding
+//! strategy against plain greedy decoding.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use neuron_mock::reference::{self, ReferenceConfig};
+use neuron_rt::Runtime;
+use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::backend::{CommitRow, LanguageModel, TreeRow};
+use parallel_decode::engine::{GenerateConfig, generate};
+use parallel_decode::loading::medusa_heads::{HEADS_FORMAT, MedusaHeads};
+use parallel_decode::loading::safetensors::SafetensorsWriter;
+use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
+use parallel_decode::loading::{Dtype, ModelDir, NoProgress};
+use parallel_decode::strategy::draft::{Draft, DraftLength};
+use parallel_decode::strategy::medusa::{Medusa, MedusaTree};
+use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
+use parallel_decode::strategy::proposer::{Autoregressive, Proposer};
+use parallel_decode::strategy::tree::TokenTree;
+use tempfile::TempDir;
+
+/// Logits from the device agree with the f64 reference within this (relative) tolerance.
+const TOLERANCE: f64 = 1e-4;
+
+fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RT.get_or_init(|| Runtime::builder().lib_path(neuron_mock::testing::library_path()).init().expect("mock runtime")).clone()
+}
+
+struct Compiled {
+    _model: TempDir,
+    _artifacts: TempDir,
+    model: NeuronModel,
+    source: ModelDir,
+}
+
+fn heads_file(dir: &Path, count: usize, hidden: usize, seed: u64) -> std::path::PathBuf {
+    let path = dir.join("medusa_heads.safetensors");
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), HEADS_FORMAT.to_string());
+    meta.insert("version".to_string(), "1".to_string());
+    meta.insert("heads".to_string(), count.to_string());
+    meta.insert("hidden".to_string(), hidden.to_string());
+    let plan: Vec<(String, Vec<usize>)> = (0..count)
+        .flat_map(|h| [(format!("medusa.{h}.weight"), vec![hidden, hidden]), (format!("medusa.{h}.bias"), vec![hidden])])
+        .collect();
+    let mut w = SafetensorsWriter::create(&path, Dtype::F32, plan.clone(), &meta).unwrap();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    for (name, shape) in plan {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
+            })
+            .collect();
+        w.write_next(&name, &data).unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+fn compiled(spec: &TinyLlama, options: CompileOptions, heads: usize) -> Compiled {
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), spec).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let heads = (heads > 0).then(|| {
+        let path = heads_file(model_dir.path(), heads, spec.hidden_size, spec.seed);
+        MedusaHeads::open(&path, spec.hidden_size).unwrap()
+    });
+    let artifacts = tempfile::tempdir().unwrap();
+    let out = artifacts.path().join("compiled");
+    compile(&source, heads.as_ref(), &out, &options, &NoProgress).unwrap();
+    let model = NeuronModel::open(&runtime(), &out, &NoProgress).unwrap();
+    Compiled { _model: model_dir, _artifacts: artifacts, model, source }
+}
+
+fn small_options() -> CompileOptions {
+    CompileOptions { slots: 3, max_len: 64, prefill_buckets: vec![4, 16], verify_buckets: vec![1, 4, 8], ..CompileOptions::default() }
+}
+
+fn reference_logits(source: &ModelDir, tokens: &[u32]) -> Vec<Vec<f64>> {
+    let c = source.config();
+    let cfg = ReferenceConfig {
+        vocab: c.vocab_size,
+        hidden: c.hidden_size,
+        intermediate: c.intermediate_size,
+        layers: c.num_layers,
+        heads: c.num_heads,
+        kv_heads: c.num_kv_heads,
+        head_dim: c.head_dim,
+        rope_inv_freq: c.rope_inv_freq(),
+        rms_eps: c.rms_norm_eps,
+        tied_embeddings: c.tie_word_embeddings,
+    };
+    let weight = |name: &str| source.weights().get(name).unwrap().to_f32().unwrap().data;
+    reference::logits(&cfg, &weight, tokens)
+}
+
+fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!((*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
+    }
+}
+
+fn logits_of(model: &mut NeuronModel, row: usize, node: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    model.logits(row, node, &mut out).unwrap();
+    out
+}
+
+fn chain(tokens: &[u32]) -> TokenTree {
+    let mut t = TokenTree::new(tokens[0]);
+    for (i, &tok) in tokens[1..].iter().enumerate() {
+        t.push(i, tok);
+    }
+    t
+}
+
+const PROMPT: [u32; 11] = [1, 40, 77, 101, 32, 116, 104, 101, 32, 99, 97];
+
+#[test]
+fn prefill_logits_match_the_reference_including_chunked_prompts() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    let expected = reference_logits(&c.source, &PROMPT);
+    // 11 tokens: one 16-wide chunk; then with only 4-wide buckets... both paths tested below.
+    let next = c.model.prefill(0, &PROMPT).unwrap();
+    let logits = logits_of(&mut c.model, 0, 0);
+    assert_close(&logits, &expected[10], "prefill");
+    assert_eq!(next as usize, parallel_decode::sampling::argmax(&logits));
+    let mut chunked = compiled(&TinyLlama::default(), CompileOptions { prefill_buckets: vec![4], ..small_options() }, 0);
+    chunked.model.prefill(1, &PROMPT).unwrap();
+    assert_close(&logits_of(&mut chunked.model, 0, 0), &expected[10], "chunked prefill");
+}
+
+#[test]
+fn cached_decoding_equals_a_full_prefill() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    let expected = reference_logits(&c.source, &PROMPT);
+    c.model.prefill(2, &PROMPT[..5]).unwrap();
+    for t in 5..PROMPT.len() {
+        let argmax = c.model.verify(&[TreeRow { slot: 2, cache_len: t, tree: &TokenTree::new(PROMPT[t]) }]).unwrap();
+        let logits = logits_of(&mut c.model, 0, 0);
+        assert_close(&logits, &expected[t], &format!("decode at {t}"));
+        assert_eq!(argmax[0][0] as usize, parallel_decode::sampling::argmax(&logits));
+    }
+}
+
+#[test]
+fn a_verified_chain_equals_sequential_decoding() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    let expected = reference_logits(&c.source, &PROMPT);
+    c.model.prefill(0, &PROMPT[..4]).unwrap();
+    let tree = chain(&PROMPT[4..11]);
+    c.model.verify(&[TreeRow { slot: 0, cache_len: 4, tree: &tree }]).unwrap();
+    for node in 0..tree.len() {
+        assert_close(&logits_of(&mut c.model, 0, node), &expected[4 + node], &format!("chain node {node}"));
+    }
+}
+
+#[test]
+fn a_verified_tree_equals_decoding_each_path_and_commit_keeps_the_cache_right() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    let prefix = &PROMPT[..6];
+    c.model.prefill(1, prefix).unwrap();
+    // root -> 50 -> 51, root -> 60 -> 61 -> 62, 60 -> 70
+    let mut tree = TokenTree::new(PROMPT[6]);
+    tree.add_path(0, &[50, 51], 8);
+    tree.add_path(0, &[60, 61, 62], 8);
+    tree.add_path(0, &[60, 70], 8);
+    c.model.verify(&[TreeRow { slot: 1, cache_len: 6, tree: &tree }]).unwrap();
+    for node in 0..tree.len() {
+        let mut seq = prefix.to_vec();
+        seq.extend(tree.path_to(node).iter().map(|&i| tree.tokens()[i]));
+        let expected = reference_logits(&c.source, &seq);
+        assert_close(&logits_of(&mut c.model, 0, node), expected.last().unwrap(), &format!("tree node {node}"));
+    }
+    // Accept root -> 60 -> 70 and decode one more token after it.
+    let accepted = tree.path_to(tree.len() - 1);
+    assert!(!CommitRow { slot: 1, cache_len: 6, accepted: &accepted }.is_contiguous());
+    c.model.commit(&[CommitRow { slot: 1, cache_len: 6, accepted: &accepted }]).unwrap();
+    let len = 6 + accepted.len();
+    c.model.verify(&[TreeRow { slot: 1, cache_len: len, tree: &TokenTree::new(9) }]).unwrap();
+    let mut seq = prefix.to_vec();
+    seq.extend(accepted.iter().map(|&i| tree.tokens()[i]));
+    seq.push(9);
+    let expected = reference_logits(&c.source, &seq);
+    assert_close(&logits_of(&mut c.model, 0, 0), expected.last().unwrap(), "after commit");
+}
+
+#[test]
+fn rows_of_a_batch_are_independent_and_unused_rows_are_ignored() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    c.model.prefill(0, &PROMPT[..3]).unwrap();
+    c.model.prefill(2, &PROMPT[..7]).unwrap();
+    let (a, b) = (chain(&PROMPT[3..6]), chain(&PROMPT[7..8]));
+    c.model.verify(&[TreeRow { slot: 2, cache_len: 7, tree: &b }, TreeRow { slot: 0, cache_len: 3, tree: &a }]).unwrap();
+    let expected_a = reference_logits(&c.source, &PROMPT[..6]);
+    let expected_b = reference_logits(&c.source, &PROMPT[..8]);
+    assert_close(&logits_of(&mut c.model, 0, 0), &expected_b[7], "row b");
+    assert_close(&logits_of(&mut c.model, 1, 2), &expected_a[5], "row a");
+}
+
+fn tp_spec() -> TinyLlama {
+    TinyLlama { hidden_size: 32, intermediate_size: 64, num_heads: 8, num_kv_heads: 4, ..TinyLlama::default() }
+}
+
+fn tensor_parallel_matches_one_core(tp: usize) {
+    let mut one = compiled(&tp_spec(), small_options(), 0);
+    let mut many = compiled(&tp_spec(), CompileOptions { tp, ..small_options() }, 0);
+    for m in [&mut one.model, &mut many.model] {
+        m.prefill(0, &PROMPT[..5]).unwrap();
+        m.verify(&[TreeRow { slot: 0, cache_len: 5, tree: &chain(&PROMPT[5..9]) }]).unwrap();
+    }
+    for node in 0..4 {
+        let a = logits_of(&mut one.model, 0, node);
+        let b = logits_of(&mut many.model, 0, node);
+        let expected: Vec<f64> = a.iter().map(|&x| x as f64).collect();
+        assert_close(&b, &expected, &format!("tp {tp} node {node}"));
+    }
+}
+
+#[test]
+fn tensor_parallel_2_matches_one_core() {
+    tensor_parallel_matches_one_core(2);
+}
+
+#[test]
+fn tensor_parallel_4_matches_one_core() {
+    // The default mock instance has 2 cores: run this check in a child with a 32-core profile.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "tensor_parallel_4_in_child", "--include-ignored", "--nocapture"])
+        .env("NEURON_MOCK_INSTANCE", "trn1.32xlarge")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "child failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+#[ignore = "run by tensor_parallel_4_matches_one_core in a child process with more cores"]
+fn tensor_parallel_4_in_child() {
+    tensor_parallel_matches_one_core(4);
+}
+
+#[test]
+fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let out = model_dir.path().join("art");
+    let err = compile(&source, None, &out, &CompileOptions { tp: 3, ..small_options() }, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("tensor parallelism 3") && err.contains("degrees that do: 1, 2"), "{err}");
+    assert!(!out.exists(), "a failed compile leaves nothing behind");
+}
+
+/// Greedy generation on the device with each strategy equals plain greedy decoding.
+#[test]
+fn every_strategy_on_the_device_equals_greedy_decoding() {
+    let spec = TinyLlama { seed: 5, ..TinyLlama::default() };
+    let mut c = compiled(&spec, CompileOptions { verify_buckets: vec![1, 4, 8, 16], ..small_options() }, 3);
+    let draft = compiled(&TinyLlama { seed: 6, ..TinyLlama::default() }, small_options(), 0);
+    let draft_model: parallel_decode::strategy::draft::SharedModel = std::rc::Rc::new(std::cell::RefCell::new(Box::new(draft.model)));
+    let config = GenerateConfig { max_tokens: 40, ..GenerateConfig::default() };
+    // A prompt that repeats itself gives prompt lookup something to copy.
+    let prompt: Vec<u32> = PROMPT.iter().chain(&PROMPT).chain(&PROMPT[..4]).copied().collect();
+    let baseline = generate(&mut c.model, &mut Autoregressive, &prompt, &config, &mut |_: &[u32]| true).unwrap();
+    assert_eq!(baseline.tokens.len(), 40);
+    let tree = c.model.medusa_tree().unwrap();
+    let mut strategies: Vec<Box<dyn Proposer>> = vec![
+        Box::new(PromptLookup::new(PromptLookupConfig::default())),
+        Box::new(Medusa::new(tree)),
+        Box::new(Medusa::new(MedusaTree::default_for(3))),
+        Box::new(Draft::new(draft_model, 0, DraftLength::Adaptive(5), config.sampling, 0).unwrap()),
+    ];
+    for s in &mut strategies {
+        let g = generate(&mut c.model, s.as_mut(), &prompt, &config, &mut |_: &[u32]| true).unwrap();
+        assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
+    }
+}
+
+#[test]
+fn bad_artifacts_give_clear_errors() {
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let out = model_dir.path().join("art");
+    compile(&source, None, &out, &small_options(), &NoProgress).unwrap();
+    let open = |dir: &Path| NeuronModel::open(&runtime(), dir, &NoProgress).map(|_| ()).unwrap_err().to_string();
+
+    // A truncated NEFF.
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&out, broken.path());
+    let neff = broken.path().join("graphs/decode-1.neff");
+    let bytes = std::fs::read(&neff).unwrap();
+    std::fs::write(&neff, &bytes[..bytes.len() / 2]).unwrap();
+    let err = open(broken.path());
+    assert!(err.contains("decode-1.neff"), "{err}");
+
+    // A weight shard missing a tensor.
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&out, broken.path());
+    std::fs::write(broken.path().join("weights/rank0.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
+    let err = open(broken.path());
+    assert!(err.contains("model.embed_tokens.weight") || err.contains("rank0"), "{err}");
+
+    // A manifest from the future.
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&out, broken.path());
+    let manifest = std::fs::read_to_string(broken.path().join("manifest.json")).unwrap();
+    std::fs::write(broken.path().join("manifest.json"), manifest.replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    let err = open(broken.path());
+    assert!(err.contains("newer than this neuron-decode"), "{err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
