@@ -164,7 +164,8 @@ fn parse_duration(text: &str) -> Option<Duration> {
         "s" => number,
         _ => return None,
     };
-    (0.0..1e6).contains(&seconds)
+    (0.0..1e6)
+        .contains(&seconds)
         .then(|| Duration::from_secs_f64(seconds))
 }
 

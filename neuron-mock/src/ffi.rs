@@ -224,7 +224,7 @@ pub extern "C" fn nrt_close() {
 fn topology() -> NrtResult<Topology> {
     match runtime::current() {
         Some(rt) => Ok(rt.config.topology.clone()),
-        None => Topology::from_env().map_err(Fail::invalid),
+        None => Topology::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m)),
     }
 }
 
@@ -300,7 +300,7 @@ pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_S
     status("nrt_get_version", || {
         let version = match runtime::current() {
             Some(rt) => rt.config.version,
-            None => MockVersion::from_env().map_err(Fail::invalid)?,
+            None => MockVersion::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m))?,
         };
         let mut value = nrt_version_t {
             rt_major: version.major,

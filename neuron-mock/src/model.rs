@@ -154,7 +154,9 @@ impl Model {
                 ),
             )
         })?;
-        let exec_timeout = crate::config::exec_timeout().map_err(Fail::invalid)?;
+        // NEURON_RT_EXEC_TIMEOUT is read at load, as the real runtime does.
+        let exec_timeout =
+            crate::config::exec_timeout().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m))?;
         let membership = world.map(|_| {
             let mut hasher = DefaultHasher::new();
             bytes.hash(&mut hasher);

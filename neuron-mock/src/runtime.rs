@@ -91,7 +91,9 @@ pub(crate) fn init() -> NrtResult<()> {
              nrt_init again",
         ));
     }
-    let config = Config::from_env().map_err(Fail::invalid)?;
+    // Like the real runtime, a configuration it cannot use makes nrt_init fail.
+    let config =
+        Config::from_env().map_err(|message| Fail::new(NRT_STATUS::NRT_FAILURE, message))?;
     let runtime = Runtime::new(config);
     crate::log!(
         Info,

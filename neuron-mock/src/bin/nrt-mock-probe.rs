@@ -5,7 +5,7 @@
 //! with different environments to check behaviour that is read from them.
 //!
 //! Scenarios: `info`, `dtypes`, `exec N`, `alloc BYTES COUNT`, `load VNC`,
-//! `copy VNC_A VNC_B`, `missing-input`, `missing-rank`.
+//! `copy VNC_A VNC_B`, `virtual`, `missing-input`, `missing-rank`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,7 +23,7 @@ use neuron_sys::DType;
 use neuron_sys::bindings::{nrt_framework_type_t, nrt_instance_info_t, nrt_version_t};
 
 const USAGE: &str = "usage: nrt-mock-probe info | dtypes | exec N | alloc BYTES COUNT | load VNC | \
-                     copy VNC_A VNC_B | missing-input | missing-rank";
+                     copy VNC_A VNC_B | virtual | missing-input | missing-rank";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Some("alloc") => with_runtime(|rt| alloc(rt, arg(1) as usize, arg(2) as usize)),
         Some("load") => with_runtime(|rt| load(rt, arg(1) as i32)),
         Some("copy") => with_runtime(|rt| copy(rt, arg(1) as i32, arg(2) as i32)),
+        Some("virtual") => with_runtime(virtual_placement),
         Some("missing-input") => with_runtime(missing_input),
         Some("missing-rank") => with_runtime(missing_rank),
         _ => {
@@ -223,6 +224,20 @@ fn copy(rt: &Rt, a: i32, b: i32) {
     }
     rt.free(ta);
     rt.free(tb);
+}
+
+fn virtual_placement(rt: &Rt) {
+    let placement = neuron_sys::bindings::nrt_tensor_placement_t::NRT_TENSOR_PLACEMENT_VIRTUAL;
+    match rt.alloc(placement, -1, 16, "v") {
+        Ok(t) => {
+            show_status(rt.lib, "alloc", SUCCESS);
+            rt.free(t);
+        }
+        Err(status) => {
+            show_status(rt.lib, "alloc", status);
+            show("alloc.error", rt.last_error());
+        }
+    }
 }
 
 fn missing_input(rt: &Rt) {
