@@ -14,7 +14,6 @@
 //! pointers and bad handles are detected and refused; a dangling non-NULL pointer cannot be.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -780,9 +779,9 @@ pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void 
 // Model tensor information
 // ---------------------------------------------------------------------------------------------
 
-/// Tensor-info arrays handed out and not yet freed: address -> layout. Process-wide, so an
-/// array stays valid (and freeable) across `nrt_close`.
-static TENSOR_INFOS: Mutex<Option<HashMap<usize, std::alloc::Layout>>> = Mutex::new(None);
+/// Tensor-info arrays handed out and not yet freed: (address, layout). Process-wide, so an
+/// array stays valid (and freeable) across `nrt_close`. Few are alive at once: a list will do.
+static TENSOR_INFOS: Mutex<Vec<(usize, std::alloc::Layout)>> = Mutex::new(Vec::new());
 
 /// Describes every input and output of the model in one allocated block.
 #[unsafe(no_mangle)]
@@ -856,9 +855,7 @@ fn allocate_tensor_info(
                 });
         }
     }
-    lock(&TENSOR_INFOS)
-        .get_or_insert_with(HashMap::new)
-        .insert(base as usize, layout);
+    lock(&TENSOR_INFOS).push((base as usize, layout));
     Ok(array)
 }
 
@@ -871,15 +868,19 @@ pub extern "C" fn nrt_free_model_tensor_info(
         if tensor_info.is_null() {
             return Err(Fail::invalid("tensor_info is NULL"));
         }
-        let layout = lock(&TENSOR_INFOS)
-            .get_or_insert_with(HashMap::new)
-            .remove(&(tensor_info as usize))
-            .ok_or_else(|| {
-                Fail::invalid(format!(
-                    "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
+        let layout = {
+            let mut infos = lock(&TENSOR_INFOS);
+            let found = infos
+                .iter()
+                .position(|&(addr, _)| addr == tensor_info as usize);
+            found.map(|i| infos.swap_remove(i).1)
+        }
+        .ok_or_else(|| {
+            Fail::invalid(format!(
+                "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
                      (freed twice?)"
-                ))
-            })?;
+            ))
+        })?;
         // SAFETY: the address was allocated by allocate_tensor_info with this layout and is
         // removed from the table, so it is freed exactly once.
         unsafe { std::alloc::dealloc(tensor_info.cast::<u8>(), layout) };
@@ -987,7 +988,7 @@ pub extern "C" fn neuron_mock_live_handles(
 ) -> NRT_STATUS {
     status("neuron_mock_live_handles", || {
         let live = runtime::current().map(|rt| rt.live()).unwrap_or_default();
-        let infos = lock(&TENSOR_INFOS).as_ref().map_or(0, HashMap::len);
+        let infos = lock(&TENSOR_INFOS).len();
         let value = LiveHandles {
             models: live.models,
             tensors: live.tensors,

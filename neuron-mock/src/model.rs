@@ -6,6 +6,7 @@
 //! per-execution cost is a few lock acquisitions and one version check per bound tensor.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -273,14 +274,18 @@ impl Model {
             inputs: (inputs.id, inputs.version()),
             outputs: (outputs.id, outputs.version()),
         };
+        // Read before the versions are checked: a change after this forces a check next time.
+        let mutations = crate::tensor::mutations();
         let mut cached = lock(&self.plan);
         if let Some(plan) = cached.as_ref()
             && plan.key == key
-            && plan.tensors.iter().all(|(t, v)| t.version() == *v)
+            && (plan.checked_at.load(Ordering::Relaxed) == mutations
+                || plan.tensors.iter().all(|(t, v)| t.version() == *v))
         {
+            plan.checked_at.store(mutations, Ordering::Relaxed);
             return Ok(plan.clone());
         }
-        let plan = Arc::new(self.build_plan(rt, key, inputs, outputs)?);
+        let plan = Arc::new(self.build_plan(rt, key, mutations, inputs, outputs)?);
         *cached = Some(plan.clone());
         Ok(plan)
     }
@@ -289,6 +294,7 @@ impl Model {
         &self,
         rt: &Runtime,
         key: PlanKey,
+        mutations: u64,
         inputs: &TensorSet,
         outputs: &TensorSet,
     ) -> NrtResult<Plan> {
@@ -346,6 +352,7 @@ impl Model {
         Ok(Plan {
             key,
             tensors,
+            checked_at: AtomicU64::new(mutations),
             bindings,
         })
     }
@@ -363,6 +370,8 @@ struct Plan {
     key: PlanKey,
     /// Every bound tensor and its version when the plan was made.
     tensors: Vec<(Arc<Tensor>, u64)>,
+    /// The count of tensor changes (`tensor::mutations`) when the versions last matched.
+    checked_at: AtomicU64,
     bindings: Bindings,
 }
 

@@ -29,13 +29,17 @@ macro_rules! call {
     }};
 }
 
-/// The mock library for this process: `NEURON_SYS_LIB` if the environment sets it (the probe's
-/// case), else the one built from these sources.
+/// Whether [`lib`] loads what `NEURON_SYS_LIB` names (the probe, which may be pointed at any
+/// libnrt) rather than the mock built from these sources (the tests, always).
+pub static USE_ENV_LIBRARY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The library for this process.
 pub fn lib() -> &'static Library {
-    match std::env::var_os(neuron_sys::NEURON_SYS_LIB) {
-        Some(_) => neuron_sys::lib().expect("load the library NEURON_SYS_LIB names"),
-        None => neuron_sys::load_from(neuron_mock::testing::library_path())
-            .expect("load the mock library"),
+    if USE_ENV_LIBRARY.load(std::sync::atomic::Ordering::Relaxed) {
+        neuron_sys::lib().expect("load libnrt (NEURON_SYS_LIB, or the system's)")
+    } else {
+        neuron_sys::load_from(neuron_mock::testing::library_path()).expect("load the mock library")
     }
 }
 
@@ -54,6 +58,11 @@ pub struct Rt {
 
 impl Rt {
     pub fn init() -> Rt {
+        Rt::try_init().unwrap_or_else(|(status, why)| panic!("nrt_init: {status}: {why}"))
+    }
+
+    /// `nrt_init`, or its status and the library's last error.
+    pub fn try_init() -> Result<Rt, (Status, String)> {
         let turn = serial();
         let lib = lib();
         let status = call!(
@@ -63,8 +72,10 @@ impl Rt {
             c"".as_ptr(),
             c"".as_ptr()
         );
-        assert_eq!(status, SUCCESS, "nrt_init: {}", last_error(lib));
-        Rt { lib, _turn: turn }
+        if status != SUCCESS {
+            return Err((status, last_error(lib)));
+        }
+        Ok(Rt { lib, _turn: turn })
     }
 
     /// Fails the test if anything is still allocated.
