@@ -33,23 +33,22 @@ fn copy_pairs(c: &mut Criterion) {
             );
         }
         let model = rt.load(&neff.to_bytes().unwrap(), 0).unwrap();
-        let (ins, outs) = (rt.set(), rt.set());
-        let mut tensors = Vec::new();
-        for i in 0..pairs {
-            let (a, b) = (rt.device(4, "in"), rt.device(4, "out"));
-            rt.add(ins, &format!("in{i}"), a);
-            rt.add(outs, &format!("out{i}"), b);
-            tensors.extend([a, b]);
-        }
+        let names: Vec<(String, String)> = (0..pairs)
+            .map(|i| (format!("in{i}"), format!("out{i}")))
+            .collect();
+        let inputs: Vec<_> = names
+            .iter()
+            .map(|(n, _)| (n.as_str(), rt.device(4, n)))
+            .collect();
+        let outputs: Vec<_> = names
+            .iter()
+            .map(|(_, n)| (n.as_str(), rt.device(4, n)))
+            .collect();
+        let bound = Bound::new(&rt, model, &inputs, &outputs);
         group.bench_function(BenchmarkId::from_parameter(pairs), |b| {
-            b.iter(|| assert_eq!(rt.execute(model, ins, outs), SUCCESS));
+            b.iter(|| assert_eq!(bound.run(&rt), SUCCESS));
         });
-        for t in tensors {
-            rt.free(t);
-        }
-        rt.destroy(ins);
-        rt.destroy(outs);
-        rt.unload(model);
+        bound.teardown(&rt);
     }
     group.finish();
 }
@@ -69,36 +68,17 @@ fn tensor_io(c: &mut Criterion) {
     rt.free(t);
 }
 
-struct Rank {
-    model: *mut neuron_sys::bindings::nrt_model_t,
-    ins: *mut neuron_sys::bindings::nrt_tensor_set_t,
-    outs: *mut neuron_sys::bindings::nrt_tensor_set_t,
-    h: *mut neuron_sys::bindings::nrt_tensor_t,
-}
-// SAFETY: opaque handles of the mock, usable from any thread.
-unsafe impl Send for Rank {}
-// SAFETY: as above; only read.
-unsafe impl Sync for Rank {}
-
 fn all_reduce(c: &mut Criterion) {
     let rt = Rt::init();
     let neff = MockNeff::new("all_reduce")
         .state("h", DType::F32, &[576])
         .to_bytes()
         .unwrap();
-    let ranks: Vec<Rank> = (0..2)
+    let ranks: Vec<Bound> = (0..2)
         .map(|r| {
             let model = rt.load_rank(&neff, r, r as u32, 2).unwrap();
             let h = rt.device(576 * 4, "h");
-            let (ins, outs) = (rt.set(), rt.set());
-            rt.add(ins, "h", h);
-            rt.add(outs, "h", h);
-            Rank {
-                model,
-                ins,
-                outs,
-                h,
-            }
+            Bound::new(&rt, model, &[("h", h)], &[("h", h)])
         })
         .collect();
     c.bench_function("all_reduce/2_ranks/576", |b| {
@@ -109,7 +89,7 @@ fn all_reduce(c: &mut Criterion) {
                     let rt = &rt;
                     s.spawn(move || {
                         for _ in 0..iters {
-                            assert_eq!(rt.execute(r.model, r.ins, r.outs), SUCCESS);
+                            assert_eq!(r.run(rt), SUCCESS);
                         }
                     });
                 }
@@ -118,10 +98,7 @@ fn all_reduce(c: &mut Criterion) {
         });
     });
     for r in ranks {
-        rt.free(r.h);
-        rt.destroy(r.ins);
-        rt.destroy(r.outs);
-        rt.unload(r.model);
+        r.teardown(&rt);
     }
 }
 

@@ -199,7 +199,7 @@ pub extern "C" fn nrt_init(
 ) -> NRT_STATUS {
     status("nrt_init", || {
         runtime::init()?;
-        crate::log!(
+        log!(
             Debug,
             "nrt_init",
             "framework {framework}, versions {:?} / {:?}",
@@ -375,7 +375,7 @@ fn load(
     }
     let bytes = in_buf(neff_bytes, size, "neff_bytes")?;
     let loaded = Model::load(&rt, bytes, vnc, vnc_count, world)?;
-    slot.write(rt.add_model(loaded) as *mut nrt_model_t);
+    slot.write(rt.models.add(loaded) as *mut nrt_model_t);
     Ok(())
 }
 
@@ -418,15 +418,15 @@ pub extern "C" fn nrt_load_collectives(
 pub extern "C" fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS {
     status("nrt_unload", || {
         let rt = runtime::active()?;
-        let removed = rt.remove_model(model as usize)?;
-        crate::log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
+        let removed = rt.models.remove(model as usize)?;
+        log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
         Ok(())
     })
 }
 
 fn model_core_count(model: *const nrt_model_t, dst: *mut u32) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
+    let model = rt.models.get(model as usize)?;
     out(dst, "vnc_count")?.write(model.core_count);
     Ok(())
 }
@@ -483,7 +483,7 @@ pub extern "C" fn nrt_allocate_tensor_set(result: *mut *mut nrt_tensor_set_t) ->
     status("nrt_allocate_tensor_set", || {
         let rt = runtime::active()?;
         let slot = out(result, "result")?;
-        slot.write(rt.add_set(TensorSet::new()) as *mut nrt_tensor_set_t);
+        slot.write(rt.sets.add(TensorSet::new()) as *mut nrt_tensor_set_t);
         Ok(())
     })
 }
@@ -502,7 +502,7 @@ pub extern "C" fn nrt_destroy_tensor_set(tensor_set: *mut *mut nrt_tensor_set_t)
         }
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
-        runtime::active()?.remove_set(handle as usize)?;
+        runtime::active()?.sets.remove(handle as usize)?;
         Ok(())
     })
 }
@@ -516,9 +516,9 @@ pub extern "C" fn nrt_add_tensor_to_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_add_tensor_to_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         set.insert(name, tensor.id);
         Ok(())
     })
@@ -533,7 +533,7 @@ pub extern "C" fn nrt_get_tensor_from_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_get_tensor_from_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
         let slot = out(tensor, "tensor")?;
         let id = set.get(name).ok_or_else(|| {
@@ -561,9 +561,9 @@ fn execute(
     repeat: usize,
 ) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
-    let inputs = rt.set(input_set as usize)?;
-    let outputs = rt.set(output_set as usize)?;
+    let model = rt.models.get(model as usize)?;
+    let inputs = rt.sets.get(input_set as usize)?;
+    let outputs = rt.sets.get(output_set as usize)?;
     model.execute(&rt, &inputs, &outputs, repeat)
 }
 
@@ -612,7 +612,7 @@ pub extern "C" fn nrt_tensor_allocate(
         let slot = out(tensor, "tensor")?;
         let name = opt_str(name).unwrap_or_default();
         let allocated = Tensor::allocate(&rt, tensor_placement, i64::from(vnc), size, &name)?;
-        slot.write(rt.add_tensor(allocated) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(allocated) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -632,7 +632,8 @@ pub extern "C" fn nrt_tensor_free(tensor: *mut *mut nrt_tensor_t) {
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
         runtime::active()?
-            .remove_tensor(tensor_handle(handle))?
+            .tensors
+            .remove(tensor_handle(handle))?
             .release();
         Ok(())
     })
@@ -648,7 +649,7 @@ pub extern "C" fn nrt_tensor_read(
 ) -> NRT_STATUS {
     status("nrt_tensor_read", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.read(offset as u64, out_buf(buf, size, "buf")?)
     })
 }
@@ -663,7 +664,7 @@ pub extern "C" fn nrt_tensor_write(
 ) -> NRT_STATUS {
     status("nrt_tensor_write", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.write(offset as u64, in_buf(buf, size, "buf")?)
     })
 }
@@ -679,8 +680,8 @@ pub extern "C" fn nrt_tensor_copy(
 ) -> NRT_STATUS {
     status("nrt_tensor_copy", || {
         let rt = runtime::active()?;
-        let from = rt.tensor(tensor_handle(src))?;
-        let to = rt.tensor(tensor_handle(dst))?;
+        let from = rt.tensors.get(tensor_handle(src))?;
+        let to = rt.tensors.get(tensor_handle(dst))?;
         Tensor::copy(&rt, &from, src_offset as u64, &to, dst_offset as u64, size)
     })
 }
@@ -689,7 +690,10 @@ pub extern "C" fn nrt_tensor_copy(
 #[unsafe(no_mangle)]
 pub extern "C" fn nrt_tensor_get_size(tensor: *const nrt_tensor_t) -> usize {
     plain("nrt_tensor_get_size", 0, || {
-        Ok(runtime::active()?.tensor(tensor_handle(tensor))?.size())
+        Ok(runtime::active()?
+            .tensors
+            .get(tensor_handle(tensor))?
+            .size())
     })
 }
 
@@ -703,7 +707,7 @@ pub extern "C" fn nrt_tensor_memset(
 ) -> NRT_STATUS {
     status("nrt_tensor_memset", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         // memset semantics: the value is converted to unsigned char.
         tensor.fill(offset, value as u8, size)
     })
@@ -719,7 +723,7 @@ pub extern "C" fn nrt_tensor_allocate_empty(
         let rt = runtime::active()?;
         let slot = out(tensor, "tensor")?;
         let empty = Tensor::empty(&opt_str(name).unwrap_or_default());
-        slot.write(rt.add_tensor(empty) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(empty) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -733,7 +737,7 @@ pub extern "C" fn nrt_tensor_attach_buffer(
 ) -> NRT_STATUS {
     status("nrt_tensor_attach_buffer", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         let buffer =
             NonNull::new(buffer.cast::<u8>()).ok_or_else(|| Fail::invalid("buffer is NULL"))?;
         // SAFETY: the API requires the attached buffer to stay valid for `size` bytes for as
@@ -756,9 +760,9 @@ pub extern "C" fn nrt_tensor_allocate_slice(
     status("nrt_tensor_allocate_slice", || {
         let rt = runtime::active()?;
         let slot = out(tensor_slice, "tensor_slice")?;
-        let source = rt.tensor(tensor_handle(tensor_source))?;
+        let source = rt.tensors.get(tensor_handle(tensor_source))?;
         let slice = source.slice(offset, size, &opt_str(name).unwrap_or_default())?;
-        slot.write(rt.add_tensor(slice) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(slice) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -768,7 +772,7 @@ pub extern "C" fn nrt_tensor_allocate_slice(
 pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void {
     plain("nrt_tensor_get_va", std::ptr::null_mut(), || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         Ok(tensor
             .address()
             .map_or(std::ptr::null_mut(), |p| p.cast::<c_void>()))
@@ -792,7 +796,7 @@ pub extern "C" fn nrt_get_model_tensor_info(
     status("nrt_get_model_tensor_info", || {
         let rt = runtime::active()?;
         let slot = out(tensor_info, "tensor_info")?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let entries = model.tensor_info(rt.config.version.dtype_encoding());
         slot.write(allocate_tensor_info(&entries)?);
         Ok(())
@@ -898,7 +902,7 @@ pub extern "C" fn nrt_get_model_info(
 ) -> NRT_STATUS {
     status("nrt_get_model_info", || {
         let rt = runtime::active()?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let value = nrt_model_info_t { vnc: model.core };
         let written = write_prefix(info, &value, info_size_in, "info")?;
         if !info_size_out.is_null() {

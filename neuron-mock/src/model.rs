@@ -171,7 +171,7 @@ impl Model {
                 worlds: rt.worlds.clone(),
             }
         });
-        crate::log!(
+        log!(
             Info,
             "nrt_load",
             "loaded '{name}' (kernel {}) on NeuronCore {core}{}",
@@ -320,7 +320,8 @@ impl Model {
                     )));
                 };
                 let tensor = rt
-                    .tensor_by_id(id)
+                    .tensors
+                    .by_id(id)
                     .ok_or_else(|| problem("is bound to a tensor that was freed".into()))?;
                 let version = tensor.version();
                 let binding = tensor.binding(spec.size_bytes()).map_err(|why| {

@@ -12,42 +12,6 @@ use neuron_mock::neff::MockNeff;
 use neuron_sys::DType;
 use serde_json::json;
 
-/// One rank's model and bound tensors.
-struct Rank {
-    model: *mut neuron_sys::bindings::nrt_model_t,
-    ins: *mut neuron_sys::bindings::nrt_tensor_set_t,
-    outs: *mut neuron_sys::bindings::nrt_tensor_set_t,
-    tensors: Vec<*mut neuron_sys::bindings::nrt_tensor_t>,
-    output: *mut neuron_sys::bindings::nrt_tensor_t,
-}
-
-// SAFETY: opaque handles of the mock, usable from any thread.
-unsafe impl Send for Rank {}
-// SAFETY: as above; only read.
-unsafe impl Sync for Rank {}
-
-impl Rank {
-    fn teardown(self, rt: &Rt) {
-        for t in self.tensors {
-            rt.free(t);
-        }
-        rt.destroy(self.ins);
-        rt.destroy(self.outs);
-        rt.unload(self.model);
-    }
-}
-
-/// Executes every rank once, each from its own thread, and returns the statuses.
-fn run_world(rt: &Rt, ranks: &[Rank]) -> Vec<Status> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = ranks
-            .iter()
-            .map(|r| s.spawn(move || rt.execute(r.model, r.ins, r.outs)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
-
 /// Deterministic small integers, so f32 sums are exact in any order.
 fn data(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
@@ -78,7 +42,7 @@ fn tensor_parallel_matmul_equals_the_single_core_result() {
             .param("all_reduce", json!(true))
             .to_bytes()
             .unwrap();
-        let ranks: Vec<Rank> = (0..world)
+        let ranks: Vec<Bound> = (0..world)
             .map(|r| {
                 let model = rt
                     .load_rank(&neff, (r % 2) as i32, r as u32, world as u32)
@@ -86,30 +50,21 @@ fn tensor_parallel_matmul_equals_the_single_core_result() {
                 let xs: Vec<f32> = (0..m)
                     .flat_map(|i| x[i * k + r * shard..i * k + (r + 1) * shard].to_vec())
                     .collect();
-                let ws = w[r * shard * n..(r + 1) * shard * n].to_vec();
-                let (tx, tw) = (rt.f32_tensor("x", &xs), rt.f32_tensor("w", &ws));
+                let ws = &w[r * shard * n..(r + 1) * shard * n];
+                let (tx, tw) = (rt.f32_tensor("x", &xs), rt.f32_tensor("w", ws));
                 let ty = rt.device(m * n * 4, "y");
-                let (ins, outs) = (rt.set(), rt.set());
-                rt.add(ins, "x", tx);
-                rt.add(ins, "w", tw);
-                rt.add(outs, "y", ty);
-                Rank {
-                    model,
-                    ins,
-                    outs,
-                    tensors: vec![tx, tw, ty],
-                    output: ty,
-                }
+                Bound::new(&rt, model, &[("x", tx), ("w", tw)], &[("y", ty)])
             })
             .collect();
         for _ in 0..20 {
+            let statuses = run_parallel(&rt, &ranks);
             assert!(
-                run_world(&rt, &ranks).iter().all(|&s| s == SUCCESS),
+                statuses.iter().all(|&s| s == SUCCESS),
                 "{}",
                 rt.last_error()
             );
             for r in &ranks {
-                assert_eq!(rt.read_f32(r.output, m * n), want, "world {world}");
+                assert_eq!(rt.read_f32(r.t("y"), m * n), want, "world {world}");
             }
         }
         for r in ranks {
@@ -127,71 +82,51 @@ fn all_reduce_in_place_and_all_gather_kernels() {
         .state("h", DType::F32, &[4])
         .to_bytes()
         .unwrap();
+    let ranks: Vec<Bound> = (0..world)
+        .map(|r| {
+            let model = rt.load_rank(&reduce, 0, r as u32, world as u32).unwrap();
+            let h = rt.f32_tensor("h", &[r as f32, 1.0, 2.0, 3.0]);
+            Bound::new(&rt, model, &[("h", h)], &[("h", h)])
+        })
+        .collect();
+    let statuses = run_parallel(&rt, &ranks);
+    assert!(
+        statuses.iter().all(|&s| s == SUCCESS),
+        "{}",
+        rt.last_error()
+    );
+    for r in ranks {
+        assert_eq!(rt.read_f32(r.t("h"), 4), [3.0, 3.0, 6.0, 9.0]);
+        r.teardown(&rt);
+    }
+
     let gather = MockNeff::new("all_gather")
         .input("part", DType::I32, &[2])
         .output("all", DType::I32, &[2 * world])
         .to_bytes()
         .unwrap();
-    let ranks: Vec<Rank> = (0..world)
-        .map(|r| {
-            let model = rt.load_rank(&reduce, 0, r as u32, world as u32).unwrap();
-            let h = rt.f32_tensor("h", &[r as f32, 1.0, 2.0, 3.0]);
-            let (ins, outs) = (rt.set(), rt.set());
-            rt.add(ins, "h", h);
-            rt.add(outs, "h", h);
-            Rank {
-                model,
-                ins,
-                outs,
-                tensors: vec![h],
-                output: h,
-            }
-        })
-        .collect();
-    assert!(
-        run_world(&rt, &ranks).iter().all(|&s| s == SUCCESS),
-        "{}",
-        rt.last_error()
-    );
-    for r in &ranks {
-        assert_eq!(rt.read_f32(r.output, 4), [3.0, 3.0, 6.0, 9.0]);
-    }
-    for r in ranks {
-        r.teardown(&rt);
-    }
-
-    let ranks: Vec<Rank> = (0..world)
+    let ranks: Vec<Bound> = (0..world)
         .map(|r| {
             let model = rt.load_rank(&gather, 1, r as u32, world as u32).unwrap();
             let part = rt.device(8, "part");
             let values = [r as i32 * 10, r as i32 * 10 + 1];
             assert_eq!(rt.write(part, 0, bytemuck::cast_slice(&values)), SUCCESS);
             let all = rt.device(8 * world, "all");
-            let (ins, outs) = (rt.set(), rt.set());
-            rt.add(ins, "part", part);
-            rt.add(outs, "all", all);
-            Rank {
-                model,
-                ins,
-                outs,
-                tensors: vec![part, all],
-                output: all,
-            }
+            Bound::new(&rt, model, &[("part", part)], &[("all", all)])
         })
         .collect();
+    let statuses = run_parallel(&rt, &ranks);
     assert!(
-        run_world(&rt, &ranks).iter().all(|&s| s == SUCCESS),
+        statuses.iter().all(|&s| s == SUCCESS),
         "{}",
         rt.last_error()
     );
-    for r in &ranks {
-        let bytes = rt.read(r.output, 0, 8 * world).unwrap();
+    for r in ranks {
+        let bytes = rt.read(r.t("all"), 0, 8 * world).unwrap();
         assert_eq!(
             bytemuck::cast_slice::<u8, i32>(&bytes),
             [0, 1, 10, 11, 20, 21]
         );
-    }
-    for r in ranks {
         r.teardown(&rt);
     }
     rt.assert_no_leaks();
@@ -210,27 +145,18 @@ fn concurrent_worlds_of_one_neff_do_not_mix() {
         for world_id in 0..2 {
             let (rt, neff) = (&rt, &neff);
             s.spawn(move || {
-                let ranks: Vec<Rank> = (0..2)
+                let ranks: Vec<Bound> = (0..2)
                     .map(|r| {
                         let model = rt.load_rank(neff, r, r as u32, 2).unwrap();
                         let x = rt.f32_tensor("x", &[(world_id * 100 + r) as f32]);
                         let y = rt.device(4, "y");
-                        let (ins, outs) = (rt.set(), rt.set());
-                        rt.add(ins, "x", x);
-                        rt.add(outs, "y", y);
-                        Rank {
-                            model,
-                            ins,
-                            outs,
-                            tensors: vec![x, y],
-                            output: y,
-                        }
+                        Bound::new(rt, model, &[("x", x)], &[("y", y)])
                     })
                     .collect();
                 for _ in 0..50 {
-                    assert!(run_world(rt, &ranks).iter().all(|&s| s == SUCCESS));
+                    assert!(run_parallel(rt, &ranks).iter().all(|&s| s == SUCCESS));
                     for r in &ranks {
-                        assert_eq!(rt.read_f32(r.output, 1), [(world_id * 200 + 1) as f32]);
+                        assert_eq!(rt.read_f32(r.t("y"), 1), [(world_id * 200 + 1) as f32]);
                     }
                 }
                 for r in ranks {

@@ -238,19 +238,7 @@ fn tensor_writes_read_back() {
             |(offset, bytes, via_slice)| {
                 let fits = offset + bytes.len() <= 4096;
                 let status = if via_slice && fits {
-                    let mut s = std::ptr::null_mut();
-                    assert_eq!(
-                        call!(
-                            rt.lib,
-                            nrt_tensor_allocate_slice,
-                            t,
-                            offset,
-                            bytes.len(),
-                            c"s".as_ptr(),
-                            &mut s
-                        ),
-                        SUCCESS
-                    );
+                    let s = rt.slice(t, offset, bytes.len(), "s").unwrap();
                     let status = rt.write(s, 0, &bytes);
                     rt.free(s);
                     status

@@ -163,14 +163,14 @@ fn dtypes(rt: &Rt) {
 }
 
 fn exec(rt: &Rt, n: usize) {
-    let setup = AddSetup::new(rt, &[1.0; 4], &[2.0; 4]);
+    let setup = add_setup(rt, &[1.0; 4], &[2.0; 4]);
     for i in 1..=n {
-        rt.write_f32(setup.c, &[0.0; 4]);
+        rt.write_f32(setup.t("c"), &[0.0; 4]);
         let started = Instant::now();
         let status = setup.run(rt);
         show_status(rt.lib, &format!("exec.{i}"), status);
         show(&format!("exec.{i}.us"), started.elapsed().as_micros());
-        show(&format!("exec.{i}.result"), rt.read_f32(setup.c, 4)[0]);
+        show(&format!("exec.{i}.result"), rt.read_f32(setup.t("c"), 4)[0]);
         if status != SUCCESS {
             show(&format!("exec.{i}.error"), rt.last_error());
         }
@@ -238,9 +238,9 @@ fn virtual_placement(rt: &Rt) {
 }
 
 fn missing_input(rt: &Rt) {
-    let setup = AddSetup::new(rt, &[1.0; 4], &[2.0; 4]);
+    let setup = add_setup(rt, &[1.0; 4], &[2.0; 4]);
     let empty = rt.set();
-    rt.add(empty, "a", setup.a);
+    rt.add(empty, "a", setup.t("a"));
     let status = rt.execute(setup.model, empty, setup.outs);
     show_status(rt.lib, "exec", status);
     rt.destroy(empty);

@@ -44,13 +44,7 @@ struct Matmul {
 fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let params: Params = ctx.params()?;
     let (inputs, outputs) = (ctx.inputs(), ctx.outputs());
-    if inputs.len() != 2 || outputs.len() != 1 {
-        return Err(ctx.params_error(format!(
-            "needs inputs x, w and output y; the NEFF has {} inputs and {} outputs",
-            inputs.len(),
-            outputs.len()
-        )));
-    }
+    ctx.expect_io(2, 1, "inputs x, w and output y")?;
     let (x, w, y) = (&inputs[0], &inputs[1], &outputs[0]);
     require_dtype(ctx, x, &[DType::F32, DType::BF16])?;
     require_dtype(ctx, y, &[DType::F32, DType::BF16])?;
