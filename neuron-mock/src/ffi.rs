@@ -1077,3 +1077,41 @@ fn exports_match_the_header(lib: &NrtLib) {
     same(&lib.nrt_barrier, nrt_barrier);
     same(&lib.nrt_all_gather, nrt_all_gather);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_failures_and_panics_into_statuses() {
+        assert_eq!(status("nrt_test", || Ok(())), NRT_STATUS::NRT_SUCCESS);
+        assert_eq!(
+            status("nrt_test", || Err(Fail::new(
+                NRT_STATUS::NRT_TIMEOUT,
+                "slow"
+            ))),
+            NRT_STATUS::NRT_TIMEOUT
+        );
+        assert_eq!(crate::log::last_error(), "nrt_test: slow");
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let after_panic = status("nrt_test", || panic!("kernel bug"));
+        let fallback = plain("nrt_test", 7usize, || -> NrtResult<usize> {
+            panic!("oops")
+        });
+        std::panic::set_hook(hook);
+        assert_eq!(after_panic, NRT_STATUS::NRT_FAILURE);
+        assert_eq!(fallback, 7);
+        assert!(crate::log::last_error().contains("panic: oops"));
+    }
+
+    #[test]
+    fn null_and_empty_buffers() {
+        assert!(in_buf(std::ptr::null(), 0, "buf").unwrap().is_empty());
+        assert!(in_buf(std::ptr::null(), 1, "buf").is_err());
+        assert!(out_buf(std::ptr::null_mut(), 4, "buf").is_err());
+        assert!(out::<u32>(std::ptr::null_mut(), "count").is_err());
+        assert_eq!(opt_str(std::ptr::null()), None);
+        assert_eq!(opt_str(c"name".as_ptr()).as_deref(), Some("name"));
+    }
+}

@@ -135,6 +135,12 @@ thread_local! {
 
 /// Records a failed call: the thread's last error, and an ERROR line if enabled.
 pub(crate) fn failure(function: &str, message: &str) {
+    remember(function, message);
+    write(Level::Error, function, format_args!("{message}"));
+}
+
+/// Makes "function: message" the calling thread's last error.
+fn remember(function: &str, message: &str) {
     LAST_ERROR.with(|last| {
         let mut last = last.borrow_mut();
         last.clear();
@@ -142,7 +148,6 @@ pub(crate) fn failure(function: &str, message: &str) {
         last.push_str(": ");
         last.push_str(message);
     });
-    write(Level::Error, function, format_args!("{message}"));
 }
 
 /// The calling thread's last recorded failure ("function: message"), or an empty string.
@@ -212,7 +217,7 @@ mod tests {
 
     #[test]
     fn failures_are_the_threads_last_error() {
-        failure("nrt_test", "something named 'x' failed");
+        remember("nrt_test", "something named 'x' failed");
         assert_eq!(last_error(), "nrt_test: something named 'x' failed");
         std::thread::spawn(|| assert_eq!(last_error(), ""))
             .join()
