@@ -113,16 +113,28 @@ fn req_bytes<'a>(ptr: *const c_char, what: &str) -> NrtResult<&'a [u8]> {
     Ok(unsafe { CStr::from_ptr(ptr) }.to_bytes())
 }
 
+/// The checks a buffer argument can get: not NULL, and a size no allocation can have (which
+/// would also break `slice::from_raw_parts`' precondition).
+fn check_buffer(null: bool, len: usize, what: &str) -> NrtResult<()> {
+    if null {
+        return Err(Fail::invalid(format!(
+            "{what} is NULL but the size is {len}"
+        )));
+    }
+    if len > isize::MAX as usize {
+        return Err(Fail::invalid(format!(
+            "{what} size {len} is impossibly large"
+        )));
+    }
+    Ok(())
+}
+
 /// A caller's input buffer of `len` bytes (NULL allowed only when `len` is 0).
 fn in_buf<'a>(ptr: *const c_void, len: usize, what: &str) -> NrtResult<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
     }
-    if ptr.is_null() {
-        return Err(Fail::invalid(format!(
-            "{what} is NULL but the size is {len}"
-        )));
-    }
+    check_buffer(ptr.is_null(), len, what)?;
     // SAFETY: a non-NULL buffer argument is readable for the size given with it (the C API's
     // contract); the slice lives only for this call.
     Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
@@ -133,11 +145,7 @@ fn out_buf<'a>(ptr: *mut c_void, len: usize, what: &str) -> NrtResult<&'a mut [u
     if len == 0 {
         return Ok(&mut []);
     }
-    if ptr.is_null() {
-        return Err(Fail::invalid(format!(
-            "{what} is NULL but the size is {len}"
-        )));
-    }
+    check_buffer(ptr.is_null(), len, what)?;
     // SAFETY: a non-NULL buffer argument is writable for the size given with it (the C API's
     // contract); the slice lives only for this call.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
@@ -1110,6 +1118,9 @@ mod tests {
         assert!(in_buf(std::ptr::null(), 0, "buf").unwrap().is_empty());
         assert!(in_buf(std::ptr::null(), 1, "buf").is_err());
         assert!(out_buf(std::ptr::null_mut(), 4, "buf").is_err());
+        let mut byte = 0u8;
+        let huge = out_buf((&raw mut byte).cast(), usize::MAX, "buf").unwrap_err();
+        assert!(huge.message.contains("impossibly large"));
         assert!(out::<u32>(std::ptr::null_mut(), "count").is_err());
         assert_eq!(opt_str(std::ptr::null()), None);
         assert_eq!(opt_str(c"name".as_ptr()).as_deref(), Some("name"));
