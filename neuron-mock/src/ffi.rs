@@ -14,7 +14,6 @@
 //! pointers and bad handles are detected and refused; a dangling non-NULL pointer cannot be.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -114,16 +113,28 @@ fn req_bytes<'a>(ptr: *const c_char, what: &str) -> NrtResult<&'a [u8]> {
     Ok(unsafe { CStr::from_ptr(ptr) }.to_bytes())
 }
 
+/// The checks a buffer argument can get: not NULL, and a size no allocation can have (which
+/// would also break `slice::from_raw_parts`' precondition).
+fn check_buffer(null: bool, len: usize, what: &str) -> NrtResult<()> {
+    if null {
+        return Err(Fail::invalid(format!(
+            "{what} is NULL but the size is {len}"
+        )));
+    }
+    if len > isize::MAX as usize {
+        return Err(Fail::invalid(format!(
+            "{what} size {len} is impossibly large"
+        )));
+    }
+    Ok(())
+}
+
 /// A caller's input buffer of `len` bytes (NULL allowed only when `len` is 0).
 fn in_buf<'a>(ptr: *const c_void, len: usize, what: &str) -> NrtResult<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
     }
-    if ptr.is_null() {
-        return Err(Fail::invalid(format!(
-            "{what} is NULL but the size is {len}"
-        )));
-    }
+    check_buffer(ptr.is_null(), len, what)?;
     // SAFETY: a non-NULL buffer argument is readable for the size given with it (the C API's
     // contract); the slice lives only for this call.
     Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
@@ -134,11 +145,7 @@ fn out_buf<'a>(ptr: *mut c_void, len: usize, what: &str) -> NrtResult<&'a mut [u
     if len == 0 {
         return Ok(&mut []);
     }
-    if ptr.is_null() {
-        return Err(Fail::invalid(format!(
-            "{what} is NULL but the size is {len}"
-        )));
-    }
+    check_buffer(ptr.is_null(), len, what)?;
     // SAFETY: a non-NULL buffer argument is writable for the size given with it (the C API's
     // contract); the slice lives only for this call.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
@@ -200,7 +207,7 @@ pub extern "C" fn nrt_init(
 ) -> NRT_STATUS {
     status("nrt_init", || {
         runtime::init()?;
-        crate::log!(
+        log!(
             Debug,
             "nrt_init",
             "framework {framework}, versions {:?} / {:?}",
@@ -224,7 +231,7 @@ pub extern "C" fn nrt_close() {
 fn topology() -> NrtResult<Topology> {
     match runtime::current() {
         Some(rt) => Ok(rt.config.topology.clone()),
-        None => Topology::from_env().map_err(Fail::invalid),
+        None => Topology::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m)),
     }
 }
 
@@ -300,7 +307,7 @@ pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_S
     status("nrt_get_version", || {
         let version = match runtime::current() {
             Some(rt) => rt.config.version,
-            None => MockVersion::from_env().map_err(Fail::invalid)?,
+            None => MockVersion::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m))?,
         };
         let mut value = nrt_version_t {
             rt_major: version.major,
@@ -376,7 +383,7 @@ fn load(
     }
     let bytes = in_buf(neff_bytes, size, "neff_bytes")?;
     let loaded = Model::load(&rt, bytes, vnc, vnc_count, world)?;
-    slot.write(rt.add_model(loaded) as *mut nrt_model_t);
+    slot.write(rt.models.add(loaded) as *mut nrt_model_t);
     Ok(())
 }
 
@@ -419,15 +426,15 @@ pub extern "C" fn nrt_load_collectives(
 pub extern "C" fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS {
     status("nrt_unload", || {
         let rt = runtime::active()?;
-        let removed = rt.remove_model(model as usize)?;
-        crate::log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
+        let removed = rt.models.remove(model as usize)?;
+        log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
         Ok(())
     })
 }
 
 fn model_core_count(model: *const nrt_model_t, dst: *mut u32) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
+    let model = rt.models.get(model as usize)?;
     out(dst, "vnc_count")?.write(model.core_count);
     Ok(())
 }
@@ -484,7 +491,7 @@ pub extern "C" fn nrt_allocate_tensor_set(result: *mut *mut nrt_tensor_set_t) ->
     status("nrt_allocate_tensor_set", || {
         let rt = runtime::active()?;
         let slot = out(result, "result")?;
-        slot.write(rt.add_set(TensorSet::new()) as *mut nrt_tensor_set_t);
+        slot.write(rt.sets.add(TensorSet::new()) as *mut nrt_tensor_set_t);
         Ok(())
     })
 }
@@ -503,7 +510,7 @@ pub extern "C" fn nrt_destroy_tensor_set(tensor_set: *mut *mut nrt_tensor_set_t)
         }
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
-        runtime::active()?.remove_set(handle as usize)?;
+        runtime::active()?.sets.remove(handle as usize)?;
         Ok(())
     })
 }
@@ -517,9 +524,9 @@ pub extern "C" fn nrt_add_tensor_to_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_add_tensor_to_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         set.insert(name, tensor.id);
         Ok(())
     })
@@ -534,7 +541,7 @@ pub extern "C" fn nrt_get_tensor_from_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_get_tensor_from_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
         let slot = out(tensor, "tensor")?;
         let id = set.get(name).ok_or_else(|| {
@@ -562,9 +569,9 @@ fn execute(
     repeat: usize,
 ) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
-    let inputs = rt.set(input_set as usize)?;
-    let outputs = rt.set(output_set as usize)?;
+    let model = rt.models.get(model as usize)?;
+    let inputs = rt.sets.get(input_set as usize)?;
+    let outputs = rt.sets.get(output_set as usize)?;
     model.execute(&rt, &inputs, &outputs, repeat)
 }
 
@@ -613,7 +620,7 @@ pub extern "C" fn nrt_tensor_allocate(
         let slot = out(tensor, "tensor")?;
         let name = opt_str(name).unwrap_or_default();
         let allocated = Tensor::allocate(&rt, tensor_placement, i64::from(vnc), size, &name)?;
-        slot.write(rt.add_tensor(allocated) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(allocated) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -633,7 +640,8 @@ pub extern "C" fn nrt_tensor_free(tensor: *mut *mut nrt_tensor_t) {
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
         runtime::active()?
-            .remove_tensor(tensor_handle(handle))?
+            .tensors
+            .remove(tensor_handle(handle))?
             .release();
         Ok(())
     })
@@ -649,7 +657,7 @@ pub extern "C" fn nrt_tensor_read(
 ) -> NRT_STATUS {
     status("nrt_tensor_read", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.read(offset as u64, out_buf(buf, size, "buf")?)
     })
 }
@@ -664,7 +672,7 @@ pub extern "C" fn nrt_tensor_write(
 ) -> NRT_STATUS {
     status("nrt_tensor_write", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.write(offset as u64, in_buf(buf, size, "buf")?)
     })
 }
@@ -680,8 +688,8 @@ pub extern "C" fn nrt_tensor_copy(
 ) -> NRT_STATUS {
     status("nrt_tensor_copy", || {
         let rt = runtime::active()?;
-        let from = rt.tensor(tensor_handle(src))?;
-        let to = rt.tensor(tensor_handle(dst))?;
+        let from = rt.tensors.get(tensor_handle(src))?;
+        let to = rt.tensors.get(tensor_handle(dst))?;
         Tensor::copy(&rt, &from, src_offset as u64, &to, dst_offset as u64, size)
     })
 }
@@ -690,7 +698,10 @@ pub extern "C" fn nrt_tensor_copy(
 #[unsafe(no_mangle)]
 pub extern "C" fn nrt_tensor_get_size(tensor: *const nrt_tensor_t) -> usize {
     plain("nrt_tensor_get_size", 0, || {
-        Ok(runtime::active()?.tensor(tensor_handle(tensor))?.size())
+        Ok(runtime::active()?
+            .tensors
+            .get(tensor_handle(tensor))?
+            .size())
     })
 }
 
@@ -704,7 +715,7 @@ pub extern "C" fn nrt_tensor_memset(
 ) -> NRT_STATUS {
     status("nrt_tensor_memset", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         // memset semantics: the value is converted to unsigned char.
         tensor.fill(offset, value as u8, size)
     })
@@ -720,7 +731,7 @@ pub extern "C" fn nrt_tensor_allocate_empty(
         let rt = runtime::active()?;
         let slot = out(tensor, "tensor")?;
         let empty = Tensor::empty(&opt_str(name).unwrap_or_default());
-        slot.write(rt.add_tensor(empty) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(empty) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -734,7 +745,7 @@ pub extern "C" fn nrt_tensor_attach_buffer(
 ) -> NRT_STATUS {
     status("nrt_tensor_attach_buffer", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         let buffer =
             NonNull::new(buffer.cast::<u8>()).ok_or_else(|| Fail::invalid("buffer is NULL"))?;
         // SAFETY: the API requires the attached buffer to stay valid for `size` bytes for as
@@ -757,9 +768,9 @@ pub extern "C" fn nrt_tensor_allocate_slice(
     status("nrt_tensor_allocate_slice", || {
         let rt = runtime::active()?;
         let slot = out(tensor_slice, "tensor_slice")?;
-        let source = rt.tensor(tensor_handle(tensor_source))?;
+        let source = rt.tensors.get(tensor_handle(tensor_source))?;
         let slice = source.slice(offset, size, &opt_str(name).unwrap_or_default())?;
-        slot.write(rt.add_tensor(slice) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(slice) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -769,7 +780,7 @@ pub extern "C" fn nrt_tensor_allocate_slice(
 pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void {
     plain("nrt_tensor_get_va", std::ptr::null_mut(), || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         Ok(tensor
             .address()
             .map_or(std::ptr::null_mut(), |p| p.cast::<c_void>()))
@@ -780,9 +791,9 @@ pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void 
 // Model tensor information
 // ---------------------------------------------------------------------------------------------
 
-/// Tensor-info arrays handed out and not yet freed: address -> layout. Process-wide, so an
-/// array stays valid (and freeable) across `nrt_close`.
-static TENSOR_INFOS: Mutex<Option<HashMap<usize, std::alloc::Layout>>> = Mutex::new(None);
+/// Tensor-info arrays handed out and not yet freed: (address, layout). Process-wide, so an
+/// array stays valid (and freeable) across `nrt_close`. Few are alive at once: a list will do.
+static TENSOR_INFOS: Mutex<Vec<(usize, std::alloc::Layout)>> = Mutex::new(Vec::new());
 
 /// Describes every input and output of the model in one allocated block.
 #[unsafe(no_mangle)]
@@ -793,7 +804,7 @@ pub extern "C" fn nrt_get_model_tensor_info(
     status("nrt_get_model_tensor_info", || {
         let rt = runtime::active()?;
         let slot = out(tensor_info, "tensor_info")?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let entries = model.tensor_info(rt.config.version.dtype_encoding());
         slot.write(allocate_tensor_info(&entries)?);
         Ok(())
@@ -856,9 +867,7 @@ fn allocate_tensor_info(
                 });
         }
     }
-    lock(&TENSOR_INFOS)
-        .get_or_insert_with(HashMap::new)
-        .insert(base as usize, layout);
+    lock(&TENSOR_INFOS).push((base as usize, layout));
     Ok(array)
 }
 
@@ -871,15 +880,19 @@ pub extern "C" fn nrt_free_model_tensor_info(
         if tensor_info.is_null() {
             return Err(Fail::invalid("tensor_info is NULL"));
         }
-        let layout = lock(&TENSOR_INFOS)
-            .get_or_insert_with(HashMap::new)
-            .remove(&(tensor_info as usize))
-            .ok_or_else(|| {
-                Fail::invalid(format!(
-                    "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
+        let layout = {
+            let mut infos = lock(&TENSOR_INFOS);
+            let found = infos
+                .iter()
+                .position(|&(addr, _)| addr == tensor_info as usize);
+            found.map(|i| infos.swap_remove(i).1)
+        }
+        .ok_or_else(|| {
+            Fail::invalid(format!(
+                "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
                      (freed twice?)"
-                ))
-            })?;
+            ))
+        })?;
         // SAFETY: the address was allocated by allocate_tensor_info with this layout and is
         // removed from the table, so it is freed exactly once.
         unsafe { std::alloc::dealloc(tensor_info.cast::<u8>(), layout) };
@@ -897,7 +910,7 @@ pub extern "C" fn nrt_get_model_info(
 ) -> NRT_STATUS {
     status("nrt_get_model_info", || {
         let rt = runtime::active()?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let value = nrt_model_info_t { vnc: model.core };
         let written = write_prefix(info, &value, info_size_in, "info")?;
         if !info_size_out.is_null() {
@@ -987,7 +1000,7 @@ pub extern "C" fn neuron_mock_live_handles(
 ) -> NRT_STATUS {
     status("neuron_mock_live_handles", || {
         let live = runtime::current().map(|rt| rt.live()).unwrap_or_default();
-        let infos = lock(&TENSOR_INFOS).as_ref().map_or(0, HashMap::len);
+        let infos = lock(&TENSOR_INFOS).len();
         let value = LiveHandles {
             models: live.models,
             tensors: live.tensors,
@@ -1071,4 +1084,45 @@ fn exports_match_the_header(lib: &NrtLib) {
     same(&lib.nrt_get_model_info, nrt_get_model_info);
     same(&lib.nrt_barrier, nrt_barrier);
     same(&lib.nrt_all_gather, nrt_all_gather);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_failures_and_panics_into_statuses() {
+        assert_eq!(status("nrt_test", || Ok(())), NRT_STATUS::NRT_SUCCESS);
+        assert_eq!(
+            status("nrt_test", || Err(Fail::new(
+                NRT_STATUS::NRT_TIMEOUT,
+                "slow"
+            ))),
+            NRT_STATUS::NRT_TIMEOUT
+        );
+        assert_eq!(crate::log::last_error(), "nrt_test: slow");
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let after_panic = status("nrt_test", || panic!("kernel bug"));
+        let fallback = plain("nrt_test", 7usize, || -> NrtResult<usize> {
+            panic!("oops")
+        });
+        std::panic::set_hook(hook);
+        assert_eq!(after_panic, NRT_STATUS::NRT_FAILURE);
+        assert_eq!(fallback, 7);
+        assert!(crate::log::last_error().contains("panic: oops"));
+    }
+
+    #[test]
+    fn null_and_empty_buffers() {
+        assert!(in_buf(std::ptr::null(), 0, "buf").unwrap().is_empty());
+        assert!(in_buf(std::ptr::null(), 1, "buf").is_err());
+        assert!(out_buf(std::ptr::null_mut(), 4, "buf").is_err());
+        let mut byte = 0u8;
+        let huge = out_buf((&raw mut byte).cast(), usize::MAX, "buf").unwrap_err();
+        assert!(huge.message.contains("impossibly large"));
+        assert!(out::<u32>(std::ptr::null_mut(), "count").is_err());
+        assert_eq!(opt_str(std::ptr::null()), None);
+        assert_eq!(opt_str(c"name".as_ptr()).as_deref(), Some("name"));
+    }
 }

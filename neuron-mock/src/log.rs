@@ -101,7 +101,7 @@ pub(crate) fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Writes one line if the level is enabled. Use the [`log!`](crate::log!) macro.
+/// Writes one line if the level is enabled. Use the `log!` macro (in lib.rs).
 pub(crate) fn write(level: Level, function: &str, message: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
@@ -125,15 +125,6 @@ pub(crate) fn write(level: Level, function: &str, message: fmt::Arguments<'_>) {
     }
 }
 
-/// Logs a line: `log!(Error, "nrt_execute", "input '{}' is missing", name)`.
-#[macro_export]
-#[doc(hidden)]
-macro_rules! log {
-    ($level:ident, $function:expr, $($arg:tt)+) => {
-        $crate::log::write($crate::log::Level::$level, $function, format_args!($($arg)+))
-    };
-}
-
 thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
     static THREAD_NUMBER: u64 = {
@@ -144,6 +135,12 @@ thread_local! {
 
 /// Records a failed call: the thread's last error, and an ERROR line if enabled.
 pub(crate) fn failure(function: &str, message: &str) {
+    remember(function, message);
+    write(Level::Error, function, format_args!("{message}"));
+}
+
+/// Makes "function: message" the calling thread's last error.
+fn remember(function: &str, message: &str) {
     LAST_ERROR.with(|last| {
         let mut last = last.borrow_mut();
         last.clear();
@@ -151,7 +148,6 @@ pub(crate) fn failure(function: &str, message: &str) {
         last.push_str(": ");
         last.push_str(message);
     });
-    write(Level::Error, function, format_args!("{message}"));
 }
 
 /// The calling thread's last recorded failure ("function: message"), or an empty string.
@@ -221,7 +217,7 @@ mod tests {
 
     #[test]
     fn failures_are_the_threads_last_error() {
-        failure("nrt_test", "something named 'x' failed");
+        remember("nrt_test", "something named 'x' failed");
         assert_eq!(last_error(), "nrt_test: something named 'x' failed");
         std::thread::spawn(|| assert_eq!(last_error(), ""))
             .join()

@@ -97,6 +97,16 @@ pub fn library_path() -> PathBuf {
 /// # Errors
 /// [`TestingError::NotFound`], listing where it looked.
 pub fn find_library() -> Result<PathBuf, TestingError> {
+    // Checking a candidate reads the whole file: do it once per process.
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = FOUND.get() {
+        return Ok(path.clone());
+    }
+    let path = search_library()?;
+    Ok(FOUND.get_or_init(|| path).clone())
+}
+
+fn search_library() -> Result<PathBuf, TestingError> {
     let mut candidates = Vec::new();
     if let Some(value) = std::env::var_os(neuron_sys::NEURON_SYS_LIB).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(value);
@@ -215,4 +225,35 @@ pub fn last_error(lib: &neuron_sys::Library) -> Result<String, TestingError> {
         buf.truncate(len.min(buf.len() - 1));
         String::from_utf8_lossy(&buf).into_owned()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_says_how_to_build() {
+        let e = TestingError::NotFound {
+            tried: vec!["/t/debug/libneuron_mock.so".into()],
+            stale: vec!["/t/debug/deps/libneuron_mock.so".into()],
+            release: true,
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("cargo build -p neuron-mock --release"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stale builds (older sources): /t/debug/deps"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn build_id_search() {
+        assert!(contains(b"..xx0.1.0-abc..", b"0.1.0-abc"));
+        assert!(!contains(b"0.1.0-ab", b"0.1.0-abc"));
+        assert!(!contains(b"anything", b""));
+        assert!(BUILD_ID.starts_with(env!("CARGO_PKG_VERSION")));
+    }
 }
