@@ -29,31 +29,68 @@ pub struct ReferenceConfig {
 
 /// Logits after every token of `tokens` (positions `0..n`), one row of `vocab` per token.
 /// `weight(name)` returns a Hugging Face parameter as row-major f32.
-pub fn logits(cfg: &ReferenceConfig, weight: &dyn Fn(&str) -> Vec<f32>, tokens: &[u32]) -> Vec<Vec<f64>> {
+pub fn logits(
+    cfg: &ReferenceConfig,
+    weight: &dyn Fn(&str) -> Vec<f32>,
+    tokens: &[u32],
+) -> Vec<Vec<f64>> {
     hidden_states(cfg, weight, tokens)
         .iter()
         .map(|h| {
-            let head = if cfg.tied_embeddings { weight("model.embed_tokens.weight") } else { weight("lm_head.weight") };
+            let head = if cfg.tied_embeddings {
+                weight("model.embed_tokens.weight")
+            } else {
+                weight("lm_head.weight")
+            };
             linear(&head, h, cfg.vocab)
         })
         .collect()
 }
 
 /// Final hidden states (after the last norm) for every token.
-pub fn hidden_states(cfg: &ReferenceConfig, weight: &dyn Fn(&str) -> Vec<f32>, tokens: &[u32]) -> Vec<Vec<f64>> {
+pub fn hidden_states(
+    cfg: &ReferenceConfig,
+    weight: &dyn Fn(&str) -> Vec<f32>,
+    tokens: &[u32],
+) -> Vec<Vec<f64>> {
     let (d, hd, n) = (cfg.hidden, cfg.head_dim, tokens.len());
     let embed = weight("model.embed_tokens.weight");
-    let mut x: Vec<Vec<f64>> =
-        tokens.iter().map(|&t| embed[t as usize * d..(t as usize + 1) * d].iter().map(|&v| v as f64).collect()).collect();
+    let mut x: Vec<Vec<f64>> = tokens
+        .iter()
+        .map(|&t| {
+            embed[t as usize * d..(t as usize + 1) * d]
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect();
     for l in 0..cfg.layers {
         let w = |name: &str| weight(&format!("model.layers.{l}.{name}"));
-        let (wq, wk, wv, wo) = (w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"), w("self_attn.v_proj.weight"), w("self_attn.o_proj.weight"));
-        let (n1, n2) = (w("input_layernorm.weight"), w("post_attention_layernorm.weight"));
-        let (wg, wu, wd) = (w("mlp.gate_proj.weight"), w("mlp.up_proj.weight"), w("mlp.down_proj.weight"));
+        let (wq, wk, wv, wo) = (
+            w("self_attn.q_proj.weight"),
+            w("self_attn.k_proj.weight"),
+            w("self_attn.v_proj.weight"),
+            w("self_attn.o_proj.weight"),
+        );
+        let (n1, n2) = (
+            w("input_layernorm.weight"),
+            w("post_attention_layernorm.weight"),
+        );
+        let (wg, wu, wd) = (
+            w("mlp.gate_proj.weight"),
+            w("mlp.up_proj.weight"),
+            w("mlp.down_proj.weight"),
+        );
         let h: Vec<Vec<f64>> = x.iter().map(|xi| rms_norm(xi, &n1, cfg.rms_eps)).collect();
         let mut q: Vec<Vec<f64>> = h.iter().map(|hi| linear(&wq, hi, cfg.heads * hd)).collect();
-        let mut k: Vec<Vec<f64>> = h.iter().map(|hi| linear(&wk, hi, cfg.kv_heads * hd)).collect();
-        let v: Vec<Vec<f64>> = h.iter().map(|hi| linear(&wv, hi, cfg.kv_heads * hd)).collect();
+        let mut k: Vec<Vec<f64>> = h
+            .iter()
+            .map(|hi| linear(&wk, hi, cfg.kv_heads * hd))
+            .collect();
+        let v: Vec<Vec<f64>> = h
+            .iter()
+            .map(|hi| linear(&wv, hi, cfg.kv_heads * hd))
+            .collect();
         for t in 0..n {
             rope(&mut q[t], hd, t, &cfg.rope_inv_freq);
             rope(&mut k[t], hd, t, &cfg.rope_inv_freq);
@@ -64,7 +101,13 @@ pub fn hidden_states(cfg: &ReferenceConfig, weight: &dyn Fn(&str) -> Vec<f32>, t
                 let g = head / (cfg.heads / cfg.kv_heads);
                 let qh = &q[t][head * hd..(head + 1) * hd];
                 let scores: Vec<f64> = (0..=t)
-                    .map(|p| qh.iter().zip(&k[p][g * hd..(g + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .map(|p| {
+                        qh.iter()
+                            .zip(&k[p][g * hd..(g + 1) * hd])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
                     .collect();
                 let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
@@ -82,7 +125,11 @@ pub fn hidden_states(cfg: &ReferenceConfig, weight: &dyn Fn(&str) -> Vec<f32>, t
             let h2 = rms_norm(&x[t], &n2, cfg.rms_eps);
             let gate = linear(&wg, &h2, cfg.intermediate);
             let up = linear(&wu, &h2, cfg.intermediate);
-            let act: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let act: Vec<f64> = gate
+                .iter()
+                .zip(&up)
+                .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                .collect();
             let down = linear(&wd, &act, d);
             for j in 0..d {
                 x[t][j] += down[j];
@@ -90,16 +137,23 @@ pub fn hidden_states(cfg: &ReferenceConfig, weight: &dyn Fn(&str) -> Vec<f32>, t
         }
     }
     let final_norm = weight("model.norm.weight");
-    x.iter().map(|xi| rms_norm(xi, &final_norm, cfg.rms_eps)).collect()
+    x.iter()
+        .map(|xi| rms_norm(xi, &final_norm, cfg.rms_eps))
+        .collect()
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
     let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
-    x.iter().zip(w).map(|(v, w)| v / (ms + eps).sqrt() * *w as f64).collect()
+    x.iter()
+        .zip(w)
+        .map(|(v, w)| v / (ms + eps).sqrt() * *w as f64)
+        .collect()
 }
 
 fn linear(w: &[f32], x: &[f64], out: usize) -> Vec<f64> {
-    (0..out).map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum()).collect()
+    (0..out)
+        .map(|o| (0..x.len()).map(|k| w[o * x.len() + k] as f64 * x[k]).sum())
+        .collect()
 }
 
 fn rope(v: &mut [f64], hd: usize, pos: usize, inv_freq: &[f64]) {

@@ -30,7 +30,13 @@ const TOLERANCE: f64 = 1e-4;
 
 fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| Runtime::builder().lib_path(neuron_mock::testing::library_path()).init().expect("mock runtime")).clone()
+    RT.get_or_init(|| {
+        Runtime::builder()
+            .lib_path(neuron_mock::testing::library_path())
+            .init()
+            .expect("mock runtime")
+    })
+    .clone()
 }
 
 struct Compiled {
@@ -48,7 +54,12 @@ fn heads_file(dir: &Path, count: usize, hidden: usize, seed: u64) -> std::path::
     meta.insert("heads".to_string(), count.to_string());
     meta.insert("hidden".to_string(), hidden.to_string());
     let plan: Vec<(String, Vec<usize>)> = (0..count)
-        .flat_map(|h| [(format!("medusa.{h}.weight"), vec![hidden, hidden]), (format!("medusa.{h}.bias"), vec![hidden])])
+        .flat_map(|h| {
+            [
+                (format!("medusa.{h}.weight"), vec![hidden, hidden]),
+                (format!("medusa.{h}.bias"), vec![hidden]),
+            ]
+        })
         .collect();
     let mut w = SafetensorsWriter::create(&path, Dtype::F32, plan.clone(), &meta).unwrap();
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -56,7 +67,9 @@ fn heads_file(dir: &Path, count: usize, hidden: usize, seed: u64) -> std::path::
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
             })
             .collect();
@@ -78,11 +91,22 @@ fn compiled(spec: &TinyLlama, options: CompileOptions, heads: usize) -> Compiled
     let out = artifacts.path().join("compiled");
     compile(&source, heads.as_ref(), &out, &options, &NoProgress).unwrap();
     let model = NeuronModel::open(&runtime(), &out, &NoProgress).unwrap();
-    Compiled { _model: model_dir, _artifacts: artifacts, model, source }
+    Compiled {
+        _model: model_dir,
+        _artifacts: artifacts,
+        model,
+        source,
+    }
 }
 
 fn small_options() -> CompileOptions {
-    CompileOptions { slots: 3, max_len: 64, prefill_buckets: vec![4, 16], verify_buckets: vec![1, 4, 8], ..CompileOptions::default() }
+    CompileOptions {
+        slots: 3,
+        max_len: 64,
+        prefill_buckets: vec![4, 16],
+        verify_buckets: vec![1, 4, 8],
+        ..CompileOptions::default()
+    }
 }
 
 fn reference_logits(source: &ModelDir, tokens: &[u32]) -> Vec<Vec<f64>> {
@@ -106,7 +130,10 @@ fn reference_logits(source: &ModelDir, tokens: &[u32]) -> Vec<Vec<f64>> {
 fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!((*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()), "{what}[{i}]: {a} vs {e}");
+        assert!(
+            (*a as f64 - e).abs() <= TOLERANCE * (1.0 + e.abs()),
+            "{what}[{i}]: {a} vs {e}"
+        );
     }
 }
 
@@ -135,9 +162,20 @@ fn prefill_logits_match_the_reference_including_chunked_prompts() {
     let logits = logits_of(&mut c.model, 0, 0);
     assert_close(&logits, &expected[10], "prefill");
     assert_eq!(next as usize, parallel_decode::sampling::argmax(&logits));
-    let mut chunked = compiled(&TinyLlama::default(), CompileOptions { prefill_buckets: vec![4], ..small_options() }, 0);
+    let mut chunked = compiled(
+        &TinyLlama::default(),
+        CompileOptions {
+            prefill_buckets: vec![4],
+            ..small_options()
+        },
+        0,
+    );
     chunked.model.prefill(1, &PROMPT).unwrap();
-    assert_close(&logits_of(&mut chunked.model, 0, 0), &expected[10], "chunked prefill");
+    assert_close(
+        &logits_of(&mut chunked.model, 0, 0),
+        &expected[10],
+        "chunked prefill",
+    );
 }
 
 #[test]
@@ -146,10 +184,20 @@ fn cached_decoding_equals_a_full_prefill() {
     let expected = reference_logits(&c.source, &PROMPT);
     c.model.prefill(2, &PROMPT[..5]).unwrap();
     for t in 5..PROMPT.len() {
-        let argmax = c.model.verify(&[TreeRow { slot: 2, cache_len: t, tree: &TokenTree::new(PROMPT[t]) }]).unwrap();
+        let argmax = c
+            .model
+            .verify(&[TreeRow {
+                slot: 2,
+                cache_len: t,
+                tree: &TokenTree::new(PROMPT[t]),
+            }])
+            .unwrap();
         let logits = logits_of(&mut c.model, 0, 0);
         assert_close(&logits, &expected[t], &format!("decode at {t}"));
-        assert_eq!(argmax[0][0] as usize, parallel_decode::sampling::argmax(&logits));
+        assert_eq!(
+            argmax[0][0] as usize,
+            parallel_decode::sampling::argmax(&logits)
+        );
     }
 }
 
@@ -159,9 +207,19 @@ fn a_verified_chain_equals_sequential_decoding() {
     let expected = reference_logits(&c.source, &PROMPT);
     c.model.prefill(0, &PROMPT[..4]).unwrap();
     let tree = chain(&PROMPT[4..11]);
-    c.model.verify(&[TreeRow { slot: 0, cache_len: 4, tree: &tree }]).unwrap();
+    c.model
+        .verify(&[TreeRow {
+            slot: 0,
+            cache_len: 4,
+            tree: &tree,
+        }])
+        .unwrap();
     for node in 0..tree.len() {
-        assert_close(&logits_of(&mut c.model, 0, node), &expected[4 + node], &format!("chain node {node}"));
+        assert_close(
+            &logits_of(&mut c.model, 0, node),
+            &expected[4 + node],
+            &format!("chain node {node}"),
+        );
     }
 }
 
@@ -175,24 +233,57 @@ fn a_verified_tree_equals_decoding_each_path_and_commit_keeps_the_cache_right() 
     tree.add_path(0, &[50, 51], 8);
     tree.add_path(0, &[60, 61, 62], 8);
     tree.add_path(0, &[60, 70], 8);
-    c.model.verify(&[TreeRow { slot: 1, cache_len: 6, tree: &tree }]).unwrap();
+    c.model
+        .verify(&[TreeRow {
+            slot: 1,
+            cache_len: 6,
+            tree: &tree,
+        }])
+        .unwrap();
     for node in 0..tree.len() {
         let mut seq = prefix.to_vec();
         seq.extend(tree.path_to(node).iter().map(|&i| tree.tokens()[i]));
         let expected = reference_logits(&c.source, &seq);
-        assert_close(&logits_of(&mut c.model, 0, node), expected.last().unwrap(), &format!("tree node {node}"));
+        assert_close(
+            &logits_of(&mut c.model, 0, node),
+            expected.last().unwrap(),
+            &format!("tree node {node}"),
+        );
     }
     // Accept root -> 60 -> 70 and decode one more token after it.
     let accepted = tree.path_to(tree.len() - 1);
-    assert!(!CommitRow { slot: 1, cache_len: 6, accepted: &accepted }.is_contiguous());
-    c.model.commit(&[CommitRow { slot: 1, cache_len: 6, accepted: &accepted }]).unwrap();
+    assert!(
+        !CommitRow {
+            slot: 1,
+            cache_len: 6,
+            accepted: &accepted
+        }
+        .is_contiguous()
+    );
+    c.model
+        .commit(&[CommitRow {
+            slot: 1,
+            cache_len: 6,
+            accepted: &accepted,
+        }])
+        .unwrap();
     let len = 6 + accepted.len();
-    c.model.verify(&[TreeRow { slot: 1, cache_len: len, tree: &TokenTree::new(9) }]).unwrap();
+    c.model
+        .verify(&[TreeRow {
+            slot: 1,
+            cache_len: len,
+            tree: &TokenTree::new(9),
+        }])
+        .unwrap();
     let mut seq = prefix.to_vec();
     seq.extend(accepted.iter().map(|&i| tree.tokens()[i]));
     seq.push(9);
     let expected = reference_logits(&c.source, &seq);
-    assert_close(&logits_of(&mut c.model, 0, 0), expected.last().unwrap(), "after commit");
+    assert_close(
+        &logits_of(&mut c.model, 0, 0),
+        expected.last().unwrap(),
+        "after commit",
+    );
 }
 
 #[test]
@@ -201,7 +292,20 @@ fn rows_of_a_batch_are_independent_and_unused_rows_are_ignored() {
     c.model.prefill(0, &PROMPT[..3]).unwrap();
     c.model.prefill(2, &PROMPT[..7]).unwrap();
     let (a, b) = (chain(&PROMPT[3..6]), chain(&PROMPT[7..8]));
-    c.model.verify(&[TreeRow { slot: 2, cache_len: 7, tree: &b }, TreeRow { slot: 0, cache_len: 3, tree: &a }]).unwrap();
+    c.model
+        .verify(&[
+            TreeRow {
+                slot: 2,
+                cache_len: 7,
+                tree: &b,
+            },
+            TreeRow {
+                slot: 0,
+                cache_len: 3,
+                tree: &a,
+            },
+        ])
+        .unwrap();
     let expected_a = reference_logits(&c.source, &PROMPT[..6]);
     let expected_b = reference_logits(&c.source, &PROMPT[..8]);
     assert_close(&logits_of(&mut c.model, 0, 0), &expected_b[7], "row b");
@@ -209,15 +313,33 @@ fn rows_of_a_batch_are_independent_and_unused_rows_are_ignored() {
 }
 
 fn tp_spec() -> TinyLlama {
-    TinyLlama { hidden_size: 32, intermediate_size: 64, num_heads: 8, num_kv_heads: 4, ..TinyLlama::default() }
+    TinyLlama {
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_heads: 8,
+        num_kv_heads: 4,
+        ..TinyLlama::default()
+    }
 }
 
 fn tensor_parallel_matches_one_core(tp: usize) {
     let mut one = compiled(&tp_spec(), small_options(), 0);
-    let mut many = compiled(&tp_spec(), CompileOptions { tp, ..small_options() }, 0);
+    let mut many = compiled(
+        &tp_spec(),
+        CompileOptions {
+            tp,
+            ..small_options()
+        },
+        0,
+    );
     for m in [&mut one.model, &mut many.model] {
         m.prefill(0, &PROMPT[..5]).unwrap();
-        m.verify(&[TreeRow { slot: 0, cache_len: 5, tree: &chain(&PROMPT[5..9]) }]).unwrap();
+        m.verify(&[TreeRow {
+            slot: 0,
+            cache_len: 5,
+            tree: &chain(&PROMPT[5..9]),
+        }])
+        .unwrap();
     }
     for node in 0..4 {
         let a = logits_of(&mut one.model, 0, node);
@@ -236,12 +358,21 @@ fn tensor_parallel_2_matches_one_core() {
 fn tensor_parallel_4_matches_one_core() {
     // The default mock instance has 2 cores: run this check in a child with a 32-core profile.
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "tensor_parallel_4_in_child", "--include-ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "tensor_parallel_4_in_child",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env("NEURON_MOCK_INSTANCE", "trn1.32xlarge")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("1 passed"), "child failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -256,22 +387,73 @@ fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
     write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
     let source = ModelDir::open(model_dir.path()).unwrap();
     let out = model_dir.path().join("art");
-    let err = compile(&source, None, &out, &CompileOptions { tp: 3, ..small_options() }, &NoProgress).unwrap_err().to_string();
-    assert!(err.contains("tensor parallelism 3") && err.contains("degrees that do: 1, 2"), "{err}");
+    let err = compile(
+        &source,
+        None,
+        &out,
+        &CompileOptions {
+            tp: 3,
+            ..small_options()
+        },
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("tensor parallelism 3") && err.contains("degrees that do: 1, 2"),
+        "{err}"
+    );
     assert!(!out.exists(), "a failed compile leaves nothing behind");
 }
 
 /// Greedy generation on the device with each strategy equals plain greedy decoding.
 #[test]
 fn every_strategy_on_the_device_equals_greedy_decoding() {
-    let spec = TinyLlama { seed: 5, ..TinyLlama::default() };
-    let mut c = compiled(&spec, CompileOptions { verify_buckets: vec![1, 4, 8, 16], ..small_options() }, 3);
-    let draft = compiled(&TinyLlama { seed: 6, ..TinyLlama::default() }, small_options(), 0);
-    let draft_model: parallel_decode::strategy::draft::SharedModel = std::rc::Rc::new(std::cell::RefCell::new(Box::new(draft.model)));
-    let config = GenerateConfig { max_tokens: 40, ..GenerateConfig::default() };
+    let spec = TinyLlama {
+        seed: 5,
+        ..TinyLlama::default()
+    };
+    let mut c = compiled(
+        &spec,
+        CompileOptions {
+            max_len: 128,
+            verify_buckets: vec![1, 4, 8, 16],
+            ..small_options()
+        },
+        3,
+    );
+    let draft = compiled(
+        &TinyLlama {
+            seed: 6,
+            ..TinyLlama::default()
+        },
+        CompileOptions {
+            max_len: 128,
+            ..small_options()
+        },
+        0,
+    );
+    let draft_model: parallel_decode::strategy::draft::SharedModel =
+        std::rc::Rc::new(std::cell::RefCell::new(Box::new(draft.model)));
+    let config = GenerateConfig {
+        max_tokens: 40,
+        ..GenerateConfig::default()
+    };
     // A prompt that repeats itself gives prompt lookup something to copy.
-    let prompt: Vec<u32> = PROMPT.iter().chain(&PROMPT).chain(&PROMPT[..4]).copied().collect();
-    let baseline = generate(&mut c.model, &mut Autoregressive, &prompt, &config, &mut |_: &[u32]| true).unwrap();
+    let prompt: Vec<u32> = PROMPT
+        .iter()
+        .chain(&PROMPT)
+        .chain(&PROMPT[..4])
+        .copied()
+        .collect();
+    let baseline = generate(
+        &mut c.model,
+        &mut Autoregressive,
+        &prompt,
+        &config,
+        &mut |_: &[u32]| true,
+    )
+    .unwrap();
     assert_eq!(baseline.tokens.len(), 40);
     let tree = c.model.medusa_tree().unwrap();
     let mut strategies: Vec<Box<dyn Proposer>> = vec![
@@ -281,7 +463,14 @@ fn every_strategy_on_the_device_equals_greedy_decoding() {
         Box::new(Draft::new(draft_model, 0, DraftLength::Adaptive(5), config.sampling, 0).unwrap()),
     ];
     for s in &mut strategies {
-        let g = generate(&mut c.model, s.as_mut(), &prompt, &config, &mut |_: &[u32]| true).unwrap();
+        let g = generate(
+            &mut c.model,
+            s.as_mut(),
+            &prompt,
+            &config,
+            &mut |_: &[u32]| true,
+        )
+        .unwrap();
         assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
     }
 }
@@ -293,7 +482,12 @@ fn bad_artifacts_give_clear_errors() {
     let source = ModelDir::open(model_dir.path()).unwrap();
     let out = model_dir.path().join("art");
     compile(&source, None, &out, &small_options(), &NoProgress).unwrap();
-    let open = |dir: &Path| NeuronModel::open(&runtime(), dir, &NoProgress).map(|_| ()).unwrap_err().to_string();
+    let open = |dir: &Path| {
+        NeuronModel::open(&runtime(), dir, &NoProgress)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
 
     // A truncated NEFF.
     let broken = tempfile::tempdir().unwrap();
@@ -307,15 +501,26 @@ fn bad_artifacts_give_clear_errors() {
     // A weight shard missing a tensor.
     let broken = tempfile::tempdir().unwrap();
     copy_dir(&out, broken.path());
-    std::fs::write(broken.path().join("weights/rank0.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
+    std::fs::write(
+        broken.path().join("weights/rank0.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
+    )
+    .unwrap();
     let err = open(broken.path());
-    assert!(err.contains("model.embed_tokens.weight") || err.contains("rank0"), "{err}");
+    assert!(
+        err.contains("model.embed_tokens.weight") || err.contains("rank0"),
+        "{err}"
+    );
 
     // A manifest from the future.
     let broken = tempfile::tempdir().unwrap();
     copy_dir(&out, broken.path());
     let manifest = std::fs::read_to_string(broken.path().join("manifest.json")).unwrap();
-    std::fs::write(broken.path().join("manifest.json"), manifest.replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    std::fs::write(
+        broken.path().join("manifest.json"),
+        manifest.replace("\"format_version\": 1", "\"format_version\": 9"),
+    )
+    .unwrap();
     let err = open(broken.path());
     assert!(err.contains("newer than this neuron-decode"), "{err}");
 }

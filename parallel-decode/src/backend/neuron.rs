@@ -42,8 +42,16 @@ impl Graph {
     }
 
     /// Reads rank 0's output `name` from element `offset` into `out`.
-    fn read<T: neuron_rt::NeuronRepr>(&self, name: &str, offset: usize, out: &mut [T]) -> Result<()> {
-        let set = self.outputs.first().ok_or_else(|| Error::Setting { field: "graph", message: "has no ranks".into() })?;
+    fn read<T: neuron_rt::NeuronRepr>(
+        &self,
+        name: &str,
+        offset: usize,
+        out: &mut [T],
+    ) -> Result<()> {
+        let set = self.outputs.first().ok_or_else(|| Error::Setting {
+            field: "graph",
+            message: "has no ranks".into(),
+        })?;
         Ok(set.tensor(name)?.read_into(offset, out)?)
     }
 
@@ -88,12 +96,23 @@ pub struct NeuronModel {
 
 impl std::fmt::Debug for NeuronModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NeuronModel").field("dir", &self.dir).field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("NeuronModel")
+            .field("dir", &self.dir)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
-const STEP_INPUTS: [&str; 8] =
-    ["input_ids", "position_ids", "seq_ids", "cache_lens", "new_lens", "tree_mask", "accept_counts", "accept_indices"];
+const STEP_INPUTS: [&str; 8] = [
+    "input_ids",
+    "position_ids",
+    "seq_ids",
+    "cache_lens",
+    "new_lens",
+    "tree_mask",
+    "accept_counts",
+    "accept_indices",
+];
 
 impl NeuronModel {
     /// Loads the artifacts in `dir` onto cores `0..tp` of `runtime`.
@@ -118,7 +137,11 @@ impl NeuronModel {
         let config = LlamaConfig::from_file(&dir.join(crate::loading::model_dir::CONFIG_FILE))?;
         let text = ModelText::open(dir, &config)?;
 
-        let step = progress.start("loading weights onto the device", Some(tp as u64), Unit::Items);
+        let step = progress.start(
+            "loading weights onto the device",
+            Some(tp as u64),
+            Unit::Items,
+        );
         let mut weights: Vec<HashMap<String, Arc<Tensor>>> = Vec::with_capacity(tp);
         for (rank, file) in manifest.weights.iter().enumerate() {
             weights.push(load_shard(runtime, &dir.join(file), rank as u32)?);
@@ -127,15 +150,32 @@ impl NeuronModel {
         drop(step);
 
         // Each rank's cache: [layers][k|v][slots][kv heads on the rank][positions][head width].
-        let kv_shape = [config.num_layers, 2, manifest.slots, config.num_kv_heads / tp, manifest.max_len, config.head_dim];
+        let kv_shape = [
+            config.num_layers,
+            2,
+            manifest.slots,
+            config.num_kv_heads / tp,
+            manifest.max_len,
+            config.head_dim,
+        ];
         let mut kv = Vec::with_capacity(tp);
         for rank in 0..tp {
-            let t = Tensor::allocate_shaped(runtime, Placement::Device(rank as u32), neuron_rt::DType::F32, &kv_shape, "kv_cache")?;
+            let t = Tensor::allocate_shaped(
+                runtime,
+                Placement::Device(rank as u32),
+                neuron_rt::DType::F32,
+                &kv_shape,
+                "kv_cache",
+            )?;
             t.fill_bytes(0)?;
             kv.push(Arc::new(t));
         }
 
-        let step = progress.start("loading graphs", Some(manifest.graphs.len() as u64), Unit::Items);
+        let step = progress.start(
+            "loading graphs",
+            Some(manifest.graphs.len() as u64),
+            Unit::Items,
+        );
         let mut graphs = Vec::with_capacity(manifest.graphs.len());
         for entry in &manifest.graphs {
             graphs.push(load_graph(runtime, dir, entry, tp, &weights, &kv)?);
@@ -143,7 +183,9 @@ impl NeuronModel {
         }
         drop(step);
         let of = |role: Role| -> Vec<usize> {
-            let mut v: Vec<usize> = (0..graphs.len()).filter(|&i| graphs[i].role == role).collect();
+            let mut v: Vec<usize> = (0..graphs.len())
+                .filter(|&i| graphs[i].role == role)
+                .collect();
             v.sort_by_key(|&i| graphs[i].width);
             v
         };
@@ -151,10 +193,21 @@ impl NeuronModel {
         let mut trees = of(Role::Decode);
         trees.extend(of(Role::Verify));
         trees.sort_by_key(|&i| graphs[i].width);
-        let commit = of(Role::KvCommit).last().copied().ok_or_else(|| artifacts(dir, "has no kv_commit graph"))?;
+        let commit = of(Role::KvCommit)
+            .last()
+            .copied()
+            .ok_or_else(|| artifacts(dir, "has no kv_commit graph"))?;
         let heads = of(Role::Heads).first().copied();
-        let max_tree = trees.last().map_or(1, |&i| graphs[i].width).min(graphs[commit].width);
-        let max_batch = trees.iter().map(|&i| graphs[i].batch).min().unwrap_or(1).min(graphs[commit].batch);
+        let max_tree = trees
+            .last()
+            .map_or(1, |&i| graphs[i].width)
+            .min(graphs[commit].width);
+        let max_batch = trees
+            .iter()
+            .map(|&i| graphs[i].batch)
+            .min()
+            .unwrap_or(1)
+            .min(graphs[commit].batch);
         let info = ModelInfo {
             vocab: config.vocab_size,
             hidden: config.hidden_size,
@@ -204,7 +257,10 @@ impl NeuronModel {
 
     /// The candidate tree recorded with the heads, if the model has heads.
     pub fn medusa_tree(&self) -> Option<MedusaTree> {
-        self.manifest.heads.as_ref().and_then(|h| MedusaTree::new(h.tree.clone()).ok())
+        self.manifest
+            .heads
+            .as_ref()
+            .and_then(|h| MedusaTree::new(h.tree.clone()).ok())
     }
 
     /// The runtime the model runs on.
@@ -222,29 +278,49 @@ impl NeuronModel {
     ///
     /// # Errors
     /// As [`LanguageModel::verify`].
-    pub fn time_tree_pass(&mut self, cache_len: usize, width: usize) -> Result<std::time::Duration> {
+    pub fn time_tree_pass(
+        &mut self,
+        cache_len: usize,
+        width: usize,
+    ) -> Result<std::time::Duration> {
         let mut tree = crate::strategy::tree::TokenTree::new(0);
         for i in 1..width {
             tree.push(i - 1, (i % self.info.vocab) as u32);
         }
         let start = std::time::Instant::now();
-        self.verify(&[TreeRow { slot: 0, cache_len, tree: &tree }])?;
+        self.verify(&[TreeRow {
+            slot: 0,
+            cache_len,
+            tree: &tree,
+        }])?;
         Ok(start.elapsed())
     }
 
     fn check_slot(&self, slot: usize) -> Result<()> {
         if slot >= self.info.slots {
-            return Err(Error::Setting { field: "slot", message: format!("slot {slot} does not exist; the model has {} slots", self.info.slots) });
+            return Err(Error::Setting {
+                field: "slot",
+                message: format!(
+                    "slot {slot} does not exist; the model has {} slots",
+                    self.info.slots
+                ),
+            });
         }
         Ok(())
     }
 
     fn last(&self, row: usize, node: usize) -> Result<Last> {
-        let last = self.last.ok_or_else(|| Error::Setting { field: "outputs", message: "no pass has run yet".into() })?;
+        let last = self.last.ok_or_else(|| Error::Setting {
+            field: "outputs",
+            message: "no pass has run yet".into(),
+        })?;
         if row >= last.rows || node >= last.nodes {
             return Err(Error::Setting {
                 field: "outputs",
-                message: format!("row {row}, node {node} is outside the last pass ({} rows of {} nodes)", last.rows, last.nodes),
+                message: format!(
+                    "row {row}, node {node} is outside the last pass ({} rows of {} nodes)",
+                    last.rows, last.nodes
+                ),
             });
         }
         Ok(last)
@@ -252,17 +328,30 @@ impl NeuronModel {
 }
 
 /// Reads one rank's weight shard into device tensors on `core`, by tensor name.
-fn load_shard(runtime: &Arc<Runtime>, path: &Path, core: u32) -> Result<HashMap<String, Arc<Tensor>>> {
+fn load_shard(
+    runtime: &Arc<Runtime>,
+    path: &Path,
+    core: u32,
+) -> Result<HashMap<String, Arc<Tensor>>> {
     let file = SafetensorsFile::open(path)?;
     let mut tensors = HashMap::with_capacity(file.tensors().len());
     for (name, info) in file.tensors() {
         if info.dtype != crate::loading::Dtype::F32 {
-            return Err(artifacts(path, format!("tensor `{name}` is {}, the mock graphs take f32", info.dtype)));
+            return Err(artifacts(
+                path,
+                format!(
+                    "tensor `{name}` is {}, the mock graphs take f32",
+                    info.dtype
+                ),
+            ));
         }
         let bytes = file.data(info);
         let t = Tensor::allocate(runtime, Placement::Device(core), bytes.len().max(1), name)?;
         t.write_bytes(0, bytes)?;
-        tensors.insert(name.clone(), Arc::new(t.with_shape(neuron_rt::DType::F32, &info.shape)?));
+        tensors.insert(
+            name.clone(),
+            Arc::new(t.with_shape(neuron_rt::DType::F32, &info.shape)?),
+        );
     }
     Ok(tensors)
 }
@@ -278,7 +367,10 @@ fn load_graph(
     kv: &[Arc<Tensor>],
 ) -> Result<Graph> {
     let path = dir.join(&entry.path);
-    let group = ModelGroup::loader(runtime).cores(0..tp as u32).name(entry.path.clone()).load_file(&path)?;
+    let group = ModelGroup::loader(runtime)
+        .cores(0..tp as u32)
+        .name(entry.path.clone())
+        .load_file(&path)?;
     let mut inputs = Vec::with_capacity(tp);
     let mut outputs = Vec::with_capacity(tp);
     for (rank, model) in group.ranks().iter().enumerate() {
@@ -289,29 +381,54 @@ fn load_graph(
                 Arc::clone(&kv[rank])
             } else if let Some(w) = weights[rank].get(&info.name) {
                 Arc::clone(w)
-            } else if STEP_INPUTS.contains(&info.name.as_str()) || info.name == "hidden" || info.name == "num_rows" {
+            } else if STEP_INPUTS.contains(&info.name.as_str())
+                || info.name == "hidden"
+                || info.name == "num_rows"
+            {
                 let t = Arc::new(Tensor::allocate_like(runtime, core, info)?);
                 t.fill_bytes(0)?;
                 t
             } else {
-                return Err(artifacts(&path, format!("input `{}` is neither a step input nor in weights/rank{rank}.safetensors", info.name)));
+                return Err(artifacts(
+                    &path,
+                    format!(
+                        "input `{}` is neither a step input nor in weights/rank{rank}.safetensors",
+                        info.name
+                    ),
+                ));
             };
             ins.insert(&info.name, tensor)?;
         }
         let mut outs = TensorSet::new(runtime)?;
         for info in model.outputs() {
-            let tensor = if info.name == "kv_cache" { Arc::clone(&kv[rank]) } else { Arc::new(Tensor::allocate_like(runtime, core, info)?) };
+            let tensor = if info.name == "kv_cache" {
+                Arc::clone(&kv[rank])
+            } else {
+                Arc::new(Tensor::allocate_like(runtime, core, info)?)
+            };
             outs.insert(&info.name, tensor)?;
         }
-        model.check_io(&ins, &outs).map_err(|e| artifacts(&path, format!("rank {rank}: {e}")))?;
+        model
+            .check_io(&ins, &outs)
+            .map_err(|e| artifacts(&path, format!("rank {rank}: {e}")))?;
         inputs.push(ins);
         outputs.push(outs);
     }
-    Ok(Graph { role: entry.role, width: entry.width, batch: entry.batch, group, inputs, outputs })
+    Ok(Graph {
+        role: entry.role,
+        width: entry.width,
+        batch: entry.batch,
+        group,
+        inputs,
+        outputs,
+    })
 }
 
 fn artifacts(path: &Path, message: impl Into<String>) -> Error {
-    Error::Artifacts { path: path.to_path_buf(), message: message.into() }
+    Error::Artifacts {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 impl LanguageModel for NeuronModel {
@@ -324,23 +441,37 @@ impl LanguageModel for NeuronModel {
         if tokens.is_empty() || tokens.len() > self.info.max_len {
             return Err(Error::Setting {
                 field: "prompt",
-                message: format!("{} tokens; a slot holds 1 to {}", tokens.len(), self.info.max_len),
+                message: format!(
+                    "{} tokens; a slot holds 1 to {}",
+                    tokens.len(),
+                    self.info.max_len
+                ),
             });
         }
-        let widest = *self.prefill.last().ok_or_else(|| artifacts(&self.dir, "has no prefill graph"))?;
+        let widest = *self
+            .prefill
+            .last()
+            .ok_or_else(|| artifacts(&self.dir, "has no prefill graph"))?;
         let mut start = 0;
         let mut last_graph = widest;
         // A prompt longer than the widest bucket runs in chunks, each after the cached ones.
         while start < tokens.len() {
             let remaining = tokens.len() - start;
-            let g = self.prefill.iter().copied().find(|&i| self.graphs[i].width >= remaining).unwrap_or(widest);
+            let g = self
+                .prefill
+                .iter()
+                .copied()
+                .find(|&i| self.graphs[i].width >= remaining)
+                .unwrap_or(widest);
             let n = remaining.min(self.graphs[g].width);
             let graph = &mut self.graphs[g];
             self.scratch_i32.clear();
-            self.scratch_i32.extend(tokens[start..start + n].iter().map(|&t| t as i32));
+            self.scratch_i32
+                .extend(tokens[start..start + n].iter().map(|&t| t as i32));
             graph.write("input_ids", 0, &self.scratch_i32)?;
             self.scratch_i32.clear();
-            self.scratch_i32.extend((start..start + n).map(|p| p as i32));
+            self.scratch_i32
+                .extend((start..start + n).map(|p| p as i32));
             graph.write("position_ids", 0, &self.scratch_i32)?;
             graph.write("seq_ids", 0, &[slot as i32])?;
             graph.write("cache_lens", 0, &[start as i32])?;
@@ -351,8 +482,16 @@ impl LanguageModel for NeuronModel {
         }
         let mut next = [0i32];
         self.graphs[last_graph].read("next_token", 0, &mut next)?;
-        self.last = Some(Last { graph: last_graph, rows: 1, per_row: 1, nodes: 1 });
-        u32::try_from(next[0]).map_err(|_| Error::Setting { field: "outputs", message: format!("the device returned token {}", next[0]) })
+        self.last = Some(Last {
+            graph: last_graph,
+            rows: 1,
+            per_row: 1,
+            nodes: 1,
+        });
+        u32::try_from(next[0]).map_err(|_| Error::Setting {
+            field: "outputs",
+            message: format!("the device returned token {}", next[0]),
+        })
     }
 
     fn verify(&mut self, rows: &[TreeRow<'_>]) -> Result<Vec<Vec<u32>>> {
@@ -379,7 +518,13 @@ impl LanguageModel for NeuronModel {
             if row.cache_len + row.tree.len() > self.info.max_len {
                 return Err(Error::Setting {
                     field: "tree",
-                    message: format!("slot {}: {} cached + {} new tokens exceed the context of {}", row.slot, row.cache_len, row.tree.len(), self.info.max_len),
+                    message: format!(
+                        "slot {}: {} cached + {} new tokens exceed the context of {}",
+                        row.slot,
+                        row.cache_len,
+                        row.tree.len(),
+                        self.info.max_len
+                    ),
                 });
             }
         }
@@ -421,13 +566,23 @@ impl LanguageModel for NeuronModel {
         graph.run()?;
         let mut next = vec![0i32; rows.len() * w];
         graph.read("next_token", 0, &mut next)?;
-        self.last = Some(Last { graph: g, rows: rows.len(), per_row: w, nodes: longest });
+        self.last = Some(Last {
+            graph: g,
+            rows: rows.len(),
+            per_row: w,
+            nodes: longest,
+        });
         rows.iter()
             .enumerate()
             .map(|(b, row)| {
                 next[b * w..b * w + row.tree.len()]
                     .iter()
-                    .map(|&t| u32::try_from(t).map_err(|_| Error::Setting { field: "outputs", message: format!("the device returned token {t}") }))
+                    .map(|&t| {
+                        u32::try_from(t).map_err(|_| Error::Setting {
+                            field: "outputs",
+                            message: format!("the device returned token {t}"),
+                        })
+                    })
                     .collect()
             })
             .collect()
@@ -454,7 +609,13 @@ impl LanguageModel for NeuronModel {
         let graph = &mut self.graphs[self.commit];
         let (w, batch) = (graph.width, graph.batch);
         if rows.len() > batch || rows.iter().any(|r| r.accepted.len() > w) {
-            return Err(Error::Setting { field: "commit", message: format!("{} rows exceed the commit graph ({batch} rows of {w})", rows.len()) });
+            return Err(Error::Setting {
+                field: "commit",
+                message: format!(
+                    "{} rows exceed the commit graph ({batch} rows of {w})",
+                    rows.len()
+                ),
+            });
         }
         let ints = &mut self.scratch_i32;
         ints.clear();
@@ -479,10 +640,24 @@ impl LanguageModel for NeuronModel {
     }
 
     fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
-        let g = self.heads.ok_or_else(|| Error::Setting { field: "strategy", message: format!("{} was compiled without Medusa heads", self.dir.display()) })?;
-        let entry = self.manifest.heads.clone().ok_or_else(|| artifacts(&self.dir, "has a heads graph but no heads entry"))?;
+        let g = self.heads.ok_or_else(|| Error::Setting {
+            field: "strategy",
+            message: format!("{} was compiled without Medusa heads", self.dir.display()),
+        })?;
+        let entry = self
+            .manifest
+            .heads
+            .clone()
+            .ok_or_else(|| artifacts(&self.dir, "has a heads graph but no heads entry"))?;
         if hidden.len() != self.info.hidden {
-            return Err(Error::Setting { field: "hidden", message: format!("{} values, the model's width is {}", hidden.len(), self.info.hidden) });
+            return Err(Error::Setting {
+                field: "hidden",
+                message: format!(
+                    "{} values, the model's width is {}",
+                    hidden.len(),
+                    self.info.hidden
+                ),
+            });
         }
         let graph = &mut self.graphs[g];
         graph.write("hidden", 0, hidden)?;
@@ -492,8 +667,16 @@ impl LanguageModel for NeuronModel {
         graph.read("head_ids", 0, &mut ids)?;
         let heads = (0..entry.count)
             .map(|h| {
-                let k = top_k.get(h).copied().unwrap_or(entry.top_k).min(entry.top_k);
-                ids[h * entry.top_k..h * entry.top_k + k].iter().filter(|&&t| t >= 0).map(|&t| t as u32).collect()
+                let k = top_k
+                    .get(h)
+                    .copied()
+                    .unwrap_or(entry.top_k)
+                    .min(entry.top_k);
+                ids[h * entry.top_k..h * entry.top_k + k]
+                    .iter()
+                    .filter(|&&t| t >= 0)
+                    .map(|&t| t as u32)
+                    .collect()
             })
             .collect();
         Ok(HeadCandidates { heads })
