@@ -15,6 +15,7 @@
 
 pub mod artifacts;
 pub mod backend;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod loading;

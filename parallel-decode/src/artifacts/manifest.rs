@@ -342,7 +342,8 @@ mod tests {
 
     #[test]
     fn bad_manifests_say_what_is_wrong() {
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Breaker = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Breaker, &str)> = vec![
             (
                 Box::new(|m| m.format_version = 2),
                 "newer than this neuron-decode",

@@ -1,0 +1,194 @@
+//! Measuring decoding: strategies over a prompt set, the device's cost of a tree pass by
+//! width, and the machine's memory bandwidth (the bound a memory-bound decode step approaches).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::Result;
+use crate::backend::LanguageModel;
+use crate::engine::{GenerateConfig, Generation, generate};
+use crate::strategy::proposer::Proposer;
+use crate::strategy::tree::TokenTree;
+
+/// Aggregate figures of one strategy over a prompt set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyReport {
+    /// The strategy's name.
+    pub strategy: String,
+    /// Prompts run.
+    pub prompts: usize,
+    /// Tokens generated in all.
+    pub tokens: usize,
+    /// Generated tokens per second of generation time (prefill included).
+    pub tokens_per_s: f64,
+    /// Mean time to the first token.
+    pub ttft_ms: f64,
+    /// Mean time per output token after the first.
+    pub tpot_ms: f64,
+    /// Tokens emitted per target pass.
+    pub tau: f64,
+    /// Target passes in all (prefills included).
+    pub target_passes: u64,
+    /// Acceptance rate at each tree depth (accepted / attempted).
+    pub acceptance_per_depth: Vec<f64>,
+    /// Tokens per second over the autoregressive baseline's in the same run.
+    pub speedup_vs_ar: Option<f64>,
+    /// Whether every output equals the autoregressive one (meaningful for greedy decoding).
+    pub identical_to_ar: Option<bool>,
+}
+
+/// Runs `proposer` over `prompts` (token ids) with `config`; returns the report and every
+/// output.
+///
+/// # Errors
+/// As [`generate`].
+pub fn run_strategy(
+    model: &mut dyn LanguageModel,
+    proposer: &mut dyn Proposer,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    mut each: impl FnMut(usize, &Generation),
+) -> Result<(StrategyReport, Vec<Vec<u32>>)> {
+    let mut outputs = Vec::with_capacity(prompts.len());
+    let (mut tokens, mut passes, mut total, mut ttft, mut tpot) =
+        (0usize, 0u64, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut depths: Vec<(u64, u64)> = Vec::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let g = generate(model, proposer, prompt, config, &mut |_: &[u32]| true)?;
+        tokens += g.tokens.len();
+        passes += g.target_passes;
+        total += g.total_time;
+        ttft += g.time_to_first_token;
+        tpot += g.time_per_output_token();
+        for (d, a) in g.depth_acceptance.iter().enumerate() {
+            if depths.len() <= d {
+                depths.resize(d + 1, (0, 0));
+            }
+            depths[d].0 += a.attempted;
+            depths[d].1 += a.accepted;
+        }
+        each(i, &g);
+        outputs.push(g.tokens);
+    }
+    let n = prompts.len().max(1) as f64;
+    let report = StrategyReport {
+        strategy: proposer.name().to_string(),
+        prompts: prompts.len(),
+        tokens,
+        tokens_per_s: if total.is_zero() {
+            0.0
+        } else {
+            tokens as f64 / total.as_secs_f64()
+        },
+        ttft_ms: ttft.as_secs_f64() * 1e3 / n,
+        tpot_ms: tpot.as_secs_f64() * 1e3 / n,
+        tau: if passes == 0 {
+            0.0
+        } else {
+            tokens as f64 / passes as f64
+        },
+        target_passes: passes,
+        acceptance_per_depth: depths
+            .iter()
+            .map(|&(t, a)| if t == 0 { 0.0 } else { a as f64 / t as f64 })
+            .collect(),
+        speedup_vs_ar: None,
+        identical_to_ar: None,
+    };
+    Ok((report, outputs))
+}
+
+/// The time of one tree pass of each width in `widths` (a chain of that many tokens after
+/// `context` cached positions in slot 0), the best of `repeats` runs.
+///
+/// # Errors
+/// As [`LanguageModel::verify`].
+pub fn cost_curve(
+    model: &mut dyn LanguageModel,
+    widths: &[usize],
+    context: usize,
+    repeats: usize,
+) -> Result<Vec<(usize, Duration)>> {
+    let prompt: Vec<u32> = (0..context.max(1)).map(|i| (i % 100 + 10) as u32).collect();
+    model.prefill(0, &prompt)?;
+    let mut curve = Vec::with_capacity(widths.len());
+    for &w in widths {
+        let mut tree = TokenTree::new(7);
+        for i in 1..w {
+            tree.push(i - 1, (i % 50 + 20) as u32);
+        }
+        let mut best = Duration::MAX;
+        for _ in 0..repeats.max(1) {
+            let start = Instant::now();
+            model.verify(&[crate::backend::TreeRow {
+                slot: 0,
+                cache_len: prompt.len(),
+                tree: &tree,
+            }])?;
+            best = best.min(start.elapsed());
+        }
+        curve.push((w, best));
+    }
+    Ok(curve)
+}
+
+/// Read bandwidth of this machine's memory in bytes per second: the best of a few passes
+/// summing `bytes` of memory with every thread of the pool (the way the kernels read weights).
+pub fn memory_bandwidth(bytes: usize) -> f64 {
+    use rayon::prelude::*;
+    let words = (bytes / 8).max(1 << 16);
+    let data: Vec<u64> = (0..words as u64).collect();
+    let mut best = f64::MAX;
+    let mut sink = 0u64;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let sum: u64 = data
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+            .reduce(|| 0, u64::wrapping_add);
+        best = best.min(start.elapsed().as_secs_f64());
+        sink = sink.wrapping_add(sum);
+    }
+    // Keeps the sums from being optimised away.
+    std::hint::black_box(sink);
+    (words * 8) as f64 / best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::toy::{ToyConfig, ToyModel};
+    use crate::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
+    use crate::strategy::proposer::Autoregressive;
+
+    #[test]
+    fn reports_add_up() {
+        let mut m = ToyModel::new(ToyConfig::default());
+        let prompts = vec![vec![1, 2, 3], vec![4, 5]];
+        let config = GenerateConfig {
+            max_tokens: 10,
+            ..GenerateConfig::default()
+        };
+        let (ar, outputs) =
+            run_strategy(&mut m, &mut Autoregressive, &prompts, &config, |_, _| {}).unwrap();
+        assert_eq!(ar.tokens, 20);
+        assert_eq!(ar.target_passes, 20);
+        assert!((ar.tau - 1.0).abs() < 1e-9);
+        let mut pl = PromptLookup::new(PromptLookupConfig::default());
+        let (_, same) = run_strategy(&mut m, &mut pl, &prompts, &config, |_, _| {}).unwrap();
+        assert_eq!(same, outputs);
+    }
+
+    #[test]
+    fn cost_curve_covers_every_width() {
+        let mut m = ToyModel::new(ToyConfig::default());
+        let curve = cost_curve(&mut m, &[1, 4, 8], 5, 2).unwrap();
+        assert_eq!(curve.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4, 8]);
+    }
+
+    #[test]
+    fn bandwidth_is_positive() {
+        assert!(memory_bandwidth(1 << 20) > 0.0);
+    }
+}
