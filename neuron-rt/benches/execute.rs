@@ -105,12 +105,21 @@ fn bench_group(c: &mut Criterion) {
         .output("y", DType::F32, &[ELEMENTS])
         .to_bytes()
         .expect("mock NEFF");
-    let group = ModelGroup::load(&rt, &neff, 0..2).expect("load group");
-    let mut io = group.allocate_io().expect("allocate");
     let mut bench = c.benchmark_group("group_step_copy16");
-    bench.bench_function("two_ranks", |b| {
-        b.iter(|| group.execute_io(&mut io).expect("group step"))
-    });
+    for (label, spin) in [
+        ("spin_default", neuron_rt::DEFAULT_SPIN),
+        ("spin_0", Duration::ZERO),
+    ] {
+        let group = ModelGroup::loader(&rt)
+            .cores(0..2)
+            .spin(spin)
+            .load(&neff)
+            .expect("load group");
+        let mut io = group.allocate_io().expect("allocate");
+        bench.bench_function(label, |b| {
+            b.iter(|| group.execute_io(&mut io).expect("group step"))
+        });
+    }
     bench.finish();
 }
 
