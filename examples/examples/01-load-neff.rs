@@ -8,8 +8,7 @@
 
 mod walkthrough;
 
-use neuron_mock::neff::MockNeff;
-use neuron_rt::{DType, Model, Runtime};
+use neuron_rt::{Model, Runtime};
 
 fn main() -> anyhow::Result<()> {
     // One runtime per process. libnrt is found through NEURON_SYS_LIB, the system library
@@ -30,13 +29,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Load a NEFF onto NeuronCore 0 (numbered among the visible cores).
-    let neff = walkthrough::NeffFile::from_args_or(|| {
-        MockNeff::new("matmul")
-            .name("projection")
-            .input("x", DType::F32, &[2, 8])
-            .input("w", DType::F32, &[8, 4])
-            .output("y", DType::F32, &[2, 4])
-    })?;
+    let neff = walkthrough::NeffFile::from_args_or(walkthrough::demo_matmul)?;
     let model = Model::load_file(&rt, neff.path(), 0)?;
     println!(
         "loaded {} on core {:?}",

@@ -12,18 +12,11 @@ mod walkthrough;
 use std::sync::Arc;
 use std::time::Instant;
 
-use neuron_mock::neff::MockNeff;
-use neuron_rt::{DType, Model, Runtime};
+use neuron_rt::{Model, Runtime};
 
 fn main() -> anyhow::Result<()> {
     let rt = Runtime::init()?;
-    let neff = walkthrough::NeffFile::from_args_or(|| {
-        MockNeff::new("matmul")
-            .name("projection")
-            .input("x", DType::F32, &[2, 8])
-            .input("w", DType::F32, &[8, 4])
-            .output("y", DType::F32, &[2, 4])
-    })?;
+    let neff = walkthrough::NeffFile::from_args_or(walkthrough::demo_matmul)?;
     let model = Model::load_file(&rt, neff.path(), 0)?;
 
     // A device tensor for every input and output, bound under the model's names. (Build

@@ -18,7 +18,7 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, Status};
-use crate::model::{IoSets, Model};
+use crate::model::{IoSets, Model, read_neff_file};
 use crate::raw::{ExecuteFn, NRT_STATUS, nrt_model_t, nrt_tensor_set_t};
 use crate::runtime::Runtime;
 use crate::tensor_set::TensorSet;
@@ -65,15 +65,9 @@ impl ModelGroupLoader {
     /// [`Error::Io`] if the file cannot be read; otherwise as [`ModelGroupLoader::load`].
     pub fn load_file(self, path: impl AsRef<Path>) -> Result<ModelGroup> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let name = self.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map_or_else(|| "neff".into(), |s| s.to_string_lossy().into_owned())
-        });
-        self.name(name).load(&bytes)
+        let (bytes, stem) = read_neff_file(path)?;
+        let name = self.name.clone().unwrap_or(stem);
+        self.name(name).load_inner(&bytes, Some(path))
     }
 
     /// Loads the NEFF on every rank (`nrt_load_collectives` with rank `r` of the world),
@@ -83,6 +77,10 @@ impl ModelGroupLoader {
     /// [`Error::InvalidArgument`] for an empty core range; [`Error::Rank`] naming the rank
     /// whose load failed (the ranks that did load are unloaded again).
     pub fn load(self, neff: &[u8]) -> Result<ModelGroup> {
+        self.load_inner(neff, None)
+    }
+
+    fn load_inner(self, neff: &[u8], path: Option<&Path>) -> Result<ModelGroup> {
         let world = self.cores.end.saturating_sub(self.cores.start);
         if world == 0 {
             return Err(Error::InvalidArgument {
@@ -104,7 +102,7 @@ impl ModelGroupLoader {
                             .core(core)
                             .rank(rank as u32, world)
                             .name(name.clone())
-                            .load(neff)
+                            .load_inner(neff, path)
                     })
                 })
                 .collect();

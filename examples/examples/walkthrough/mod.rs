@@ -58,6 +58,15 @@ impl Drop for NeffFile {
     }
 }
 
+/// The demo NEFF of walkthroughs 1 and 3: `y[2, 4] = x[2, 8] . w[8, 4]`, f32.
+pub fn demo_matmul() -> MockNeff {
+    MockNeff::new("matmul")
+        .name("projection")
+        .input("x", DType::F32, &[2, 8])
+        .input("w", DType::F32, &[8, 4])
+        .output("y", DType::F32, &[2, 4])
+}
+
 /// Fills an input tensor with small deterministic values of its element type: `seed + i`
 /// (modulo 100) for numbers; zeros for element types without a Rust type here.
 pub fn fill(tensor: &Tensor, info: &TensorInfo, seed: usize) -> anyhow::Result<()> {
