@@ -10,6 +10,7 @@
 //! Worlds of models are formed at load time ([`Worlds`]); host-called `nrt_barrier` /
 //! `nrt_all_gather` use one rendezvous per world size, the process's global communicator.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -117,13 +118,23 @@ struct Round {
     failure: Option<CollectiveError>,
     result: Vec<u8>,
     departed: usize,
+    /// Ranks asleep on the condition variable (the others are spinning, or busy).
+    parked: usize,
 }
+
+/// How long a waiting rank spins (yielding the CPU) before it sleeps. Ranks of a world running
+/// the same kernel usually arrive within microseconds of each other; waking a sleeping thread
+/// costs tens of microseconds, too much for a decode step's dozens of all-reduces.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Where the ranks of one world meet.
 #[derive(Debug)]
 pub(crate) struct Rendezvous {
     size: usize,
     round: Mutex<Round>,
+    /// Bumped (under the lock) on every change a waiter may be waiting for, so spinning
+    /// waiters can watch it without the lock.
+    changes: AtomicU64,
     changed: Condvar,
 }
 
@@ -136,6 +147,7 @@ impl Rendezvous {
                 present: vec![false; size],
                 ..Round::default()
             }),
+            changes: AtomicU64::new(0),
             changed: Condvar::new(),
         }
     }
@@ -148,21 +160,57 @@ impl Rendezvous {
         self.round.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits on the condition variable until `deadline`; false if the deadline passed.
-    fn wait<'g>(
-        &self,
-        guard: MutexGuard<'g, Round>,
-        deadline: Instant,
-    ) -> (MutexGuard<'g, Round>, bool) {
-        let now = Instant::now();
-        if now >= deadline {
-            return (guard, false);
+    /// Tells waiters the round changed (call with the lock held).
+    fn notify(&self, round: &Round) {
+        self.changes.fetch_add(1, Ordering::Release);
+        if round.parked > 0 {
+            self.changed.notify_all();
         }
-        let (guard, _) = self
-            .changed
-            .wait_timeout(guard, deadline - now)
-            .unwrap_or_else(|p| p.into_inner());
-        (guard, true)
+    }
+
+    /// Waits until `ready` holds or `deadline` passes (then returns false): spins for
+    /// [`SPIN`] watching `changes` without the lock, then sleeps on the condition variable.
+    fn wait_until<'g>(
+        &'g self,
+        mut round: MutexGuard<'g, Round>,
+        deadline: Instant,
+        ready: impl Fn(&Round) -> bool,
+    ) -> (MutexGuard<'g, Round>, bool) {
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            if ready(&round) {
+                return (round, true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return (round, false);
+            }
+            if now < spin_until.min(deadline) {
+                let seen = self.changes.load(Ordering::Acquire);
+                drop(round);
+                let mut spins = 0u32;
+                while self.changes.load(Ordering::Acquire) == seen {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                        if Instant::now() >= spin_until.min(deadline) {
+                            break;
+                        }
+                    }
+                }
+                round = self.lock();
+                continue;
+            }
+            round.parked += 1;
+            let (g, _) = self
+                .changed
+                .wait_timeout(round, deadline - now)
+                .unwrap_or_else(|p| p.into_inner());
+            round = g;
+            round.parked -= 1;
+        }
     }
 
     /// One rank's part in one round: deposit `input`, wait for every rank, write this rank's
@@ -182,14 +230,10 @@ impl Rendezvous {
                 world_size: self.size,
             });
         }
-        let mut round = self.lock();
         // Wait for the previous round to empty out before joining the next.
-        while round.done {
-            let (g, in_time) = self.wait(round, deadline);
-            round = g;
-            if !in_time && round.done {
-                return Err(self.timeout(&round, op, rank, started));
-            }
+        let (mut round, in_time) = self.wait_until(self.lock(), deadline, |r| !r.done);
+        if !in_time {
+            return Err(self.timeout(&round, op, rank, started));
         }
         if round.present[rank] {
             return Err(CollectiveError::DuplicateRank {
@@ -208,7 +252,7 @@ impl Rendezvous {
                 };
                 round.failure = Some(error.clone());
                 round.done = true;
-                self.changed.notify_all();
+                self.notify(&round);
                 return Err(error);
             }
             Some(_) => {}
@@ -221,20 +265,18 @@ impl Rendezvous {
         if round.arrived == self.size {
             combine(&mut round, op);
             round.done = true;
-            self.changed.notify_all();
+            self.notify(&round);
         }
-        while !(round.done && round.number == number) {
-            let (g, in_time) = self.wait(round, deadline);
-            round = g;
-            if !(in_time || round.done && round.number == number) {
-                // Withdraw, so the round is clean for whoever comes later.
-                round.present[rank] = false;
-                round.arrived -= 1;
-                if round.arrived == 0 {
-                    round.op = None;
-                }
-                return Err(self.timeout(&round, op, rank, started));
+        let (mut round, in_time) =
+            self.wait_until(round, deadline, |r| r.done && r.number == number);
+        if !in_time {
+            // Withdraw, so the round is clean for whoever comes later.
+            round.present[rank] = false;
+            round.arrived -= 1;
+            if round.arrived == 0 {
+                round.op = None;
             }
+            return Err(self.timeout(&round, op, rank, started));
         }
         let outcome = match &round.failure {
             Some(error) => Err(error.clone()),
@@ -252,7 +294,7 @@ impl Rendezvous {
             round.done = false;
             round.failure = None;
             round.present.iter_mut().for_each(|p| *p = false);
-            self.changed.notify_all();
+            self.notify(&round);
         }
         outcome
     }

@@ -14,7 +14,6 @@
 //! pointers and bad handles are detected and refused; a dangling non-NULL pointer cannot be.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -200,7 +199,7 @@ pub extern "C" fn nrt_init(
 ) -> NRT_STATUS {
     status("nrt_init", || {
         runtime::init()?;
-        crate::log!(
+        log!(
             Debug,
             "nrt_init",
             "framework {framework}, versions {:?} / {:?}",
@@ -224,7 +223,7 @@ pub extern "C" fn nrt_close() {
 fn topology() -> NrtResult<Topology> {
     match runtime::current() {
         Some(rt) => Ok(rt.config.topology.clone()),
-        None => Topology::from_env().map_err(Fail::invalid),
+        None => Topology::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m)),
     }
 }
 
@@ -300,7 +299,7 @@ pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_S
     status("nrt_get_version", || {
         let version = match runtime::current() {
             Some(rt) => rt.config.version,
-            None => MockVersion::from_env().map_err(Fail::invalid)?,
+            None => MockVersion::from_env().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m))?,
         };
         let mut value = nrt_version_t {
             rt_major: version.major,
@@ -376,7 +375,7 @@ fn load(
     }
     let bytes = in_buf(neff_bytes, size, "neff_bytes")?;
     let loaded = Model::load(&rt, bytes, vnc, vnc_count, world)?;
-    slot.write(rt.add_model(loaded) as *mut nrt_model_t);
+    slot.write(rt.models.add(loaded) as *mut nrt_model_t);
     Ok(())
 }
 
@@ -419,15 +418,15 @@ pub extern "C" fn nrt_load_collectives(
 pub extern "C" fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS {
     status("nrt_unload", || {
         let rt = runtime::active()?;
-        let removed = rt.remove_model(model as usize)?;
-        crate::log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
+        let removed = rt.models.remove(model as usize)?;
+        log!(Info, "nrt_unload", "unloaded '{}'", removed.name);
         Ok(())
     })
 }
 
 fn model_core_count(model: *const nrt_model_t, dst: *mut u32) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
+    let model = rt.models.get(model as usize)?;
     out(dst, "vnc_count")?.write(model.core_count);
     Ok(())
 }
@@ -484,7 +483,7 @@ pub extern "C" fn nrt_allocate_tensor_set(result: *mut *mut nrt_tensor_set_t) ->
     status("nrt_allocate_tensor_set", || {
         let rt = runtime::active()?;
         let slot = out(result, "result")?;
-        slot.write(rt.add_set(TensorSet::new()) as *mut nrt_tensor_set_t);
+        slot.write(rt.sets.add(TensorSet::new()) as *mut nrt_tensor_set_t);
         Ok(())
     })
 }
@@ -503,7 +502,7 @@ pub extern "C" fn nrt_destroy_tensor_set(tensor_set: *mut *mut nrt_tensor_set_t)
         }
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
-        runtime::active()?.remove_set(handle as usize)?;
+        runtime::active()?.sets.remove(handle as usize)?;
         Ok(())
     })
 }
@@ -517,9 +516,9 @@ pub extern "C" fn nrt_add_tensor_to_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_add_tensor_to_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         set.insert(name, tensor.id);
         Ok(())
     })
@@ -534,7 +533,7 @@ pub extern "C" fn nrt_get_tensor_from_tensor_set(
 ) -> NRT_STATUS {
     status("nrt_get_tensor_from_tensor_set", || {
         let rt = runtime::active()?;
-        let set = rt.set(tensor_set as usize)?;
+        let set = rt.sets.get(tensor_set as usize)?;
         let name = req_bytes(tensor_name, "tensor_name")?;
         let slot = out(tensor, "tensor")?;
         let id = set.get(name).ok_or_else(|| {
@@ -562,9 +561,9 @@ fn execute(
     repeat: usize,
 ) -> NrtResult<()> {
     let rt = runtime::active()?;
-    let model = rt.model(model as usize)?;
-    let inputs = rt.set(input_set as usize)?;
-    let outputs = rt.set(output_set as usize)?;
+    let model = rt.models.get(model as usize)?;
+    let inputs = rt.sets.get(input_set as usize)?;
+    let outputs = rt.sets.get(output_set as usize)?;
     model.execute(&rt, &inputs, &outputs, repeat)
 }
 
@@ -613,7 +612,7 @@ pub extern "C" fn nrt_tensor_allocate(
         let slot = out(tensor, "tensor")?;
         let name = opt_str(name).unwrap_or_default();
         let allocated = Tensor::allocate(&rt, tensor_placement, i64::from(vnc), size, &name)?;
-        slot.write(rt.add_tensor(allocated) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(allocated) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -633,7 +632,8 @@ pub extern "C" fn nrt_tensor_free(tensor: *mut *mut nrt_tensor_t) {
         // SAFETY: as above; the API says the variable is set to NULL.
         unsafe { slot.as_ptr().write(std::ptr::null_mut()) };
         runtime::active()?
-            .remove_tensor(tensor_handle(handle))?
+            .tensors
+            .remove(tensor_handle(handle))?
             .release();
         Ok(())
     })
@@ -649,7 +649,7 @@ pub extern "C" fn nrt_tensor_read(
 ) -> NRT_STATUS {
     status("nrt_tensor_read", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.read(offset as u64, out_buf(buf, size, "buf")?)
     })
 }
@@ -664,7 +664,7 @@ pub extern "C" fn nrt_tensor_write(
 ) -> NRT_STATUS {
     status("nrt_tensor_write", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         tensor.write(offset as u64, in_buf(buf, size, "buf")?)
     })
 }
@@ -680,8 +680,8 @@ pub extern "C" fn nrt_tensor_copy(
 ) -> NRT_STATUS {
     status("nrt_tensor_copy", || {
         let rt = runtime::active()?;
-        let from = rt.tensor(tensor_handle(src))?;
-        let to = rt.tensor(tensor_handle(dst))?;
+        let from = rt.tensors.get(tensor_handle(src))?;
+        let to = rt.tensors.get(tensor_handle(dst))?;
         Tensor::copy(&rt, &from, src_offset as u64, &to, dst_offset as u64, size)
     })
 }
@@ -690,7 +690,10 @@ pub extern "C" fn nrt_tensor_copy(
 #[unsafe(no_mangle)]
 pub extern "C" fn nrt_tensor_get_size(tensor: *const nrt_tensor_t) -> usize {
     plain("nrt_tensor_get_size", 0, || {
-        Ok(runtime::active()?.tensor(tensor_handle(tensor))?.size())
+        Ok(runtime::active()?
+            .tensors
+            .get(tensor_handle(tensor))?
+            .size())
     })
 }
 
@@ -704,7 +707,7 @@ pub extern "C" fn nrt_tensor_memset(
 ) -> NRT_STATUS {
     status("nrt_tensor_memset", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         // memset semantics: the value is converted to unsigned char.
         tensor.fill(offset, value as u8, size)
     })
@@ -720,7 +723,7 @@ pub extern "C" fn nrt_tensor_allocate_empty(
         let rt = runtime::active()?;
         let slot = out(tensor, "tensor")?;
         let empty = Tensor::empty(&opt_str(name).unwrap_or_default());
-        slot.write(rt.add_tensor(empty) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(empty) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -734,7 +737,7 @@ pub extern "C" fn nrt_tensor_attach_buffer(
 ) -> NRT_STATUS {
     status("nrt_tensor_attach_buffer", || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         let buffer =
             NonNull::new(buffer.cast::<u8>()).ok_or_else(|| Fail::invalid("buffer is NULL"))?;
         // SAFETY: the API requires the attached buffer to stay valid for `size` bytes for as
@@ -757,9 +760,9 @@ pub extern "C" fn nrt_tensor_allocate_slice(
     status("nrt_tensor_allocate_slice", || {
         let rt = runtime::active()?;
         let slot = out(tensor_slice, "tensor_slice")?;
-        let source = rt.tensor(tensor_handle(tensor_source))?;
+        let source = rt.tensors.get(tensor_handle(tensor_source))?;
         let slice = source.slice(offset, size, &opt_str(name).unwrap_or_default())?;
-        slot.write(rt.add_tensor(slice) as *mut nrt_tensor_t);
+        slot.write(rt.tensors.add(slice) as *mut nrt_tensor_t);
         Ok(())
     })
 }
@@ -769,7 +772,7 @@ pub extern "C" fn nrt_tensor_allocate_slice(
 pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void {
     plain("nrt_tensor_get_va", std::ptr::null_mut(), || {
         let rt = runtime::active()?;
-        let tensor = rt.tensor(tensor_handle(tensor))?;
+        let tensor = rt.tensors.get(tensor_handle(tensor))?;
         Ok(tensor
             .address()
             .map_or(std::ptr::null_mut(), |p| p.cast::<c_void>()))
@@ -780,9 +783,9 @@ pub extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut c_void 
 // Model tensor information
 // ---------------------------------------------------------------------------------------------
 
-/// Tensor-info arrays handed out and not yet freed: address -> layout. Process-wide, so an
-/// array stays valid (and freeable) across `nrt_close`.
-static TENSOR_INFOS: Mutex<Option<HashMap<usize, std::alloc::Layout>>> = Mutex::new(None);
+/// Tensor-info arrays handed out and not yet freed: (address, layout). Process-wide, so an
+/// array stays valid (and freeable) across `nrt_close`. Few are alive at once: a list will do.
+static TENSOR_INFOS: Mutex<Vec<(usize, std::alloc::Layout)>> = Mutex::new(Vec::new());
 
 /// Describes every input and output of the model in one allocated block.
 #[unsafe(no_mangle)]
@@ -793,7 +796,7 @@ pub extern "C" fn nrt_get_model_tensor_info(
     status("nrt_get_model_tensor_info", || {
         let rt = runtime::active()?;
         let slot = out(tensor_info, "tensor_info")?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let entries = model.tensor_info(rt.config.version.dtype_encoding());
         slot.write(allocate_tensor_info(&entries)?);
         Ok(())
@@ -856,9 +859,7 @@ fn allocate_tensor_info(
                 });
         }
     }
-    lock(&TENSOR_INFOS)
-        .get_or_insert_with(HashMap::new)
-        .insert(base as usize, layout);
+    lock(&TENSOR_INFOS).push((base as usize, layout));
     Ok(array)
 }
 
@@ -871,15 +872,19 @@ pub extern "C" fn nrt_free_model_tensor_info(
         if tensor_info.is_null() {
             return Err(Fail::invalid("tensor_info is NULL"));
         }
-        let layout = lock(&TENSOR_INFOS)
-            .get_or_insert_with(HashMap::new)
-            .remove(&(tensor_info as usize))
-            .ok_or_else(|| {
-                Fail::invalid(format!(
-                    "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
+        let layout = {
+            let mut infos = lock(&TENSOR_INFOS);
+            let found = infos
+                .iter()
+                .position(|&(addr, _)| addr == tensor_info as usize);
+            found.map(|i| infos.swap_remove(i).1)
+        }
+        .ok_or_else(|| {
+            Fail::invalid(format!(
+                "{tensor_info:p} is not a tensor info array from nrt_get_model_tensor_info \
                      (freed twice?)"
-                ))
-            })?;
+            ))
+        })?;
         // SAFETY: the address was allocated by allocate_tensor_info with this layout and is
         // removed from the table, so it is freed exactly once.
         unsafe { std::alloc::dealloc(tensor_info.cast::<u8>(), layout) };
@@ -897,7 +902,7 @@ pub extern "C" fn nrt_get_model_info(
 ) -> NRT_STATUS {
     status("nrt_get_model_info", || {
         let rt = runtime::active()?;
-        let model = rt.model(model as usize)?;
+        let model = rt.models.get(model as usize)?;
         let value = nrt_model_info_t { vnc: model.core };
         let written = write_prefix(info, &value, info_size_in, "info")?;
         if !info_size_out.is_null() {
@@ -987,7 +992,7 @@ pub extern "C" fn neuron_mock_live_handles(
 ) -> NRT_STATUS {
     status("neuron_mock_live_handles", || {
         let live = runtime::current().map(|rt| rt.live()).unwrap_or_default();
-        let infos = lock(&TENSOR_INFOS).as_ref().map_or(0, HashMap::len);
+        let infos = lock(&TENSOR_INFOS).len();
         let value = LiveHandles {
             models: live.models,
             tensors: live.tensors,

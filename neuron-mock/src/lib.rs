@@ -28,6 +28,13 @@
 //! Unsafe code lives in two modules: `ffi` (the C boundary) and `memory` (tensor storage and
 //! the views kernels get).
 
+/// Logs a line through the mock's log: `log!(Error, "nrt_execute", "input '{}' is missing", n)`.
+macro_rules! log {
+    ($level:ident, $function:expr, $($arg:tt)+) => {
+        $crate::log::write($crate::log::Level::$level, $function, format_args!($($arg)+))
+    };
+}
+
 pub mod kernels;
 pub mod neff;
 pub mod testing;
@@ -36,8 +43,7 @@ mod collectives;
 mod config;
 mod faults;
 mod ffi;
-#[doc(hidden)]
-pub mod log;
+mod log;
 mod memory;
 mod model;
 mod profiles;

@@ -101,7 +101,7 @@ pub(crate) fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Writes one line if the level is enabled. Use the [`log!`](crate::log!) macro.
+/// Writes one line if the level is enabled. Use the `log!` macro (in lib.rs).
 pub(crate) fn write(level: Level, function: &str, message: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
@@ -123,15 +123,6 @@ pub(crate) fn write(level: Level, function: &str, message: fmt::Arguments<'_>) {
         // Nothing sensible to do if stderr is closed.
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
-}
-
-/// Logs a line: `log!(Error, "nrt_execute", "input '{}' is missing", name)`.
-#[macro_export]
-#[doc(hidden)]
-macro_rules! log {
-    ($level:ident, $function:expr, $($arg:tt)+) => {
-        $crate::log::write($crate::log::Level::$level, $function, format_args!($($arg)+))
-    };
 }
 
 thread_local! {

@@ -205,23 +205,35 @@ impl Drop for Storage {
 /// One model tensor's bytes for an execution: a range of a storage.
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
-    pub(crate) storage: Arc<Storage>,
-    pub(crate) offset: usize,
-    pub(crate) len: usize,
+    storage: Arc<Storage>,
+    /// The first byte (within `storage`, computed once so that executions need not look at
+    /// the storage to make a view).
+    start: NonNull<u8>,
+    len: usize,
 }
+
+// SAFETY: `start` points into `storage`, which the binding keeps alive; the binding never
+// touches the bytes itself, and the views made from it follow ExecViews' exclusivity rules.
+unsafe impl Send for Binding {}
+// SAFETY: as above.
+unsafe impl Sync for Binding {}
 
 impl Binding {
     /// A binding of `len` bytes at `offset`, or `None` if that is outside the storage.
     pub(crate) fn new(storage: Arc<Storage>, offset: usize, len: usize) -> Option<Binding> {
-        storage.contains(offset, len).then_some(Binding {
+        if !storage.contains(offset, len) {
+            return None;
+        }
+        let start = NonNull::new(storage.ptr_at(offset))?;
+        Some(Binding {
             storage,
-            offset,
+            start,
             len,
         })
     }
 
     fn start(&self) -> usize {
-        self.storage.addr() + self.offset
+        self.start.as_ptr() as usize
     }
 
     fn end(&self) -> usize {
@@ -392,9 +404,7 @@ impl<'a> ExecViews<'a> {
         // storage is alive for 'a (the Bindings hold an Arc). This input overlaps no output
         // (Bindings::new rejected partial overlaps and it has no alias), so no &mut view of
         // these bytes exists in this run; other executions write only their own locked outputs.
-        Ok(unsafe {
-            std::slice::from_raw_parts(binding.storage.ptr_at(binding.offset), binding.len)
-        })
+        Ok(unsafe { std::slice::from_raw_parts(binding.start.as_ptr(), binding.len) })
     }
 
     /// Output `j`'s bytes, once per run.
@@ -408,9 +418,7 @@ impl<'a> ExecViews<'a> {
         // other (Bindings::new), inputs overlapping this output are never handed out as shared
         // views (`input` refuses aliased inputs), this view is handed out once per run (the
         // flag above), and the storage is locked against other executions (LockedBindings).
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(binding.storage.ptr_at(binding.offset), binding.len)
-        })
+        Ok(unsafe { std::slice::from_raw_parts_mut(binding.start.as_ptr(), binding.len) })
     }
 }
 

@@ -6,6 +6,7 @@
 //! per-execution cost is a few lock acquisitions and one version check per bound tensor.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,7 +155,9 @@ impl Model {
                 ),
             )
         })?;
-        let exec_timeout = crate::config::exec_timeout().map_err(Fail::invalid)?;
+        // NEURON_RT_EXEC_TIMEOUT is read at load, as the real runtime does.
+        let exec_timeout =
+            crate::config::exec_timeout().map_err(|m| Fail::new(NRT_STATUS::NRT_FAILURE, m))?;
         let membership = world.map(|_| {
             let mut hasher = DefaultHasher::new();
             bytes.hash(&mut hasher);
@@ -168,7 +171,7 @@ impl Model {
                 worlds: rt.worlds.clone(),
             }
         });
-        crate::log!(
+        log!(
             Info,
             "nrt_load",
             "loaded '{name}' (kernel {}) on NeuronCore {core}{}",
@@ -271,14 +274,18 @@ impl Model {
             inputs: (inputs.id, inputs.version()),
             outputs: (outputs.id, outputs.version()),
         };
+        // Read before the versions are checked: a change after this forces a check next time.
+        let mutations = crate::tensor::mutations();
         let mut cached = lock(&self.plan);
         if let Some(plan) = cached.as_ref()
             && plan.key == key
-            && plan.tensors.iter().all(|(t, v)| t.version() == *v)
+            && (plan.checked_at.load(Ordering::Relaxed) == mutations
+                || plan.tensors.iter().all(|(t, v)| t.version() == *v))
         {
+            plan.checked_at.store(mutations, Ordering::Relaxed);
             return Ok(plan.clone());
         }
-        let plan = Arc::new(self.build_plan(rt, key, inputs, outputs)?);
+        let plan = Arc::new(self.build_plan(rt, key, mutations, inputs, outputs)?);
         *cached = Some(plan.clone());
         Ok(plan)
     }
@@ -287,6 +294,7 @@ impl Model {
         &self,
         rt: &Runtime,
         key: PlanKey,
+        mutations: u64,
         inputs: &TensorSet,
         outputs: &TensorSet,
     ) -> NrtResult<Plan> {
@@ -312,7 +320,8 @@ impl Model {
                     )));
                 };
                 let tensor = rt
-                    .tensor_by_id(id)
+                    .tensors
+                    .by_id(id)
                     .ok_or_else(|| problem("is bound to a tensor that was freed".into()))?;
                 let version = tensor.version();
                 let binding = tensor.binding(spec.size_bytes()).map_err(|why| {
@@ -344,6 +353,7 @@ impl Model {
         Ok(Plan {
             key,
             tensors,
+            checked_at: AtomicU64::new(mutations),
             bindings,
         })
     }
@@ -361,6 +371,8 @@ struct Plan {
     key: PlanKey,
     /// Every bound tensor and its version when the plan was made.
     tensors: Vec<(Arc<Tensor>, u64)>,
+    /// The count of tensor changes (`tensor::mutations`) when the versions last matched.
+    checked_at: AtomicU64,
     bindings: Bindings,
 }
 

@@ -355,6 +355,15 @@ pub enum Usage {
     Output,
 }
 
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Usage::Input => "input",
+            Usage::Output => "output",
+        })
+    }
+}
+
 /// One model input or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -502,7 +511,7 @@ impl MockProgram {
             if !seen.insert((tensor.name.as_str(), tensor.usage)) {
                 return Err(NeffError::Tensor {
                     name: tensor.name.clone(),
-                    why: format!("declared twice as an {:?}", tensor.usage).to_lowercase(),
+                    why: format!("declared twice as an {}", tensor.usage),
                 });
             }
         }

@@ -91,9 +91,11 @@ pub(crate) fn init() -> NrtResult<()> {
              nrt_init again",
         ));
     }
-    let config = Config::from_env().map_err(Fail::invalid)?;
+    // Like the real runtime, a configuration it cannot use makes nrt_init fail.
+    let config =
+        Config::from_env().map_err(|message| Fail::new(NRT_STATUS::NRT_FAILURE, message))?;
     let runtime = Runtime::new(config);
-    crate::log!(
+    log!(
         Info,
         "nrt_init",
         "neuron-mock {} as libnrt {} on {} ({} of {} NeuronCores visible from core {}, LNC={}, \
@@ -108,7 +110,7 @@ pub(crate) fn init() -> NrtResult<()> {
         runtime.config.topology.memory_per_core() >> 30
     );
     if runtime.faults.is_active() {
-        crate::log!(
+        log!(
             Warn,
             "nrt_init",
             "fault injection is on: {:?}",
@@ -136,7 +138,7 @@ pub(crate) fn close() {
     if let Some(rt) = previous {
         let live = rt.live();
         if live.models + live.tensors + live.tensor_sets > 0 {
-            crate::log!(
+            log!(
                 Warn,
                 "nrt_close",
                 "closing with {} models, {} tensors and {} tensor sets still allocated; freeing \
@@ -228,6 +230,79 @@ impl Hasher for IdHasher {
 
 type IdMap<T> = HashMap<u64, Arc<T>, BuildHasherDefault<IdHasher>>;
 
+/// Something C holds a handle to.
+pub(crate) trait Object {
+    /// Its id, unique in the process.
+    fn id(&self) -> u64;
+}
+
+impl Object for Tensor {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Object for TensorSet {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Object for Model {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// The live objects of one kind, by id: what the handles C holds refer to.
+pub(crate) struct Table<T> {
+    kind: Kind,
+    objects: Mutex<IdMap<T>>,
+}
+
+impl<T: Object> Table<T> {
+    fn new(kind: Kind) -> Table<T> {
+        Table {
+            kind,
+            objects: Mutex::default(),
+        }
+    }
+
+    /// Registers an object; returns the handle C gets.
+    pub(crate) fn add(&self, object: T) -> usize {
+        let id = object.id();
+        lock(&self.objects).insert(id, Arc::new(object));
+        handle(self.kind, id)
+    }
+
+    /// The object a handle refers to.
+    pub(crate) fn get(&self, raw: usize) -> NrtResult<Arc<T>> {
+        let id = decode(self.kind, raw)?;
+        self.by_id(id).ok_or_else(|| stale(self.kind, raw))
+    }
+
+    /// The object with this id, if it is alive.
+    pub(crate) fn by_id(&self, id: u64) -> Option<Arc<T>> {
+        lock(&self.objects).get(&id).cloned()
+    }
+
+    /// Unregisters the object a handle refers to; executions holding it keep it alive.
+    pub(crate) fn remove(&self, raw: usize) -> NrtResult<Arc<T>> {
+        let id = decode(self.kind, raw)?;
+        lock(&self.objects)
+            .remove(&id)
+            .ok_or_else(|| stale(self.kind, raw))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.objects).len()
+    }
+
+    fn take_all(&self) -> IdMap<T> {
+        std::mem::take(&mut *lock(&self.objects))
+    }
+}
+
 /// Device memory of one logical core.
 #[derive(Debug)]
 pub(crate) struct CoreMemory {
@@ -294,9 +369,9 @@ pub(crate) struct Runtime {
     pub(crate) worlds: Arc<Mutex<Worlds>>,
     /// `nrt_barrier` / `nrt_all_gather` rendezvous, one per world size.
     pub(crate) host_comms: Mutex<HashMap<u32, Arc<Rendezvous>>>,
-    tensors: Mutex<IdMap<Tensor>>,
-    sets: Mutex<IdMap<TensorSet>>,
-    models: Mutex<IdMap<Model>>,
+    pub(crate) tensors: Table<Tensor>,
+    pub(crate) sets: Table<TensorSet>,
+    pub(crate) models: Table<Model>,
 }
 
 impl Runtime {
@@ -315,9 +390,9 @@ impl Runtime {
             config,
             worlds: Arc::default(),
             host_comms: Mutex::default(),
-            tensors: Mutex::default(),
-            sets: Mutex::default(),
-            models: Mutex::default(),
+            tensors: Table::new(Kind::Tensor),
+            sets: Table::new(Kind::TensorSet),
+            models: Table::new(Kind::Model),
         }
     }
 
@@ -342,75 +417,10 @@ impl Runtime {
         (topology.first_visible + vnc) / per_chip
     }
 
-    pub(crate) fn add_tensor(&self, tensor: Tensor) -> usize {
-        let id = tensor.id;
-        lock(&self.tensors).insert(id, Arc::new(tensor));
-        handle(Kind::Tensor, id)
-    }
-
-    pub(crate) fn tensor(&self, raw: usize) -> NrtResult<Arc<Tensor>> {
-        let id = decode(Kind::Tensor, raw)?;
-        self.tensor_by_id(id)
-            .ok_or_else(|| stale(Kind::Tensor, raw))
-    }
-
-    pub(crate) fn tensor_by_id(&self, id: u64) -> Option<Arc<Tensor>> {
-        lock(&self.tensors).get(&id).cloned()
-    }
-
-    pub(crate) fn remove_tensor(&self, raw: usize) -> NrtResult<Arc<Tensor>> {
-        let id = decode(Kind::Tensor, raw)?;
-        lock(&self.tensors)
-            .remove(&id)
-            .ok_or_else(|| stale(Kind::Tensor, raw))
-    }
-
-    pub(crate) fn add_set(&self, set: TensorSet) -> usize {
-        let id = set.id;
-        lock(&self.sets).insert(id, Arc::new(set));
-        handle(Kind::TensorSet, id)
-    }
-
-    pub(crate) fn set(&self, raw: usize) -> NrtResult<Arc<TensorSet>> {
-        let id = decode(Kind::TensorSet, raw)?;
-        lock(&self.sets)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| stale(Kind::TensorSet, raw))
-    }
-
-    pub(crate) fn remove_set(&self, raw: usize) -> NrtResult<Arc<TensorSet>> {
-        let id = decode(Kind::TensorSet, raw)?;
-        lock(&self.sets)
-            .remove(&id)
-            .ok_or_else(|| stale(Kind::TensorSet, raw))
-    }
-
-    pub(crate) fn add_model(&self, model: Model) -> usize {
-        let id = model.id;
-        lock(&self.models).insert(id, Arc::new(model));
-        handle(Kind::Model, id)
-    }
-
-    pub(crate) fn model(&self, raw: usize) -> NrtResult<Arc<Model>> {
-        let id = decode(Kind::Model, raw)?;
-        lock(&self.models)
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| stale(Kind::Model, raw))
-    }
-
-    pub(crate) fn remove_model(&self, raw: usize) -> NrtResult<Arc<Model>> {
-        let id = decode(Kind::Model, raw)?;
-        lock(&self.models)
-            .remove(&id)
-            .ok_or_else(|| stale(Kind::Model, raw))
-    }
-
     /// How many models sit on each visible core.
     pub(crate) fn models_per_core(&self) -> Vec<usize> {
         let mut counts = vec![0; self.cores.len()];
-        for model in lock(&self.models).values() {
+        for model in lock(&self.models.objects).values() {
             if let Some(c) = counts.get_mut(model.core as usize) {
                 *c += 1;
             }
@@ -420,23 +430,20 @@ impl Runtime {
 
     pub(crate) fn live(&self) -> Live {
         Live {
-            models: lock(&self.models).len() as u64,
-            tensors: lock(&self.tensors).len() as u64,
-            tensor_sets: lock(&self.sets).len() as u64,
+            models: self.models.len() as u64,
+            tensors: self.tensors.len() as u64,
+            tensor_sets: self.sets.len() as u64,
             device_bytes: self.cores.iter().map(|c| c.used()).sum(),
         }
     }
 
     fn clear(&self) {
         // Models first: unloading them leaves their worlds.
-        let models = std::mem::take(&mut *lock(&self.models));
-        drop(models);
-        let tensors = std::mem::take(&mut *lock(&self.tensors));
-        for tensor in tensors.values() {
+        drop(self.models.take_all());
+        for tensor in self.tensors.take_all().values() {
             tensor.release();
         }
-        drop(tensors);
-        drop(std::mem::take(&mut *lock(&self.sets)));
+        drop(self.sets.take_all());
     }
 }
 

@@ -27,6 +27,15 @@ struct State {
     freed: bool,
 }
 
+/// Counts every change of any tensor that bumps its version: while it stands still, no cached
+/// plan needs checking tensor by tensor.
+static MUTATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The current count of tensor changes (see [`Tensor::version`]).
+pub(crate) fn mutations() -> u64 {
+    MUTATIONS.load(Ordering::Acquire)
+}
+
 /// A tensor handle's object.
 #[derive(Debug)]
 pub(crate) struct Tensor {
@@ -183,6 +192,7 @@ impl Tensor {
         state.core = None;
         state.charge = None;
         self.version.fetch_add(1, Ordering::Release);
+        MUTATIONS.fetch_add(1, Ordering::Release);
     }
 
     /// `nrt_tensor_free`: gives back the storage and device memory this tensor holds.
@@ -192,6 +202,7 @@ impl Tensor {
         state.charge = None;
         state.freed = true;
         self.version.fetch_add(1, Ordering::Release);
+        MUTATIONS.fetch_add(1, Ordering::Release);
     }
 
     /// Changes whenever a cached binding of this tensor becomes wrong.

@@ -16,7 +16,7 @@ use serde_json::json;
 #[test]
 fn add_runs_and_reports_its_tensors() {
     let rt = Rt::init();
-    let setup = AddSetup::new(&rt, &[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]);
+    let setup = add_setup(&rt, &[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 30.0, 40.0]);
     let info = rt.tensor_info(setup.model);
     let f32_code = nrt_dtype_t::NRT_DTYPE_FLOAT32.0;
     assert_eq!(
@@ -28,15 +28,15 @@ fn add_runs_and_reports_its_tensors() {
         ]
     );
     assert_eq!(setup.run(&rt), SUCCESS, "{}", rt.last_error());
-    assert_eq!(rt.read_f32(setup.c, 4), [11.0, 22.0, 33.0, 44.0]);
+    assert_eq!(rt.read_f32(setup.t("c"), 4), [11.0, 22.0, 33.0, 44.0]);
     // The cached plan follows changes: new input values, and a replaced tensor.
-    rt.write_f32(setup.a, &[0.0; 4]);
+    rt.write_f32(setup.t("a"), &[0.0; 4]);
     assert_eq!(setup.run(&rt), SUCCESS);
-    assert_eq!(rt.read_f32(setup.c, 4), [10.0, 20.0, 30.0, 40.0]);
+    assert_eq!(rt.read_f32(setup.t("c"), 4), [10.0, 20.0, 30.0, 40.0]);
     let other = rt.f32_tensor("b2", &[1.0; 4]);
     rt.add(setup.ins, "b", other);
     assert_eq!(setup.run(&rt), SUCCESS);
-    assert_eq!(rt.read_f32(setup.c, 4), [1.0; 4]);
+    assert_eq!(rt.read_f32(setup.t("c"), 4), [1.0; 4]);
     rt.free(other);
     // ... and a freed tensor still in the set is reported by name, not used.
     assert_eq!(setup.run(&rt), NRT_STATUS::NRT_INVALID);
@@ -107,31 +107,8 @@ fn execution_checks_name_the_tensor() {
     );
     // Output partly overlapping an input: refused (in place needs the very same tensor).
     let whole = rt.device(32, "whole");
-    let (mut lo, mut hi) = (null_mut(), null_mut());
-    assert_eq!(
-        call!(
-            rt.lib,
-            nrt_tensor_allocate_slice,
-            whole,
-            0,
-            16,
-            c"lo".as_ptr(),
-            &mut lo
-        ),
-        SUCCESS
-    );
-    assert_eq!(
-        call!(
-            rt.lib,
-            nrt_tensor_allocate_slice,
-            whole,
-            8,
-            16,
-            c"hi".as_ptr(),
-            &mut hi
-        ),
-        SUCCESS
-    );
+    let lo = rt.slice(whole, 0, 16, "lo").unwrap();
+    let hi = rt.slice(whole, 8, 16, "hi").unwrap();
     rt.add(ins, "a", lo);
     rt.add(outs, "c", hi);
     assert_eq!(rt.execute(model, ins, outs), NRT_STATUS::NRT_INVALID);
@@ -177,12 +154,10 @@ fn state_is_updated_in_place_and_repeat_runs_n_times() {
     );
     let acc = rt.f32_tensor("acc", &[1.0, 2.0, 3.0]);
     let x = rt.f32_tensor("x", &[0.5, 0.5, 0.5]);
-    let (ins, outs) = (rt.set(), rt.set());
-    rt.add(ins, "acc", acc);
-    rt.add(ins, "x", x);
-    rt.add(outs, "acc", acc);
-    assert_eq!(rt.execute(model, ins, outs), SUCCESS, "{}", rt.last_error());
+    let bound = Bound::new(&rt, model, &[("acc", acc), ("x", x)], &[("acc", acc)]);
+    assert_eq!(bound.run(&rt), SUCCESS, "{}", rt.last_error());
     assert_eq!(rt.read_f32(acc, 3), [1.5, 2.5, 3.5]);
+    let (ins, outs) = (bound.ins, bound.outs);
     assert_eq!(
         call!(rt.lib, nrt_execute_repeat, model, ins, outs, 4),
         SUCCESS
@@ -191,15 +166,11 @@ fn state_is_updated_in_place_and_repeat_runs_n_times() {
     // Bound to two different tensors, the state is read from one and written to the other.
     let next = rt.device(12, "next");
     rt.add(outs, "acc", next);
-    assert_eq!(rt.execute(model, ins, outs), SUCCESS);
+    assert_eq!(bound.run(&rt), SUCCESS);
     assert_eq!(rt.read_f32(next, 3), [4.0, 5.0, 6.0]);
     assert_eq!(rt.read_f32(acc, 3), [3.5, 4.5, 5.5]);
-    for t in [acc, x, next] {
-        rt.free(t);
-    }
-    rt.destroy(ins);
-    rt.destroy(outs);
-    rt.unload(model);
+    rt.free(next);
+    bound.teardown(&rt);
     rt.assert_no_leaks();
 }
 
@@ -239,18 +210,10 @@ fn matmul_f32_and_bf16() {
         assert_eq!(rt.write(tx, 0, &bytes(&x)), SUCCESS);
         assert_eq!(rt.write(tw, 0, &bytes(&w)), SUCCESS);
         let ty = rt.device(m * n * 4, "y");
-        let (ins, outs) = (rt.set(), rt.set());
-        rt.add(ins, "x", tx);
-        rt.add(ins, "w", tw);
-        rt.add(outs, "y", ty);
-        assert_eq!(rt.execute(model, ins, outs), SUCCESS, "{}", rt.last_error());
+        let bound = Bound::new(&rt, model, &[("x", tx), ("w", tw)], &[("y", ty)]);
+        assert_eq!(bound.run(&rt), SUCCESS, "{}", rt.last_error());
         assert_eq!(rt.read_f32(ty, 4), want, "{dtype}");
-        for t in [tx, tw, ty] {
-            rt.free(t);
-        }
-        rt.destroy(ins);
-        rt.destroy(outs);
-        rt.unload(model);
+        bound.teardown(&rt);
     }
     rt.assert_no_leaks();
 }
@@ -372,17 +335,20 @@ fn loaded_models_use_device_memory_and_cores_are_chosen() {
 fn models_execute_concurrently_from_many_threads() {
     let rt = Rt::init();
     let threads = 4;
-    let setups: Vec<AddSetup> = (0..threads)
-        .map(|i| AddSetup::new(&rt, &[i as f32; 64], &[0.0; 64]))
+    let setups: Vec<Bound> = (0..threads)
+        .map(|i| add_setup(&rt, &[i as f32; 64], &[0.0; 64]))
         .collect();
     std::thread::scope(|s| {
         for (i, setup) in setups.iter().enumerate() {
             let rt = &rt;
             s.spawn(move || {
                 for step in 0..200 {
-                    rt.write_f32(setup.b, &[step as f32; 64]);
+                    rt.write_f32(setup.t("b"), &[step as f32; 64]);
                     assert_eq!(setup.run(rt), SUCCESS, "{}", rt.last_error());
-                    assert_eq!(rt.read_f32(setup.c, 64), vec![i as f32 + step as f32; 64]);
+                    assert_eq!(
+                        rt.read_f32(setup.t("c"), 64),
+                        vec![i as f32 + step as f32; 64]
+                    );
                 }
             });
         }

@@ -142,52 +142,16 @@ fn free_nulls_and_detects_double_free() {
 fn slices_share_storage_and_memory_goes_with_the_last_one() {
     let rt = Rt::init();
     let t = rt.device(16, "whole");
-    let mut s = null_mut();
-    assert_eq!(
-        call!(
-            rt.lib,
-            nrt_tensor_allocate_slice,
-            t,
-            4,
-            8,
-            c"part".as_ptr(),
-            &mut s
-        ),
-        SUCCESS
-    );
+    let s = rt.slice(t, 4, 8, "part").unwrap();
     assert_eq!(call!(rt.lib, nrt_tensor_get_size, s), 8);
     assert_eq!(rt.write(s, 0, &[9; 8]), SUCCESS);
     assert_eq!(rt.read(t, 0, 16).unwrap()[4..12], [9; 8]);
     let base = call!(rt.lib, nrt_tensor_get_va, t) as usize;
     assert_eq!(call!(rt.lib, nrt_tensor_get_va, s) as usize, base + 4);
     assert_eq!(base % neuron_mock::STORAGE_ALIGN, 0);
-    let mut bad = null_mut();
-    assert_eq!(
-        call!(
-            rt.lib,
-            nrt_tensor_allocate_slice,
-            t,
-            12,
-            8,
-            c"x".as_ptr(),
-            &mut bad
-        ),
-        NRT_STATUS::NRT_INVALID
-    );
+    assert_eq!(rt.slice(t, 12, 8, "x"), Err(NRT_STATUS::NRT_INVALID));
     // A slice of a slice offsets again.
-    let mut ss = null_mut();
-    assert_eq!(
-        call!(
-            rt.lib,
-            nrt_tensor_allocate_slice,
-            s,
-            2,
-            2,
-            std::ptr::null(),
-            &mut ss
-        ),
-        SUCCESS
-    );
+    let ss = rt.slice(s, 2, 2, "").unwrap();
     assert_eq!(call!(rt.lib, nrt_tensor_get_va, ss) as usize, base + 6);
     // Freeing the source keeps the slices working; the memory goes with the last of them.
     rt.free(t);

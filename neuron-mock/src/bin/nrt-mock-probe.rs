@@ -5,7 +5,7 @@
 //! with different environments to check behaviour that is read from them.
 //!
 //! Scenarios: `info`, `dtypes`, `exec N`, `alloc BYTES COUNT`, `load VNC`,
-//! `copy VNC_A VNC_B`, `missing-input`, `missing-rank`.
+//! `copy VNC_A VNC_B`, `virtual`, `missing-input`, `missing-rank`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,12 +20,13 @@ use std::time::Instant;
 use common::*;
 use neuron_mock::neff::MockNeff;
 use neuron_sys::DType;
-use neuron_sys::bindings::{nrt_framework_type_t, nrt_instance_info_t, nrt_version_t};
+use neuron_sys::bindings::{nrt_instance_info_t, nrt_version_t};
 
 const USAGE: &str = "usage: nrt-mock-probe info | dtypes | exec N | alloc BYTES COUNT | load VNC | \
-                     copy VNC_A VNC_B | missing-input | missing-rank";
+                     copy VNC_A VNC_B | virtual | missing-input | missing-rank";
 
 fn main() -> ExitCode {
+    common::USE_ENV_LIBRARY.store(true, std::sync::atomic::Ordering::Relaxed);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> i64 {
         args.get(i)
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Some("alloc") => with_runtime(|rt| alloc(rt, arg(1) as usize, arg(2) as usize)),
         Some("load") => with_runtime(|rt| load(rt, arg(1) as i32)),
         Some("copy") => with_runtime(|rt| copy(rt, arg(1) as i32, arg(2) as i32)),
+        Some("virtual") => with_runtime(virtual_placement),
         Some("missing-input") => with_runtime(missing_input),
         Some("missing-rank") => with_runtime(missing_rank),
         _ => {
@@ -57,26 +59,22 @@ fn show_status(lib: &neuron_sys::Library, key: &str, status: Status) {
     show(key, status_name(lib, status));
 }
 
-/// Initialises the runtime (printing the status), runs the scenario, checks for leaks.
+/// Initialises the runtime (printing the status), runs the scenario, checks for leaks (with
+/// the mock; a real libnrt has no way to ask).
 fn with_runtime(scenario: impl FnOnce(&Rt)) {
-    let lib = lib();
-    let status = call!(
-        lib,
-        nrt_init,
-        nrt_framework_type_t::NRT_FRAMEWORK_TYPE_NO_FW,
-        c"".as_ptr(),
-        c"".as_ptr()
-    );
-    show_status(lib, "init", status);
-    if status != SUCCESS {
-        show("init.error", last_error(lib));
-        return;
-    }
-    call!(lib, nrt_close);
-    let rt = Rt::init();
+    let rt = match Rt::try_init() {
+        Ok(rt) => rt,
+        Err((status, why)) => {
+            show_status(lib(), "init", status);
+            show("init.error", why);
+            return;
+        }
+    };
+    show_status(rt.lib, "init", SUCCESS);
     scenario(&rt);
-    let live = neuron_mock::testing::live_handles(rt.lib).unwrap();
-    show("leaks", !live.is_empty());
+    if let Ok(live) = neuron_mock::testing::live_handles(rt.lib) {
+        show("leaks", !live.is_empty());
+    }
 }
 
 fn info() {
@@ -165,14 +163,14 @@ fn dtypes(rt: &Rt) {
 }
 
 fn exec(rt: &Rt, n: usize) {
-    let setup = AddSetup::new(rt, &[1.0; 4], &[2.0; 4]);
+    let setup = add_setup(rt, &[1.0; 4], &[2.0; 4]);
     for i in 1..=n {
-        rt.write_f32(setup.c, &[0.0; 4]);
+        rt.write_f32(setup.t("c"), &[0.0; 4]);
         let started = Instant::now();
         let status = setup.run(rt);
         show_status(rt.lib, &format!("exec.{i}"), status);
         show(&format!("exec.{i}.us"), started.elapsed().as_micros());
-        show(&format!("exec.{i}.result"), rt.read_f32(setup.c, 4)[0]);
+        show(&format!("exec.{i}.result"), rt.read_f32(setup.t("c"), 4)[0]);
         if status != SUCCESS {
             show(&format!("exec.{i}.error"), rt.last_error());
         }
@@ -225,10 +223,24 @@ fn copy(rt: &Rt, a: i32, b: i32) {
     rt.free(tb);
 }
 
+fn virtual_placement(rt: &Rt) {
+    let placement = neuron_sys::bindings::nrt_tensor_placement_t::NRT_TENSOR_PLACEMENT_VIRTUAL;
+    match rt.alloc(placement, -1, 16, "v") {
+        Ok(t) => {
+            show_status(rt.lib, "alloc", SUCCESS);
+            rt.free(t);
+        }
+        Err(status) => {
+            show_status(rt.lib, "alloc", status);
+            show("alloc.error", rt.last_error());
+        }
+    }
+}
+
 fn missing_input(rt: &Rt) {
-    let setup = AddSetup::new(rt, &[1.0; 4], &[2.0; 4]);
+    let setup = add_setup(rt, &[1.0; 4], &[2.0; 4]);
     let empty = rt.set();
-    rt.add(empty, "a", setup.a);
+    rt.add(empty, "a", setup.t("a"));
     let status = rt.execute(setup.model, empty, setup.outs);
     show_status(rt.lib, "exec", status);
     rt.destroy(empty);

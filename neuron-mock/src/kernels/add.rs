@@ -6,8 +6,9 @@
 
 use neuron_sys::DType;
 
-use super::copy::NoParams;
-use super::{BuildCtx, Element, ExecCtx, Float, Kernel, KernelEntry, KernelError, require_dtype};
+use super::{
+    BuildCtx, Element, ExecCtx, Float, Kernel, KernelEntry, KernelError, NoParams, require_dtype,
+};
 
 pub(crate) const KERNEL: KernelEntry = KernelEntry {
     name: "add",
@@ -22,13 +23,7 @@ struct Add {
 fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     ctx.params::<NoParams>()?;
     let (inputs, outputs) = (ctx.inputs(), ctx.outputs());
-    if inputs.len() != 2 || outputs.len() != 1 {
-        return Err(ctx.params_error(format!(
-            "needs 2 inputs and 1 output; the NEFF has {} and {}",
-            inputs.len(),
-            outputs.len()
-        )));
-    }
+    ctx.expect_io(2, 1, "2 inputs and 1 output")?;
     let out = &outputs[0];
     require_dtype(ctx, out, &[DType::F32, DType::BF16, DType::F16, DType::I32])?;
     for input in inputs {

@@ -2,8 +2,7 @@
 //! outermost dimension (any dtype; the output has world size times the input's elements). No
 //! parameters.
 
-use super::copy::NoParams;
-use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
+use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError, NoParams};
 
 pub(crate) const KERNEL: KernelEntry = KernelEntry {
     name: "all_gather",
@@ -16,13 +15,7 @@ struct AllGather;
 fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     ctx.params::<NoParams>()?;
     let (inputs, outputs) = (ctx.inputs(), ctx.outputs());
-    if inputs.len() != 1 || outputs.len() != 1 {
-        return Err(ctx.params_error(format!(
-            "needs 1 input and 1 output; the NEFF has {} and {}",
-            inputs.len(),
-            outputs.len()
-        )));
-    }
+    ctx.expect_io(1, 1, "1 input and 1 output")?;
     let (input, output) = (&inputs[0], &outputs[0]);
     if output.dtype != input.dtype || output.size_bytes() != input.size_bytes() * ctx.world_size() {
         return Err(ctx.spec_error(

@@ -3,8 +3,7 @@
 
 use neuron_sys::DType;
 
-use super::copy::NoParams;
-use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError, require_dtype};
+use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError, NoParams, require_dtype};
 
 pub(crate) const KERNEL: KernelEntry = KernelEntry {
     name: "all_reduce",
@@ -17,13 +16,7 @@ struct AllReduce;
 fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     ctx.params::<NoParams>()?;
     let (inputs, outputs) = (ctx.inputs(), ctx.outputs());
-    if inputs.len() != 1 || outputs.len() != 1 {
-        return Err(ctx.params_error(format!(
-            "needs 1 input and 1 output; the NEFF has {} and {}",
-            inputs.len(),
-            outputs.len()
-        )));
-    }
+    ctx.expect_io(1, 1, "1 input and 1 output")?;
     require_dtype(ctx, &inputs[0], &[DType::F32])?;
     if inputs[0].dtype != outputs[0].dtype || inputs[0].shape != outputs[0].shape {
         return Err(ctx.spec_error(&outputs[0].name, "must have the input's dtype and shape"));

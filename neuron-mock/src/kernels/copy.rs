@@ -2,7 +2,7 @@
 //!
 //! An input bound in place to its own output is left as it is.
 
-use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
+use super::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError, NoParams};
 
 pub(crate) const KERNEL: KernelEntry = KernelEntry {
     name: "copy",
@@ -41,11 +41,6 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
         pairs: inputs.len(),
     }))
 }
-
-/// Kernels without parameters still refuse unknown ones.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoParams {}
 
 impl Kernel for Copy {
     fn run(&self, ctx: &ExecCtx<'_>) -> Result<(), KernelError> {

@@ -6,6 +6,10 @@
 //! - Output 0 `y`: `[.., M, N]`.
 //!
 //! `x` and `w` are both f32 or both bf16; `y` is f32 or bf16 (rounded to nearest even).
+//!
+//! With `"all_reduce": true` the f32 products are summed over the ranks of the world before
+//! they are stored: a row-parallel linear layer, where each rank holds a slice of `K` (its
+//! columns of `x`, its rows of `w`) and every rank ends up with the whole product.
 
 use neuron_sys::DType;
 use serde::Deserialize;
@@ -14,7 +18,7 @@ use super::{BuildCtx, ExecCtx, Float, Kernel, KernelEntry, KernelError, require_
 
 pub(crate) const KERNEL: KernelEntry = KernelEntry {
     name: "matmul",
-    summary: "y[.., M, N] = x[.., M, K] . w[K, N] (or w[N, K] with transpose_b); f32/bf16 in, f32/bf16 out",
+    summary: "y[.., M, N] = x[.., M, K] . w[K, N] (or w[N, K] with transpose_b), summed over ranks with all_reduce; f32/bf16 in, f32/bf16 out",
     build,
 };
 
@@ -23,6 +27,8 @@ pub(crate) const KERNEL: KernelEntry = KernelEntry {
 struct Params {
     #[serde(default)]
     transpose_b: bool,
+    #[serde(default)]
+    all_reduce: bool,
 }
 
 struct Matmul {
@@ -30,6 +36,7 @@ struct Matmul {
     k: usize,
     n: usize,
     transpose_b: bool,
+    all_reduce: bool,
     input: DType,
     output: DType,
 }
@@ -37,13 +44,7 @@ struct Matmul {
 fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let params: Params = ctx.params()?;
     let (inputs, outputs) = (ctx.inputs(), ctx.outputs());
-    if inputs.len() != 2 || outputs.len() != 1 {
-        return Err(ctx.params_error(format!(
-            "needs inputs x, w and output y; the NEFF has {} inputs and {} outputs",
-            inputs.len(),
-            outputs.len()
-        )));
-    }
+    ctx.expect_io(2, 1, "inputs x, w and output y")?;
     let (x, w, y) = (&inputs[0], &inputs[1], &outputs[0]);
     require_dtype(ctx, x, &[DType::F32, DType::BF16])?;
     require_dtype(ctx, y, &[DType::F32, DType::BF16])?;
@@ -88,6 +89,7 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
         k,
         n,
         transpose_b: params.transpose_b,
+        all_reduce: params.all_reduce,
         input: x.dtype,
         output: y.dtype,
     }))
@@ -110,24 +112,27 @@ impl Matmul {
         let w = ctx.input::<I>(1)?;
         let y = ctx.output::<O>(0)?;
         let (k, n) = (self.k, self.n);
-        let mut acc = vec![0f32; n];
-        for (x_row, y_row) in x.chunks_exact(k).zip(y.chunks_exact_mut(n)).take(self.rows) {
+        // The whole product in f32 first: it is what the ranks sum before rounding.
+        let mut acc = vec![0f32; self.rows * n];
+        for (x_row, acc_row) in x.chunks_exact(k).zip(acc.chunks_exact_mut(n)) {
             if self.transpose_b {
-                for (a, w_row) in acc.iter_mut().zip(w.chunks_exact(k)) {
+                for (a, w_row) in acc_row.iter_mut().zip(w.chunks_exact(k)) {
                     *a = dot(x_row, w_row);
                 }
             } else {
-                acc.fill(0.0);
                 for (&xv, w_row) in x_row.iter().zip(w.chunks_exact(n)) {
                     let xv = xv.to_f32();
-                    for (a, &wv) in acc.iter_mut().zip(w_row) {
+                    for (a, &wv) in acc_row.iter_mut().zip(w_row) {
                         *a += xv * wv.to_f32();
                     }
                 }
             }
-            for (out, &a) in y_row.iter_mut().zip(&acc) {
-                *out = O::from_f32(a);
-            }
+        }
+        if self.all_reduce {
+            ctx.all_reduce_sum(&mut acc)?;
+        }
+        for (out, &a) in y.iter_mut().zip(&acc) {
+            *out = O::from_f32(a);
         }
         Ok(())
     }

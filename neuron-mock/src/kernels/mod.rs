@@ -292,6 +292,21 @@ impl<'a> BuildCtx<'a> {
         self.outputs
     }
 
+    /// Checks that the NEFF has `inputs` inputs and `outputs` outputs.
+    ///
+    /// # Errors
+    /// [`KernelError::Params`] saying what the kernel needs (`what`) and what the NEFF has.
+    pub fn expect_io(&self, inputs: usize, outputs: usize, what: &str) -> Result<(), KernelError> {
+        if self.inputs.len() == inputs && self.outputs.len() == outputs {
+            return Ok(());
+        }
+        Err(self.params_error(format!(
+            "needs {what}; the NEFF has {} inputs and {} outputs",
+            self.inputs.len(),
+            self.outputs.len()
+        )))
+    }
+
     /// The position of the input called `name`.
     ///
     /// # Errors
@@ -583,7 +598,13 @@ fn cast_mut<'b, T: Element>(
     })
 }
 
-/// Checks that every tensor in `specs` has one of `dtypes`; shared by the small kernels.
+/// Parameters of a kernel that takes none: deserializing into it refuses any parameter given,
+/// so a misspelt or misplaced one is an error rather than ignored.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// Checks that a tensor has one of `dtypes`; shared by the small kernels.
 pub(crate) fn require_dtype(
     ctx: &BuildCtx<'_>,
     spec: &TensorSpec,

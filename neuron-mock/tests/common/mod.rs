@@ -29,13 +29,17 @@ macro_rules! call {
     }};
 }
 
-/// The mock library for this process: `NEURON_SYS_LIB` if the environment sets it (the probe's
-/// case), else the one built from these sources.
+/// Whether [`lib`] loads what `NEURON_SYS_LIB` names (the probe, which may be pointed at any
+/// libnrt) rather than the mock built from these sources (the tests, always).
+pub static USE_ENV_LIBRARY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The library for this process.
 pub fn lib() -> &'static Library {
-    match std::env::var_os(neuron_sys::NEURON_SYS_LIB) {
-        Some(_) => neuron_sys::lib().expect("load the library NEURON_SYS_LIB names"),
-        None => neuron_sys::load_from(neuron_mock::testing::library_path())
-            .expect("load the mock library"),
+    if USE_ENV_LIBRARY.load(std::sync::atomic::Ordering::Relaxed) {
+        neuron_sys::lib().expect("load libnrt (NEURON_SYS_LIB, or the system's)")
+    } else {
+        neuron_sys::load_from(neuron_mock::testing::library_path()).expect("load the mock library")
     }
 }
 
@@ -54,6 +58,11 @@ pub struct Rt {
 
 impl Rt {
     pub fn init() -> Rt {
+        Rt::try_init().unwrap_or_else(|(status, why)| panic!("nrt_init: {status}: {why}"))
+    }
+
+    /// `nrt_init`, or its status and the library's last error.
+    pub fn try_init() -> Result<Rt, (Status, String)> {
         let turn = serial();
         let lib = lib();
         let status = call!(
@@ -63,8 +72,10 @@ impl Rt {
             c"".as_ptr(),
             c"".as_ptr()
         );
-        assert_eq!(status, SUCCESS, "nrt_init: {}", last_error(lib));
-        Rt { lib, _turn: turn }
+        if status != SUCCESS {
+            return Err((status, last_error(lib)));
+        }
+        Ok(Rt { lib, _turn: turn })
     }
 
     /// Fails the test if anything is still allocated.
@@ -132,6 +143,30 @@ impl Rt {
     pub fn device(&self, size: usize, name: &str) -> *mut nrt_tensor_t {
         self.alloc(DEVICE, 0, size, name)
             .unwrap_or_else(|s| panic!("allocate {name}: {s} {}", self.last_error()))
+    }
+
+    /// `nrt_tensor_allocate_slice`.
+    pub fn slice(
+        &self,
+        t: *mut nrt_tensor_t,
+        offset: usize,
+        size: usize,
+        name: &str,
+    ) -> Result<*mut nrt_tensor_t, Status> {
+        let name = CString::new(name).unwrap();
+        let mut s = null_mut();
+        match call!(
+            self.lib,
+            nrt_tensor_allocate_slice,
+            t,
+            offset,
+            size,
+            name.as_ptr(),
+            &mut s
+        ) {
+            status if status == SUCCESS => Ok(s),
+            status => Err(status),
+        }
     }
 
     pub fn free(&self, mut t: *mut nrt_tensor_t) {
@@ -339,52 +374,85 @@ pub fn add_neff(n: usize) -> Vec<u8> {
         .unwrap()
 }
 
-/// Loads the add NEFF and binds fresh tensors; returns (model, inputs, outputs, a, b, c).
-pub struct AddSetup {
+/// A loaded model with its input and output sets and the tensors bound in them.
+pub struct Bound {
     pub model: *mut nrt_model_t,
     pub ins: *mut nrt_tensor_set_t,
     pub outs: *mut nrt_tensor_set_t,
-    pub a: *mut nrt_tensor_t,
-    pub b: *mut nrt_tensor_t,
-    pub c: *mut nrt_tensor_t,
+    /// Every bound tensor by the name it is bound under (a tensor in both sets appears once).
+    pub tensors: Vec<(String, *mut nrt_tensor_t)>,
 }
 
 // SAFETY: the pointers are opaque handles of the mock, whose calls may come from any thread.
-unsafe impl Send for AddSetup {}
+unsafe impl Send for Bound {}
 // SAFETY: as above; the struct is only read.
-unsafe impl Sync for AddSetup {}
+unsafe impl Sync for Bound {}
 
-impl AddSetup {
-    pub fn new(rt: &Rt, a: &[f32], b: &[f32]) -> AddSetup {
-        let model = rt
-            .load(&add_neff(a.len()), 0)
-            .unwrap_or_else(|s| panic!("load: {s} {}", rt.last_error()));
-        let (ta, tb) = (rt.f32_tensor("a", a), rt.f32_tensor("b", b));
-        let tc = rt.device(a.len() * 4, "c");
+impl Bound {
+    /// Binds `inputs` and `outputs` (name, tensor) to new sets for `model`.
+    pub fn new(
+        rt: &Rt,
+        model: *mut nrt_model_t,
+        inputs: &[(&str, *mut nrt_tensor_t)],
+        outputs: &[(&str, *mut nrt_tensor_t)],
+    ) -> Bound {
         let (ins, outs) = (rt.set(), rt.set());
-        rt.add(ins, "a", ta);
-        rt.add(ins, "b", tb);
-        rt.add(outs, "c", tc);
-        AddSetup {
+        let mut tensors: Vec<(String, *mut nrt_tensor_t)> = Vec::new();
+        for (set, list) in [(ins, inputs), (outs, outputs)] {
+            for &(name, t) in list {
+                rt.add(set, name, t);
+                if !tensors.iter().any(|(_, u)| *u == t) {
+                    tensors.push((name.to_string(), t));
+                }
+            }
+        }
+        Bound {
             model,
             ins,
             outs,
-            a: ta,
-            b: tb,
-            c: tc,
+            tensors,
         }
+    }
+
+    /// The tensor bound under `name`.
+    pub fn t(&self, name: &str) -> *mut nrt_tensor_t {
+        self.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no tensor bound as {name}"))
+            .1
     }
 
     pub fn run(&self, rt: &Rt) -> Status {
         rt.execute(self.model, self.ins, self.outs)
     }
 
+    /// Frees the tensors, destroys the sets, unloads the model.
     pub fn teardown(self, rt: &Rt) {
-        rt.free(self.a);
-        rt.free(self.b);
-        rt.free(self.c);
+        for (_, t) in self.tensors {
+            rt.free(t);
+        }
         rt.destroy(self.ins);
         rt.destroy(self.outs);
         rt.unload(self.model);
     }
+}
+
+/// Executes every bound model once, each from its own thread (the ranks of a world).
+pub fn run_parallel(rt: &Rt, bound: &[Bound]) -> Vec<Status> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bound.iter().map(|b| s.spawn(move || b.run(rt))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The add NEFF over `a.len()` floats, loaded on core 0, with tensors `a`, `b` (holding the
+/// values given) and `c` bound.
+pub fn add_setup(rt: &Rt, a: &[f32], b: &[f32]) -> Bound {
+    let model = rt
+        .load(&add_neff(a.len()), 0)
+        .unwrap_or_else(|s| panic!("load: {s} {}", rt.last_error()));
+    let (ta, tb) = (rt.f32_tensor("a", a), rt.f32_tensor("b", b));
+    let tc = rt.device(a.len() * 4, "c");
+    Bound::new(rt, model, &[("a", ta), ("b", tb)], &[("c", tc)])
 }
