@@ -106,15 +106,17 @@ fn bench_group(c: &mut Criterion) {
         .to_bytes()
         .expect("mock NEFF");
     let mut bench = c.benchmark_group("group_step_copy16");
-    for (label, spin) in [
-        ("spin_default", neuron_rt::DEFAULT_SPIN),
-        ("spin_0", Duration::ZERO),
-    ] {
-        let group = ModelGroup::loader(&rt)
-            .cores(0..2)
-            .spin(spin)
-            .load(&neff)
-            .expect("load group");
+    let variants = [
+        ("default", None),
+        ("spin_0", Some(Duration::ZERO)),
+        ("spin_100us", Some(neuron_rt::DEFAULT_SPIN)),
+    ];
+    for (label, spin) in variants {
+        let mut loader = ModelGroup::loader(&rt).cores(0..2);
+        if let Some(spin) = spin {
+            loader = loader.spin(spin);
+        }
+        let group = loader.load(&neff).expect("load group");
         let mut io = group.allocate_io().expect("allocate");
         bench.bench_function(label, |b| {
             b.iter(|| group.execute_io(&mut io).expect("group step"))
