@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 
 use common::Fixture;
-use half::{bf16, f16};
 use neuron_rt::{DType, Error, NeuronRepr, Placement, Status, Tensor};
 use proptest::prelude::*;
 
