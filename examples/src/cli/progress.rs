@@ -76,7 +76,8 @@ impl Progress for Bars {
                     Unit::Items => "{pos}/{len}",
                 };
                 let template = format!("{{msg:40}} [{{bar:30}}] {counts} {{elapsed}}");
-                let style = ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+                let style = ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
                 ProgressBar::new(t).with_style(style.progress_chars("=> "))
             }
             None => {

@@ -37,14 +37,21 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         Some(t) if t != "-" => t.to_string(),
         _ => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read the text from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the text from stdin")?;
             s
         }
     };
+    // Check the user's input before the (possibly slow) model loading.
+    let ids = if args.decode {
+        Some(parse_ids(&input)?)
+    } else {
+        None
+    };
     let model = args.model.open(global)?;
     let tokenizer = model.tokenizer();
-    if args.decode {
-        let ids = parse_ids(&input)?;
+    if let Some(ids) = ids {
         let text = tokenizer.decode(&ids, args.skip_special)?;
         println!("{text}");
         return Ok(());
@@ -62,7 +69,8 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
 fn parse_ids(input: &str) -> anyhow::Result<Vec<u32>> {
     let trimmed = input.trim();
     if trimmed.starts_with('[') {
-        return serde_json::from_str(trimmed).with_context(|| format!("{trimmed:?} is not a JSON array of token ids"));
+        return serde_json::from_str(trimmed)
+            .with_context(|| format!("{trimmed:?} is not a JSON array of token ids"));
     }
     let ids: Result<Vec<u32>, _> = trimmed
         .split(|c: char| c.is_whitespace() || c == ',')
@@ -71,7 +79,9 @@ fn parse_ids(input: &str) -> anyhow::Result<Vec<u32>> {
         .collect();
     match ids {
         Ok(ids) => Ok(ids),
-        Err(_) => bail!("{trimmed:?} is not a list of token ids (expected e.g. [1, 2, 3] or \"1 2 3\")"),
+        Err(_) => {
+            bail!("{trimmed:?} is not a list of token ids (expected e.g. [1, 2, 3] or \"1 2 3\")")
+        }
     }
 }
 

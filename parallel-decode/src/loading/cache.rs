@@ -14,7 +14,11 @@ pub const HOME_VAR: &str = "NEURON_DECODE_HOME";
 ///
 /// [`Error::Environment`] if none of `NEURON_DECODE_HOME`, `XDG_CACHE_HOME` and `HOME` is set.
 pub fn home_dir() -> Result<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(home) = var(HOME_VAR) {
         return Ok(home);
     }
@@ -44,7 +48,10 @@ pub fn home_dir() -> Result<PathBuf> {
 pub fn build_atomically(target: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create directory", e))?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let staging = tempfile::Builder::new()
         .prefix(&format!(".tmp-{name}-"))
         .tempdir_in(parent)
@@ -60,7 +67,11 @@ pub fn build_atomically(target: &Path, build: impl FnOnce(&Path) -> Result<()>) 
         Ok(()) => Ok(()),
         // Someone else installed it between our check and our rename: theirs is complete too.
         Err(_) if target.is_dir() => Ok(()),
-        Err(e) => Err(Error::io(target, format!("rename from {}", built.display()), e)),
+        Err(e) => Err(Error::io(
+            target,
+            format!("rename from {}", built.display()),
+            e,
+        )),
     }
     // `staging` (with any old copy) is removed when dropped.
 }
@@ -79,7 +90,9 @@ mod tests {
         });
         assert!(err.is_err());
         assert!(!target.exists());
-        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("models")).unwrap().collect();
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("models"))
+            .unwrap()
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -73,14 +73,22 @@ impl ChatTemplate {
     /// # Errors
     ///
     /// [`Error::ChatTemplate`] if the template does not parse.
-    pub fn new(source: String, path: &Path, bos_token: Option<String>, eos_token: Option<String>) -> Result<Self> {
+    pub fn new(
+        source: String,
+        path: &Path,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", strftime_now);
         env.add_template_owned(TEMPLATE_NAME, source.clone())
             .map_err(|e| template_error(path, &e))?;
@@ -132,8 +140,18 @@ fn strftime_now(format: String) -> String {
 
 fn format_utc(secs: u64, format: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-        "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let days = (secs / 86_400) as i64;
     let (y, m, d) = civil_from_days(days);
@@ -199,7 +217,13 @@ mod tests {
     const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn template(src: &str) -> ChatTemplate {
-        ChatTemplate::new(src.into(), Path::new("tokenizer_config.json"), Some("<s>".into()), Some("</s>".into())).unwrap()
+        ChatTemplate::new(
+            src.into(),
+            Path::new("tokenizer_config.json"),
+            Some("<s>".into()),
+            Some("</s>".into()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -210,7 +234,15 @@ mod tests {
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         assert_eq!(
-            t.render(&[Message::system("Be brief."), Message::user("Hi"), Message::assistant("Hello")], false).unwrap(),
+            t.render(
+                &[
+                    Message::system("Be brief."),
+                    Message::user("Hi"),
+                    Message::assistant("Hello")
+                ],
+                false
+            )
+            .unwrap(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
         );
     }
@@ -220,16 +252,28 @@ mod tests {
         // trim_blocks/lstrip_blocks, python string methods, bos/eos, loop controls.
         let src = "{{ bos_token }}\n{% for m in messages %}\n  {% if m.role == 'system' %}{% continue %}{% endif %}\n{{ m.content.strip() | upper }}{{ eos_token }}\n{% endfor %}";
         let t = template(src);
-        let out = t.render(&[Message::system("x"), Message::user("  hi  ")], false).unwrap();
+        let out = t
+            .render(&[Message::system("x"), Message::user("  hi  ")], false)
+            .unwrap();
         assert_eq!(out, "<s>\nHI</s>\n");
     }
 
     #[test]
     fn errors_name_the_file_and_line() {
-        let err = ChatTemplate::new("{% for %}".into(), Path::new("t.jinja"), None, None).unwrap_err();
-        assert!(err.to_string().starts_with("t.jinja: chat template error: "), "{err}");
-        let t = template("{% if messages[0].role != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}");
-        let err = t.render(&[Message::assistant("x")], false).unwrap_err().to_string();
+        let err =
+            ChatTemplate::new("{% for %}".into(), Path::new("t.jinja"), None, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.jinja: chat template error: "),
+            "{err}"
+        );
+        let t = template(
+            "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}",
+        );
+        let err = t
+            .render(&[Message::assistant("x")], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("first message must be from the user"), "{err}");
     }
 
@@ -237,7 +281,10 @@ mod tests {
     fn formats_dates() {
         // 2024-02-29 13:05:09 UTC
         let secs = 1_709_211_909;
-        assert_eq!(format_utc(secs, "%d %b %Y %H:%M:%S %%"), "29 Feb 2024 13:05:09 %");
+        assert_eq!(
+            format_utc(secs, "%d %b %Y %H:%M:%S %%"),
+            "29 Feb 2024 13:05:09 %"
+        );
         assert_eq!(format_utc(0, "%B %d, %Y"), "January 01, 1970");
     }
 }

@@ -151,7 +151,9 @@ impl LlamaConfig {
             match v {
                 None => Err(err(field, "is missing".into())),
                 Some(0) => Err(err(field, "must be positive, got 0".into())),
-                Some(n) => usize::try_from(n).map_err(|_| err(field, format!("is too large ({n})"))),
+                Some(n) => {
+                    usize::try_from(n).map_err(|_| err(field, format!("is too large ({n})")))
+                }
             }
         };
         let vocab_size = required("vocab_size", raw.vocab_size)?;
@@ -189,8 +191,10 @@ impl LlamaConfig {
                 format!("({head_dim}) must be even for rotary embeddings"),
             ));
         }
-        let max_position_embeddings =
-            required("max_position_embeddings", Some(raw.max_position_embeddings.unwrap_or(2048)))?;
+        let max_position_embeddings = required(
+            "max_position_embeddings",
+            Some(raw.max_position_embeddings.unwrap_or(2048)),
+        )?;
         let rms_norm_eps = raw.rms_norm_eps.unwrap_or(1e-6);
         if !(rms_norm_eps.is_finite() && rms_norm_eps > 0.0) {
             return Err(err(
@@ -291,8 +295,8 @@ impl LlamaConfig {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth =
-                                (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -305,7 +309,9 @@ impl LlamaConfig {
     pub fn to_hf_json(&self) -> Value {
         let rope_scaling = match self.rope_scaling {
             None => Value::Null,
-            Some(RopeScaling::Linear { factor }) => json!({"rope_type": "linear", "factor": factor}),
+            Some(RopeScaling::Linear { factor }) => {
+                json!({"rope_type": "linear", "factor": factor})
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
@@ -365,7 +371,9 @@ fn resolve_rope(raw: &RawLlamaConfig, path: &Path) -> Result<(f64, Option<RopeSc
         (Some(p), _) => ("rope_parameters", Some(p)),
         (None, s) => ("rope_scaling", s),
     };
-    let theta_in_params = params.and_then(|p| p.get("rope_theta")).and_then(Value::as_f64);
+    let theta_in_params = params
+        .and_then(|p| p.get("rope_theta"))
+        .and_then(Value::as_f64);
     let rope_theta = theta_in_params.or(raw.rope_theta).unwrap_or(10_000.0);
     if !(rope_theta.is_finite() && rope_theta > 0.0) {
         return Err(Error::config(
@@ -384,17 +392,27 @@ fn resolve_rope(raw: &RawLlamaConfig, path: &Path) -> Result<(f64, Option<RopeSc
         .unwrap_or("default");
     let number = |key: &str| -> Result<f64> {
         let v = scaling.get(key).and_then(Value::as_f64).ok_or_else(|| {
-            Error::config(path, format!("{field}.{key}"), format!("is missing (needed by rope type \"{kind}\")"))
+            Error::config(
+                path,
+                format!("{field}.{key}"),
+                format!("is missing (needed by rope type \"{kind}\")"),
+            )
         })?;
         if v.is_finite() && v > 0.0 {
             Ok(v)
         } else {
-            Err(Error::config(path, format!("{field}.{key}"), format!("must be positive, got {v}")))
+            Err(Error::config(
+                path,
+                format!("{field}.{key}"),
+                format!("must be positive, got {v}"),
+            ))
         }
     };
     let scaling = match kind {
         "default" => None,
-        "linear" => Some(RopeScaling::Linear { factor: number("factor")? }),
+        "linear" => Some(RopeScaling::Linear {
+            factor: number("factor")?,
+        }),
         "llama3" => {
             let low_freq_factor = number("low_freq_factor")?;
             let high_freq_factor = number("high_freq_factor")?;
@@ -402,21 +420,26 @@ fn resolve_rope(raw: &RawLlamaConfig, path: &Path) -> Result<(f64, Option<RopeSc
                 return Err(Error::config(
                     path,
                     format!("{field}.high_freq_factor"),
-                    format!("({high_freq_factor}) must be greater than low_freq_factor ({low_freq_factor})"),
+                    format!(
+                        "({high_freq_factor}) must be greater than low_freq_factor ({low_freq_factor})"
+                    ),
                 ));
             }
             Some(RopeScaling::Llama3 {
                 factor: number("factor")?,
                 low_freq_factor,
                 high_freq_factor,
-                original_max_position_embeddings: number("original_max_position_embeddings")? as u64,
+                original_max_position_embeddings: number("original_max_position_embeddings")?
+                    as u64,
             })
         }
         other => {
             return Err(Error::config(
                 path,
                 format!("{field}.rope_type"),
-                format!("is \"{other}\", which is not supported (supported: default, linear, llama3)"),
+                format!(
+                    "is \"{other}\", which is not supported (supported: default, linear, llama3)"
+                ),
             ));
         }
     };
@@ -435,14 +458,23 @@ fn token_id(v: &Value, field: &str, vocab_size: usize, path: &Path) -> Result<u3
         ));
     }
     // In range of vocab_size, which fits in usize; token ids are u32 throughout.
-    u32::try_from(id).map_err(|_| Error::config(path, field, format!("({id}) does not fit in 32 bits")))
+    u32::try_from(id)
+        .map_err(|_| Error::config(path, field, format!("({id}) does not fit in 32 bits")))
 }
 
 /// Reads a token id field that may be a single id, a list of ids, or null.
-pub(crate) fn token_ids(v: Option<&Value>, field: &str, vocab_size: usize, path: &Path) -> Result<Vec<u32>> {
+pub(crate) fn token_ids(
+    v: Option<&Value>,
+    field: &str,
+    vocab_size: usize,
+    path: &Path,
+) -> Result<Vec<u32>> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items.iter().map(|i| token_id(i, field, vocab_size, path)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| token_id(i, field, vocab_size, path))
+            .collect(),
         Some(one) => Ok(vec![token_id(one, field, vocab_size, path)?]),
     }
 }
@@ -518,7 +550,8 @@ mod tests {
     #[test]
     fn reads_transformers_5_rope_parameters() {
         let mut v = without("rope_theta");
-        v["rope_parameters"] = json!({"rope_theta": 500000.0, "rope_type": "linear", "factor": 2.0});
+        v["rope_parameters"] =
+            json!({"rope_theta": 500000.0, "rope_type": "linear", "factor": 2.0});
         let c = resolve(v).unwrap();
         assert_eq!(c.rope_theta, 500000.0);
         assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 2.0 }));
@@ -527,14 +560,20 @@ mod tests {
     #[test]
     fn names_missing_and_contradictory_fields() {
         let msg = |v| resolve(v).unwrap_err().to_string();
-        assert_eq!(msg(without("hidden_size")), "config.json: `hidden_size` is missing");
+        assert_eq!(
+            msg(without("hidden_size")),
+            "config.json: `hidden_size` is missing"
+        );
         assert_eq!(
             msg(with("num_key_value_heads", json!(4))),
             "config.json: `num_key_value_heads` (4) must divide num_attention_heads (9)"
         );
         assert!(msg(with("num_attention_heads", json!(15))).contains("not a multiple"));
         assert!(msg(with("head_dim", json!(63))).contains("must be even"));
-        assert!(msg(with("eos_token_id", json!(49152))).contains("`eos_token_id` (49152) is not below vocab_size"));
+        assert!(
+            msg(with("eos_token_id", json!(49152)))
+                .contains("`eos_token_id` (49152) is not below vocab_size")
+        );
         assert!(msg(with("model_type", json!("gpt2"))).contains("only Llama-family"));
         assert!(msg(with("hidden_act", json!("gelu"))).contains("silu"));
         assert!(msg(with("rms_norm_eps", json!(-1.0))).contains("positive"));
@@ -543,7 +582,13 @@ mod tests {
             msg(with("rope_scaling", json!({"type": "yarn", "factor": 4.0}))),
             "config.json: `rope_scaling.rope_type` is \"yarn\", which is not supported (supported: default, linear, llama3)"
         );
-        assert!(msg(with("rope_scaling", json!({"rope_type": "llama3", "factor": 8.0}))).contains("low_freq_factor"));
+        assert!(
+            msg(with(
+                "rope_scaling",
+                json!({"rope_type": "llama3", "factor": 8.0})
+            ))
+            .contains("low_freq_factor")
+        );
     }
 
     #[test]

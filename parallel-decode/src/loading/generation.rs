@@ -96,9 +96,17 @@ fn token_string(v: &Value, field: &str, path: &Path) -> Result<Option<String>> {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Object(o)) => match o.get("content") {
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            _ => Err(Error::config(path, field, "is an object without a `content` string")),
+            _ => Err(Error::config(
+                path,
+                field,
+                "is an object without a `content` string",
+            )),
         },
-        Some(other) => Err(Error::config(path, field, format!("must be a string, got {other}"))),
+        Some(other) => Err(Error::config(
+            path,
+            field,
+            format!("must be a string, got {other}"),
+        )),
     }
 }
 
@@ -108,13 +116,26 @@ fn chat_template(v: &Value, path: &Path) -> Result<Option<String>> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Array(list)) => {
-            let default = list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
-            match default.and_then(|t| t.get("template")).and_then(Value::as_str) {
+            let default = list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
+            match default
+                .and_then(|t| t.get("template"))
+                .and_then(Value::as_str)
+            {
                 Some(t) => Ok(Some(t.to_string())),
-                None => Err(Error::config(path, "chat_template", "lists templates but none named \"default\"")),
+                None => Err(Error::config(
+                    path,
+                    "chat_template",
+                    "lists templates but none named \"default\"",
+                )),
             }
         }
-        Some(_) => Err(Error::config(path, "chat_template", "must be a string or a list of named templates")),
+        Some(_) => Err(Error::config(
+            path,
+            "chat_template",
+            "must be a string or a list of named templates",
+        )),
     }
 }
 
@@ -131,16 +152,33 @@ mod tests {
     #[test]
     fn reads_generation_config() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "g.json", r#"{"bos_token_id": 1, "eos_token_id": [2, 7]}"#);
+        let p = write(
+            d.path(),
+            "g.json",
+            r#"{"bos_token_id": 1, "eos_token_id": [2, 7]}"#,
+        );
         let g = GenerationConfig::read(&p, 10).unwrap();
         assert_eq!((g.bos_token_id, g.eos_token_ids), (Some(1), vec![2, 7]));
-        assert_eq!(GenerationConfig::read(&d.path().join("none.json"), 10).unwrap(), GenerationConfig::default());
+        assert_eq!(
+            GenerationConfig::read(&d.path().join("none.json"), 10).unwrap(),
+            GenerationConfig::default()
+        );
         let p = write(d.path(), "g.json", r#"{"eos_token_id": 70}"#);
-        assert!(GenerationConfig::read(&p, 10).unwrap_err().to_string().contains("`eos_token_id` (70) is not below vocab_size (10)"));
+        assert!(
+            GenerationConfig::read(&p, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("`eos_token_id` (70) is not below vocab_size (10)")
+        );
         let p = write(d.path(), "g.json", r#"{"eos_token_id": "x"}"#);
         assert!(GenerationConfig::read(&p, 10).is_err());
         let p = write(d.path(), "g.json", "[]");
-        assert!(GenerationConfig::read(&p, 10).unwrap_err().to_string().contains("expected a JSON object"));
+        assert!(
+            GenerationConfig::read(&p, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("expected a JSON object")
+        );
     }
 
     #[test]
@@ -157,10 +195,29 @@ mod tests {
         assert_eq!(t.eos_token.as_deref(), Some("</s>"));
         assert_eq!(t.chat_template.as_deref(), Some("D"));
         let p = write(d.path(), "t.json", r#"{"eos_token": 5}"#);
-        assert!(TokenizerConfig::read(&p).unwrap_err().to_string().contains("`eos_token` must be a string"));
-        let p = write(d.path(), "t.json", r#"{"chat_template": [{"name": "x", "template": "T"}]}"#);
-        assert!(TokenizerConfig::read(&p).unwrap_err().to_string().contains("none named"));
+        assert!(
+            TokenizerConfig::read(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("`eos_token` must be a string")
+        );
+        let p = write(
+            d.path(),
+            "t.json",
+            r#"{"chat_template": [{"name": "x", "template": "T"}]}"#,
+        );
+        assert!(
+            TokenizerConfig::read(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("none named")
+        );
         let p = write(d.path(), "t.json", "{broken");
-        assert!(TokenizerConfig::read(&p).unwrap_err().to_string().starts_with(&format!("{} is not valid", p.display())));
+        assert!(
+            TokenizerConfig::read(&p)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!("{} is not valid", p.display()))
+        );
     }
 }

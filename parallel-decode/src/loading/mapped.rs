@@ -41,7 +41,10 @@ impl FileBytes {
     /// [`Error::Io`] if the file cannot be opened or mapped.
     pub fn map(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path, "stat", e))?
+            .len();
         if len == 0 {
             // Mapping an empty file fails on some systems; an empty buffer means the same.
             return Ok(Self::owned(path, Vec::new()));
@@ -53,7 +56,8 @@ impl FileBytes {
         // this project manages the bytes stay valid and unchanged for the life of the map. The
         // remaining risk (a third party truncating a model file while it is in use) is the
         // documented contract of memory-mapped model loading.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, "memory-map", e))?;
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, "memory-map", e))?;
         Ok(Self {
             path: path.to_path_buf(),
             bytes: Backing::Mapped(map),

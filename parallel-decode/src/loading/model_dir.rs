@@ -108,11 +108,13 @@ impl ModelDir {
             });
         }
         let tok_config = TokenizerConfig::read(&path.join(TOKENIZER_CONFIG_FILE))?;
-        let generation = GenerationConfig::read(&path.join(GENERATION_CONFIG_FILE), config.vocab_size)?;
+        let generation =
+            GenerationConfig::read(&path.join(GENERATION_CONFIG_FILE), config.vocab_size)?;
 
         let template_file = path.join(CHAT_TEMPLATE_FILE);
         let template = if template_file.is_file() {
-            let src = std::fs::read_to_string(&template_file).map_err(|e| Error::io(&template_file, "read", e))?;
+            let src = std::fs::read_to_string(&template_file)
+                .map_err(|e| Error::io(&template_file, "read", e))?;
             Some((src, template_file))
         } else {
             tok_config
@@ -122,14 +124,22 @@ impl ModelDir {
         };
         let chat_template = template
             .map(|(src, file)| {
-                ChatTemplate::new(src, &file, tok_config.bos_token.clone(), tok_config.eos_token.clone())
+                ChatTemplate::new(
+                    src,
+                    &file,
+                    tok_config.bos_token.clone(),
+                    tok_config.eos_token.clone(),
+                )
             })
             .transpose()?;
 
         // EOS: generation_config first (what generation APIs honour), then config.json, then
         // the tokenizer's eos_token; duplicates removed, order kept.
         let mut eos_token_ids = Vec::new();
-        let from_tokenizer = tok_config.eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t));
+        let from_tokenizer = tok_config
+            .eos_token
+            .as_deref()
+            .and_then(|t| tokenizer.token_to_id(t));
         for id in generation
             .eos_token_ids
             .iter()
@@ -141,10 +151,12 @@ impl ModelDir {
                 eos_token_ids.push(id);
             }
         }
-        let bos_token_id = generation
-            .bos_token_id
-            .or(config.bos_token_id)
-            .or_else(|| tok_config.bos_token.as_deref().and_then(|t| tokenizer.token_to_id(t)));
+        let bos_token_id = generation.bos_token_id.or(config.bos_token_id).or_else(|| {
+            tok_config
+                .bos_token
+                .as_deref()
+                .and_then(|t| tokenizer.token_to_id(t))
+        });
         Ok(Self {
             path: path.to_path_buf(),
             config,
@@ -206,7 +218,9 @@ impl ModelDir {
     pub fn render_chat(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         self.chat_template
             .as_ref()
-            .ok_or_else(|| Error::NoChatTemplate { path: self.path.clone() })?
+            .ok_or_else(|| Error::NoChatTemplate {
+                path: self.path.clone(),
+            })?
             .render(messages, add_generation_prompt)
     }
 

@@ -30,7 +30,11 @@ const DONE_FILE: &str = "config.json";
 /// # Errors
 ///
 /// [`Error::NotAModel`] for anything else, and the errors of fetching or importing.
-pub fn resolve_model(model: Option<&Path>, home: Option<&Path>, progress: &dyn Progress) -> Result<PathBuf> {
+pub fn resolve_model(
+    model: Option<&Path>,
+    home: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
     let Some(path) = model else {
         let options = FetchOptions {
             home: home.map(Path::to_path_buf),
@@ -88,7 +92,10 @@ fn cache_key(path: &Path) -> Result<String> {
     abs.hash(&mut h);
     meta.len().hash(&mut h);
     mtime.hash(&mut h);
-    let stem = abs.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = abs
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(format!("{stem}-{:016x}", h.0))
 }
 
@@ -116,16 +123,32 @@ mod tests {
     fn imports_a_gguf_once_and_reuses_it() {
         let home = tempfile::tempdir().unwrap();
         let gguf = home.path().join("tiny.gguf");
-        TinyLlama::default().to_gguf().unwrap().write(&gguf).unwrap();
+        TinyLlama::default()
+            .to_gguf()
+            .unwrap()
+            .write(&gguf)
+            .unwrap();
         let a = resolve_model(Some(&gguf), Some(home.path()), &NoProgress).unwrap();
         assert!(a.starts_with(home.path().join(IMPORTED_DIR)));
         assert!(a.join("model.safetensors").is_file());
-        let stamp = std::fs::metadata(a.join("model.safetensors")).unwrap().modified().unwrap();
+        let stamp = std::fs::metadata(a.join("model.safetensors"))
+            .unwrap()
+            .modified()
+            .unwrap();
         let b = resolve_model(Some(&gguf), Some(home.path()), &NoProgress).unwrap();
         assert_eq!(a, b);
-        assert_eq!(std::fs::metadata(b.join("model.safetensors")).unwrap().modified().unwrap(), stamp);
+        assert_eq!(
+            std::fs::metadata(b.join("model.safetensors"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            stamp
+        );
         // A directory is used as is.
-        assert_eq!(resolve_model(Some(&a), Some(home.path()), &NoProgress).unwrap(), a);
+        assert_eq!(
+            resolve_model(Some(&a), Some(home.path()), &NoProgress).unwrap(),
+            a
+        );
     }
 
     #[test]
@@ -133,11 +156,20 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let txt = home.path().join("notes.txt");
         std::fs::write(&txt, "hello").unwrap();
-        let err = resolve_model(Some(&txt), Some(home.path()), &NoProgress).unwrap_err().to_string();
-        assert!(err.contains("is neither a directory with config.json nor a GGUF file"), "{err}");
-        let err = resolve_model(Some(&home.path().join("nope")), Some(home.path()), &NoProgress)
+        let err = resolve_model(Some(&txt), Some(home.path()), &NoProgress)
             .unwrap_err()
             .to_string();
+        assert!(
+            err.contains("is neither a directory with config.json nor a GGUF file"),
+            "{err}"
+        );
+        let err = resolve_model(
+            Some(&home.path().join("nope")),
+            Some(home.path()),
+            &NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.ends_with("is not a model: it does not exist"), "{err}");
     }
 }

@@ -6,13 +6,21 @@
 //! token that completes it arrives.
 
 use tokenizers::tokenizer::DecodeStream;
-use tokenizers::{DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper};
+use tokenizers::{
+    DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+};
 
 use super::tokenizer::Tokenizer;
 use crate::error::Result;
 
-type GenericStream<'a> =
-    DecodeStream<'a, ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+type GenericStream<'a> = DecodeStream<
+    'a,
+    ModelWrapper,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
 
 /// Turns a stream of token ids into text, emitting only complete UTF-8.
 ///
@@ -53,7 +61,9 @@ impl<'a> StreamDecoder<'a> {
     pub fn step(&mut self, id: u32) -> Result<Option<String>> {
         self.tokenizer.check_ids(&[id])?;
         if let Some(generic) = &mut self.generic {
-            return generic.step(id).map_err(|e| self.tokenizer.error(e.to_string()));
+            return generic
+                .step(id)
+                .map_err(|e| self.tokenizer.error(e.to_string()));
         }
         let Some(table) = self.tokenizer.byte_level() else {
             return Ok(None);
@@ -62,7 +72,8 @@ impl<'a> StreamDecoder<'a> {
         if self.skip_special_tokens && table.special.get(i).copied().unwrap_or(false) {
             return Ok(None);
         }
-        self.pending.extend_from_slice(table.bytes.get(i).map_or(&[][..], Vec::as_slice));
+        self.pending
+            .extend_from_slice(table.bytes.get(i).map_or(&[][..], Vec::as_slice));
         let text = take_complete_utf8(&mut self.pending);
         Ok((!text.is_empty()).then_some(text))
     }

@@ -11,9 +11,12 @@ use std::path::Path;
 
 use super::config::{LlamaConfig, RawLlamaConfig};
 use super::gguf::llama::permute_rows;
-use super::gguf::{GgufFile, GgufWriter, ImportOptions, ImportSummary, Value, import_gguf, value::Array};
+use super::gguf::{
+    GgufFile, GgufWriter, ImportOptions, ImportSummary, Value, import_gguf, value::Array,
+};
 use super::mapped::FileBytes;
 use super::progress::NoProgress;
+use super::weights::Tensor;
 use crate::error::Result;
 
 /// The ChatML template the tiny models carry.
@@ -97,7 +100,7 @@ impl TinyLlama {
     /// # Errors
     ///
     /// As [`TinyLlama::config`].
-    pub fn weights(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn weights(&self) -> Result<Vec<(String, Tensor)>> {
         let mut rng = SplitMix64(self.seed);
         Ok(self
             .config()?
@@ -111,7 +114,7 @@ impl TinyLlama {
                     let scale = 1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt();
                     (0..n).map(|_| rng.uniform() * scale).collect()
                 };
-                (name, shape, data)
+                (name, Tensor { shape, data })
             })
             .collect())
     }
@@ -124,10 +127,12 @@ impl TinyLlama {
     pub fn to_gguf(&self) -> Result<GgufWriter> {
         let c = self.config()?;
         let mut w = self.gguf_metadata()?;
-        for (name, shape, data) in self.weights()? {
+        for (name, Tensor { shape, data }) in self.weights()? {
             let (gguf_name, heads) = gguf_name(&name, &c);
             let data = match heads {
-                Some(h) => permute_rows(&data, h, shape.get(1).copied().unwrap_or(1)).unwrap_or(data),
+                Some(h) => {
+                    permute_rows(&data, h, shape.get(1).copied().unwrap_or(1)).unwrap_or(data)
+                }
                 None => data,
             };
             w.tensor_f32(&gguf_name, &shape, &data);
@@ -155,24 +160,37 @@ impl TinyLlama {
             .metadata("llama.attention.head_count_kv", u32v(c.num_kv_heads))
             .metadata("llama.rope.freq_base", Value::F32(c.rope_theta as f32))
             .metadata("llama.rope.dimension_count", u32v(c.head_dim))
-            .metadata("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32))
+            .metadata(
+                "llama.attention.layer_norm_rms_epsilon",
+                Value::F32(c.rms_norm_eps as f32),
+            )
             .metadata("tokenizer.ggml.model", Value::String("gpt2".into()))
             .metadata("tokenizer.ggml.pre", Value::String("smollm".into()))
-            .metadata("tokenizer.ggml.tokens", Value::Array(Array::String(self.tokens())))
+            .metadata(
+                "tokenizer.ggml.tokens",
+                Value::Array(Array::String(self.tokens())),
+            )
             .metadata(
                 "tokenizer.ggml.token_type",
                 Value::Array(Array::I32(
-                    (0..self.tokens().len()).map(|i| if i < SPECIAL.len() { 3 } else { 1 }).collect(),
+                    (0..self.tokens().len())
+                        .map(|i| if i < SPECIAL.len() { 3 } else { 1 })
+                        .collect(),
                 )),
             )
             .metadata(
                 "tokenizer.ggml.merges",
-                Value::Array(Array::String(MERGES.iter().map(|m| m.to_string()).collect())),
+                Value::Array(Array::String(
+                    MERGES.iter().map(|m| m.to_string()).collect(),
+                )),
             )
             .metadata("tokenizer.ggml.bos_token_id", Value::U32(1))
             .metadata("tokenizer.ggml.eos_token_id", Value::U32(2))
             .metadata("tokenizer.ggml.add_bos_token", Value::Bool(false))
-            .metadata("tokenizer.chat_template", Value::String(CHATML_TEMPLATE.into()));
+            .metadata(
+                "tokenizer.chat_template",
+                Value::String(CHATML_TEMPLATE.into()),
+            );
         Ok(w)
     }
 }
@@ -184,7 +202,10 @@ impl TinyLlama {
 ///
 /// As [`import_gguf`]: invalid sizes in `spec`, or a failure to write.
 pub fn write_tiny_llama(dir: &Path, spec: &TinyLlama) -> Result<ImportSummary> {
-    let file = GgufFile::parse(FileBytes::owned("tiny-llama.gguf", spec.to_gguf()?.to_bytes()))?;
+    let file = GgufFile::parse(FileBytes::owned(
+        "tiny-llama.gguf",
+        spec.to_gguf()?.to_bytes(),
+    ))?;
     let options = ImportOptions {
         overwrite: true,
         ..ImportOptions::default()
@@ -262,9 +283,15 @@ mod tests {
     fn weights_are_deterministic_and_seeded() {
         let a = TinyLlama::default();
         assert_eq!(a.weights().unwrap(), a.weights().unwrap());
-        let b = TinyLlama { seed: 2, ..a.clone() };
-        assert_ne!(a.weights().unwrap()[0].2, b.weights().unwrap()[0].2);
-        assert_eq!(a.weights().unwrap().len(), a.config().unwrap().expected_tensors().len());
+        let b = TinyLlama {
+            seed: 2,
+            ..a.clone()
+        };
+        assert_ne!(a.weights().unwrap()[0].1, b.weights().unwrap()[0].1);
+        assert_eq!(
+            a.weights().unwrap().len(),
+            a.config().unwrap().expected_tensors().len()
+        );
         let bad = TinyLlama { num_heads: 3, ..a };
         assert!(bad.config().is_err());
     }

@@ -148,7 +148,8 @@ impl Weights {
     }
 
     fn open_sharded(dir: &Path, index_path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, "read", e))?;
+        let text =
+            std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, "read", e))?;
         let index: ShardIndex = serde_json::from_str(&text).map_err(|e| Error::Json {
             path: index_path.to_path_buf(),
             message: e.to_string(),
@@ -159,22 +160,31 @@ impl Weights {
         let mut files = Vec::with_capacity(shard_names.len());
         for shard in shard_names {
             // The index is input like any other: it must not point outside the directory.
-            let plain = Path::new(shard).file_name().is_some_and(|f| f == shard.as_str());
+            let plain = Path::new(shard)
+                .file_name()
+                .is_some_and(|f| f == shard.as_str());
             if !plain {
                 return Err(Error::Json {
                     path: index_path.to_path_buf(),
-                    message: format!("shard \"{shard}\" is not a plain file name in the model directory"),
+                    message: format!(
+                        "shard \"{shard}\" is not a plain file name in the model directory"
+                    ),
                 });
             }
             files.push(SafetensorsFile::open(&dir.join(shard))?);
         }
         let weights = Self::from_files(dir, files)?;
         for (tensor, shard) in &index.weight_map {
-            let found = weights.by_name.get(tensor).map(|&i| weights.files[i].path());
+            let found = weights
+                .by_name
+                .get(tensor)
+                .map(|&i| weights.files[i].path());
             if found.and_then(Path::file_name) != Some(std::ffi::OsStr::new(shard)) {
                 return Err(Error::Safetensors {
                     path: dir.join(shard),
-                    message: format!("{WEIGHTS_INDEX_FILE} places tensor `{tensor}` here, but the file does not hold it"),
+                    message: format!(
+                        "{WEIGHTS_INDEX_FILE} places tensor `{tensor}` here, but the file does not hold it"
+                    ),
                 });
             }
         }
@@ -302,7 +312,10 @@ mod tests {
     use crate::loading::safetensors::SafetensorsWriter;
 
     fn write(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)], dtype: Dtype) {
-        let plan = tensors.iter().map(|(n, s, _)| (n.to_string(), s.clone())).collect();
+        let plan = tensors
+            .iter()
+            .map(|(n, s, _)| (n.to_string(), s.clone()))
+            .collect();
         let mut w = SafetensorsWriter::create(path, dtype, plan, &BTreeMap::new()).unwrap();
         for (n, _, d) in tensors {
             w.write_next(n, d).unwrap();
@@ -313,13 +326,20 @@ mod tests {
     #[test]
     fn reads_single_file_as_f32() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join(WEIGHTS_FILE), &[("w", vec![2, 2], vec![1.0, 2.0, 3.0, 4.5])], Dtype::BF16);
+        write(
+            &dir.path().join(WEIGHTS_FILE),
+            &[("w", vec![2, 2], vec![1.0, 2.0, 3.0, 4.5])],
+            Dtype::BF16,
+        );
         let w = Weights::open(dir.path()).unwrap();
         assert_eq!(w.names(), vec!["w"]);
         let t = w.f32("w", &[2, 2]).unwrap();
         assert_eq!(t.data, vec![1.0, 2.0, 3.0, 4.5]);
         let err = w.f32("w", &[4]).unwrap_err().to_string();
-        assert!(err.ends_with("tensor `w` has shape [2, 2], expected [4]"), "{err}");
+        assert!(
+            err.ends_with("tensor `w` has shape [2, 2], expected [4]"),
+            "{err}"
+        );
         let err = w.get("nope").unwrap_err().to_string();
         assert!(err.ends_with("tensor `nope` is missing"), "{err}");
     }
@@ -327,8 +347,16 @@ mod tests {
     #[test]
     fn reads_sharded_weights_through_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("model-00001-of-00002.safetensors"), &[("a", vec![1], vec![1.0])], Dtype::F32);
-        write(&dir.path().join("model-00002-of-00002.safetensors"), &[("b", vec![2], vec![2.0, 3.0])], Dtype::F16);
+        write(
+            &dir.path().join("model-00001-of-00002.safetensors"),
+            &[("a", vec![1], vec![1.0])],
+            Dtype::F32,
+        );
+        write(
+            &dir.path().join("model-00002-of-00002.safetensors"),
+            &[("b", vec![2], vec![2.0, 3.0])],
+            Dtype::F16,
+        );
         let index = r#"{"metadata":{},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#;
         std::fs::write(dir.path().join(WEIGHTS_INDEX_FILE), index).unwrap();
         let w = Weights::open(dir.path()).unwrap();
@@ -340,26 +368,68 @@ mod tests {
     #[test]
     fn refuses_inconsistent_shards() {
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("s1.safetensors"), &[("a", vec![1], vec![1.0])], Dtype::F32);
-        write(&dir.path().join("s2.safetensors"), &[("a", vec![1], vec![1.0])], Dtype::F32);
+        write(
+            &dir.path().join("s1.safetensors"),
+            &[("a", vec![1], vec![1.0])],
+            Dtype::F32,
+        );
+        write(
+            &dir.path().join("s2.safetensors"),
+            &[("a", vec![1], vec![1.0])],
+            Dtype::F32,
+        );
         let idx = dir.path().join(WEIGHTS_INDEX_FILE);
-        std::fs::write(&idx, r#"{"weight_map":{"a":"s1.safetensors","x":"s2.safetensors"}}"#).unwrap();
-        assert!(Weights::open(dir.path()).unwrap_err().to_string().contains("tensor `a` is also in"));
-        std::fs::write(&idx, r#"{"weight_map":{"a":"s1.safetensors","b":"s1.safetensors"}}"#).unwrap();
+        std::fs::write(
+            &idx,
+            r#"{"weight_map":{"a":"s1.safetensors","x":"s2.safetensors"}}"#,
+        )
+        .unwrap();
+        assert!(
+            Weights::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("tensor `a` is also in")
+        );
+        std::fs::write(
+            &idx,
+            r#"{"weight_map":{"a":"s1.safetensors","b":"s1.safetensors"}}"#,
+        )
+        .unwrap();
         let err = Weights::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("places tensor `b` here, but the file does not hold it"), "{err}");
+        assert!(
+            err.contains("places tensor `b` here, but the file does not hold it"),
+            "{err}"
+        );
         std::fs::write(&idx, r#"{"weight_map":{"a":"../s1.safetensors"}}"#).unwrap();
-        assert!(Weights::open(dir.path()).unwrap_err().to_string().contains("not a plain file name"));
+        assert!(
+            Weights::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("not a plain file name")
+        );
         std::fs::write(&idx, r#"{"weight_map":{"a":"missing.safetensors"}}"#).unwrap();
-        assert!(Weights::open(dir.path()).unwrap_err().to_string().contains("missing.safetensors: open failed"));
+        assert!(
+            Weights::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("missing.safetensors: open failed")
+        );
         std::fs::write(&idx, "[1").unwrap();
-        assert!(Weights::open(dir.path()).unwrap_err().to_string().contains("is not valid"));
+        assert!(
+            Weights::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("is not valid")
+        );
     }
 
     #[test]
     fn empty_directory_says_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let err = Weights::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("has neither model.safetensors nor model.safetensors.index.json"), "{err}");
+        assert!(
+            err.contains("has neither model.safetensors nor model.safetensors.index.json"),
+            "{err}"
+        );
     }
 }

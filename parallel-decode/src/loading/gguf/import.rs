@@ -86,12 +86,18 @@ pub fn import_gguf(
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, "create directory", e))?;
     if !options.overwrite
-        && let Some(existing) = IMPORTED_FILES.iter().map(|f| out_dir.join(f)).find(|p| p.exists())
+        && let Some(existing) = IMPORTED_FILES
+            .iter()
+            .map(|f| out_dir.join(f))
+            .find(|p| p.exists())
     {
         return Err(Error::io(
             existing,
             "import",
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a model is already there (choose another directory or overwrite)"),
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a model is already there (choose another directory or overwrite)",
+            ),
         ));
     }
 
@@ -102,7 +108,10 @@ pub fn import_gguf(
         &out_dir.join("tokenizer_config.json"),
         &tokenizer.tokenizer_config_json(config.max_position_embeddings),
     )?;
-    write_json(&out_dir.join("generation_config.json"), &tokenizer.generation_config_json())?;
+    write_json(
+        &out_dir.join("generation_config.json"),
+        &tokenizer.generation_config_json(),
+    )?;
     Ok(ImportSummary {
         config,
         tensors: plan.len(),
@@ -124,10 +133,11 @@ struct Planned<'a> {
 fn plan_tensors<'a>(file: &'a GgufFile, config: &LlamaConfig) -> Result<Vec<Planned<'a>>> {
     let mut by_hf: HashMap<String, (&TensorInfo, Option<usize>)> = HashMap::new();
     for info in file.tensors() {
-        let mapping = map_tensor_name(&info.name, config).ok_or_else(|| Error::GgufUnsupported {
-            path: file.path().to_path_buf(),
-            feature: format!("tensor `{}` (not part of a Llama model)", info.name),
-        })?;
+        let mapping =
+            map_tensor_name(&info.name, config).ok_or_else(|| Error::GgufUnsupported {
+                path: file.path().to_path_buf(),
+                feature: format!("tensor `{}` (not part of a Llama model)", info.name),
+            })?;
         by_hf.insert(mapping.hf_name, (info, mapping.permuted_heads));
     }
     let mut plan = Vec::new();
@@ -156,7 +166,10 @@ fn plan_tensors<'a>(file: &'a GgufFile, config: &LlamaConfig) -> Result<Vec<Plan
     if let Some((hf, (info, _))) = by_hf.into_iter().next() {
         return Err(Error::GgufUnsupported {
             path: file.path().to_path_buf(),
-            feature: format!("tensor `{}` ({hf}), which the model's metadata does not account for", info.name),
+            feature: format!(
+                "tensor `{}` ({hf}), which the model's metadata does not account for",
+                info.name
+            ),
         });
     }
     Ok(plan)
@@ -175,12 +188,21 @@ fn write_weights(
         ("source".to_string(), "gguf".to_string()),
         (
             "source_file".to_string(),
-            file.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            file.path()
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         ),
     ]);
-    let layout = plan.iter().map(|p| (p.hf_name.clone(), p.shape.clone())).collect();
+    let layout = plan
+        .iter()
+        .map(|p| (p.hf_name.clone(), p.shape.clone()))
+        .collect();
     let mut writer = SafetensorsWriter::create(&path, dtype, layout, &metadata)?;
-    let total: u64 = plan.iter().map(|p| p.info.elements() * dtype.size() as u64).sum();
+    let total: u64 = plan
+        .iter()
+        .map(|p| p.info.elements() * dtype.size() as u64)
+        .sum();
     let step = progress.start("importing weights", Some(total), Unit::Bytes);
     for p in plan {
         let mut data = file.tensor_f32(p.info)?;
@@ -188,7 +210,10 @@ fn write_weights(
             let cols = if p.shape.len() == 2 { p.shape[1] } else { 1 };
             data = unpermute_rows(&data, heads, cols).ok_or_else(|| Error::ShapeMismatch {
                 path: file.path().to_path_buf(),
-                tensor: format!("{} (rows must split into {heads} heads of an even size)", p.info.name),
+                tensor: format!(
+                    "{} (rows must split into {heads} heads of an even size)",
+                    p.info.name
+                ),
                 expected: p.shape.clone(),
                 actual: p.info.shape(),
             })?;

@@ -50,10 +50,13 @@ pub fn llama_config(file: &GgufFile) -> Result<LlamaConfig> {
         match file.get(&key(k)) {
             None => Ok(None),
             Some(Value::Array(_)) => Err(unsupported(format!("per-layer `{}`", key(k)))),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| Error::config(path, key(k), format!("is {v}, expected an unsigned integer"))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                Error::config(
+                    path,
+                    key(k),
+                    format!("is {v}, expected an unsigned integer"),
+                )
+            }),
         }
     };
     let float = |k: &str| -> Result<Option<f64>> {
@@ -76,12 +79,14 @@ pub fn llama_config(file: &GgufFile) -> Result<LlamaConfig> {
     let heads = required("attention.head_count")?;
     let head_dim = match (int("attention.key_length")?, int("attention.value_length")?) {
         (Some(k), Some(v)) if k != v => {
-            return Err(unsupported(format!("different key ({k}) and value ({v}) head sizes")));
+            return Err(unsupported(format!(
+                "different key ({k}) and value ({v}) head sizes"
+            )));
         }
         (Some(k), _) => Some(k),
         (None, v) => v,
     };
-    let resolved_head_dim = head_dim.unwrap_or(if heads == 0 { 0 } else { hidden / heads });
+    let resolved_head_dim = head_dim.unwrap_or(hidden.checked_div(heads).unwrap_or(0));
     if let Some(rot) = int("rope.dimension_count")?
         && rot != resolved_head_dim
     {
@@ -123,10 +128,9 @@ pub fn llama_config(file: &GgufFile) -> Result<LlamaConfig> {
         head_dim,
         hidden_act: Some("silu".into()),
         max_position_embeddings: int("context_length")?,
-        rms_norm_eps: Some(
-            float("attention.layer_norm_rms_epsilon")?
-                .ok_or_else(|| Error::config(path, key("attention.layer_norm_rms_epsilon"), "is missing"))?,
-        ),
+        rms_norm_eps: Some(float("attention.layer_norm_rms_epsilon")?.ok_or_else(|| {
+            Error::config(path, key("attention.layer_norm_rms_epsilon"), "is missing")
+        })?),
         rope_theta: float("rope.freq_base")?,
         rope_scaling: scaling,
         tie_word_embeddings: Some(file.tensor("output.weight").is_none()),
@@ -212,7 +216,8 @@ fn reorder_rows(data: &[f32], n_heads: usize, cols: usize, to_hf: bool) -> Optio
                 let hf = h * head_dim + half * head_dim / 2 + j;
                 let gg = h * head_dim + 2 * j + half;
                 let (src, dst) = if to_hf { (gg, hf) } else { (hf, gg) };
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -222,11 +227,11 @@ fn reorder_rows(data: &[f32], n_heads: usize, cols: usize, to_hf: bool) -> Optio
 /// Rows per head, if `len` elements of `cols` columns split into `n_heads` heads of an even
 /// number of rows.
 fn head_rows(len: usize, n_heads: usize, cols: usize) -> Option<usize> {
-    if n_heads == 0 || cols == 0 || len % cols != 0 {
+    if n_heads == 0 || cols == 0 || !len.is_multiple_of(cols) {
         return None;
     }
     let rows = len / cols;
-    (rows % n_heads == 0 && (rows / n_heads) % 2 == 0).then_some(rows / n_heads)
+    (rows.is_multiple_of(n_heads) && (rows / n_heads).is_multiple_of(2)).then_some(rows / n_heads)
 }
 
 /// Reads a required string from GGUF metadata, naming the key when missing.
@@ -254,7 +259,8 @@ mod tests {
                     // [n_heads, head_dim/2, 2] order.
                     let src = (h * 2 + half) * (head_dim / 2) + j;
                     let dst = (h * (head_dim / 2) + j) * 2 + half;
-                    out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                    out[dst * cols..(dst + 1) * cols]
+                        .copy_from_slice(&data[src * cols..(src + 1) * cols]);
                 }
             }
         }
@@ -267,7 +273,10 @@ mod tests {
             let data: Vec<f32> = (0..heads * head_dim * cols).map(|i| i as f32).collect();
             let permuted = converter_permute(&data, heads, cols);
             if head_dim > 2 {
-                assert_ne!(permuted, data, "the permutation moves rows when head_dim > 2");
+                assert_ne!(
+                    permuted, data,
+                    "the permutation moves rows when head_dim > 2"
+                );
             }
             assert_eq!(unpermute_rows(&permuted, heads, cols).unwrap(), data);
             assert_eq!(permute_rows(&data, heads, cols).unwrap(), permuted);
@@ -279,7 +288,10 @@ mod tests {
         // One head of 4 rows: HF rows [a0, a1, b0, b1] (halves a and b) are stored by the
         // converter interleaved as [a0, b0, a1, b1].
         let gguf = [10.0, 20.0, 11.0, 21.0];
-        assert_eq!(unpermute_rows(&gguf, 1, 1).unwrap(), vec![10.0, 11.0, 20.0, 21.0]);
+        assert_eq!(
+            unpermute_rows(&gguf, 1, 1).unwrap(),
+            vec![10.0, 11.0, 20.0, 21.0]
+        );
         assert_eq!(unpermute_rows(&gguf, 3, 1), None);
         assert_eq!(unpermute_rows(&gguf[..3], 1, 1), None);
     }
@@ -287,20 +299,31 @@ mod tests {
     #[test]
     fn maps_every_llama_tensor_name() {
         let mut c = LlamaConfig::from_raw(
-            &serde_json::from_value(json!({"vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1}))
+            &serde_json::from_value(
+                json!({"vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1}),
+            )
             .unwrap(),
             Path::new("x"),
         )
         .unwrap();
         c.attention_bias = true;
         let m = |n: &str| map_tensor_name(n, &c);
-        assert_eq!(m("token_embd.weight").unwrap().hf_name, "model.embed_tokens.weight");
+        assert_eq!(
+            m("token_embd.weight").unwrap().hf_name,
+            "model.embed_tokens.weight"
+        );
         assert_eq!(m("output.weight").unwrap().hf_name, "lm_head.weight");
         assert_eq!(m("blk.1.attn_q.weight").unwrap().permuted_heads, Some(2));
-        assert_eq!(m("blk.1.attn_k.bias").unwrap().hf_name, "model.layers.1.self_attn.k_proj.bias");
+        assert_eq!(
+            m("blk.1.attn_k.bias").unwrap().hf_name,
+            "model.layers.1.self_attn.k_proj.bias"
+        );
         assert_eq!(m("blk.1.attn_k.bias").unwrap().permuted_heads, Some(1));
-        assert_eq!(m("blk.0.ffn_norm.weight").unwrap().hf_name, "model.layers.0.post_attention_layernorm.weight");
+        assert_eq!(
+            m("blk.0.ffn_norm.weight").unwrap().hf_name,
+            "model.layers.0.post_attention_layernorm.weight"
+        );
         assert_eq!(m("blk.2.attn_q.weight"), None);
         assert_eq!(m("blk.0.ffn_gate_exps.weight"), None);
         assert_eq!(m("blk.x.attn_q.weight"), None);

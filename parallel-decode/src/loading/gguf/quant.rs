@@ -330,7 +330,11 @@ mod tests {
         let mn = [0, 5, 60, 7, 40, 9, 31, 63];
         let q = pack_k4(sc, mn);
         for j in 0..8 {
-            assert_eq!(scale_min_k4(j, &q), (sc[j] as f32, mn[j] as f32), "sub-block {j}");
+            assert_eq!(
+                scale_min_k4(j, &q),
+                (sc[j] as f32, mn[j] as f32),
+                "sub-block {j}"
+            );
         }
     }
 
@@ -351,7 +355,10 @@ mod tests {
                 let (s1, m1) = (sc[2 * c] as f32, mn[2 * c] as f32);
                 let (s2, m2) = (sc[2 * c + 1] as f32, mn[2 * c + 1] as f32);
                 assert_eq!(y[64 * c + l], 0.5 * s1 * (l % 16) as f32 - 0.25 * m1);
-                assert_eq!(y[64 * c + 32 + l], 0.5 * s2 * (15 - l % 16) as f32 - 0.25 * m2);
+                assert_eq!(
+                    y[64 * c + 32 + l],
+                    0.5 * s2 * (15 - l % 16) as f32 - 0.25 * m2
+                );
             }
         }
         assert_eq!(y[255], 0.5 * 8.0 * 0.0 - 0.25 * 40.0);
@@ -373,7 +380,11 @@ mod tests {
                 let lo = 3 + if c == 0 && l % 2 == 0 { 16 } else { 0 };
                 let hi = 5 + if c == 3 { 16 } else { 0 };
                 assert_eq!(y[64 * c + l], 2.0 * lo as f32 - 0.5, "chunk {c} low {l}");
-                assert_eq!(y[64 * c + 32 + l], 2.0 * hi as f32 - 0.5, "chunk {c} high {l}");
+                assert_eq!(
+                    y[64 * c + 32 + l],
+                    2.0 * hi as f32 - 0.5,
+                    "chunk {c} high {l}"
+                );
             }
         }
     }
@@ -412,7 +423,10 @@ mod tests {
         let mut out = vec![0f32; 32];
         assert_eq!(
             dequantize(GgmlType::Q8_0, &b, &mut out),
-            Err(DequantError::Length { bytes: 68, elements: 32 })
+            Err(DequantError::Length {
+                bytes: 68,
+                elements: 32
+            })
         );
         assert_eq!(
             dequantize(GgmlType::Q2_K, &[0; 84], &mut vec![0f32; 256]),

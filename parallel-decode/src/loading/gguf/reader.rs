@@ -89,7 +89,12 @@ impl GgufFile {
     pub fn parse(bytes: FileBytes) -> Result<Self> {
         match parse(&bytes) {
             Ok(p) => Ok(Self {
-                by_key: p.metadata.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect(),
+                by_key: p
+                    .metadata
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i))
+                    .collect(),
                 bytes,
                 version: p.version,
                 metadata: p.metadata,
@@ -144,7 +149,9 @@ impl GgufFile {
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
         // Ranges were checked against the file length when parsing.
         let start = (self.data_start + info.offset) as usize;
-        self.bytes.get(start..start + info.n_bytes as usize).unwrap_or(&[])
+        self.bytes
+            .get(start..start + info.n_bytes as usize)
+            .unwrap_or(&[])
     }
 
     /// Dequantizes a tensor to `f32` (in GGML element order, which is the row-major order of
@@ -155,17 +162,25 @@ impl GgufFile {
     /// [`Error::GgufUnsupported`] if its type has no dequantizer.
     pub fn tensor_f32(&self, info: &TensorInfo) -> Result<Vec<f32>> {
         let mut out = vec![0f32; info.elements() as usize];
-        quant::dequantize(info.ggml_type, self.tensor_bytes(info), &mut out).map_err(|e| match e {
-            DequantError::Unsupported(t) => Error::GgufUnsupported {
-                path: self.path().to_path_buf(),
-                feature: format!("tensor `{}` of type {t} (dequantization of this type)", info.name),
+        quant::dequantize(info.ggml_type, self.tensor_bytes(info), &mut out).map_err(
+            |e| match e {
+                DequantError::Unsupported(t) => Error::GgufUnsupported {
+                    path: self.path().to_path_buf(),
+                    feature: format!(
+                        "tensor `{}` of type {t} (dequantization of this type)",
+                        info.name
+                    ),
+                },
+                DequantError::Length { bytes, elements } => Error::Gguf {
+                    path: self.path().to_path_buf(),
+                    offset: self.data_start + info.offset,
+                    message: format!(
+                        "tensor `{}` has {bytes} bytes for {elements} elements",
+                        info.name
+                    ),
+                },
             },
-            DequantError::Length { bytes, elements } => Error::Gguf {
-                path: self.path().to_path_buf(),
-                offset: self.data_start + info.offset,
-                message: format!("tensor `{}` has {bytes} bytes for {elements} elements", info.name),
-            },
-        })?;
+        )?;
         Ok(out)
     }
 }
@@ -252,12 +267,21 @@ fn parse(bytes: &[u8]) -> ParseResult<Parsed> {
     let mut c = Cursor { bytes, pos: 0 };
     let magic: [u8; 4] = c.array("the magic number")?;
     if magic != MAGIC {
-        return Err((0, format!("it starts with {magic:02x?}, not the GGUF magic \"GGUF\"")));
+        return Err((
+            0,
+            format!("it starts with {magic:02x?}, not the GGUF magic \"GGUF\""),
+        ));
     }
     let version = c.u32("the version")?;
     match version {
         2 | 3 => {}
-        1 => return Err((4, "version 1 (32-bit counts) is obsolete and not supported; re-convert the model".into())),
+        1 => {
+            return Err((
+                4,
+                "version 1 (32-bit counts) is obsolete and not supported; re-convert the model"
+                    .into(),
+            ));
+        }
         v if v.swap_bytes() <= 3 => {
             return Err((4, "the file is big-endian, which is not supported".into()));
         }
@@ -283,7 +307,10 @@ fn parse(bytes: &[u8]) -> ParseResult<Parsed> {
         None => DEFAULT_ALIGNMENT,
         Some((_, Value::U32(a))) if a.is_power_of_two() => u64::from(*a),
         Some((_, v)) => {
-            return Err((0, format!("`general.alignment` is {v}; it must be a power of two stored as uint32")));
+            return Err((
+                0,
+                format!("`general.alignment` is {v}; it must be a power of two stored as uint32"),
+            ));
         }
     };
     let mut tensors = Vec::new();
@@ -295,7 +322,13 @@ fn parse(bytes: &[u8]) -> ParseResult<Parsed> {
             return Err((at, format!("tensor `{}` appears twice", info.name)));
         }
         if info.offset % alignment != 0 {
-            return Err((at, format!("tensor `{}` offset {} is not a multiple of the alignment {alignment}", info.name, info.offset)));
+            return Err((
+                at,
+                format!(
+                    "tensor `{}` offset {} is not a multiple of the alignment {alignment}",
+                    info.name, info.offset
+                ),
+            ));
         }
         tensors.push(info);
     }
@@ -327,7 +360,10 @@ fn read_tensor_info(c: &mut Cursor<'_>) -> ParseResult<TensorInfo> {
     let at = c.pos as u64;
     let n_dims = c.u32("a tensor's dimension count")? as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
-        return Err((at, format!("tensor `{name}` has {n_dims} dimensions (GGML allows 1 to {MAX_DIMS})")));
+        return Err((
+            at,
+            format!("tensor `{name}` has {n_dims} dimensions (GGML allows 1 to {MAX_DIMS})"),
+        ));
     }
     let mut dims = Vec::with_capacity(n_dims);
     for _ in 0..n_dims {
@@ -346,7 +382,10 @@ fn read_tensor_info(c: &mut Cursor<'_>) -> ParseResult<TensorInfo> {
         .filter(|&e| usize::try_from(e).is_ok())
         .ok_or_else(|| (at, format!("tensor `{name}` dimensions {dims:?} overflow")))?;
     let Some(layout) = ggml_type.layout() else {
-        return Err((at_type, format!("tensor `{name}` has unknown GGML type {}", ggml_type.0)));
+        return Err((
+            at_type,
+            format!("tensor `{name}` has unknown GGML type {}", ggml_type.0),
+        ));
     };
     if dims[0] % layout.block_elems as u64 != 0 {
         return Err((
@@ -392,13 +431,18 @@ fn read_bool(c: &mut Cursor<'_>, key: &str) -> ParseResult<bool> {
     match c.array::<1>(key)?[0] {
         0 => Ok(false),
         1 => Ok(true),
-        b => Err((c.pos as u64 - 1, format!("metadata `{key}` has bool byte {b} (must be 0 or 1)"))),
+        b => Err((
+            c.pos as u64 - 1,
+            format!("metadata `{key}` has bool byte {b} (must be 0 or 1)"),
+        )),
     }
 }
 
 fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> ParseResult<Array> {
     if depth >= MAX_NESTING {
-        return c.fail(format!("metadata `{key}` nests arrays more than {MAX_NESTING} deep"));
+        return c.fail(format!(
+            "metadata `{key}` nests arrays more than {MAX_NESTING} deep"
+        ));
     }
     let ty = ValueType(c.u32(key)?);
     let min_size = match ty {
@@ -411,7 +455,12 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> ParseResult<Array>
     };
     let n = c.count(key, min_size)?;
     // `count` checked that n elements of at least `min_size` bytes fit in the file.
-    fn fixed<T, const N: usize>(c: &mut Cursor<'_>, n: usize, key: &str, f: fn([u8; N]) -> T) -> ParseResult<Vec<T>> {
+    fn fixed<T, const N: usize>(
+        c: &mut Cursor<'_>,
+        n: usize,
+        key: &str,
+        f: fn([u8; N]) -> T,
+    ) -> ParseResult<Vec<T>> {
         (0..n).map(|_| c.array::<N>(key).map(f)).collect()
     }
     Ok(match ty {
@@ -425,8 +474,14 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> ParseResult<Array>
         ValueType::U64 => Array::U64(fixed(c, n, key, u64::from_le_bytes)?),
         ValueType::I64 => Array::I64(fixed(c, n, key, i64::from_le_bytes)?),
         ValueType::F64 => Array::F64(fixed(c, n, key, f64::from_le_bytes)?),
-        ValueType::BOOL => Array::Bool((0..n).map(|_| read_bool(c, key)).collect::<ParseResult<_>>()?),
-        ValueType::STRING => Array::String((0..n).map(|_| c.string(key)).collect::<ParseResult<_>>()?),
+        ValueType::BOOL => Array::Bool(
+            (0..n)
+                .map(|_| read_bool(c, key))
+                .collect::<ParseResult<_>>()?,
+        ),
+        ValueType::STRING => {
+            Array::String((0..n).map(|_| c.string(key)).collect::<ParseResult<_>>()?)
+        }
         // Each element of an array of arrays is itself (element type, count, elements).
         _ => Array::Array(
             (0..n)

@@ -197,7 +197,10 @@ impl Array {
             Array::U32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I64(v) => v.clone(),
-            Array::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            Array::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             _ => return None,
         })
     }
@@ -263,7 +266,10 @@ mod tests {
         assert_eq!(Value::U8(1).as_f64(), None);
         assert_eq!(Array::U32(vec![1, 2]).to_i64_vec(), Some(vec![1, 2]));
         assert_eq!(Array::U64(vec![u64::MAX]).to_i64_vec(), None);
-        assert_eq!(Value::Array(Array::String(vec!["a".into()])).to_string(), "[string; 1]");
+        assert_eq!(
+            Value::Array(Array::String(vec!["a".into()])).to_string(),
+            "[string; 1]"
+        );
         assert_eq!(ValueType(42).to_string(), "unknown value type 42");
         let long = Value::String("x".repeat(100));
         assert!(long.to_string().ends_with("... (100 bytes)"));

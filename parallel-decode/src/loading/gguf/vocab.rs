@@ -58,7 +58,8 @@ pub struct GgufTokenizer {
 impl GgufTokenizer {
     /// The token string for `id`.
     pub fn token(&self, id: Option<u32>) -> Option<&str> {
-        id.and_then(|i| self.tokens.get(i as usize)).map(String::as_str)
+        id.and_then(|i| self.tokens.get(i as usize))
+            .map(String::as_str)
     }
 
     /// `tokenizer_config.json` contents: special tokens by content, the chat template, and
@@ -130,7 +131,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
     if model != "gpt2" {
         return Err(Error::GgufUnsupported {
             path: file.path().to_path_buf(),
-            feature: format!("tokenizer model \"{model}\" (only byte-level BPE, \"gpt2\", can be imported)"),
+            feature: format!(
+                "tokenizer model \"{model}\" (only byte-level BPE, \"gpt2\", can be imported)"
+            ),
         });
     }
     let pre = file
@@ -143,18 +146,34 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
     })?;
     let tokens = match file.get("tokenizer.ggml.tokens").and_then(Value::as_array) {
         Some(Array::String(t)) if !t.is_empty() => t.clone(),
-        _ => return Err(bad("`tokenizer.ggml.tokens` is missing or not a non-empty string array".into())),
+        _ => {
+            return Err(bad(
+                "`tokenizer.ggml.tokens` is missing or not a non-empty string array".into(),
+            ));
+        }
     };
-    let types = match file.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
+    let types = match file
+        .get("tokenizer.ggml.token_type")
+        .and_then(Value::as_array)
+    {
         None => vec![token_type::NORMAL; tokens.len()],
         Some(a) => a
             .to_i64_vec()
             .filter(|t| t.len() == tokens.len())
-            .ok_or_else(|| bad(format!("`tokenizer.ggml.token_type` is not an integer array of {} entries", tokens.len())))?,
+            .ok_or_else(|| {
+                bad(format!(
+                    "`tokenizer.ggml.token_type` is not an integer array of {} entries",
+                    tokens.len()
+                ))
+            })?,
     };
     let merges = match file.get("tokenizer.ggml.merges").and_then(Value::as_array) {
         Some(Array::String(m)) => m,
-        _ => return Err(bad("`tokenizer.ggml.merges` is missing or not a string array".into())),
+        _ => {
+            return Err(bad(
+                "`tokenizer.ggml.merges` is missing or not a string array".into(),
+            ));
+        }
     };
 
     let mut vocab = Map::new();
@@ -162,7 +181,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
     for (id, (token, &kind)) in tokens.iter().zip(&types).enumerate() {
         if vocab.insert(token.clone(), json!(id)).is_some() {
             let first = tokens.iter().position(|t| t == token).unwrap_or(id);
-            return Err(bad(format!("token {token:?} appears twice (ids {first} and {id})")));
+            return Err(bad(format!(
+                "token {token:?} appears twice (ids {first} and {id})"
+            )));
         }
         if kind == token_type::CONTROL || kind == token_type::USER_DEFINED {
             added.push(json!({
@@ -176,9 +197,18 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
         let (a, b) = m
             .split_once(' ')
             .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' '))
-            .ok_or_else(|| bad(format!("merge {i} ({m:?}) is not two tokens separated by one space")))?;
-        if !vocab.contains_key(a) || !vocab.contains_key(b) || !vocab.contains_key(&format!("{a}{b}")) {
-            return Err(bad(format!("merge {i} ({m:?}) uses or makes a token that is not in the vocabulary")));
+            .ok_or_else(|| {
+                bad(format!(
+                    "merge {i} ({m:?}) is not two tokens separated by one space"
+                ))
+            })?;
+        if !vocab.contains_key(a)
+            || !vocab.contains_key(b)
+            || !vocab.contains_key(&format!("{a}{b}"))
+        {
+            return Err(bad(format!(
+                "merge {i} ({m:?}) uses or makes a token that is not in the vocabulary"
+            )));
         }
         pairs.push(json!([a, b]));
     }
@@ -188,7 +218,10 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
             None => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(i) if (i as usize) < tokens.len() => Ok(Some(i as u32)),
-                _ => Err(bad(format!("`{key}` is {v}, not a token id below {}", tokens.len()))),
+                _ => Err(bad(format!(
+                    "`{key}` is {v}, not a token id below {}",
+                    tokens.len()
+                ))),
             },
         }
     };
@@ -214,7 +247,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<GgufTokenizer> {
                 "special_tokens": {t.as_str(): {"id": t, "ids": [bos], "tokens": [t]}}
             })
         }
-        None => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
+        None => {
+            json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true})
+        }
     };
     let tokenizer_json = json!({
         "version": "1.0",

@@ -48,7 +48,13 @@ impl GgufWriter {
 
     /// Adds a tensor: `shape` is row-major (outermost first, as in Hugging Face), `data` the
     /// already-encoded bytes of type `ty`.
-    pub fn tensor(&mut self, name: &str, shape: &[usize], ty: GgmlType, data: Vec<u8>) -> &mut Self {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        ty: GgmlType,
+        data: Vec<u8>,
+    ) -> &mut Self {
         let dims = shape.iter().rev().map(|&d| d as u64).collect();
         self.tensors.push((name.to_string(), dims, ty, data));
         self

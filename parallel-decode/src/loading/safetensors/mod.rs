@@ -98,7 +98,12 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     let len_bytes: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("file is {} bytes, too short for the 8-byte header length", bytes.len()))?;
+        .ok_or_else(|| {
+            format!(
+                "file is {} bytes, too short for the 8-byte header length",
+                bytes.len()
+            )
+        })?;
     let header_len = u64::from_le_bytes(len_bytes);
     let available = bytes.len() as u64 - 8;
     if header_len > MAX_HEADER_LEN || header_len > available {
@@ -229,18 +234,63 @@ mod tests {
             (vec![1, 2, 3], "too short"),
             (u64::MAX.to_le_bytes().to_vec(), "header length"),
             (file("{not json", &[]), "not a JSON object"),
-            (file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, &[0; 4]), "tensor `a`: data_offsets [0, 8] do not fit in the 4 data bytes"),
-            (file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]), "needs 12 bytes"),
-            (file(r#"{"a":{"dtype":"Q4","shape":[3],"data_offsets":[0,8]}}"#, &[0; 8]), "unknown dtype \"Q4\""),
-            (file(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#, &[0; 8]), "not a list of sizes"),
-            (file(r#"{"a":{"dtype":"F32","shape":[1]}}"#, &[0; 8]), "no `data_offsets`"),
-            (file(r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}"#, &[0; 8]), "overflows"),
-            (file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, &[0; 8]), "overlap"),
-            (file(r#"{"__metadata__":{"x":1}}"#, &[]), "`__metadata__.x` is not a string"),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                    &[0; 4],
+                ),
+                "tensor `a`: data_offsets [0, 8] do not fit in the 4 data bytes",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                "needs 12 bytes",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"Q4","shape":[3],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                "unknown dtype \"Q4\"",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                "not a list of sizes",
+            ),
+            (
+                file(r#"{"a":{"dtype":"F32","shape":[1]}}"#, &[0; 8]),
+                "no `data_offsets`",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                "overflows",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+                    &[0; 8],
+                ),
+                "overlap",
+            ),
+            (
+                file(r#"{"__metadata__":{"x":1}}"#, &[]),
+                "`__metadata__.x` is not a string",
+            ),
         ];
         for (bytes, expected) in cases {
             let err = parse(bytes).unwrap_err().to_string();
-            assert!(err.starts_with("w.safetensors is not a valid safetensors file: "), "{err}");
+            assert!(
+                err.starts_with("w.safetensors is not a valid safetensors file: "),
+                "{err}"
+            );
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
     }

@@ -66,7 +66,8 @@ impl SafetensorsWriter {
         let file = File::create(path).map_err(|e| Error::io(path, "create", e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let io = |e| Error::io(path, "write", e);
-        out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
         out.write_all(&header).map_err(io)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -118,11 +119,15 @@ impl SafetensorsWriter {
             .out
             .into_inner()
             .map_err(|e| Error::io(&self.path, "write", e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.path, "sync", e))
+        file.sync_all()
+            .map_err(|e| Error::io(&self.path, "sync", e))
     }
 
     fn mismatch(&self, name: &str, expected: Vec<usize>, actual: Vec<usize>) -> Error {
-        let expected_name = self.plan.get(self.next).map_or("(none left)", |(n, _)| n.as_str());
+        let expected_name = self
+            .plan
+            .get(self.next)
+            .map_or("(none left)", |(n, _)| n.as_str());
         Error::ShapeMismatch {
             path: self.path.clone(),
             tensor: format!("{name} (writer expected `{expected_name}` next)"),
@@ -153,7 +158,10 @@ mod tests {
         assert_eq!((b.dtype, b.shape.clone()), (Dtype::BF16, vec![2, 3]));
         // Data is 8-byte aligned after the padded header.
         assert_eq!(b.range.start % 8, 0);
-        assert_eq!(f.data(&f.tensors()["a"]), &half::bf16::from_f32(-1.0).to_le_bytes());
+        assert_eq!(
+            f.data(&f.tensors()["a"]),
+            &half::bf16::from_f32(-1.0).to_le_bytes()
+        );
     }
 
     #[test]
@@ -162,7 +170,12 @@ mod tests {
         let p = dir.path().join("m.safetensors");
         let plan = vec![("a".to_string(), vec![2]), ("b".to_string(), vec![1])];
         let mut w = SafetensorsWriter::create(&p, Dtype::F32, plan, &BTreeMap::new()).unwrap();
-        assert!(w.write_next("b", &[1.0]).unwrap_err().to_string().contains("expected `a` next"));
+        assert!(
+            w.write_next("b", &[1.0])
+                .unwrap_err()
+                .to_string()
+                .contains("expected `a` next")
+        );
         assert!(w.write_next("a", &[1.0]).is_err());
         w.write_next("a", &[1.0, 2.0]).unwrap();
         let err = w.finish().unwrap_err().to_string();
