@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
+use parallel_decode::loading::gguf::llama::gguf_tensor_name;
 use parallel_decode::loading::gguf::quant::dequantize;
 use parallel_decode::loading::gguf::{
     GgmlType, GgufFile, GgufWriter, ImportOptions, Value, import_gguf,
 };
-use parallel_decode::loading::synthetic::{TinyLlama, gguf_name};
+use parallel_decode::loading::synthetic::TinyLlama;
 use parallel_decode::loading::{Dtype, FileBytes, ModelDir, NoProgress, Tensor};
 use serde_json::Value as Json;
 
@@ -192,7 +193,7 @@ fn quantized_gguf() -> (Vec<u8>, Vec<(String, Tensor)>) {
         GgmlType::F32,
     ];
     for (i, (name, Tensor { shape, .. })) in spec.weights().unwrap().into_iter().enumerate() {
-        let (gname, heads) = gguf_name(&name, &config);
+        let (gname, heads) = gguf_tensor_name(&name, &config).unwrap();
         let ty = if shape.len() == 1 {
             types[3 + i % 3]
         } else {
