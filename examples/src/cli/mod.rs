@@ -80,6 +80,7 @@ pub fn init_logging(global: &GlobalOpts) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| progress::LogWriter)
         .init();
 }
