@@ -17,3 +17,10 @@ fi
 
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc
+
+# The numbered walkthroughs (examples/examples/NN-*.rs) run against the mock too.
+for walkthrough in examples/examples/[0-9][0-9]-*.rs; do
+    name=$(basename "$walkthrough" .rs)
+    echo "walkthrough $name"
+    cargo run --quiet -p neuron-examples --example "$name" >/dev/null
+done

@@ -60,7 +60,8 @@
 //! # Features
 //!
 //! - `half` (default): typed access to `f16` and `bf16` tensors through [`half`](https://docs.rs/half).
-//! - `ndarray`: [`Tensor::from_array`], [`Tensor::to_array`] and friends.
+//! - `ndarray`: `Tensor::from_array`, `Tensor::to_array`, `Tensor::write_array` and
+//!   `Tensor::read_array_into` (copies between `ndarray` arrays and tensors).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod dtype;

@@ -109,14 +109,8 @@ impl ModelLoader {
     /// path in [`Error::Neff`].
     pub fn load_file(self, path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let name = self.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map_or_else(|| "neff".into(), |s| s.to_string_lossy().into_owned())
-        });
+        let (bytes, stem) = read_neff_file(path)?;
+        let name = self.name.clone().unwrap_or(stem);
         self.name(name).load_inner(&bytes, Some(path))
     }
 
@@ -133,7 +127,8 @@ impl ModelLoader {
         self.load_inner(neff, None)
     }
 
-    fn load_inner(self, neff: &[u8], path: Option<&Path>) -> Result<Model> {
+    /// Loads `neff`, which came from `path` if given (for error messages).
+    pub(crate) fn load_inner(self, neff: &[u8], path: Option<&Path>) -> Result<Model> {
         if neff.len() < NEFF_HEADER_SIZE {
             return Err(Error::Neff {
                 path: path.map(Path::to_path_buf),
@@ -220,6 +215,19 @@ impl ModelLoader {
         );
         Ok(model)
     }
+}
+
+/// Reads a NEFF file; also returns the name a model loaded from it gets by default (the
+/// file's stem).
+pub(crate) fn read_neff_file(path: &Path) -> Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "neff".into(), |s| s.to_string_lossy().into_owned());
+    Ok((bytes, stem))
 }
 
 /// A NEFF loaded on one or more NeuronCores (`nrt_load` .. `nrt_unload`).

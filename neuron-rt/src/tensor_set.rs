@@ -20,7 +20,7 @@ use crate::tensor::Tensor;
 /// for every execution: executing with a prepared set does no allocation and no name
 /// lookups on the Rust side.
 ///
-/// ```no_run
+/// ```
 /// # use std::sync::Arc;
 /// # use neuron_rt::{Placement, Runtime, Tensor, TensorSet};
 /// # fn main() -> neuron_rt::Result<()> {

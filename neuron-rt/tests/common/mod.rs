@@ -21,9 +21,15 @@ pub struct Fixture {
     _serial: MutexGuard<'static, ()>,
 }
 
+/// Takes this binary's turn at the process-wide runtime (for tests that manage the runtime
+/// themselves instead of through a [`Fixture`]).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
-        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = serial();
         let rt = Runtime::builder()
             .lib_path(library_path())
             .init()

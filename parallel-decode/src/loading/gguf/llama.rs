@@ -86,7 +86,7 @@ pub fn llama_config(file: &GgufFile) -> Result<LlamaConfig> {
         (Some(k), _) => Some(k),
         (None, v) => v,
     };
-    let resolved_head_dim = head_dim.unwrap_or(if heads == 0 { 0 } else { hidden / heads });
+    let resolved_head_dim = head_dim.unwrap_or(hidden.checked_div(heads).unwrap_or(0));
     if let Some(rot) = int("rope.dimension_count")?
         && rot != resolved_head_dim
     {
@@ -143,51 +143,86 @@ pub fn llama_config(file: &GgufFile) -> Result<LlamaConfig> {
     LlamaConfig::from_raw(&raw, path)
 }
 
+/// Whole-model tensors: (GGUF name, Hugging Face name), without the `.weight` suffix.
+const MODEL_TENSORS: [(&str, &str); 3] = [
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+];
+
+/// Per-layer tensors: (GGUF part of `blk.N.<part>`, Hugging Face part of
+/// `model.layers.N.<part>`).
+const LAYER_TENSORS: [(&str, &str); 9] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Heads whose rows the converter permuted, for the GGUF layer part `part`.
+fn permuted_heads(part: &str, config: &LlamaConfig) -> Option<usize> {
+    match part {
+        "attn_q" => Some(config.num_heads),
+        "attn_k" => Some(config.num_kv_heads),
+        _ => None,
+    }
+}
+
+/// Splits `<prefix>N.<part>.<weight|bias>` into the layer, the part and the suffix, for layers
+/// the model has. Norms have no bias.
+fn split_layer_name<'a>(
+    name: &'a str,
+    prefix: &str,
+    config: &LlamaConfig,
+) -> Option<(usize, &'a str, &'a str)> {
+    let (layer, rest) = name.strip_prefix(prefix)?.split_once('.')?;
+    let layer: usize = layer.parse().ok().filter(|&l| l < config.num_layers)?;
+    let (part, suffix) = rest.rsplit_once('.')?;
+    let is_norm = part.ends_with("norm");
+    (suffix == "weight" || (suffix == "bias" && !is_norm)).then_some((layer, part, suffix))
+}
+
 /// The Hugging Face name of a GGUF Llama tensor, and whether its rows were permuted.
 ///
-/// Returns `None` for names that are not part of a Llama model.
+/// Returns `None` for names that are not part of a Llama model with `config`'s layer count.
 pub fn map_tensor_name(gguf_name: &str, config: &LlamaConfig) -> Option<TensorMapping> {
-    let plain = |hf: &str| {
-        Some(TensorMapping {
-            hf_name: hf.to_string(),
+    if let Some((_, hf)) = MODEL_TENSORS
+        .iter()
+        .find(|(g, _)| gguf_name.strip_suffix(".weight") == Some(*g))
+    {
+        return Some(TensorMapping {
+            hf_name: format!("{hf}.weight"),
             permuted_heads: None,
-        })
-    };
-    match gguf_name {
-        "token_embd.weight" => return plain("model.embed_tokens.weight"),
-        "output_norm.weight" => return plain("model.norm.weight"),
-        "output.weight" => return plain("lm_head.weight"),
-        _ => {}
+        });
     }
-    let rest = gguf_name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    if layer >= config.num_layers {
-        return None;
-    }
-    let (part, suffix) = rest.rsplit_once('.')?;
-    if suffix != "weight" && suffix != "bias" {
-        return None;
-    }
-    let (hf_part, permuted_heads) = match part {
-        "attn_norm" => ("input_layernorm", None),
-        "ffn_norm" => ("post_attention_layernorm", None),
-        "attn_q" => ("self_attn.q_proj", Some(config.num_heads)),
-        "attn_k" => ("self_attn.k_proj", Some(config.num_kv_heads)),
-        "attn_v" => ("self_attn.v_proj", None),
-        "attn_output" => ("self_attn.o_proj", None),
-        "ffn_gate" => ("mlp.gate_proj", None),
-        "ffn_up" => ("mlp.up_proj", None),
-        "ffn_down" => ("mlp.down_proj", None),
-        _ => return None,
-    };
-    if part.ends_with("norm") && suffix == "bias" {
-        return None;
-    }
+    let (layer, part, suffix) = split_layer_name(gguf_name, "blk.", config)?;
+    let (_, hf_part) = LAYER_TENSORS.iter().find(|(g, _)| *g == part)?;
     Some(TensorMapping {
         hf_name: format!("model.layers.{layer}.{hf_part}.{suffix}"),
-        permuted_heads,
+        permuted_heads: permuted_heads(part, config),
     })
+}
+
+/// The inverse of [`map_tensor_name`]: the GGUF name of a Hugging Face Llama parameter, and the
+/// heads its rows are permuted by when written to GGUF.
+pub fn gguf_tensor_name(hf_name: &str, config: &LlamaConfig) -> Option<(String, Option<usize>)> {
+    if let Some((g, _)) = MODEL_TENSORS
+        .iter()
+        .find(|(_, h)| hf_name.strip_suffix(".weight") == Some(*h))
+    {
+        return Some((format!("{g}.weight"), None));
+    }
+    let (layer, part, suffix) = split_layer_name(hf_name, "model.layers.", config)?;
+    let (g, _) = LAYER_TENSORS.iter().find(|(_, h)| *h == part)?;
+    Some((
+        format!("blk.{layer}.{g}.{suffix}"),
+        permuted_heads(g, config),
+    ))
 }
 
 /// Undoes the converter's rotary row permutation on a `[n_heads * head_dim, cols]` row-major
@@ -227,11 +262,11 @@ fn reorder_rows(data: &[f32], n_heads: usize, cols: usize, to_hf: bool) -> Optio
 /// Rows per head, if `len` elements of `cols` columns split into `n_heads` heads of an even
 /// number of rows.
 fn head_rows(len: usize, n_heads: usize, cols: usize) -> Option<usize> {
-    if n_heads == 0 || cols == 0 || len % cols != 0 {
+    if n_heads == 0 || cols == 0 || !len.is_multiple_of(cols) {
         return None;
     }
     let rows = len / cols;
-    (rows % n_heads == 0 && (rows / n_heads) % 2 == 0).then_some(rows / n_heads)
+    (rows.is_multiple_of(n_heads) && (rows / n_heads).is_multiple_of(2)).then_some(rows / n_heads)
 }
 
 /// Reads a required string from GGUF metadata, naming the key when missing.
@@ -351,5 +386,15 @@ mod tests {
         a.sort();
         mapped.sort();
         assert_eq!(a, mapped);
+        // And back.
+        for name in &hf {
+            let (g, heads) = gguf_tensor_name(name, &c).unwrap();
+            let there = m(&g).unwrap();
+            assert_eq!((&there.hf_name, there.permuted_heads), (name, heads));
+        }
+        assert_eq!(
+            gguf_tensor_name("model.layers.9.mlp.up_proj.weight", &c),
+            None
+        );
     }
 }

