@@ -9,7 +9,7 @@
 //! decoding pay off.
 //!
 //! On x86_64 CPUs with AVX2 and FMA (chosen at run time) the inner loops are the explicit
-//! SIMD micro-kernels of [`super::simd`]; elsewhere they are the portable loops below.
+//! SIMD micro-kernels of the `simd` module; elsewhere they are the portable loops below.
 
 use rayon::prelude::*;
 
