@@ -28,6 +28,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Generate(cli::generate::Args),
+    Bench(cli::bench::Args),
+    Compile(cli::compile::Args),
     Fetch(cli::fetch::Args),
     Import(cli::import::Args),
     Tokenize(cli::tokenize::Args),
@@ -38,6 +41,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli::init_logging(&cli.global);
     let result = match &cli.command {
+        Command::Generate(args) => cli::generate::run(args, &cli.global),
+        Command::Bench(args) => cli::bench::run(args, &cli.global),
+        Command::Compile(args) => cli::compile::run(args, &cli.global),
         Command::Fetch(args) => cli::fetch::run(args, &cli.global),
         Command::Import(args) => cli::import::run(args, &cli.global),
         Command::Tokenize(args) => cli::tokenize::run(args, &cli.global),

@@ -257,3 +257,102 @@ fn default_model_tokenizes_like_llama_cpp() {
         "{out}"
     );
 }
+
+/// `generate`, `compile` and `bench` on a tiny generated model, on the mock device.
+#[test]
+fn generate_compile_and_bench_run_on_the_mock() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    tiny_model(&model);
+    let home = dir.path().join("home");
+    let out = run(neuron_decode()
+        .env("NEURON_DECODE_HOME", &home)
+        .args(["generate", "--model"])
+        .arg(&model)
+        .args([
+            "--prompt",
+            "the cat",
+            "--max-tokens",
+            "12",
+            "--strategy",
+            "prompt-lookup",
+        ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("[prompt-lookup]") && err.contains("tokens/s") && err.contains("tau"),
+        "{err}"
+    );
+    // Compiled once into the cache; a second run reuses it.
+    assert_eq!(
+        std::fs::read_dir(home.join("artifacts")).unwrap().count(),
+        1
+    );
+
+    let artifacts = dir.path().join("art");
+    let printed = ok(neuron_decode()
+        .args(["compile", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&artifacts)
+        .args(["--verify-buckets", "1,4", "--prefill-buckets", "16"]));
+    assert!(printed.contains("4 graphs"), "{printed}");
+
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": \"the the the\", \"kind\": \"open\"}\n{\"prompt\": \"a b\"}\n",
+    )
+    .unwrap();
+    let report = ok(neuron_decode()
+        .arg("bench")
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .arg("--prompts")
+        .arg(&prompts)
+        .args([
+            "--strategy",
+            "ar,prompt-lookup",
+            "--max-tokens",
+            "6",
+            "--json",
+            "--cost-widths",
+            "1,4",
+        ]));
+    let lines: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert_eq!(lines[0]["record"], "device");
+    assert_eq!(lines[1]["strategy"], "ar");
+    assert_eq!(lines[2]["strategy"], "prompt-lookup");
+    assert_eq!(lines[2]["identical_to_ar"], true);
+    for field in [
+        "prompts",
+        "tokens",
+        "tokens_per_s",
+        "ttft_ms",
+        "tpot_ms",
+        "tau",
+        "target_passes",
+        "speedup_vs_ar",
+    ] {
+        assert!(lines[2].get(field).is_some(), "missing {field}: {report}");
+    }
+}
+
+#[test]
+fn generate_explains_a_bad_strategy_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    tiny_model(&model);
+    let err = fails(
+        neuron_decode()
+            .env("NEURON_DECODE_HOME", dir.path().join("home"))
+            .args(["generate", "--model"])
+            .arg(&model)
+            .args(["--prompt", "hi", "--strategy", "medusa"]),
+    );
+    assert!(err.contains("no Medusa heads"), "{err}");
+}

@@ -21,5 +21,6 @@ pub mod error;
 pub mod loading;
 pub mod sampling;
 pub mod strategy;
+pub mod text;
 
 pub use error::{Error, Result};

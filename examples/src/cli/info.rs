@@ -78,23 +78,26 @@ fn model_facts(model: &ModelDir) -> anyhow::Result<Value> {
     }))
 }
 
-/// The Neuron runtime library this process would use, and why.
-///
-/// Hook for the runtime: once `neuron-rt` exists, add the runtime's view here (NeuronCore
-/// count, device memory per core, instance type) next to the library facts.
+/// The Neuron runtime library this process uses and why, and the device as the runtime sees
+/// it (instance, NeuronCores, device memory).
 fn device_facts(global: &GlobalOpts) -> Value {
-    let loaded = match &global.lib {
-        Some(path) => neuron_sys::load_from(path),
-        None => neuron_sys::lib(),
+    let rt = match super::session::runtime(global) {
+        Ok(rt) => rt,
+        Err(e) => return json!({"library": Value::Null, "error": format!("{e:#}")}),
     };
-    match loaded {
-        Ok(lib) => json!({
-            "library": lib.path().display().to_string(),
-            "chosen_by": lib.source().to_string(),
-            "runtime_version": lib.runtime_version().map(|v| v.to_string()),
-        }),
-        Err(e) => json!({"library": Value::Null, "error": format!("{e}")}),
-    }
+    let cores = rt.visible_cores().ok();
+    let memory = cores
+        .and_then(|_| rt.memory_stats(0).ok())
+        .map(|m| json!({"used_bytes": m.used, "limit_bytes": m.limit}));
+    json!({
+        "library": rt.library_path().display().to_string(),
+        "chosen_by": rt.library_source().to_string(),
+        "runtime_version": rt.version().map(|v| v.to_string()),
+        "instance": rt.instance_info().ok().and_then(|i| i.instance_type()),
+        "total_cores": rt.total_cores().ok(),
+        "visible_cores": cores,
+        "memory_of_core_0": memory,
+    })
 }
 
 fn print_text(value: &Value, indent: usize) {

@@ -1,10 +1,14 @@
 //! The subcommands and what they share: global options, logging, progress bars, the model
 //! argument and error reporting.
 
+pub mod bench;
+pub mod compile;
 pub mod fetch;
+pub mod generate;
 pub mod import;
 pub mod info;
 pub mod progress;
+pub mod session;
 pub mod tokenize;
 
 use std::path::{Path, PathBuf};

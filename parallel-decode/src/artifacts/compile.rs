@@ -402,3 +402,70 @@ fn copy_text_files(model_dir: &Path, dir: &Path) -> Result<Vec<String>> {
     }
     Ok(copied)
 }
+
+/// Compiles `model` into the artifacts cache under `home` unless an up-to-date compilation is
+/// there already; returns its directory.
+///
+/// The cache key covers what the artifacts depend on: the model's configuration and weight
+/// files (names, sizes, modification times), the heads file's contents, the options, and
+/// the artifacts format version, so a changed model or option compiles anew.
+///
+/// # Errors
+/// As [`compile`], and I/O errors reading the model's files.
+pub fn cached_compile(
+    model: &ModelDir,
+    heads: Option<&MedusaHeads>,
+    home: &Path,
+    options: &CompileOptions,
+    progress: &dyn Progress,
+) -> Result<std::path::PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut key = Sha256::new();
+    key.update(format!(
+        "{FORMAT} {FORMAT_VERSION} {} {options:?}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(model.path())
+        .map_err(|e| Error::io(model.path(), "read directory", e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in &files {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "read metadata", e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        key.update(format!(
+            "{} {} {}\n",
+            path.display(),
+            meta.len(),
+            modified.as_nanos()
+        ));
+    }
+    if let Some(h) = heads {
+        let bytes = std::fs::read(h.path()).map_err(|e| Error::io(h.path(), "read", e))?;
+        key.update(&bytes);
+    }
+    let digest: String = key
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = model
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let dir = home
+        .join("artifacts")
+        .join(format!("{name}-tp{}-{digest}", options.tp));
+    if Manifest::load(&dir).is_ok() {
+        return Ok(dir);
+    }
+    compile(model, heads, &dir, options, progress)?;
+    Ok(dir)
+}

@@ -79,7 +79,7 @@ pub struct NeuronModel {
     dir: PathBuf,
     manifest: Manifest,
     config: LlamaConfig,
-    text: ModelText,
+    text: Arc<ModelText>,
     info: ModelInfo,
     graphs: Vec<Graph>,
     /// Indices into `graphs`, narrowest first.
@@ -135,7 +135,7 @@ impl NeuronModel {
             });
         }
         let config = LlamaConfig::from_file(&dir.join(crate::loading::model_dir::CONFIG_FILE))?;
-        let text = ModelText::open(dir, &config)?;
+        let text = Arc::new(ModelText::open(dir, &config)?);
 
         let step = progress.start(
             "loading weights onto the device",
@@ -250,8 +250,9 @@ impl NeuronModel {
         &self.config
     }
 
-    /// Tokenizer, chat template and special tokens.
-    pub fn text(&self) -> &ModelText {
+    /// Tokenizer, chat template and special tokens (shared, so that a caller can keep them
+    /// while the model is busy generating).
+    pub fn text(&self) -> &Arc<ModelText> {
         &self.text
     }
 

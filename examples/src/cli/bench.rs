@@ -1,0 +1,225 @@
+//! `neuron-decode bench`: decoding strategies over a prompt set, with the device's cost curve
+//! and the memory-bandwidth bound of a decode step.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use parallel_decode::backend::LanguageModel;
+use parallel_decode::bench::{StrategyReport, cost_curve, memory_bandwidth, run_strategy};
+use parallel_decode::loading::Message;
+use serde_json::json;
+
+use super::GlobalOpts;
+use super::generate::SamplingArgs;
+use super::session::{DeviceArgs, DraftArgs, Strategy, proposer};
+
+/// Measure decoding strategies on a prompt set: tokens per second, time to first token, time
+/// per output token, tau (tokens per target pass), speed-up over autoregressive decoding and
+/// whether the outputs are identical to it.
+///
+/// The prompts file has one JSON object per line with a `prompt` field (and optionally
+/// `kind`, e.g. "grounded" or "open", selectable with --kind).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// JSON-lines prompt file (default: the project's shopping-assistant set, bench/prompts.jsonl).
+    #[arg(long, value_name = "FILE")]
+    prompts: Option<PathBuf>,
+    /// Only prompts of this kind.
+    #[arg(long)]
+    kind: Option<String>,
+    /// At most this many prompts.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Strategies to measure, comma separated; `ar` is always measured first as the baseline.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Strategy::Ar, Strategy::PromptLookup])]
+    strategy: Vec<Strategy>,
+    /// Print one JSON object per strategy (and one for the device) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Widths of the tree passes timed for the cost curve.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
+    cost_widths: Vec<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    draft: DraftArgs,
+}
+
+const DEFAULT_PROMPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/prompts.jsonl");
+
+pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
+    let mut model = args.device.open(global)?;
+    let path = args
+        .prompts
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PROMPTS));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the prompts file {}", path.display()))?;
+    let mut prompts = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
+        let prompt = value["prompt"]
+            .as_str()
+            .with_context(|| format!("{} line {}: no \"prompt\" string", path.display(), n + 1))?;
+        if args
+            .kind
+            .as_deref()
+            .is_some_and(|k| value["kind"].as_str() != Some(k))
+        {
+            continue;
+        }
+        let template = model
+            .text()
+            .chat_template
+            .as_ref()
+            .context("the model has no chat template")?;
+        let rendered = template.render(&[Message::user(prompt)], true)?;
+        prompts.push(model.text().tokenizer.encode(&rendered, false)?);
+    }
+    if let Some(limit) = args.limit {
+        prompts.truncate(limit);
+    }
+    if prompts.is_empty() {
+        bail!(
+            "{} has no prompts{}",
+            path.display(),
+            args.kind
+                .as_ref()
+                .map(|k| format!(" of kind {k:?}"))
+                .unwrap_or_default()
+        );
+    }
+    let config = args.sampling.config(model.text().eos_token_ids.clone())?;
+    let draft = args.draft.open(global)?;
+
+    // The device: memory bandwidth, the cost of a tree pass by width, and a decode step
+    // against the bound of reading every weight once.
+    let bandwidth = memory_bandwidth(512 << 20);
+    let widths: Vec<usize> = args
+        .cost_widths
+        .iter()
+        .copied()
+        .filter(|&w| w <= model.info().max_tree)
+        .collect();
+    // Time passes after a realistic context, leaving room for the widest tree.
+    let context = 256
+        .min(
+            model
+                .info()
+                .max_len
+                .saturating_sub(widths.iter().max().copied().unwrap_or(1) + 1),
+        )
+        .max(1);
+    let curve = cost_curve(&mut model, &widths, context, 5)?;
+    let weight_bytes = model.config().parameter_count() as f64 * 4.0;
+    let step = curve
+        .iter()
+        .find(|(w, _)| *w == 1)
+        .map(|(_, d)| d.as_secs_f64());
+    let device = json!({
+        "record": "device",
+        "weights_bytes": weight_bytes,
+        "read_bandwidth_gb_s": bandwidth / 1e9,
+        "decode_step_ms": step.map(|s| s * 1e3),
+        "bandwidth_bound_ms": weight_bytes / bandwidth * 1e3,
+        "fraction_of_bandwidth_bound": step.map(|s| weight_bytes / bandwidth / s),
+        "cost_curve_ms": curve.iter().map(|(w, d)| json!({"tokens": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
+    });
+
+    let mut strategies = vec![Strategy::Ar];
+    strategies.extend(
+        args.strategy
+            .iter()
+            .map(|s| s.resolve(&model))
+            .filter(|s| *s != Strategy::Ar),
+    );
+    strategies.dedup();
+    let mut reports: Vec<StrategyReport> = Vec::new();
+    let mut baseline: Option<(f64, Vec<Vec<u32>>)> = None;
+    for strategy in strategies {
+        let mut p = proposer(
+            strategy,
+            &model,
+            draft.as_ref(),
+            args.draft.draft_len,
+            config.sampling,
+            config.seed,
+        )?;
+        let (mut report, outputs) =
+            run_strategy(&mut model, p.as_mut(), &prompts, &config, |_, _| {})?;
+        report.strategy = strategy.name().to_string();
+        match &baseline {
+            None => baseline = Some((report.tokens_per_s, outputs)),
+            Some((tps, ar_outputs)) => {
+                report.speedup_vs_ar = Some(report.tokens_per_s / tps);
+                report.identical_to_ar = Some(&outputs == ar_outputs);
+            }
+        }
+        if report.speedup_vs_ar.is_none() {
+            report.speedup_vs_ar = Some(1.0);
+            report.identical_to_ar = Some(true);
+        }
+        reports.push(report);
+    }
+
+    if args.json {
+        println!("{device}");
+        for r in &reports {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        println!(
+            "device: read bandwidth {:.1} GB/s; decode step {:.1} ms = {:.0}% of the bandwidth bound ({:.1} ms for {:.0} MB of weights)",
+            bandwidth / 1e9,
+            step.unwrap_or(0.0) * 1e3,
+            step.map_or(0.0, |s| weight_bytes / bandwidth / s * 100.0),
+            weight_bytes / bandwidth * 1e3,
+            weight_bytes / 1e6
+        );
+        let base = curve.first().map_or(1.0, |(_, d)| d.as_secs_f64());
+        let costs: Vec<String> = curve
+            .iter()
+            .map(|(w, d)| format!("{w}: {:.2}x", d.as_secs_f64() / base))
+            .collect();
+        println!(
+            "cost of a tree pass by tokens (relative to 1): {}",
+            costs.join(", ")
+        );
+        println!(
+            "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9}",
+            "strategy",
+            "prompts",
+            "tokens",
+            "tokens/s",
+            "ttft ms",
+            "tpot ms",
+            "tau",
+            "passes",
+            "speedup",
+            "identical"
+        );
+        for r in &reports {
+            println!(
+                "{:<16} {:>7} {:>7} {:>9.2} {:>8.1} {:>8.1} {:>6.2} {:>7} {:>7.2}x {:>9}",
+                r.strategy,
+                r.prompts,
+                r.tokens,
+                r.tokens_per_s,
+                r.ttft_ms,
+                r.tpot_ms,
+                r.tau,
+                r.target_passes,
+                r.speedup_vs_ar.unwrap_or(1.0),
+                r.identical_to_ar.map_or("-".to_string(), |b| b.to_string())
+            );
+        }
+    }
+    Ok(())
+}

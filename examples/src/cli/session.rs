@@ -1,0 +1,269 @@
+//! What `generate`, `bench` and `compile` share: the runtime, the compiled artifacts of a
+//! model (compiled on first use and cached), and building a decoding strategy by name.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use neuron_rt::Runtime;
+use parallel_decode::artifacts::{CompileOptions, cached_compile};
+use parallel_decode::backend::LanguageModel;
+use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::loading::ModelDir;
+use parallel_decode::loading::cache::home_dir;
+use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
+use parallel_decode::sampling::SamplingConfig;
+use parallel_decode::strategy::combined::Combined;
+use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
+use parallel_decode::strategy::medusa::Medusa;
+use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
+use parallel_decode::strategy::proposer::{Autoregressive, Proposer};
+
+use super::progress::Bars;
+use super::{GlobalOpts, ModelArg};
+
+/// Where the model runs and how it is compiled.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Compiled artifacts to load instead of compiling --model (from `neuron-decode compile`).
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Tensor-parallel degree: NeuronCores the model is split across (must divide the
+    /// model's heads; SmolLM2-135M has 9 query and 3 key/value heads, so 1 or 3).
+    #[arg(long, default_value_t = 1)]
+    pub tp: usize,
+    /// KV-cache slots (sequences in flight at once).
+    #[arg(long, default_value_t = 4)]
+    pub slots: usize,
+    /// Positions per sequence (prompt plus generated tokens) [default: 2048, or the model's
+    /// maximum if smaller].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Medusa heads file to compile in (default: the model's own heads, if it has any).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_heads")]
+    pub heads: Option<PathBuf>,
+    /// Compile without Medusa heads.
+    #[arg(long)]
+    pub no_heads: bool,
+}
+
+impl DeviceArgs {
+    fn options(&self, model: &ModelDir) -> CompileOptions {
+        let max_len = default_max_len(self.max_len, model);
+        CompileOptions {
+            tp: self.tp,
+            slots: self.slots,
+            max_len,
+            ..CompileOptions::default()
+        }
+    }
+
+    /// The heads to compile in: `--heads`, else a heads file beside the model, else the
+    /// project's trained heads for the default model, unless `--no-heads`.
+    fn heads(&self, model: &ModelDir) -> anyhow::Result<Option<MedusaHeads>> {
+        if self.no_heads {
+            return Ok(None);
+        }
+        let hidden = model.config().hidden_size;
+        let path = match &self.heads {
+            Some(p) => Some(p.clone()),
+            None => Some(model.path().join(HEADS_FILE))
+                .filter(|p| p.is_file())
+                .or_else(|| default_heads(model)),
+        };
+        path.map(|p| {
+            MedusaHeads::open(&p, hidden)
+                .with_context(|| format!("cannot use the heads in {}", p.display()))
+        })
+        .transpose()
+    }
+
+    /// Compiles (or finds in the cache) the artifacts for the model; returns their directory.
+    pub fn artifacts(&self, global: &GlobalOpts) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.artifacts {
+            return Ok(dir.clone());
+        }
+        let model = self.model.open(global)?;
+        let heads = self.heads(&model)?;
+        let home = home_dir()?;
+        let bars = Bars::new(global);
+        let dir = cached_compile(&model, heads.as_ref(), &home, &self.options(&model), &bars)
+            .with_context(|| format!("cannot compile the model in {}", model.path().display()))?;
+        Ok(dir)
+    }
+
+    /// Loads the model onto the device.
+    pub fn open(&self, global: &GlobalOpts) -> anyhow::Result<NeuronModel> {
+        let dir = self.artifacts(global)?;
+        let runtime = runtime(global)?;
+        let bars = Bars::new(global);
+        NeuronModel::open(&runtime, &dir, &bars)
+            .with_context(|| format!("cannot load the artifacts in {}", dir.display()))
+    }
+}
+
+/// `--max-len`, or 2048 capped at what the model was trained for.
+pub fn default_max_len(max_len: Option<usize>, model: &ModelDir) -> usize {
+    max_len.unwrap_or_else(|| 2048.min(model.config().max_position_embeddings))
+}
+
+/// The project's trained heads, when `model` is the default model.
+fn default_heads(model: &ModelDir) -> Option<PathBuf> {
+    let _ = model;
+    None
+}
+
+/// The Neuron runtime, initialised once per process.
+///
+/// The library is `--lib`, else the usual search (`NEURON_SYS_LIB`, the system loader, the
+/// SDK's location). When that finds no libnrt at all, the mock device built with this program
+/// is used, and a note says so: on a machine without a Neuron device everything still runs.
+pub fn runtime(global: &GlobalOpts) -> anyhow::Result<Arc<Runtime>> {
+    if let Some(rt) = Runtime::current() {
+        return Ok(rt);
+    }
+    let mut builder = Runtime::builder();
+    if let Some(lib) = &global.lib {
+        builder = builder.lib_path(lib.clone());
+    } else if let Err(search) = neuron_sys::lib() {
+        match neuron_mock::testing::find_library() {
+            Ok(mock) => {
+                eprintln!(
+                    "note: no Neuron runtime library found; running on the mock device ({})",
+                    mock.display()
+                );
+                builder = builder.lib_path(mock);
+            }
+            Err(_) => {
+                return Err(anyhow::Error::new(search).context("cannot start the Neuron runtime"));
+            }
+        }
+    }
+    builder.init().context("cannot start the Neuron runtime")
+}
+
+/// A decoding strategy, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Medusa heads and prompt lookup together when the model has heads, else prompt lookup.
+    Auto,
+    /// Plain autoregressive decoding: one token per target pass.
+    Ar,
+    /// Candidates copied from the prompt and the text so far (no extra model).
+    PromptLookup,
+    /// A smaller draft model with the same tokenizer (--draft-model).
+    Draft,
+    /// Medusa heads with a candidate tree.
+    Medusa,
+    /// Medusa heads and prompt lookup in one tree.
+    MedusaLookup,
+}
+
+impl Strategy {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Ar => "ar",
+            Strategy::PromptLookup => "prompt-lookup",
+            Strategy::Draft => "draft",
+            Strategy::Medusa => "medusa",
+            Strategy::MedusaLookup => "medusa-lookup",
+        }
+    }
+
+    /// What `auto` means for this model.
+    pub fn resolve(self, model: &NeuronModel) -> Strategy {
+        match self {
+            Strategy::Auto if model.info().heads > 0 => Strategy::MedusaLookup,
+            Strategy::Auto => Strategy::PromptLookup,
+            other => other,
+        }
+    }
+}
+
+/// A draft model for `--strategy draft`, loaded once and shared by the sequences.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DraftArgs {
+    /// The draft model's compiled artifacts (from `neuron-decode compile`), for
+    /// `--strategy draft`. It must use the target's tokenizer.
+    #[arg(long, value_name = "DIR")]
+    pub draft_artifacts: Option<PathBuf>,
+    /// Longest chain the draft proposes (it adapts between 1 and this).
+    #[arg(long, default_value_t = 6)]
+    pub draft_len: usize,
+}
+
+impl DraftArgs {
+    /// Loads the draft model if one was given.
+    pub fn open(&self, global: &GlobalOpts) -> anyhow::Result<Option<SharedModel>> {
+        let Some(dir) = &self.draft_artifacts else {
+            return Ok(None);
+        };
+        let runtime = runtime(global)?;
+        let bars = Bars::new(global);
+        let model = NeuronModel::open(&runtime, dir, &bars)
+            .with_context(|| format!("cannot load the draft model in {}", dir.display()))?;
+        Ok(Some(Rc::new(RefCell::new(Box::new(model)))))
+    }
+}
+
+/// Builds the proposer for `strategy` on `model`.
+pub fn proposer(
+    strategy: Strategy,
+    model: &NeuronModel,
+    draft: Option<&SharedModel>,
+    draft_len: usize,
+    sampling: SamplingConfig,
+    seed: u64,
+) -> anyhow::Result<Box<dyn Proposer>> {
+    let lookup = || PromptLookup::new(PromptLookupConfig::default());
+    let medusa = || -> anyhow::Result<Medusa> {
+        let tree = model.medusa_tree().with_context(|| {
+            format!(
+                "{} has no Medusa heads; compile with --heads FILE, or choose another --strategy",
+                model.dir().display()
+            )
+        })?;
+        Ok(Medusa::new(tree))
+    };
+    Ok(match strategy.resolve(model) {
+        Strategy::Ar => Box::new(Autoregressive),
+        Strategy::PromptLookup => Box::new(lookup()),
+        Strategy::Medusa => Box::new(medusa()?),
+        Strategy::MedusaLookup => Box::new(Combined::new(
+            "medusa-lookup",
+            vec![Box::new(medusa()?), Box::new(lookup())],
+        )?),
+        Strategy::Draft => {
+            let Some(draft) = draft else {
+                bail!(
+                    "--strategy draft needs --draft-artifacts DIR (a smaller model compiled with `neuron-decode compile`)"
+                )
+            };
+            if draft.borrow().info().vocab != model.info().vocab {
+                bail!(
+                    "the draft model's vocabulary ({}) differs from the target's ({}); it must use the same tokenizer",
+                    draft.borrow().info().vocab,
+                    model.info().vocab
+                );
+            }
+            Box::new(Draft::new(
+                Rc::clone(draft),
+                0,
+                DraftLength::Adaptive(draft_len.max(1)),
+                sampling,
+                seed,
+            )?)
+        }
+        Strategy::Auto => unreachable_auto()?,
+    })
+}
+
+fn unreachable_auto() -> anyhow::Result<Box<dyn Proposer>> {
+    bail!("internal error: the auto strategy was not resolved")
+}
