@@ -55,8 +55,12 @@ impl Graph {
         Ok(set.tensor(name)?.read_into(offset, out)?)
     }
 
-    fn run(&mut self) -> Result<()> {
-        Ok(self.group.execute(&self.inputs, &mut self.outputs)?)
+    /// Executes the graph; returns how long the execution took (the device's share of a
+    /// step, as opposed to the host work around it).
+    fn run(&mut self) -> Result<std::time::Duration> {
+        let start = std::time::Instant::now();
+        self.group.execute(&self.inputs, &mut self.outputs)?;
+        Ok(start.elapsed())
     }
 }
 
@@ -88,6 +92,8 @@ pub struct NeuronModel {
     commit: usize,
     heads: Option<usize>,
     last: Option<Last>,
+    /// Time spent inside graph executions since the model was opened.
+    device_time: std::time::Duration,
     /// Reused host buffers for step inputs.
     scratch_i32: Vec<i32>,
     scratch_u8: Vec<u8>,
@@ -229,6 +235,7 @@ impl NeuronModel {
             commit,
             heads,
             last: None,
+            device_time: std::time::Duration::ZERO,
             scratch_i32: Vec::new(),
             scratch_u8: Vec::new(),
             runtime: Arc::clone(runtime),
@@ -262,6 +269,12 @@ impl NeuronModel {
             .heads
             .as_ref()
             .and_then(|h| MedusaTree::new(h.tree.clone()).ok())
+    }
+
+    /// Total time spent executing graphs since the model was opened. The rest of the time a
+    /// caller measures around [`LanguageModel`] calls is host work.
+    pub fn device_time(&self) -> std::time::Duration {
+        self.device_time
     }
 
     /// The runtime the model runs on.
@@ -477,7 +490,7 @@ impl LanguageModel for NeuronModel {
             graph.write("seq_ids", 0, &[slot as i32])?;
             graph.write("cache_lens", 0, &[start as i32])?;
             graph.write("new_lens", 0, &[n as i32])?;
-            graph.run()?;
+            self.device_time += graph.run()?;
             start += n;
             last_graph = g;
         }
@@ -564,7 +577,7 @@ impl LanguageModel for NeuronModel {
             }
             graph.write("tree_mask", 0, mask)?;
         }
-        graph.run()?;
+        self.device_time += graph.run()?;
         let mut next = vec![0i32; rows.len() * w];
         graph.read("next_token", 0, &mut next)?;
         self.last = Some(Last {
@@ -637,7 +650,8 @@ impl LanguageModel for NeuronModel {
             }
         }
         graph.write("accept_indices", 0, ints)?;
-        graph.run()
+        self.device_time += graph.run()?;
+        Ok(())
     }
 
     fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
@@ -663,7 +677,7 @@ impl LanguageModel for NeuronModel {
         let graph = &mut self.graphs[g];
         graph.write("hidden", 0, hidden)?;
         graph.write("num_rows", 0, &[1i32])?;
-        graph.run()?;
+        self.device_time += graph.run()?;
         let mut ids = vec![0i32; entry.count * entry.top_k];
         graph.read("head_ids", 0, &mut ids)?;
         let heads = (0..entry.count)
