@@ -60,14 +60,14 @@ fn exact() -> Vec<f64> {
     };
     let mut out = vec![0.0; VOCAB * VOCAB];
     let p1 = dist(&PROMPT);
-    for t1 in 0..VOCAB {
+    for (t1, &q1) in p1.iter().enumerate() {
         let ctx1: Vec<u32> = PROMPT.iter().copied().chain([t1 as u32]).collect();
         let p2 = dist(&ctx1);
         for t2 in 0..VOCAB {
             let ctx2: Vec<u32> = ctx1.iter().copied().chain([t2 as u32]).collect();
             let p3 = dist(&ctx2);
             for t3 in 0..VOCAB {
-                out[t2 * VOCAB + t3] += p1[t1] as f64 * p2[t2] as f64 * p3[t3] as f64;
+                out[t2 * VOCAB + t3] += q1 as f64 * p2[t2] as f64 * p3[t3] as f64;
             }
         }
     }
