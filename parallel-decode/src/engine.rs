@@ -266,7 +266,13 @@ pub fn generate_batch(
                 seq.stop = Some(StopReason::ContextFull);
             }
             proposals.push(if seq.stop.is_none() {
-                Some(propose(seq, config, tree_cap, info.max_len)?)
+                Some(propose(
+                    seq,
+                    config,
+                    tree_cap,
+                    info.max_len,
+                    &info.tree_cost,
+                )?)
             } else {
                 None
             });
@@ -417,6 +423,7 @@ fn propose(
     config: &GenerateConfig,
     tree_cap: usize,
     max_len: usize,
+    tree_cost: &[f32],
 ) -> Result<Proposal> {
     let room = max_len - seq.cache_len;
     let remaining = config.max_tokens - seq.generated.len();
@@ -426,6 +433,7 @@ fn propose(
         tokens: &seq.tokens,
         max_nodes,
         heads: seq.heads.as_ref(),
+        tree_cost,
     };
     let proposal = seq.request.proposer.propose(&ctx)?;
     if proposal.tree.len() > max_nodes {

@@ -13,7 +13,7 @@ use crate::strategy::proposer::HeadCandidates;
 use crate::strategy::tree::TokenTree;
 
 /// Fixed facts about a loaded model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// Vocabulary size (the length of a logits row).
     pub vocab: usize,
@@ -29,6 +29,18 @@ pub struct ModelInfo {
     pub max_batch: usize,
     /// Medusa-style heads (0 when the model has none).
     pub heads: usize,
+    /// Cost of a tree pass by its number of nodes, relative to a one-node pass: entry `n - 1`
+    /// is the cost of `n` nodes (`max_tree` entries). Proposers use it to weigh longer
+    /// proposals against what they cost; measured on the device where possible.
+    pub tree_cost: Vec<f32>,
+}
+
+impl ModelInfo {
+    /// The relative cost of a pass over `nodes` nodes (clamped to the known range).
+    pub fn cost_of(&self, nodes: usize) -> f32 {
+        let i = nodes.clamp(1, self.tree_cost.len().max(1)) - 1;
+        self.tree_cost.get(i).copied().unwrap_or(1.0)
+    }
 }
 
 /// One row of a tree pass.

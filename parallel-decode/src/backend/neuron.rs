@@ -222,8 +222,9 @@ impl NeuronModel {
             max_tree,
             max_batch,
             heads: manifest.heads.as_ref().map_or(0, |h| h.count),
+            tree_cost: Vec::new(),
         };
-        Ok(NeuronModel {
+        let mut model = NeuronModel {
             dir: dir.to_path_buf(),
             manifest,
             config,
@@ -239,7 +240,39 @@ impl NeuronModel {
             scratch_i32: Vec::new(),
             scratch_u8: Vec::new(),
             runtime: Arc::clone(runtime),
-        })
+        };
+        model.info.tree_cost = model.measure_tree_cost()?;
+        Ok(model)
+    }
+
+    /// Times a pass of every tree bucket (best of three, after a warm-up) and interpolates
+    /// the cost of every node count in between, relative to one node. A pass over `n` nodes
+    /// runs in the smallest bucket that holds them, so its cost is that bucket's.
+    fn measure_tree_cost(&mut self) -> Result<Vec<f32>> {
+        let widths = self.tree_buckets();
+        let context = 64
+            .min(self.info.max_len.saturating_sub(self.info.max_tree + 1))
+            .max(1);
+        let prompt: Vec<u32> = (0..context).map(|i| (i % 100) as u32).collect();
+        self.prefill(0, &prompt)?;
+        let mut bucket_cost = Vec::with_capacity(widths.len());
+        for &w in &widths {
+            let mut best = std::time::Duration::MAX;
+            for _ in 0..4 {
+                best = best.min(self.time_tree_pass(context, w)?);
+            }
+            bucket_cost.push(best.as_secs_f64());
+        }
+        let one = bucket_cost.first().copied().unwrap_or(1.0).max(1e-9);
+        Ok((1..=self.info.max_tree)
+            .map(|n| {
+                let b = widths
+                    .iter()
+                    .position(|&w| w >= n)
+                    .unwrap_or(widths.len() - 1);
+                (bucket_cost[b] / one).max(1.0) as f32
+            })
+            .collect())
     }
 
     /// The artifacts directory.

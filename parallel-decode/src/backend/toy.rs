@@ -97,6 +97,10 @@ impl ToyModel {
             max_tree: config.max_tree,
             max_batch: config.slots,
             heads: config.heads,
+            // A device whose cost grows a little with the tree, like the mock's.
+            tree_cost: (0..config.max_tree)
+                .map(|n| 1.0 + 0.02 * n as f32)
+                .collect(),
         };
         ToyModel {
             cache: vec![Vec::new(); config.slots],

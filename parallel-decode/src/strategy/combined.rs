@@ -109,6 +109,7 @@ mod tests {
                 tokens: &tokens,
                 max_nodes: 8,
                 heads: Some(&heads),
+                tree_cost: &[],
             })
             .unwrap();
         assert_eq!(p.tree.tokens(), &[7, 8, 9, 30]);
@@ -118,6 +119,7 @@ mod tests {
                 tokens: &tokens,
                 max_nodes: 3,
                 heads: Some(&heads),
+                tree_cost: &[],
             })
             .unwrap();
         assert_eq!(p.tree.len(), 3);

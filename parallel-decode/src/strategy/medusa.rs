@@ -213,6 +213,7 @@ mod tests {
                 tokens: &[1, 2, 3],
                 max_nodes: 16,
                 heads: Some(&heads),
+                tree_cost: &[],
             })
             .unwrap();
         assert_eq!(p.tree.tokens(), &[3, 10, 11, 20, 21, 20]);
@@ -223,6 +224,7 @@ mod tests {
                 tokens: &[1, 2, 3],
                 max_nodes: 3,
                 heads: Some(&heads),
+                tree_cost: &[],
             })
             .unwrap();
         assert_eq!(p.tree.len(), 3);
@@ -232,6 +234,7 @@ mod tests {
                 tokens: &[1],
                 max_nodes: 16,
                 heads: None,
+                tree_cost: &[],
             })
             .unwrap();
         assert_eq!(p.tree.len(), 1);

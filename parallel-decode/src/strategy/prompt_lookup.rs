@@ -2,14 +2,18 @@
 //!
 //! The last `n` tokens (longest `n` first, down to `min_ngram`) are looked up among all earlier
 //! positions of the prompt and of the text generated so far; the tokens that followed each
-//! match are proposed. Several matches make several branches of one tree. No extra model: the
-//! whole cost is a hash lookup per n-gram length, kept incremental so that it does not grow
-//! with the context.
+//! match are candidates. No extra model: the whole cost is a hash lookup per n-gram length,
+//! kept incremental so that it does not grow with the context.
 //!
-//! Proposal lengths adapt: for each n-gram length the proposer keeps a running average of how
-//! many of its candidates the target accepted, and proposes a little more than that. When
-//! matches are weak it proposes short chains or nothing, so that a sequence with nothing to
-//! copy decodes at plain autoregressive speed.
+//! How much to propose is a trade measured in time. For each n-gram length the proposer keeps
+//! a running estimate of `a_n`, the chance that the target accepts the next copied token
+//! (accepted tokens over accepted plus rejected ones). A chain of `k` copied tokens is then
+//! expected to add `a + a^2 + ... + a^k` accepted tokens to the one every pass makes, at the
+//! price of a pass over `k + 1` nodes, whose relative cost the model reports
+//! ([`ProposeContext::tree_cost`]). The proposer picks the length that maximises tokens per
+//! unit of cost, and adds further matches as branches only while they raise it. When matches
+//! are weak this is zero tokens, so a sequence with nothing to copy decodes at plain
+//! autoregressive speed.
 
 use std::collections::HashMap;
 
@@ -27,6 +31,8 @@ pub struct PromptLookupConfig {
     pub max_proposal: usize,
     /// Most matches (branches) per step.
     pub max_branches: usize,
+    /// Starting estimate of the per-token acceptance, before anything is observed.
+    pub prior_acceptance: f32,
 }
 
 impl Default for PromptLookupConfig {
@@ -36,15 +42,39 @@ impl Default for PromptLookupConfig {
             min_ngram: 2,
             max_proposal: 8,
             max_branches: 3,
+            prior_acceptance: 0.5,
         }
     }
 }
 
-/// Running acceptance for one n-gram length.
+/// Running acceptance counts for one n-gram length, decayed so that recent steps weigh most.
 #[derive(Debug, Clone, Copy)]
 struct Acceptance {
-    /// Exponential moving average of candidates accepted per proposal from this length.
-    mean_accepted: f32,
+    accepted: f32,
+    rejected: f32,
+}
+
+impl Acceptance {
+    /// Weight of the prior, in observed tokens.
+    const PRIOR: f32 = 2.0;
+    /// Decay per observation: about the last 20 proposals count.
+    const DECAY: f32 = 0.95;
+
+    fn new(prior: f32) -> Self {
+        Acceptance {
+            accepted: prior * Self::PRIOR,
+            rejected: (1.0 - prior) * Self::PRIOR,
+        }
+    }
+
+    fn rate(&self) -> f32 {
+        self.accepted / (self.accepted + self.rejected).max(1e-6)
+    }
+
+    fn observe(&mut self, accepted: usize, rejected: bool) {
+        self.accepted = self.accepted * Self::DECAY + accepted as f32;
+        self.rejected = self.rejected * Self::DECAY + f32::from(u8::from(rejected));
+    }
 }
 
 /// The prompt-lookup proposer.
@@ -56,11 +86,15 @@ pub struct PromptLookup {
     /// For each n, the end positions (exclusive) of every occurrence of each n-gram.
     index: Vec<HashMap<u64, Vec<usize>>>,
     acceptance: Vec<Acceptance>,
-    /// The n-gram length behind each branch of the last proposal (by first-candidate node).
-    last_branches: Vec<(usize, usize)>,
+    /// The branches of the last proposal: (first node, n-gram length, candidates in it).
+    last_branches: Vec<(usize, usize, usize)>,
 }
 
-const EMA: f32 = 0.3;
+/// A candidate continuation found by a match.
+struct Candidate<'t> {
+    ngram: usize,
+    tokens: &'t [u32],
+}
 
 impl PromptLookup {
     /// A proposer with the given settings.
@@ -68,12 +102,7 @@ impl PromptLookup {
         let n = config.max_ngram + 1;
         PromptLookup {
             index: vec![HashMap::new(); n],
-            acceptance: vec![
-                Acceptance {
-                    mean_accepted: config.max_proposal as f32 / 2.0
-                };
-                n
-            ],
+            acceptance: vec![Acceptance::new(config.prior_acceptance); n],
             config,
             history: Vec::new(),
             last_branches: Vec::new(),
@@ -95,7 +124,10 @@ impl PromptLookup {
     /// Brings the index up to date with `tokens` (which extend, or replace, the history).
     fn sync(&mut self, tokens: &[u32]) {
         if !tokens.starts_with(&self.history) {
+            let acceptance = self.acceptance.clone();
             *self = PromptLookup::new(self.config.clone());
+            // What was learnt about acceptance carries over to the next sequence.
+            self.acceptance = acceptance;
         }
         for end in self.history.len() + 1..=tokens.len() {
             for n in self.config.min_ngram..=self.config.max_ngram {
@@ -111,11 +143,56 @@ impl PromptLookup {
         self.history.extend_from_slice(tokens);
     }
 
-    /// How many candidates to propose from a match of length `n`.
-    fn proposal_len(&self, n: usize) -> usize {
-        let mean = self.acceptance[n].mean_accepted;
-        // A little more than is usually accepted; at least one candidate to keep learning.
-        ((mean * 1.5).ceil() as usize + 1).clamp(1, self.config.max_proposal)
+    /// Continuations of the current suffix, longest match first, most recent first, at most
+    /// `max_branches` of them with distinct first tokens.
+    fn candidates<'t>(&self, tokens: &'t [u32]) -> Vec<Candidate<'t>> {
+        let len = tokens.len();
+        let mut found: Vec<Candidate<'t>> = Vec::new();
+        for n in (self.config.min_ngram..=self.config.max_ngram).rev() {
+            if len < n {
+                continue;
+            }
+            let suffix = &tokens[len - n..];
+            let Some(ends) = self.index[n].get(&Self::hash(suffix)) else {
+                continue;
+            };
+            for &end in ends.iter().rev() {
+                // The current position itself is not a match; a hash hit must be a real one.
+                if end >= len || &tokens[end - n..end] != suffix {
+                    continue;
+                }
+                let continuation = &tokens[end..(end + self.config.max_proposal).min(len)];
+                let Some(first) = continuation.first() else {
+                    continue;
+                };
+                if found.iter().any(|c| c.tokens[0] == *first) {
+                    continue;
+                }
+                found.push(Candidate {
+                    ngram: n,
+                    tokens: continuation,
+                });
+                if found.len() >= self.config.max_branches {
+                    return found;
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Expected accepted tokens of a chain of `k` tokens each accepted with chance `a` (given
+/// the previous ones were).
+fn expected_accepted(a: f32, k: usize) -> f32 {
+    (1..=k).map(|i| a.powi(i as i32)).sum()
+}
+
+/// Relative cost of a pass over `nodes` nodes; without a measured curve, a mild default.
+fn cost(tree_cost: &[f32], nodes: usize) -> f32 {
+    match tree_cost.get(nodes.saturating_sub(1)) {
+        Some(&c) => c,
+        None if tree_cost.is_empty() => 1.0 + 0.03 * nodes.saturating_sub(1) as f32,
+        None => tree_cost.last().copied().unwrap_or(1.0),
     }
 }
 
@@ -127,43 +204,36 @@ impl Proposer for PromptLookup {
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
         self.sync(ctx.tokens);
         let tokens = ctx.tokens;
-        let pending = *tokens.last().unwrap_or(&0);
-        let mut tree = TokenTree::new(pending);
+        let mut tree = TokenTree::new(*tokens.last().unwrap_or(&0));
         self.last_branches.clear();
-        let len = tokens.len();
-        for n in (self.config.min_ngram..=self.config.max_ngram).rev() {
-            if len < n
-                || tree.len() >= ctx.max_nodes
-                || self.last_branches.len() >= self.config.max_branches
-            {
-                break;
-            }
-            let suffix = &tokens[len - n..];
-            let Some(ends) = self.index[n].get(&Self::hash(suffix)) else {
+        let candidates = self.candidates(tokens);
+        // Greedy: each branch takes the length that maximises (1 + expected accepted) / cost
+        // of the whole tree, and is kept only if it improves on the tree without it. A later
+        // branch is reached only when the earlier ones' first tokens were rejected.
+        let mut expected = 0.0f32;
+        let mut reach = 1.0f32;
+        for c in candidates {
+            let a = self.acceptance[c.ngram].rate();
+            let room = ctx.max_nodes.saturating_sub(tree.len()).min(c.tokens.len());
+            let base = (1.0 + expected) / cost(ctx.tree_cost, tree.len());
+            let best = (1..=room)
+                .map(|k| {
+                    (
+                        k,
+                        (1.0 + expected + reach * expected_accepted(a, k))
+                            / cost(ctx.tree_cost, tree.len() + k),
+                    )
+                })
+                .max_by(|x, y| x.1.total_cmp(&y.1));
+            let Some((k, _)) = best.filter(|&(_, g)| g > base) else {
                 continue;
             };
-            let want = self.proposal_len(n);
-            // Most recent occurrences first (they are most often what is being repeated); the
-            // current position itself is not a match.
-            for &end in ends.iter().rev() {
-                if end >= len || &tokens[end - n..end] != suffix {
-                    continue;
-                }
-                let continuation = &tokens[end..(end + want).min(len)];
-                if continuation.is_empty() {
-                    continue;
-                }
-                let before = tree.len();
-                let added = tree.add_path(0, continuation, ctx.max_nodes);
-                if added > 0 && tree.len() > before {
-                    let first = tree.child_with_token(0, continuation[0]).unwrap_or(0);
-                    self.last_branches.push((first, n));
-                }
-                if self.last_branches.len() >= self.config.max_branches
-                    || tree.len() >= ctx.max_nodes
-                {
-                    break;
-                }
+            let before = tree.len();
+            tree.add_path(0, &c.tokens[..k], ctx.max_nodes);
+            if tree.len() > before {
+                self.last_branches.push((before, c.ngram, k));
+                expected += reach * expected_accepted(a, k);
+                reach *= 1.0 - a;
             }
         }
         Ok(Proposal { tree, draft: None })
@@ -171,15 +241,15 @@ impl Proposer for PromptLookup {
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> crate::Result<()> {
         let accepted = &outcome.verdict.accepted;
-        for &(first, n) in &self.last_branches {
-            // Candidates accepted along this branch: the accepted path if it went this way.
-            let along = if accepted.get(1) == Some(&first) {
-                accepted.len() - 1
-            } else {
-                0
-            };
-            let a = &mut self.acceptance[n];
-            a.mean_accepted = (1.0 - EMA) * a.mean_accepted + EMA * along as f32;
+        for &(first, n, k) in &self.last_branches {
+            if accepted.get(1) == Some(&first) {
+                // The path went down this branch: it accepted this many of its k tokens.
+                let along = accepted.len() - 1;
+                self.acceptance[n].observe(along, along < k);
+            } else if accepted.len() == 1 {
+                // Nothing was accepted: this branch's first token was rejected too.
+                self.acceptance[n].observe(0, true);
+            }
         }
         Ok(())
     }
@@ -190,13 +260,23 @@ mod tests {
     use super::*;
     use crate::strategy::verify::Verdict;
 
-    fn propose(p: &mut PromptLookup, tokens: &[u32], max_nodes: usize) -> Proposal {
+    fn propose_with(
+        p: &mut PromptLookup,
+        tokens: &[u32],
+        max_nodes: usize,
+        cost: &[f32],
+    ) -> Proposal {
         p.propose(&ProposeContext {
             tokens,
             max_nodes,
             heads: None,
+            tree_cost: cost,
         })
         .unwrap()
+    }
+
+    fn propose(p: &mut PromptLookup, tokens: &[u32], max_nodes: usize) -> Proposal {
+        propose_with(p, tokens, max_nodes, &[])
     }
 
     #[test]
@@ -205,16 +285,10 @@ mod tests {
             max_proposal: 3,
             ..Default::default()
         });
-        // "... 5 6 7 8 9 ... 5 6 7" -> propose 8 9 (and on).
+        // "... 5 6 7 8 9 10 ... 5 6 7" -> propose 8 9 10.
         let tokens = [1, 5, 6, 7, 8, 9, 10, 2, 3, 5, 6, 7];
         let prop = propose(&mut p, &tokens, 16);
-        assert_eq!(prop.tree.tokens()[0], 7);
-        assert_eq!(
-            prop.tree.path_to(prop.tree.len() - 1).len(),
-            prop.tree.max_depth() + 1
-        );
-        let first_branch: Vec<u32> = (1..=3).map(|i| prop.tree.tokens()[i]).collect();
-        assert_eq!(first_branch, vec![8, 9, 10]);
+        assert_eq!(prop.tree.tokens(), &[7, 8, 9, 10]);
     }
 
     #[test]
@@ -247,11 +321,13 @@ mod tests {
     }
 
     #[test]
-    fn proposals_shrink_when_rejected_and_grow_when_accepted() {
-        let mut p = PromptLookup::new(PromptLookupConfig::default());
+    fn proposals_follow_acceptance_and_cost() {
         let tokens: Vec<u32> = (0..30).chain(0..4).collect();
+        // Always rejected: the estimate falls until proposing does not pay.
+        let mut p = PromptLookup::new(PromptLookupConfig::default());
         let start = propose(&mut p, &tokens, 32).tree.len();
-        for _ in 0..10 {
+        assert!(start > 2, "a fresh proposer is optimistic");
+        for _ in 0..40 {
             let prop = propose(&mut p, &tokens, 32);
             let verdict = Verdict {
                 accepted: vec![0],
@@ -263,22 +339,29 @@ mod tests {
             })
             .unwrap();
         }
-        let after_rejects = propose(&mut p, &tokens, 32).tree.len();
-        assert!(after_rejects < start, "{after_rejects} vs {start}");
-        for _ in 0..10 {
-            let prop = propose(&mut p, &tokens, 32);
-            let path = prop.tree.path_to(prop.tree.len() - 1);
+        assert_eq!(
+            propose(&mut p, &tokens, 32).tree.len(),
+            1,
+            "nothing is proposed once it never pays"
+        );
+        // Always accepted: long chains.
+        let mut q = PromptLookup::new(PromptLookupConfig::default());
+        for _ in 0..20 {
+            let prop = propose(&mut q, &tokens, 32);
             let verdict = Verdict {
-                accepted: path,
+                accepted: prop.tree.path_to(prop.tree.len() - 1),
                 next_token: 99,
             };
-            p.observe(&Outcome {
+            q.observe(&Outcome {
                 proposal: &prop,
                 verdict: &verdict,
             })
             .unwrap();
         }
-        assert!(propose(&mut p, &tokens, 32).tree.len() > after_rejects);
+        assert_eq!(propose(&mut q, &tokens, 32).tree.len(), 9);
+        // The same acceptance with a steep cost curve: shorter chains.
+        let steep: Vec<f32> = (0..32).map(|n| 1.0 + 0.05 * (n * n) as f32).collect();
+        assert!(propose_with(&mut q, &tokens, 32, &steep).tree.len() < 9);
     }
 
     #[test]
@@ -287,5 +370,11 @@ mod tests {
         propose(&mut p, &[1, 2, 3, 1, 2], 8);
         // A different sequence: the old index must not leak into it.
         assert_eq!(propose(&mut p, &[7, 8, 1, 2], 8).tree.len(), 1);
+    }
+
+    #[test]
+    fn expected_accepted_is_the_geometric_sum() {
+        assert!((expected_accepted(0.5, 3) - 0.875).abs() < 1e-6);
+        assert_eq!(expected_accepted(0.9, 0), 0.0);
     }
 }

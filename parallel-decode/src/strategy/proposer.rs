@@ -45,6 +45,9 @@ pub struct ProposeContext<'a> {
     /// Head candidates for the token after the pending one, when the target has heads and the
     /// proposer asked for them.
     pub heads: Option<&'a HeadCandidates>,
+    /// The target's cost of a pass by node count, relative to one node (see
+    /// [`crate::backend::ModelInfo::tree_cost`]); empty when unknown.
+    pub tree_cost: &'a [f32],
 }
 
 /// What happened to a proposal.
