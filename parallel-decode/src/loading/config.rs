@@ -147,10 +147,26 @@ impl LlamaConfig {
                 format!("is \"{act}\"; Llama models use \"silu\""),
             ));
         }
+        // Limits far beyond any released model, so that a corrupt or hostile value is refused
+        // here rather than sizing loops and allocations later.
+        let limit = |field: &str| -> u64 {
+            match field {
+                "vocab_size" | "max_position_embeddings" => 1 << 24,
+                "num_hidden_layers" | "num_attention_heads" | "num_key_value_heads" => 1 << 12,
+                _ => 1 << 20,
+            }
+        };
         let required = |field: &str, v: Option<u64>| -> Result<usize> {
             match v {
                 None => Err(err(field, "is missing".into())),
                 Some(0) => Err(err(field, "must be positive, got 0".into())),
+                Some(n) if n > limit(field) => Err(err(
+                    field,
+                    format!(
+                        "is {n}, beyond any plausible model (at most {}); the file is corrupt",
+                        limit(field)
+                    ),
+                )),
                 Some(n) => {
                     usize::try_from(n).map_err(|_| err(field, format!("is too large ({n})")))
                 }
@@ -632,5 +648,24 @@ mod tests {
         assert!((c.rope_inv_freq()[1] - expected).abs() < 1e-15);
         c.rope_scaling = Some(RopeScaling::Linear { factor: 2.0 });
         assert_eq!(c.rope_inv_freq(), vec![0.5, 0.005]);
+    }
+    #[test]
+    fn implausible_sizes_are_refused_before_anything_is_sized_by_them() {
+        // A corrupt layer count once made the tensor list billions of names long.
+        let raw = RawLlamaConfig {
+            vocab_size: Some(100),
+            hidden_size: Some(16),
+            intermediate_size: Some(32),
+            num_hidden_layers: Some(2_147_483_648),
+            num_attention_heads: Some(4),
+            ..RawLlamaConfig::default()
+        };
+        let err = LlamaConfig::from_raw(&raw, Path::new("c.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num_hidden_layers") && err.contains("corrupt"),
+            "{err}"
+        );
     }
 }
