@@ -12,7 +12,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use neuron_mock::reference::{self, ReferenceConfig};
+mod common;
+
+use common::reference_logits;
 use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, cached_compile};
 use parallel_decode::backend::neuron::NeuronModel;
@@ -156,23 +158,8 @@ fn greedy_continuations_match_transformers() {
 
 #[test]
 fn first_positions_match_the_f64_reference() {
-    let src = source();
-    let c = src.config();
-    let cfg = ReferenceConfig {
-        vocab: c.vocab_size,
-        hidden: c.hidden_size,
-        intermediate: c.intermediate_size,
-        layers: c.num_layers,
-        heads: c.num_heads,
-        kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        rope_inv_freq: c.rope_inv_freq(),
-        rms_eps: c.rms_norm_eps,
-        tied_embeddings: c.tie_word_embeddings,
-    };
-    let weight = |name: &str| src.weights().get(name).unwrap().to_f32().unwrap().data;
     let ids = [1u32, 504, 3575, 282];
-    let expected = reference::logits(&cfg, &weight, &ids);
+    let expected = reference_logits(source(), &ids);
     let mut model = device().lock().unwrap();
     let got = device_logits(&mut model, &ids);
     for (p, (g, e)) in got.iter().zip(&expected).enumerate() {

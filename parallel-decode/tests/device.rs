@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use neuron_mock::reference::{self, ReferenceConfig};
+mod common;
+
+use common::reference_logits;
 use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, compile};
 use parallel_decode::backend::neuron::NeuronModel;
@@ -107,24 +109,6 @@ fn small_options() -> CompileOptions {
         verify_buckets: vec![1, 4, 8],
         ..CompileOptions::default()
     }
-}
-
-fn reference_logits(source: &ModelDir, tokens: &[u32]) -> Vec<Vec<f64>> {
-    let c = source.config();
-    let cfg = ReferenceConfig {
-        vocab: c.vocab_size,
-        hidden: c.hidden_size,
-        intermediate: c.intermediate_size,
-        layers: c.num_layers,
-        heads: c.num_heads,
-        kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        rope_inv_freq: c.rope_inv_freq(),
-        rms_eps: c.rms_norm_eps,
-        tied_embeddings: c.tie_word_embeddings,
-    };
-    let weight = |name: &str| source.weights().get(name).unwrap().to_f32().unwrap().data;
-    reference::logits(&cfg, &weight, tokens)
 }
 
 fn assert_close(actual: &[f32], expected: &[f64], what: &str) {

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::bench::{StrategyReport, cost_curve, memory_bandwidth, run_strategy};
-use parallel_decode::loading::Message;
 use serde_json::json;
 
 use super::GlobalOpts;
 use super::generate::SamplingArgs;
-use super::session::{DeviceArgs, DraftArgs, Strategy, proposer};
+use super::session::{DeviceArgs, DraftArgs, Strategy, encode_prompt, proposer};
 
 /// Measure decoding strategies on a prompt set: tokens per second, time to first token, time
 /// per output token, tau (tokens per target pass), speed-up over autoregressive decoding and
@@ -75,13 +74,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         {
             continue;
         }
-        let template = model
-            .text()
-            .chat_template
-            .as_ref()
-            .context("the model has no chat template")?;
-        let rendered = template.render(&[Message::user(prompt)], true)?;
-        prompts.push(model.text().tokenizer.encode(&rendered, false)?);
+        prompts.push(encode_prompt(&model, prompt, None, false)?);
     }
     if let Some(limit) = args.limit {
         prompts.truncate(limit);

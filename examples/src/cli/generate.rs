@@ -2,15 +2,13 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use parallel_decode::engine::{GenerateConfig, Generation, StopReason, Verification, generate};
-use parallel_decode::loading::Message;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::verify::TypicalAcceptance;
 use parallel_decode::text::StopStrings;
 
 use super::GlobalOpts;
-use super::session::{DeviceArgs, DraftArgs, Strategy, proposer};
+use super::session::{DeviceArgs, DraftArgs, Strategy, encode_prompt, proposer};
 
 /// Generate an answer to a prompt on the device (the mock, or a NeuronCore).
 ///
@@ -94,21 +92,7 @@ impl SamplingArgs {
 pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let mut model = args.device.open(global)?;
     let text = std::sync::Arc::clone(model.text());
-    let prompt_text = if args.raw {
-        args.prompt.clone()
-    } else {
-        let template = text
-            .chat_template
-            .as_ref()
-            .context("the model has no chat template; pass --raw to use the prompt as it is")?;
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(Message::system(system.clone()));
-        }
-        messages.push(Message::user(args.prompt.clone()));
-        template.render(&messages, true)?
-    };
-    let prompt = text.tokenizer.encode(&prompt_text, args.raw)?;
+    let prompt = encode_prompt(&model, &args.prompt, args.system.as_deref(), args.raw)?;
     let config = args.sampling.config(text.eos_token_ids.clone())?;
     let draft = args.draft.open(global)?;
     let strategy = args.strategy.resolve(&model);

@@ -11,9 +11,9 @@ use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, cached_compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
-use parallel_decode::loading::ModelDir;
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
+use parallel_decode::loading::{Message, ModelDir};
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
@@ -109,6 +109,32 @@ impl DeviceArgs {
 /// `--max-len`, or 2048 capped at what the model was trained for.
 pub fn default_max_len(max_len: Option<usize>, model: &ModelDir) -> usize {
     max_len.unwrap_or_else(|| 2048.min(model.config().max_position_embeddings))
+}
+
+/// A prompt as token ids: wrapped in the model's chat template (after an optional system
+/// message) unless `raw`.
+pub fn encode_prompt(
+    model: &NeuronModel,
+    prompt: &str,
+    system: Option<&str>,
+    raw: bool,
+) -> anyhow::Result<Vec<u32>> {
+    let text = model.text();
+    if raw {
+        return Ok(text.tokenizer.encode(prompt, true)?);
+    }
+    let template = text
+        .chat_template
+        .as_ref()
+        .context("the model has no chat template; pass --raw to use the prompt as it is")?;
+    let mut messages = Vec::new();
+    if let Some(system) = system {
+        messages.push(Message::system(system));
+    }
+    messages.push(Message::user(prompt));
+    Ok(text
+        .tokenizer
+        .encode(&template.render(&messages, true)?, false)?)
 }
 
 /// The project's trained heads, when `model` is the default model.

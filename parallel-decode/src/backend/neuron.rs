@@ -41,6 +41,30 @@ impl Graph {
         Ok(())
     }
 
+    /// Writes the per-row scalars of a step: `seq_ids`, `cache_lens`, and the row's token count
+    /// into `count_input`, which is zero for every row of the graph past the given ones (so
+    /// that a row left over from an earlier, larger step is not run again).
+    fn write_rows(
+        &self,
+        ints: &mut Vec<i32>,
+        batch: usize,
+        rows: impl Iterator<Item = (usize, usize, usize)> + Clone,
+        count_input: &str,
+    ) -> Result<()> {
+        for (name, pick) in [("seq_ids", 0), ("cache_lens", 1), (count_input, 2)] {
+            ints.clear();
+            ints.extend(
+                rows.clone()
+                    .map(|(slot, len, count)| [slot, len, count][pick] as i32),
+            );
+            if pick == 2 {
+                ints.resize(batch, 0);
+            }
+            self.write(name, 0, ints)?;
+        }
+        Ok(())
+    }
+
     /// Reads rank 0's output `name` from element `offset` into `out`.
     fn read<T: neuron_rt::NeuronRepr>(
         &self,
@@ -592,16 +616,12 @@ impl LanguageModel for NeuronModel {
         }
         graph.write("position_ids", 0, ints)?;
         // Per-row scalars for every row of the graph: unused rows get new_lens = 0.
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.slot as i32));
-        graph.write("seq_ids", 0, ints)?;
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.cache_len as i32));
-        graph.write("cache_lens", 0, ints)?;
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.tree.len() as i32));
-        ints.resize(batch, 0);
-        graph.write("new_lens", 0, ints)?;
+        graph.write_rows(
+            ints,
+            batch,
+            rows.iter().map(|r| (r.slot, r.cache_len, r.tree.len())),
+            "new_lens",
+        )?;
         if graph.role == Role::Verify {
             let mask = &mut self.scratch_u8;
             mask.clear();
@@ -665,16 +685,12 @@ impl LanguageModel for NeuronModel {
             });
         }
         let ints = &mut self.scratch_i32;
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.slot as i32));
-        graph.write("seq_ids", 0, ints)?;
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.cache_len as i32));
-        graph.write("cache_lens", 0, ints)?;
-        ints.clear();
-        ints.extend(rows.iter().map(|r| r.accepted.len() as i32));
-        ints.resize(batch, 0);
-        graph.write("accept_counts", 0, ints)?;
+        graph.write_rows(
+            ints,
+            batch,
+            rows.iter().map(|r| (r.slot, r.cache_len, r.accepted.len())),
+            "accept_counts",
+        )?;
         ints.clear();
         ints.resize(rows.len() * w, 0);
         for (b, row) in rows.iter().enumerate() {

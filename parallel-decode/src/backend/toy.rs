@@ -138,6 +138,18 @@ impl ToyModel {
         context[context.len().saturating_sub(self.config.window)..].to_vec()
     }
 
+    /// The context window of node `node` of row `row` in the last pass.
+    fn last_context(&self, row: usize, node: usize) -> Result<&[u32]> {
+        self.last
+            .get(row)
+            .and_then(|r| r.get(node))
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::Setting {
+                field: "node",
+                message: format!("no node {node} in row {row}"),
+            })
+    }
+
     fn check_slot(&self, slot: usize) -> Result<()> {
         if slot >= self.config.slots {
             return Err(Error::Setting {
@@ -205,28 +217,16 @@ impl LanguageModel for ToyModel {
     }
 
     fn logits(&mut self, row: usize, node: usize, out: &mut Vec<f32>) -> Result<()> {
-        let ctx = self
-            .last
-            .get(row)
-            .and_then(|r| r.get(node))
-            .ok_or_else(|| Error::Setting {
-                field: "node",
-                message: format!("no node {node} in row {row}"),
-            })?;
-        *out = self.logits_for(ctx);
+        *out = self.logits_for(self.last_context(row, node)?);
         Ok(())
     }
 
     fn hidden(&mut self, row: usize, node: usize, out: &mut Vec<f32>) -> Result<()> {
-        let ctx = self
-            .last
-            .get(row)
-            .and_then(|r| r.get(node))
-            .ok_or_else(|| Error::Setting {
-                field: "node",
-                message: format!("no node {node} in row {row}"),
-            })?;
-        *out = ctx.iter().map(|&t| t as f32).collect();
+        *out = self
+            .last_context(row, node)?
+            .iter()
+            .map(|&t| t as f32)
+            .collect();
         Ok(())
     }
 
