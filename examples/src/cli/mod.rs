@@ -6,6 +6,8 @@ pub mod import;
 pub mod info;
 pub mod progress;
 pub mod tokenize;
+pub mod train_heads;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 
