@@ -43,13 +43,13 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     heads: usize,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Examples per optimiser step.
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Peak learning rate (Adam, linear warm-up, cosine decay).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 2e-3)]
     learning_rate: f32,
     /// Seed of the example order (same data and seed, same heads).
     #[arg(long, default_value_t = 0)]
@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long, default_value_t = 192)]
     max_new_tokens: usize,
     /// Sequences decoded at once while distilling (KV slots of the distillation model).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     rows: usize,
     /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
     #[arg(long, value_enum, default_value_t = HeadsType::F16)]

@@ -75,8 +75,26 @@ pub fn write_heads(
         w.write_next(&format!("medusa.{h}.bias"), &head.bias)?;
     }
     w.finish()?;
+    readable_by_all(tmp.as_file(), tmp.path())?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "replace", e.error))?;
+    Ok(())
+}
+
+/// Gives a file written through a temporary file (created private) the usual permissions of
+/// a data file.
+///
+/// # Errors
+/// [`Error::Io`] when the permissions cannot be set.
+pub(crate) fn readable_by_all(file: &std::fs::File, path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, "set permissions", e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
     Ok(())
 }
 

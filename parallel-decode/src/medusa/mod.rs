@@ -8,9 +8,12 @@
 //! | [`gemm`] | the matrix products training and evaluation run on, split between threads |
 //! | [`eval`] | top-k accuracy per head, and the joint ranks along tree paths, on held-out prompts |
 //! | [`tune`] | the candidate tree that maximises expected tokens per second under a cost model |
-//! | [`file`] | writing a heads file in the documented format ([`crate::loading::medusa_heads`]) |
+//! | [`file`](mod@file) | writing a heads file in the documented format ([`crate::loading::medusa_heads`]) |
+//! | [`prompts`] | the prompt sets distilled (the shipped one, and JSON-lines files) |
+//! | [`default_heads`] | the trained heads shipped for the default model |
 
 pub mod data;
+pub mod default_heads;
 pub mod eval;
 pub mod file;
 pub mod gemm;

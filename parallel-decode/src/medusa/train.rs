@@ -115,9 +115,9 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             heads: 4,
-            epochs: 2,
+            epochs: 4,
             batch: 256,
-            learning_rate: 1e-3,
+            learning_rate: 2e-3,
             warmup_steps: 30,
             seed: 0,
         }
