@@ -156,9 +156,18 @@ fn measure(
     if widths.last().is_some_and(|&w| w < args.max_nodes) {
         widths.push(args.max_nodes);
     }
+    // The context must leave room for the widest pass within the model's positions.
+    let positions = model.config().max_position_embeddings;
+    let max_len = (args.context + args.max_nodes + 64)
+        .next_multiple_of(128)
+        .min(positions);
+    let context = args
+        .context
+        .min(max_len.saturating_sub(args.max_nodes + 1))
+        .max(1);
     let options = CompileOptions {
         slots: 1,
-        max_len: (args.context + args.max_nodes + 64).next_multiple_of(128),
+        max_len,
         prefill_buckets: vec![512],
         verify_buckets: widths.clone(),
         // Any valid tree: the measurement does not depend on it.
@@ -169,7 +178,7 @@ fn measure(
     compile(model, Some(&heads), &artifacts, &options, &bars)?;
     let runtime = open_runtime(global)?;
     let mut device = NeuronModel::open(&runtime, &artifacts, &bars)?;
-    let curve = cost_curve(&mut device, &widths, args.context, args.repeats)?;
+    let curve = cost_curve(&mut device, &widths, context, args.repeats)?;
     let mut hidden = Vec::new();
     device.hidden(0, 0, &mut hidden)?;
     let top_k = vec![HEADS_TOP_K; heads.count()];
@@ -183,7 +192,7 @@ fn measure(
         source: format!(
             "measured on {} after {} cached positions",
             runtime.library_path().display(),
-            args.context
+            context
         ),
         widths: curve.iter().map(|&(w, d)| (w, d.as_secs_f64())).collect(),
         heads: best.as_secs_f64(),
