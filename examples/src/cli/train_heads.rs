@@ -60,6 +60,10 @@ pub struct Args {
     /// Sequences decoded at once while distilling (KV slots of the distillation model).
     #[arg(long, default_value_t = 16)]
     rows: usize,
+    /// Distill on these compiled artifacts (for example a Neuron device's) instead of compiling
+    /// the model for the mock; their slots set how many answers are decoded at once.
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
     /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
     #[arg(long, value_enum, default_value_t = HeadsType::F16)]
     dtype: HeadsType,
