@@ -169,7 +169,7 @@ def main():
     rng = random.Random(SEED)
     rows = []
     for product in PRODUCTS:
-        for question in rng.sample(QUESTIONS, 8):
+        for question in rng.sample(QUESTIONS, 16):
             prompt = (
                 describe(product)
                 + "\n\nUsing the description above, answer the customer's question.\nQuestion: "
@@ -177,7 +177,7 @@ def main():
             )
             rows.append({"kind": "grounded", "prompt": prompt})
     for item in ITEMS:
-        for template in rng.sample(OPEN_TEMPLATES, 4):
+        for template in rng.sample(OPEN_TEMPLATES, 6):
             rows.append({"kind": "open", "prompt": template.format(item=item)})
     for prompt in GENERAL:
         rows.append({"kind": "open", "prompt": prompt})

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "ddd387a42340c3094a606e5dd822dac293e19ec322cf6168756c54b7e4d45566";
+pub const SHA256: &str = "f97b64e9459b8a9e07591086d90407321d7f4d100f5f8d29c05ecfb42325bb21";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
