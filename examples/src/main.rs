@@ -35,6 +35,8 @@ enum Command {
     Import(cli::import::Args),
     Tokenize(cli::tokenize::Args),
     Info(cli::info::Args),
+    TrainHeads(cli::train_heads::Args),
+    Tune(cli::tune::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +50,8 @@ fn main() -> std::process::ExitCode {
         Command::Import(args) => cli::import::run(args, &cli.global),
         Command::Tokenize(args) => cli::tokenize::run(args, &cli.global),
         Command::Info(args) => cli::info::run(args, &cli.global),
+        Command::TrainHeads(args) => cli::train_heads::run(args, &cli.global),
+        Command::Tune(args) => cli::tune::run(args, &cli.global),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 //! - [`engine`]: the decoding loop: prefill, then propose, verify, commit, emit.
 //! - [`strategy`]: candidate trees, proposers (prompt lookup, draft model, Medusa heads) and
 //!   the verification rules (greedy, exact sampling, typical acceptance).
+//! - [`medusa`]: training Medusa heads for a model and choosing their candidate tree.
 //! - [`sampling`]: the sampling transform and the seeded sampler.
 //!
 //! The only `unsafe` code is the memory map of weight files, in [`loading::mapped`].
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod loading;
+pub mod medusa;
 pub mod sampling;
 pub mod strategy;
 pub mod text;

@@ -10,6 +10,8 @@ pub mod info;
 pub mod progress;
 pub mod session;
 pub mod tokenize;
+pub mod train_heads;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 

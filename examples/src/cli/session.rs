@@ -13,7 +13,8 @@ use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
-use parallel_decode::loading::{Message, ModelDir};
+use parallel_decode::loading::{Message, ModelDir, default_model};
+use parallel_decode::medusa;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
@@ -69,11 +70,11 @@ impl DeviceArgs {
             return Ok(None);
         }
         let hidden = model.config().hidden_size;
+        let beside_model = model.path().join(HEADS_FILE);
         let path = match &self.heads {
             Some(p) => Some(p.clone()),
-            None => Some(model.path().join(HEADS_FILE))
-                .filter(|p| p.is_file())
-                .or_else(|| default_heads(model)),
+            None if beside_model.is_file() => Some(beside_model),
+            None => default_heads(model)?,
         };
         path.map(|p| {
             MedusaHeads::open(&p, hidden)
@@ -137,10 +138,15 @@ pub fn encode_prompt(
         .encode(&template.render(&messages, true)?, false)?)
 }
 
-/// The project's trained heads, when `model` is the default model.
-fn default_heads(model: &ModelDir) -> Option<PathBuf> {
-    let _ = model;
-    None
+/// The project's trained heads (written into the cache from the copy built into the program),
+/// when `model` is the default model.
+fn default_heads(model: &ModelDir) -> anyhow::Result<Option<PathBuf>> {
+    if !default_model::is_default_model(model.path()) {
+        return Ok(None);
+    }
+    let path = medusa::default_heads::ensure(&home_dir()?)
+        .context("cannot write the default model's Medusa heads into the cache")?;
+    Ok(Some(path))
 }
 
 /// The Neuron runtime, initialised once per process.

@@ -63,8 +63,13 @@ pub fn model_dir(home: &Path) -> PathBuf {
 
 /// Whether a complete copy of the default model is cached in `home`.
 pub fn is_cached(home: &Path) -> bool {
-    let source = model_dir(home).join(SOURCE_FILE);
-    std::fs::read_to_string(source)
+    is_default_model(&model_dir(home))
+}
+
+/// Whether the model directory `dir` was imported from the default model's pinned GGUF
+/// (wherever it lives), so that what is made for the default model (its Medusa heads) fits.
+pub fn is_default_model(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(SOURCE_FILE))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .is_some_and(|v| v["sha256"] == GGUF_SHA256)

@@ -148,6 +148,20 @@ impl MedusaHeads {
         self.tree.as_ref()
     }
 
+    /// The element type the weights are stored in (of head 0's weight; the format allows any
+    /// float type per tensor).
+    pub fn dtype(&self) -> super::Dtype {
+        self.file
+            .tensors()
+            .get("medusa.0.weight")
+            .map_or(super::Dtype::F32, |t| t.dtype)
+    }
+
+    /// The `base_model` metadata: what the heads were trained for.
+    pub fn base_model(&self) -> Option<&str> {
+        self.file.metadata().get("base_model").map(String::as_str)
+    }
+
     /// Head `h`'s weight `[hidden, hidden]` and bias `[hidden]`, as f32.
     ///
     /// # Errors

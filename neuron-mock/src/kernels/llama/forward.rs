@@ -8,8 +8,8 @@
 //! attention output and the MLP down projection) are summed across ranks.
 
 use super::linalg::{
-    MatmulScratch, argmax, matmul, rms_norm, rope_angles, rope_in_place, softmax_in_place,
-    swiglu_in_place,
+    MatmulScratch, Product, argmax, matmul, matmul_group, rms_norm, rope_angles, rope_in_place,
+    softmax_in_place, swiglu_in_place,
 };
 use rayon::prelude::*;
 
@@ -327,9 +327,13 @@ pub fn forward(
 
     for (layer, lw) in weights.layers.iter().enumerate() {
         rms_norm(&s.x, lw.input_norm, dims.rms_eps, &mut s.h);
-        matmul(lw.q_proj, &s.h, &mut s.q, qw, d, n, &mut s.matmul);
-        matmul(lw.k_proj, &s.h, &mut s.k, kvw, d, n, &mut s.matmul);
-        matmul(lw.v_proj, &s.h, &mut s.v, kvw, d, n, &mut s.matmul);
+        #[rustfmt::skip]
+        let mut qkv = [
+            Product { w: lw.q_proj, rows: qw, y: &mut s.q },
+            Product { w: lw.k_proj, rows: kvw, y: &mut s.k },
+            Product { w: lw.v_proj, rows: kvw, y: &mut s.v },
+        ];
+        matmul_group(&mut qkv, &s.h, d, n, &mut s.matmul);
         for (t, &(r, i)) in token_row.iter().enumerate() {
             rope_in_place(&mut s.q[t * qw..(t + 1) * qw], &s.rope[t]);
             rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], &s.rope[t]);
@@ -366,24 +370,13 @@ pub fn forward(
         add_in_place(&mut s.x, &s.proj);
 
         rms_norm(&s.x, lw.post_norm, dims.rms_eps, &mut s.h);
-        matmul(
-            lw.gate_proj,
-            &s.h,
-            &mut s.gate,
-            dims.intermediate,
-            d,
-            n,
-            &mut s.matmul,
-        );
-        matmul(
-            lw.up_proj,
-            &s.h,
-            &mut s.up,
-            dims.intermediate,
-            d,
-            n,
-            &mut s.matmul,
-        );
+        let f = dims.intermediate;
+        #[rustfmt::skip]
+        let mut gate_up = [
+            Product { w: lw.gate_proj, rows: f, y: &mut s.gate },
+            Product { w: lw.up_proj, rows: f, y: &mut s.up },
+        ];
+        matmul_group(&mut gate_up, &s.h, d, n, &mut s.matmul);
         swiglu_in_place(&mut s.gate, &s.up);
         matmul(
             lw.down_proj,
@@ -553,6 +546,10 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
     Ok(())
 }
 
+/// Weighted value sums smaller than this many multiply-adds run on the calling thread (waking
+/// the pool would cost more).
+const SERIAL_ATTENTION_WORK: usize = 1 << 17;
+
 /// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
 /// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
 ///
@@ -611,19 +608,27 @@ fn attention(
         // Weighted sum of the values, one query per task.
         resize(&mut s.out, nq * hd);
         let v_rows = &kv_cache[values..values + visible * hd];
-        s.out
-            .par_chunks_mut(hd)
-            .zip(s.scores.par_chunks(visible))
-            .for_each(|(o, p)| {
-                o.fill(0.0);
-                for (weight, v) in p.iter().zip(v_rows.chunks_exact(hd)) {
-                    if *weight != 0.0 {
-                        for (acc, x) in o.iter_mut().zip(v) {
-                            *acc += weight * x;
-                        }
+        let weighted_sum = |(o, p): (&mut [f32], &[f32])| {
+            o.fill(0.0);
+            for (weight, v) in p.iter().zip(v_rows.chunks_exact(hd)) {
+                if *weight != 0.0 {
+                    for (acc, x) in o.iter_mut().zip(v) {
+                        *acc += weight * x;
                     }
                 }
-            });
+            }
+        };
+        if nq * visible * hd <= SERIAL_ATTENTION_WORK {
+            s.out
+                .chunks_mut(hd)
+                .zip(s.scores.chunks(visible))
+                .for_each(weighted_sum);
+        } else {
+            s.out
+                .par_chunks_mut(hd)
+                .zip(s.scores.par_chunks(visible))
+                .for_each(weighted_sum);
+        }
         for i in 0..n {
             for h in 0..group {
                 let head = g * group + h;

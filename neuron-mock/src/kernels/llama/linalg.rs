@@ -19,9 +19,6 @@ const LANES: usize = 8;
 const ROWS: usize = 4;
 /// Tokens processed together against one block of rows.
 const COLS: usize = 2;
-/// Weight rows per parallel task: large enough that scheduling costs nothing, small enough to
-/// split the smallest projection between two cores.
-const ROWS_PER_TASK: usize = 64;
 
 /// `acc[r][c] += Σ_k w[r][k] x[c][k]` over the first `k_main` columns (a multiple of LANES).
 #[inline(always)]
@@ -149,21 +146,92 @@ pub fn matmul(
     tokens: usize,
     scratch: &mut MatmulScratch,
 ) {
-    assert!(w.len() >= rows * k && x.len() >= tokens * k && y.len() >= tokens * rows);
-    if rows == 0 || tokens == 0 {
+    matmul_group(&mut [Product { w, rows, y }], x, k, tokens, scratch);
+}
+
+/// One weight matrix of a [`matmul_group`] and where its product goes.
+pub struct Product<'a> {
+    /// `[rows][k]` weights.
+    pub w: &'a [f32],
+    /// Output rows.
+    pub rows: usize,
+    /// `[tokens][rows]` result.
+    pub y: &'a mut [f32],
+}
+
+/// Products whose total work is below this many multiply-adds run on the calling thread:
+/// waking the pool costs more than they do (attention scores over a short context, say).
+const SERIAL_WORK: usize = 1 << 17;
+/// Tasks per pool thread: enough that a thread slowed by other work on the machine is
+/// balanced by the others, few enough that each task streams a long run of weights.
+const TASKS_PER_THREAD: usize = 4;
+/// Rows per task are a multiple of this, so that the micro-kernels' row blocks (8, 6 or 4
+/// rows) divide them without a remainder.
+const ROW_QUANTUM: usize = 24;
+
+/// Several products of the same activations `x` (`[tokens][k]`) in one parallel pass: the
+/// query, key and value projections, or the gate and up projections, cost one wake-up of the
+/// pool instead of one each, and their rows are balanced between the threads together.
+///
+/// # Panics
+/// If a slice is shorter than its dimensions say (a kernel bug, caught by the mock's guard).
+pub fn matmul_group(
+    products: &mut [Product<'_>],
+    x: &[f32],
+    k: usize,
+    tokens: usize,
+    scratch: &mut MatmulScratch,
+) {
+    assert!(x.len() >= tokens * k);
+    for p in products.iter() {
+        assert!(p.w.len() >= p.rows * k && p.y.len() >= tokens * p.rows);
+    }
+    let total_rows: usize = products.iter().map(|p| p.rows).sum();
+    if total_rows == 0 || tokens == 0 {
         return;
     }
     let yt = &mut scratch.transposed;
-    yt.resize(rows * tokens, 0.0);
-    let chunk = ROWS_PER_TASK * tokens;
-    yt.par_chunks_mut(chunk).enumerate().for_each(|(i, part)| {
-        rows_dispatch(w, x, part, i * ROWS_PER_TASK, k, tokens);
-    });
-    for t in 0..tokens {
-        let dst = &mut y[t * rows..(t + 1) * rows];
-        for (o, d) in dst.iter_mut().enumerate() {
-            *d = yt[o * tokens + t];
+    yt.resize(total_rows * tokens, 0.0);
+    if total_rows * k * tokens <= SERIAL_WORK {
+        let mut rest = &mut yt[..];
+        for p in products.iter() {
+            let (part, tail) = rest.split_at_mut(p.rows * tokens);
+            rows_dispatch(p.w, x, part, 0, k, tokens);
+            rest = tail;
         }
+    } else {
+        let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
+        let per_task = total_rows
+            .div_ceil(tasks)
+            .next_multiple_of(ROW_QUANTUM)
+            .min(total_rows);
+        // Each task: a run of rows of one product, and its slice of the transposed output.
+        let mut work: Vec<(&[f32], usize, &mut [f32])> = Vec::with_capacity(tasks + products.len());
+        let mut rest = &mut yt[..];
+        for p in products.iter() {
+            let mut first = 0;
+            while first < p.rows {
+                let n = per_task.min(p.rows - first);
+                let (part, tail) = rest.split_at_mut(n * tokens);
+                work.push((p.w, first, part));
+                rest = tail;
+                first += n;
+            }
+        }
+        work.into_par_iter().for_each(|(w, first, part)| {
+            rows_dispatch(w, x, part, first, k, tokens);
+        });
+    }
+    let mut offset = 0;
+    for p in products.iter_mut() {
+        let yt = &yt[offset * tokens..(offset + p.rows) * tokens];
+        for t in 0..tokens {
+            let dst = &mut p.y[t * p.rows..(t + 1) * p.rows];
+            for (o, d) in dst.iter_mut().enumerate() {
+                *d = yt[o * tokens + t];
+            }
+        }
+        offset += p.rows;
     }
 }
 
@@ -284,6 +352,9 @@ mod tests {
             (130, 64, 5),
             (67, 17, 16),
             (4, 8, 2),
+            // Large enough for the parallel path, with rows that split unevenly into tasks.
+            (1001, 576, 3),
+            (2000, 96, 7),
         ] {
             let w = pseudo_random(rows * k, 1);
             let x = pseudo_random(tokens * k, 2);
@@ -295,6 +366,40 @@ mod tests {
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
                     "{rows}x{k}x{tokens}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_of_products_equals_the_products_one_by_one() {
+        let mut scratch = MatmulScratch::default();
+        for &(k, tokens, serial) in &[(576, 1, false), (576, 4, false), (40, 2, true)] {
+            let rows = [576, 192, 200];
+            let ws: Vec<Vec<f32>> = (0..3)
+                .map(|i| pseudo_random(rows[i] * k, i as u32))
+                .collect();
+            let x = pseudo_random(tokens * k, 9);
+            let total: usize = rows.iter().sum();
+            assert_eq!(
+                total * k * tokens <= SERIAL_WORK,
+                serial,
+                "the path under test"
+            );
+            let mut ys: Vec<Vec<f32>> = rows.iter().map(|r| vec![f32::NAN; r * tokens]).collect();
+            let [y0, y1, y2] = &mut ys[..] else {
+                unreachable!()
+            };
+            #[rustfmt::skip]
+            let mut group = [
+                Product { w: &ws[0], rows: rows[0], y: y0 },
+                Product { w: &ws[1], rows: rows[1], y: y1 },
+                Product { w: &ws[2], rows: rows[2], y: y2 },
+            ];
+            matmul_group(&mut group, &x, k, tokens, &mut scratch);
+            for i in 0..3 {
+                let mut alone = vec![f32::NAN; rows[i] * tokens];
+                matmul(&ws[i], &x, &mut alone, rows[i], k, tokens, &mut scratch);
+                assert_eq!(ys[i], alone, "product {i}, k {k}, {tokens} tokens");
             }
         }
     }

@@ -195,18 +195,17 @@ macro_rules! micro_kernels {
             let wm: [&[f32]; R] = std::array::from_fn(|r| &w[r][..k_main]);
             let xm: [&[f32]; C] = std::array::from_fn(|c| &x[c][..k_main]);
             let mut acc: [[$vector; C]; R] = [[$zero; C]; R];
-            // Cache lines of pf to prefetch per step, as a float stride.
+            // Every cache line of pf is prefetched, spread evenly over the steps.
             let steps = (k_main / LANES).max(1);
-            let stride = (pf.len().div_ceil(steps)).div_ceil(LINE) * LINE;
+            let lines_per_step = pf.len().div_ceil(LINE).div_ceil(steps);
             let mut next_pf = 0;
             let mut i = 0;
             while i + LANES <= k_main {
-                if next_pf < pf.len() {
-                    prefetch(&pf[next_pf]);
-                    if stride > LINE && next_pf + LINE < pf.len() {
-                        prefetch(&pf[next_pf + LINE]);
+                for _ in 0..lines_per_step {
+                    if next_pf < pf.len() {
+                        prefetch(&pf[next_pf]);
+                        next_pf += LINE;
                     }
-                    next_pf += stride;
                 }
                 let xv: [$vector; C] = std::array::from_fn(|c| load(&xm[c][i..i + LANES]));
                 for r in 0..R {

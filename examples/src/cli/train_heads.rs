@@ -1,0 +1,264 @@
+//! `neuron-decode train-heads`: self-distilled Medusa heads for a model.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::loading::cache::home_dir;
+use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
+use parallel_decode::loading::{Dtype, Message, ModelDir};
+use parallel_decode::medusa::data::{self, Dataset, DistillOptions};
+use parallel_decode::medusa::eval::{Evaluation, evaluate};
+use parallel_decode::medusa::file::{HeadsMetadata, read_heads, write_heads};
+use parallel_decode::medusa::prompts::{self, TRAIN_PROMPTS};
+use parallel_decode::medusa::train::{LmHead, TrainOptions, train};
+
+use super::{GlobalOpts, ModelArg, progress::Bars};
+
+/// Train Medusa heads for a model on its own greedy answers (self-distillation).
+///
+/// 1. Generates the model's greedy answer to every prompt on the device (or the mock),
+///    recording the final hidden state at every position; the result is cached in
+///    $NEURON_DECODE_HOME/medusa-data, so a rerun starts training at once.
+/// 2. Trains each head (z = x + SiLU(W x + b), scored by the model's own LM head) to predict
+///    the token 2, 3, ... positions ahead, with the base model frozen, on every prompt but the
+///    held-out ones (every 10th).
+/// 3. Writes the heads file, then measures top-k accuracy per head and the joint acceptance
+///    of tree paths on the held-out prompts, into FILE.eval.json beside it (what
+///    `neuron-decode tune` reads to choose the candidate tree).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArg,
+    /// Prompts to distill, as JSON lines with a `prompt` field. Default: the built-in set of
+    /// shopping-assistant and general prompts (kept apart from the benchmark prompts).
+    #[arg(long, value_name = "FILE.jsonl")]
+    prompts: Option<PathBuf>,
+    /// The heads file to write. Default: medusa_heads.safetensors in the model directory.
+    #[arg(long, short, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Number of heads (head k predicts the token k + 2 positions ahead).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// Examples per optimiser step.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Peak learning rate (Adam, linear warm-up, cosine decay).
+    #[arg(long, default_value_t = 2e-3)]
+    learning_rate: f32,
+    /// Seed of the example order (same data and seed, same heads).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most tokens per distilled answer.
+    #[arg(long, default_value_t = 192)]
+    max_new_tokens: usize,
+    /// Sequences decoded at once while distilling (KV slots of the distillation model).
+    #[arg(long, default_value_t = 16)]
+    rows: usize,
+    /// Distill on these compiled artifacts (for example a Neuron device's) instead of compiling
+    /// the model for the mock; their slots set how many answers are decoded at once.
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
+    /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
+    #[arg(long, value_enum, default_value_t = HeadsType::F16)]
+    dtype: HeadsType,
+}
+
+/// Element types a heads file may be written in.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HeadsType {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// Candidates per head measured in the evaluation (the heads graph's default top-k).
+const EVAL_TOP_K: usize = 10;
+
+pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
+    let bars = Bars::new(global);
+    let model = args.model.open(global)?;
+    let prompt_texts = match &args.prompts {
+        Some(path) => prompts::read_prompts(path)?,
+        None => prompts::parse_prompts(Path::new("(built-in training prompts)"), TRAIN_PROMPTS)?,
+    };
+    let tokenized: Vec<Vec<u32>> = prompt_texts
+        .iter()
+        .map(|p| model.encode_chat(&[Message::user(p.clone())]))
+        .collect::<Result<_, _>>()
+        .context("cannot apply the chat template to the prompts")?;
+    let options = DistillOptions {
+        max_new_tokens: args.max_new_tokens,
+        stop_tokens: model.eos_token_ids().to_vec(),
+    };
+    let home = home_dir()?;
+    let cache = data::cache_dir(&home, model.path(), &tokenized, &options);
+    let start = std::time::Instant::now();
+    let (dataset, was_cached) = data::cached(&cache, || {
+        distill_on_device(
+            &model, &tokenized, &options, args.rows, &home, global, &bars,
+        )
+    })
+    .context("cannot generate the training data")?;
+    let tokens: usize = dataset.sequences.iter().map(|s| s.tokens.len()).sum();
+    println!(
+        "training data: {} answers, {} tokens, {} hidden states of width {} ({:.0} MiB), {} in {:.1} s ({})",
+        dataset.sequences.len(),
+        tokens,
+        dataset.len(),
+        dataset.hidden,
+        (dataset.states.len() * 4) as f64 / (1 << 20) as f64,
+        if was_cached { "read" } else { "generated" },
+        start.elapsed().as_secs_f64(),
+        cache.display()
+    );
+
+    let (train_prompts, held_out) = prompts::split(dataset.sequences.len());
+    let lm = LmHead::from_model(&model)?;
+    let train_options = TrainOptions {
+        heads: args.heads,
+        epochs: args.epochs,
+        batch: args.batch,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        ..TrainOptions::default()
+    };
+    let (heads, report) = train(&dataset, &train_prompts, &lm, &train_options, &bars)?;
+    println!(
+        "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}",
+        args.heads,
+        report.time.as_secs_f64(),
+        report.examples,
+        args.epochs,
+        report.steps,
+        args.batch,
+        fmt_losses(&report.initial_loss),
+        fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..]))
+    );
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| model.path().join(HEADS_FILE));
+    let dtype = match args.dtype {
+        HeadsType::F32 => Dtype::F32,
+        HeadsType::F16 => Dtype::F16,
+        HeadsType::Bf16 => Dtype::BF16,
+    };
+    let metadata = HeadsMetadata {
+        tree: None,
+        base_model: Some(base_model_name(&model)),
+    };
+    write_heads(&out, &heads, dtype, &metadata)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    // Evaluate exactly what was written (after rounding to the file's element type).
+    let file = MedusaHeads::open(&out, dataset.hidden)?;
+    let stored = read_heads(&file, dataset.hidden)?;
+    let evaluation = evaluate(&dataset, &held_out, &lm, &stored, EVAL_TOP_K, &bars);
+    let eval_path = eval_path(&out);
+    let json = serde_json::to_string_pretty(&evaluation)?;
+    std::fs::write(&eval_path, json)
+        .with_context(|| format!("cannot write {}", eval_path.display()))?;
+    print_evaluation(&evaluation, held_out.len());
+    println!("wrote {} and {}", out.display(), eval_path.display());
+    println!(
+        "next: neuron-decode tune --heads {} (chooses the candidate tree and records it in the file)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Where the evaluation of a heads file is written: `X.eval.json` beside `X.safetensors`.
+pub fn eval_path(heads: &Path) -> PathBuf {
+    heads.with_extension("eval.json")
+}
+
+fn base_model_name(model: &ModelDir) -> String {
+    model.path().file_name().map_or_else(
+        || model.path().display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn fmt_losses(l: &[f64]) -> String {
+    l.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Compiles the model for distillation (`rows` slots, decode graph only), opens it on the
+/// runtime and generates the answers.
+fn distill_on_device(
+    model: &ModelDir,
+    prompts: &[Vec<u32>],
+    options: &DistillOptions,
+    rows: usize,
+    home: &Path,
+    global: &GlobalOpts,
+    bars: &Bars,
+) -> parallel_decode::Result<Dataset> {
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
+    let max_len = (longest + options.max_new_tokens + 1)
+        .next_multiple_of(64)
+        .min(model.config().max_position_embeddings);
+    let compile_options = CompileOptions {
+        slots: rows.max(1),
+        max_len,
+        prefill_buckets: vec![128, 512],
+        verify_buckets: vec![1],
+        ..CompileOptions::default()
+    };
+    std::fs::create_dir_all(home).map_err(|e| parallel_decode::Error::Artifacts {
+        path: home.to_path_buf(),
+        message: format!("cannot create the cache directory: {e}"),
+    })?;
+    let work = tempfile::Builder::new()
+        .prefix(".medusa-distill-")
+        .tempdir_in(home)
+        .map_err(|e| parallel_decode::Error::Artifacts {
+            path: home.to_path_buf(),
+            message: format!("cannot create a work directory: {e}"),
+        })?;
+    let artifacts = work.path().join("artifacts");
+    compile(model, None, &artifacts, &compile_options, bars)?;
+    let runtime = open_runtime(global)?;
+    let mut device = NeuronModel::open(&runtime, &artifacts, bars)?;
+    data::distill(&mut device, prompts, options, bars)
+}
+
+/// The runtime: `--lib` if given, else the usual search (NEURON_SYS_LIB, the system).
+pub fn open_runtime(global: &GlobalOpts) -> parallel_decode::Result<Arc<neuron_rt::Runtime>> {
+    let builder = neuron_rt::Runtime::builder();
+    let builder = match &global.lib {
+        Some(path) => builder.lib_path(path),
+        None => builder,
+    };
+    Ok(builder.init()?)
+}
+
+fn print_evaluation(e: &Evaluation, prompts: usize) {
+    println!(
+        "held-out accuracy ({} prompts, {} positions; base model top-1 on its own answers: {:.3}):",
+        prompts, e.paths.positions, e.base_top1
+    );
+    println!("  head  predicts  examples   top-1   top-2   top-3   top-5  top-10");
+    for (h, a) in e.heads.iter().enumerate() {
+        let at = |k: usize| a.top.get(k - 1).copied().unwrap_or(0.0);
+        println!(
+            "  {h:>4}  t+{:<7} {:>8}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}",
+            h + 2,
+            a.examples,
+            at(1),
+            at(2),
+            at(3),
+            at(5),
+            at(10)
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! `neuron-decode tune`: choose the Medusa candidate tree by measurement.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::backend::LanguageModel;
+use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::bench::cost_curve;
+use parallel_decode::loading::ModelDir;
+use parallel_decode::loading::cache::home_dir;
+use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
+use parallel_decode::medusa::eval::Evaluation;
+use parallel_decode::medusa::file::set_tree;
+use parallel_decode::medusa::tune::{CostModel, TreeChoice, TreeLimits, choose_tree};
+use serde_json::json;
+
+use super::train_heads::{eval_path, open_runtime};
+use super::{GlobalOpts, ModelArg, progress::Bars};
+
+/// Choose the Medusa candidate tree that maximises expected tokens per second, and record it in
+/// the heads file.
+///
+/// Reads the heads' measured acceptance along tree paths on held-out prompts (FILE.eval.json,
+/// written by `neuron-decode train-heads`) and the cost of a tree pass of each width: measured
+/// on the device (the mock here) by default, or read from a table (--cost-table, for a Neuron
+/// device). The tree of each size is the set of most likely paths; the size with the highest
+/// (expected tokens per pass) / (cost of the pass + the heads) wins. Also prints what a device
+/// with a flat cost up to the largest tree would give (modeled, labelled so).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The heads file. Default: medusa_heads.safetensors in the model directory.
+    #[arg(long, value_name = "FILE")]
+    heads: Option<PathBuf>,
+    /// The heads' evaluation. Default: FILE.eval.json beside the heads file.
+    #[arg(long, value_name = "FILE")]
+    eval: Option<PathBuf>,
+    /// A cost table instead of measuring: JSON {"widths": [[1, c1], [2, c2], ...], "heads": h},
+    /// in any one unit (fill it in on a Neuron device).
+    #[arg(long, value_name = "FILE.json")]
+    cost_table: Option<PathBuf>,
+    /// Most tree nodes, the pending token included (the largest verify bucket).
+    #[arg(long, default_value_t = 32)]
+    max_nodes: usize,
+    /// Cached positions before the measured passes (a typical prompt plus answer).
+    #[arg(long, default_value_t = 256)]
+    context: usize,
+    /// Runs of each measured pass (the fastest counts).
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+    /// Print the choice without writing it into the heads file.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Candidates the heads graph returns per head (the compile default).
+const HEADS_TOP_K: usize = 10;
+
+pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
+    let model = args.model.open(global)?;
+    let hidden = model.config().hidden_size;
+    let heads_path = args
+        .heads
+        .clone()
+        .unwrap_or_else(|| model.path().join(HEADS_FILE));
+    let heads = MedusaHeads::open(&heads_path, hidden)
+        .with_context(|| format!("cannot open the heads file {}", heads_path.display()))?;
+    let eval_file = args.eval.clone().unwrap_or_else(|| eval_path(&heads_path));
+    let text = std::fs::read_to_string(&eval_file).with_context(|| {
+        format!(
+            "cannot read the heads' evaluation {} (written by neuron-decode train-heads)",
+            eval_file.display()
+        )
+    })?;
+    let evaluation: Evaluation = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a heads evaluation", eval_file.display()))?;
+    let cost = match &args.cost_table {
+        Some(path) => CostModel::read(path)?,
+        None => measure(&model, &heads_path, args, global)?,
+    };
+    let limits = TreeLimits {
+        max_nodes: args.max_nodes,
+        max_depth: heads.count(),
+        max_rank: HEADS_TOP_K.min(evaluation.top_k),
+    };
+    drop(heads);
+    let choice = choose_tree(&evaluation.paths, &cost, &limits)?;
+    let decode = cost.pass(1).unwrap_or(1.0);
+    let flat = CostModel::flat(limits.max_nodes, cost.heads / decode);
+    let modeled = choose_tree(&evaluation.paths, &flat, &limits)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "cost": cost,
+                "tree": choice.tree.paths(),
+                "chosen": choice.best,
+                "options": choice.options,
+                "modeled_flat": {"cost": flat, "tree": modeled.tree.paths(), "chosen": modeled.best},
+            })
+        );
+    } else {
+        print_cost(&cost);
+        print_options(&choice, &cost.source);
+        println!(
+            "modeled (flat cost up to {} tokens, heads {:.0}% of a step): best {} nodes, expected tau {:.2}, speed-up {:.2}x",
+            limits.max_nodes,
+            100.0 * cost.heads / decode,
+            modeled.best.nodes,
+            modeled.best.expected_tau,
+            modeled.best.speedup
+        );
+        println!(
+            "chosen tree ({} paths): {:?}",
+            choice.tree.len(),
+            choice.tree.paths()
+        );
+    }
+    if args.dry_run {
+        return Ok(());
+    }
+    set_tree(&heads_path, hidden, &choice.tree)
+        .with_context(|| format!("cannot record the tree in {}", heads_path.display()))?;
+    if !args.json {
+        println!("recorded the tree in {}", heads_path.display());
+    }
+    Ok(())
+}
+
+/// Compiles the model with its heads into a scratch directory and measures a pass of every
+/// verify width and one run of the heads.
+fn measure(
+    model: &ModelDir,
+    heads_path: &Path,
+    args: &Args,
+    global: &GlobalOpts,
+) -> anyhow::Result<CostModel> {
+    let bars = Bars::new(global);
+    let home = home_dir()?;
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".tune-")
+        .tempdir_in(&home)
+        .with_context(|| format!("cannot create a work directory in {}", home.display()))?;
+    let heads = MedusaHeads::open(heads_path, model.config().hidden_size)?;
+    let mut widths = vec![1];
+    while widths.last().is_some_and(|&w| w * 2 <= args.max_nodes) {
+        widths.push(widths.last().unwrap_or(&1) * 2);
+    }
+    if widths.last().is_some_and(|&w| w < args.max_nodes) {
+        widths.push(args.max_nodes);
+    }
+    // The context must leave room for the widest pass within the model's positions.
+    let positions = model.config().max_position_embeddings;
+    let max_len = (args.context + args.max_nodes + 64)
+        .next_multiple_of(128)
+        .min(positions);
+    let context = args
+        .context
+        .min(max_len.saturating_sub(args.max_nodes + 1))
+        .max(1);
+    let options = CompileOptions {
+        slots: 1,
+        max_len,
+        prefill_buckets: vec![512],
+        verify_buckets: widths.clone(),
+        // Any valid tree: the measurement does not depend on it.
+        medusa_tree: None,
+        ..CompileOptions::default()
+    };
+    let artifacts = work.path().join("artifacts");
+    compile(model, Some(&heads), &artifacts, &options, &bars)?;
+    let runtime = open_runtime(global)?;
+    let mut device = NeuronModel::open(&runtime, &artifacts, &bars)?;
+    let curve = cost_curve(&mut device, &widths, context, args.repeats)?;
+    let mut hidden = Vec::new();
+    device.hidden(0, 0, &mut hidden)?;
+    let top_k = vec![HEADS_TOP_K; heads.count()];
+    let mut best = Duration::MAX;
+    for _ in 0..args.repeats.max(1) {
+        let start = Instant::now();
+        device.heads(&hidden, &top_k)?;
+        best = best.min(start.elapsed());
+    }
+    Ok(CostModel {
+        source: format!(
+            "measured on {} after {} cached positions",
+            runtime.library_path().display(),
+            context
+        ),
+        widths: curve.iter().map(|&(w, d)| (w, d.as_secs_f64())).collect(),
+        heads: best.as_secs_f64(),
+    })
+}
+
+fn print_cost(cost: &CostModel) {
+    let decode = cost.pass(1).unwrap_or(1.0);
+    println!("cost of a pass ({}):", cost.source);
+    println!("  width     cost  x decode");
+    for &(w, c) in &cost.widths {
+        println!("  {w:>5}  {:>7.2}  {:>8.2}", c * 1e3, c / decode);
+    }
+    println!(
+        "  heads  {:>7.2}  {:>8.2}   (cost in ms when measured)",
+        cost.heads * 1e3,
+        cost.heads / decode
+    );
+}
+
+fn print_options(choice: &TreeChoice, source: &str) {
+    println!("expected figures per tree size ({source}):");
+    println!("  nodes  expected tau  cost x decode  speed-up");
+    let decode = choice.options.first().map_or(1.0, |o| o.cost);
+    for o in &choice.options {
+        let mark = if o.nodes == choice.best.nodes {
+            "  <- chosen"
+        } else {
+            ""
+        };
+        println!(
+            "  {:>5}  {:>12.3}  {:>13.2}  {:>7.3}x{mark}",
+            o.nodes,
+            o.expected_tau,
+            o.cost / decode,
+            o.speedup
+        );
+    }
+}

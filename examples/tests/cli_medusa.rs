@@ -1,0 +1,138 @@
+//! `neuron-decode train-heads` and `neuron-decode tune`, run as a user would run them, on a
+//! tiny generated model and the mock device.
+
+#![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use parallel_decode::loading::medusa_heads::MedusaHeads;
+use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
+
+fn neuron_decode(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_neuron-decode"));
+    c.arg("--no-progress")
+        .arg("--lib")
+        .arg(neuron_mock::testing::library_path())
+        .env("NEURON_DECODE_HOME", home);
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the binary runs")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn one_error(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn trains_heads_then_tunes_their_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let model = dir.path().join("tiny");
+    write_tiny_llama(&model, &TinyLlama::default()).unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    let lines: Vec<String> = (0..12)
+        .map(|i| format!("{{\"prompt\": \"question {i} about the tent\"}}"))
+        .collect();
+    std::fs::write(&prompts, lines.join("\n")).unwrap();
+    let heads = dir.path().join("heads.safetensors");
+    let train = |extra: &[&str]| {
+        let mut c = neuron_decode(&home);
+        c.args(["train-heads", "--model"])
+            .arg(&model)
+            .arg("--prompts")
+            .arg(&prompts)
+            .arg("--out")
+            .arg(&heads)
+            .args([
+                "--heads",
+                "2",
+                "--epochs",
+                "3",
+                "--batch",
+                "16",
+                "--max-new-tokens",
+                "10",
+                "--rows",
+                "3",
+            ])
+            .args(extra);
+        ok(&mut c)
+    };
+    let out = train(&[]);
+    assert!(out.contains("generated in"), "{out}");
+    assert!(out.contains("held-out accuracy (2 prompts"), "{out}");
+    let first = std::fs::read(&heads).unwrap();
+    // A rerun reads the cached data and, with the same seed, writes the same heads.
+    let out = train(&[]);
+    assert!(out.contains("read in"), "{out}");
+    assert_eq!(std::fs::read(&heads).unwrap(), first);
+    assert!(dir.path().join("heads.eval.json").is_file());
+
+    // A flat cost table: every observed path up to the width is worth taking.
+    let table = dir.path().join("cost.json");
+    std::fs::write(
+        &table,
+        r#"{"widths": [[1, 1.0], [2, 1.0], [4, 1.0], [8, 1.0]], "heads": 0.1}"#,
+    )
+    .unwrap();
+    let tune = |extra: &[&str]| {
+        let mut c = neuron_decode(&home);
+        c.args(["tune", "--model"])
+            .arg(&model)
+            .arg("--heads")
+            .arg(&heads)
+            .args(extra);
+        c
+    };
+    let out = ok(&mut tune(&[
+        "--cost-table",
+        table.to_str().unwrap(),
+        "--max-nodes",
+        "8",
+    ]));
+    assert!(out.contains("chosen tree"), "{out}");
+    let file = MedusaHeads::open(&heads, 16).unwrap();
+    let tree = file.tree().expect("tune records the tree").clone();
+    assert!(tree.len() <= 7 && tree.depth() <= 2);
+    drop(file);
+
+    // Measured on the mock, as JSON, without writing.
+    let out = ok(&mut tune(&[
+        "--dry-run",
+        "--json",
+        "--max-nodes",
+        "4",
+        "--repeats",
+        "1",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let widths = v["cost"]["widths"].as_array().unwrap();
+    assert_eq!(widths.len(), 3, "{v}");
+    assert!(v["chosen"]["expected_tau"].as_f64().unwrap() >= 1.0);
+    let file = MedusaHeads::open(&heads, 16).unwrap();
+    assert_eq!(file.tree(), Some(&tree), "--dry-run leaves the file alone");
+    drop(file);
+
+    // Missing evaluation: one clear error naming the file.
+    std::fs::remove_file(dir.path().join("heads.eval.json")).unwrap();
+    let err = one_error(&mut tune(&["--cost-table", table.to_str().unwrap()]));
+    assert!(err.contains("heads.eval.json"), "{err}");
+}

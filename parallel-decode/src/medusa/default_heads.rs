@@ -1,0 +1,113 @@
+//! The trained Medusa heads shipped for the default model, SmolLM2-135M-Instruct.
+//!
+//! The file is committed at `parallel-decode/data/` and compiled into the library, so that an
+//! installed `neuron-decode` has it too: [`ensure`] writes it into the cache once and returns
+//! its path, which is what commands use when the model is the default one and no heads file is
+//! given. It was made with `neuron-decode train-heads --out FILE` (the defaults: 4 heads,
+//! 4 epochs, seed 0, the built-in prompts), then `neuron-decode tune --heads FILE` on the mock;
+//! its `tree` metadata is the tree chosen there, for the mock's cost curve on a two-core
+//! machine (rerun `tune` where passes cost differently: on a NeuronCore the best tree is
+//! larger). Its held-out evaluation is committed beside it
+//! (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The file's name, in `parallel-decode/data/` and in the cache.
+pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
+
+/// SHA-256 of the file.
+pub const SHA256: &str = "f97b64e9459b8a9e07591086d90407321d7f4d100f5f8d29c05ecfb42325bb21";
+
+/// The file's bytes.
+pub const BYTES: &[u8] =
+    include_bytes!("../../data/smollm2-135m-instruct.medusa_heads.safetensors");
+
+/// The committed file in the source tree (present in a checkout of the repository).
+pub fn source_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(FILE_NAME)
+}
+
+/// Where [`ensure`] puts the heads under the cache directory `home`.
+pub fn cached_path(home: &Path) -> PathBuf {
+    home.join("medusa-heads").join(FILE_NAME)
+}
+
+/// The hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The default model's heads file under the cache directory `home`, written from the copy
+/// compiled into the library when it is missing or differs (atomically).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written.
+pub fn ensure(home: &Path) -> Result<PathBuf> {
+    let path = cached_path(home);
+    if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == SHA256) {
+        return Ok(path);
+    }
+    let dir = path.parent().unwrap_or(home);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".medusa-heads-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "create a temporary file", e))?;
+    std::io::Write::write_all(&mut tmp, BYTES).map_err(|e| Error::io(tmp.path(), "write", e))?;
+    super::file::readable_by_all(tmp.as_file(), tmp.path())?;
+    tmp.persist(&path)
+        .map_err(|e| Error::io(&path, "replace", e.error))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loading::medusa_heads::MedusaHeads;
+
+    /// SmolLM2-135M's width.
+    const HIDDEN: usize = 576;
+
+    #[test]
+    fn the_committed_heads_match_their_recorded_hash_and_open() {
+        assert_eq!(sha256_hex(BYTES), SHA256, "the compiled-in copy");
+        let committed = std::fs::read(source_path()).unwrap();
+        assert_eq!(
+            sha256_hex(&committed),
+            SHA256,
+            "{}",
+            source_path().display()
+        );
+        let heads = MedusaHeads::open(&source_path(), HIDDEN).unwrap();
+        assert!(heads.count() >= 1);
+        let tree = heads.tree().expect("the tuned tree is recorded");
+        assert!(!tree.is_empty() && tree.depth() <= heads.count());
+        assert!(tree.top_k_per_head().iter().all(|&k| k <= 10));
+        assert!(heads.base_model().is_some());
+        let (w, b) = heads.head(0).unwrap();
+        assert_eq!((w.len(), b.len()), (HIDDEN * HIDDEN, HIDDEN));
+        assert!(w.iter().chain(&b).all(|x| x.is_finite()));
+        assert!(w.iter().any(|&x| x != 0.0), "head 0 is trained, not zero");
+    }
+
+    #[test]
+    fn ensure_writes_the_heads_once() {
+        let home = tempfile::tempdir().unwrap();
+        let path = ensure(home.path()).unwrap();
+        assert_eq!(path, cached_path(home.path()));
+        assert_eq!(std::fs::read(&path).unwrap(), BYTES);
+        // A damaged copy is replaced.
+        std::fs::write(&path, b"junk").unwrap();
+        assert_eq!(ensure(home.path()).unwrap(), path);
+        assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), SHA256);
+    }
+}

@@ -1,0 +1,219 @@
+//! How good trained heads are, measured on held-out prompts: top-k accuracy per head, and the
+//! joint ranks along tree paths that tree selection ([`super::tune`]) needs.
+//!
+//! At serving time a tree path `[r0, r1, ...]` is accepted to depth `d` exactly when, for
+//! every depth up to `d`, the true next token is head `k`'s candidate of rank `r_k`. So for
+//! each held-out position the ranks of the true tokens under every head are recorded, and
+//! the fraction of positions whose ranks start with a path is that path's acceptance
+//! probability, measured jointly rather than assuming the heads are independent.
+
+use std::collections::BTreeMap;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::data::Dataset;
+use super::train::{Head, LmHead, examples, forward_z, gather_states, lm_logits};
+use crate::loading::{Progress, Unit};
+
+/// Top-k accuracy of one head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadAccuracy {
+    /// Positions with a target for this head.
+    pub examples: usize,
+    /// `top[k - 1]` is the fraction of positions whose true token is among the head's `k`
+    /// best candidates.
+    pub top: Vec<f64>,
+}
+
+/// How often each path of candidate ranks is accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathStats {
+    /// Positions measured (the denominator).
+    pub positions: u64,
+    /// For each path of ranks seen, the positions whose true tokens have exactly those ranks
+    /// at its depths (so a path's count is at most its parent's).
+    pub counts: Vec<(Vec<usize>, u64)>,
+}
+
+impl PathStats {
+    /// The fraction of positions at which `path` would be accepted in full.
+    pub fn probability(&self, path: &[usize]) -> f64 {
+        if self.positions == 0 {
+            return 0.0;
+        }
+        self.counts
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(0.0, |(_, c)| *c as f64 / self.positions as f64)
+    }
+}
+
+/// The evaluation of a set of heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Candidates considered per head.
+    pub top_k: usize,
+    /// Top-1 accuracy of the base model's own LM head on the same positions (its greedy
+    /// answers are the targets, so this checks the data: it should be 1 up to ties).
+    pub base_top1: f64,
+    /// Accuracy of each head.
+    pub heads: Vec<HeadAccuracy>,
+    /// Joint ranks along paths.
+    pub paths: PathStats,
+}
+
+/// Rank of `target` in `logits` as the heads graph orders candidates: by value, lower index
+/// first on ties.
+fn rank(logits: &[f32], target: usize) -> usize {
+    let t = logits[target];
+    logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, &v)| v > t || (v == t && i < target))
+        .count()
+}
+
+/// Evaluates `heads` on the states of `sequences`, counting candidates up to `top_k`.
+pub fn evaluate(
+    data: &Dataset,
+    sequences: &[usize],
+    lm: &LmHead,
+    heads: &[Head],
+    top_k: usize,
+    progress: &dyn Progress,
+) -> Evaluation {
+    const CHUNK: usize = 256;
+    let top_k = top_k.max(1);
+    let examples = examples(data, sequences, heads.len());
+    // ranks[e][h]: rank of example e's true token under head h (None: no target).
+    let mut ranks: Vec<Vec<Option<usize>>> = vec![vec![None; heads.len()]; examples.len()];
+    let mut base_hits = 0usize;
+    let (mut x, mut z, mut logits) = (
+        Array2::zeros((0, 0)),
+        Array2::zeros((0, 0)),
+        Array2::zeros((0, 0)),
+    );
+    let step = progress.start(
+        "evaluating the heads on held-out prompts",
+        Some(examples.len() as u64),
+        Unit::Items,
+    );
+    for (c, chunk) in examples.chunks(CHUNK).enumerate() {
+        let ids: Vec<usize> = chunk.iter().map(|e| e.0).collect();
+        gather_states(data, &ids, &mut x);
+        // The base model: the state's own next token is the token before head 0's target.
+        lm_logits(lm, x.view(), &mut logits);
+        let v = lm.vocab();
+        base_hits += chunk
+            .par_iter()
+            .enumerate()
+            .filter(|&(r, e)| {
+                let seq_token = base_target(data, e.0);
+                seq_token.is_some_and(|t| {
+                    rank(
+                        &logits.as_slice().unwrap_or(&[])[r * v..(r + 1) * v],
+                        t as usize,
+                    ) == 0
+                })
+            })
+            .count();
+        for (h, head) in heads.iter().enumerate() {
+            forward_z(head, &x, &mut z);
+            lm_logits(lm, z.view(), &mut logits);
+            let all = logits.as_slice().unwrap_or(&[]);
+            let got: Vec<Option<usize>> = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(r, e)| {
+                    let t = e.1.get(h).copied().flatten()?;
+                    Some(rank(&all[r * v..(r + 1) * v], t as usize))
+                })
+                .collect();
+            for (r, g) in got.into_iter().enumerate() {
+                ranks[c * CHUNK + r][h] = g;
+            }
+        }
+        step.advance(chunk.len() as u64);
+    }
+    drop(step);
+    let heads_acc = (0..heads.len())
+        .map(|h| {
+            let with_target: Vec<usize> = ranks.iter().filter_map(|r| r[h]).collect();
+            let n = with_target.len();
+            HeadAccuracy {
+                examples: n,
+                top: (1..=top_k)
+                    .map(|k| {
+                        if n == 0 {
+                            0.0
+                        } else {
+                            with_target.iter().filter(|&&r| r < k).count() as f64 / n as f64
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut counts: BTreeMap<Vec<usize>, u64> = BTreeMap::new();
+    for r in &ranks {
+        let mut path = Vec::new();
+        for &rank in r {
+            match rank {
+                Some(rank) if rank < top_k => {
+                    path.push(rank);
+                    *counts.entry(path.clone()).or_default() += 1;
+                }
+                _ => break,
+            }
+        }
+    }
+    Evaluation {
+        top_k,
+        base_top1: if examples.is_empty() {
+            0.0
+        } else {
+            base_hits as f64 / examples.len() as f64
+        },
+        heads: heads_acc,
+        paths: PathStats {
+            positions: examples.len() as u64,
+            counts: counts.into_iter().collect(),
+        },
+    }
+}
+
+/// The token the base model predicts from state `state` (the next answer token).
+fn base_target(data: &Dataset, state: usize) -> Option<u32> {
+    let seq = data
+        .sequences
+        .iter()
+        .find(|s| state >= s.first_state && state < s.first_state + s.tokens.len())?;
+    seq.tokens.get(state - seq.first_state).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_break_ties_by_index_like_the_heads_graph() {
+        let l = [1.0, 5.0, 3.0, 5.0, 0.0];
+        assert_eq!(rank(&l, 1), 0);
+        assert_eq!(rank(&l, 3), 1);
+        assert_eq!(rank(&l, 2), 2);
+        assert_eq!(rank(&l, 4), 4);
+    }
+
+    #[test]
+    fn path_probabilities_are_fractions_of_positions() {
+        let s = PathStats {
+            positions: 10,
+            counts: vec![(vec![0], 6), (vec![0, 0], 3), (vec![1], 2)],
+        };
+        assert!((s.probability(&[0]) - 0.6).abs() < 1e-12);
+        assert!((s.probability(&[0, 0]) - 0.3).abs() < 1e-12);
+        assert_eq!(s.probability(&[2]), 0.0);
+    }
+}

@@ -1,0 +1,168 @@
+//! Writing heads files in the documented format ([`crate::loading::medusa_heads`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::train::Head;
+use crate::error::{Error, Result};
+use crate::loading::Dtype;
+use crate::loading::medusa_heads::{HEADS_FORMAT, MedusaHeads};
+use crate::loading::safetensors::SafetensorsWriter;
+use crate::strategy::medusa::MedusaTree;
+
+/// What a heads file records beside the weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeadsMetadata {
+    /// The candidate tree measured best for these heads.
+    pub tree: Option<MedusaTree>,
+    /// What the heads were trained for (for display).
+    pub base_model: Option<String>,
+}
+
+/// Writes `heads` to `path` as `dtype` (F32, F16 or BF16), replacing the file atomically.
+///
+/// # Errors
+/// [`Error::Setting`] for no heads or heads of different widths; I/O errors naming the file.
+pub fn write_heads(
+    path: &Path,
+    heads: &[Head],
+    dtype: Dtype,
+    metadata: &HeadsMetadata,
+) -> Result<()> {
+    let hidden = heads.first().map_or(0, |h| h.bias.len());
+    if hidden == 0
+        || heads
+            .iter()
+            .any(|h| h.bias.len() != hidden || h.weight.dim() != (hidden, hidden))
+    {
+        return Err(Error::Setting {
+            field: "heads",
+            message: "need at least one head, all of one width".into(),
+        });
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), HEADS_FORMAT.to_string());
+    meta.insert("version".to_string(), "1".to_string());
+    meta.insert("heads".to_string(), heads.len().to_string());
+    meta.insert("hidden".to_string(), hidden.to_string());
+    if let Some(tree) = &metadata.tree {
+        let json = serde_json::to_string(tree.paths()).map_err(|e| Error::Setting {
+            field: "medusa tree",
+            message: e.to_string(),
+        })?;
+        meta.insert("tree".to_string(), json);
+    }
+    if let Some(base) = &metadata.base_model {
+        meta.insert("base_model".to_string(), base.clone());
+    }
+    let plan: Vec<(String, Vec<usize>)> = (0..heads.len())
+        .flat_map(|h| {
+            [
+                (format!("medusa.{h}.weight"), vec![hidden, hidden]),
+                (format!("medusa.{h}.bias"), vec![hidden]),
+            ]
+        })
+        .collect();
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".medusa-heads-")
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(parent, "create a temporary file", e))?;
+    let mut w = SafetensorsWriter::create(tmp.path(), dtype, plan, &meta)?;
+    for (h, head) in heads.iter().enumerate() {
+        let weight: Vec<f32> = head.weight.iter().copied().collect();
+        w.write_next(&format!("medusa.{h}.weight"), &weight)?;
+        w.write_next(&format!("medusa.{h}.bias"), &head.bias)?;
+    }
+    w.finish()?;
+    readable_by_all(tmp.as_file(), tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "replace", e.error))?;
+    Ok(())
+}
+
+/// Gives a file written through a temporary file (created private) the usual permissions of
+/// a data file.
+///
+/// # Errors
+/// [`Error::Io`] when the permissions cannot be set.
+pub(crate) fn readable_by_all(file: &std::fs::File, path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, "set permissions", e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
+/// Reads every head of an opened heads file back as f32.
+///
+/// # Errors
+/// As [`MedusaHeads::head`].
+pub fn read_heads(file: &MedusaHeads, hidden: usize) -> Result<Vec<Head>> {
+    (0..file.count())
+        .map(|h| {
+            let (w, bias) = file.head(h)?;
+            let weight = ndarray::Array2::from_shape_vec((hidden, hidden), w).map_err(|e| {
+                Error::Artifacts {
+                    path: file.path().to_path_buf(),
+                    message: format!("head {h}: {e}"),
+                }
+            })?;
+            Ok(Head { weight, bias })
+        })
+        .collect()
+}
+
+/// Records `tree` in the heads file at `path`, keeping its weights (re-encoded in their own
+/// element type, which is exact) and its other metadata.
+///
+/// # Errors
+/// When the file does not open as a heads file for width `hidden`, or cannot be rewritten.
+pub fn set_tree(path: &Path, hidden: usize, tree: &MedusaTree) -> Result<()> {
+    let file = MedusaHeads::open(path, hidden)?;
+    let heads = read_heads(&file, hidden)?;
+    let dtype = file.dtype();
+    let metadata = HeadsMetadata {
+        tree: Some(tree.clone()),
+        base_model: file.base_model().map(str::to_string),
+    };
+    drop(file);
+    write_heads(path, &heads, dtype, &metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_heads_open_and_round_trip_with_their_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.safetensors");
+        let mut a = Head::zero(4);
+        a.weight[[1, 2]] = 0.5;
+        a.bias[3] = -0.25;
+        let heads = vec![a, Head::zero(4)];
+        let meta = HeadsMetadata {
+            tree: None,
+            base_model: Some("tiny".into()),
+        };
+        write_heads(&path, &heads, Dtype::F16, &meta).unwrap();
+        let file = MedusaHeads::open(&path, 4).unwrap();
+        assert_eq!(file.count(), 2);
+        assert!(file.tree().is_none());
+        assert_eq!(read_heads(&file, 4).unwrap(), heads);
+        drop(file);
+        let tree = MedusaTree::new(vec![vec![0], vec![0, 0], vec![1]]).unwrap();
+        set_tree(&path, 4, &tree).unwrap();
+        let file = MedusaHeads::open(&path, 4).unwrap();
+        assert_eq!(file.tree(), Some(&tree));
+        assert_eq!(file.base_model(), Some("tiny"));
+        assert_eq!(file.dtype(), Dtype::F16);
+        assert_eq!(read_heads(&file, 4).unwrap(), heads);
+        assert!(write_heads(&path, &[], Dtype::F16, &meta).is_err());
+    }
+}

@@ -1,0 +1,623 @@
+//! Training Medusa heads on self-distilled data, with the base model frozen.
+//!
+//! Head `h` computes `z = x + SiLU(W_h x + b_h)` from a final hidden state `x` and scores the
+//! vocabulary with the base model's own LM head `E` (`logits = E z`). It is trained with the
+//! cross-entropy of those logits against the token `h + 2` positions after `x`'s (see
+//! [`super::data`]). `W_h` and `b_h` start at zero, so every head starts as the base model's
+//! own next-token prediction, as in Medusa, and only has to learn the shift.
+//!
+//! The cost is the full-vocabulary softmax: `E` is `[vocab, hidden]` (49,152 x 576 for
+//! SmolLM2), applied forwards and backwards for every example and head. Examples are therefore
+//! processed in batches, so that both products are matrix-matrix products ([`super::gemm`]).
+//! The optimiser is Adam with a linear warm-up and a cosine decay. Everything is seeded:
+//! the same data, options and seed give the same heads, bit for bit, on the same machine.
+
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::data::Dataset;
+use super::gemm::gemm;
+use crate::error::{Error, Result};
+use crate::loading::{ModelDir, Progress, Unit};
+
+/// The base model's output matrix `[vocab, hidden]`, frozen.
+#[derive(Debug, Clone)]
+pub struct LmHead {
+    weight: Array2<f32>,
+}
+
+impl LmHead {
+    /// Wraps a `[vocab, hidden]` matrix (row-major).
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when `data` does not hold `vocab * hidden` values.
+    pub fn new(vocab: usize, hidden: usize, data: Vec<f32>) -> Result<Self> {
+        let weight = Array2::from_shape_vec((vocab, hidden), data).map_err(|e| Error::Setting {
+            field: "lm head",
+            message: format!("not a [{vocab}, {hidden}] matrix: {e}"),
+        })?;
+        Ok(LmHead { weight })
+    }
+
+    /// Reads the LM head of `model` (`lm_head.weight`, or the embedding when it is tied).
+    ///
+    /// # Errors
+    /// When the tensor is missing or has the wrong shape.
+    pub fn from_model(model: &ModelDir) -> Result<Self> {
+        let c = model.config();
+        let name = if c.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let t = model.weights().f32(name, &[c.vocab_size, c.hidden_size])?;
+        Self::new(c.vocab_size, c.hidden_size, t.data)
+    }
+
+    /// Vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// Hidden width.
+    pub fn hidden(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// The matrix.
+    pub fn view(&self) -> ArrayView2<'_, f32> {
+        self.weight.view()
+    }
+}
+
+/// One head's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    /// `[hidden, hidden]`, Hugging Face `[out, in]` layout.
+    pub weight: Array2<f32>,
+    /// `[hidden]`.
+    pub bias: Vec<f32>,
+}
+
+impl Head {
+    /// A head that adds nothing (`W = 0`, `b = 0`): it predicts what the base model predicts.
+    pub fn zero(hidden: usize) -> Self {
+        Head {
+            weight: Array2::zeros((hidden, hidden)),
+            bias: vec![0.0; hidden],
+        }
+    }
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// Number of heads (head `h` predicts the token `h + 2` ahead).
+    pub heads: usize,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate of Adam.
+    pub learning_rate: f32,
+    /// Steps of linear warm-up.
+    pub warmup_steps: usize,
+    /// Seed of the example order.
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            heads: 4,
+            epochs: 4,
+            batch: 256,
+            learning_rate: 2e-3,
+            warmup_steps: 30,
+            seed: 0,
+        }
+    }
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Training examples (hidden states with a target for at least the first head).
+    pub examples: usize,
+    /// Mean cross-entropy of each head over each epoch: `[epoch][head]`.
+    pub epoch_loss: Vec<Vec<f64>>,
+    /// Mean cross-entropy of each head at the start (the zero heads, over the first step).
+    pub initial_loss: Vec<f64>,
+    /// Wall-clock time.
+    pub time: Duration,
+}
+
+/// Adam state of one parameter tensor.
+struct Adam {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Adam {
+    fn new(len: usize) -> Self {
+        Adam {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+        }
+    }
+
+    fn step(&mut self, param: &mut [f32], grad: &[f32], lr: f32, t: i32) {
+        const B1: f32 = 0.9;
+        const B2: f32 = 0.999;
+        const EPS: f32 = 1e-8;
+        let c1 = 1.0 - B1.powi(t);
+        let c2 = 1.0 - B2.powi(t);
+        param
+            .par_chunks_mut(4096)
+            .zip(grad.par_chunks(4096))
+            .zip(self.m.par_chunks_mut(4096))
+            .zip(self.v.par_chunks_mut(4096))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    m[i] = B1 * m[i] + (1.0 - B1) * g[i];
+                    v[i] = B2 * v[i] + (1.0 - B2) * g[i] * g[i];
+                    p[i] -= lr * (m[i] / c1) / ((v[i] / c2).sqrt() + EPS);
+                }
+            });
+    }
+}
+
+/// Buffers reused by every step.
+#[derive(Default)]
+struct Scratch {
+    x: Array2<f32>,
+    u: Array2<f32>,
+    z: Array2<f32>,
+    logits: Array2<f32>,
+    dz: Array2<f32>,
+    dw: Array2<f32>,
+    db: Vec<f32>,
+}
+
+fn resize(a: &mut Array2<f32>, rows: usize, cols: usize) {
+    if a.dim() != (rows, cols) {
+        *a = Array2::zeros((rows, cols));
+    }
+}
+
+/// Copies the states `ids` into the rows of `x`.
+fn gather(data: &Dataset, ids: &[usize], x: &mut Array2<f32>) {
+    resize(x, ids.len(), data.hidden);
+    for (mut row, &i) in x.axis_iter_mut(Axis(0)).zip(ids) {
+        row.as_slice_mut()
+            .unwrap_or(&mut [])
+            .copy_from_slice(data.state(i));
+    }
+}
+
+fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+/// `z = x + SiLU(W x + b)` for every row of `x`; leaves the pre-activation in `u`.
+fn head_forward(head: &Head, x: &Array2<f32>, u: &mut Array2<f32>, z: &mut Array2<f32>) {
+    let (n, d) = x.dim();
+    resize(u, n, d);
+    resize(z, n, d);
+    gemm(x.view(), head.weight.t(), 0.0, u.view_mut());
+    let (Some(us), Some(zs), Some(xs)) = (u.as_slice_mut(), z.as_slice_mut(), x.as_slice()) else {
+        return;
+    };
+    us.par_chunks_mut(d)
+        .zip(zs.par_chunks_mut(d))
+        .zip(xs.par_chunks(d))
+        .for_each(|((u, z), x)| {
+            for i in 0..d {
+                u[i] += head.bias[i];
+                z[i] = x[i] + u[i] * sigmoid(u[i]);
+            }
+        });
+}
+
+/// Logits `z E^T` for every row of `z`, into `logits` `[rows, vocab]`.
+pub(crate) fn lm_logits(lm: &LmHead, z: ArrayView2<'_, f32>, logits: &mut Array2<f32>) {
+    resize(logits, z.nrows(), lm.vocab());
+    gemm(z, lm.view().t(), 0.0, logits.view_mut());
+}
+
+/// Turns each row of logits into the gradient of the mean cross-entropy against `targets`
+/// (softmax minus one-hot, over the rows); returns the summed loss.
+fn softmax_grad(logits: &mut Array2<f32>, targets: &[u32]) -> f64 {
+    let (n, v) = logits.dim();
+    let rows = n as f32;
+    let Some(all) = logits.as_slice_mut() else {
+        return f64::NAN;
+    };
+    let losses: Vec<f64> = all
+        .par_chunks_mut(v)
+        .zip(targets.par_iter())
+        .map(|(row, &t)| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0.0f64;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += f64::from(*v);
+            }
+            let t = t as usize;
+            let p_target = f64::from(row[t]) / sum;
+            let scale = (1.0 / sum) as f32 / rows;
+            row.iter_mut().for_each(|v| *v *= scale);
+            row[t] -= 1.0 / rows;
+            -p_target.max(1e-30).ln()
+        })
+        .collect();
+    losses.iter().sum()
+}
+
+/// One step of one head on examples `ids` with `targets`; returns the summed loss.
+#[allow(clippy::too_many_arguments)]
+fn head_step(
+    data: &Dataset,
+    lm: &LmHead,
+    head: &mut Head,
+    adam: &mut (Adam, Adam),
+    ids: &[usize],
+    targets: &[u32],
+    lr: f32,
+    t: i32,
+    s: &mut Scratch,
+) -> f64 {
+    let d = data.hidden;
+    gather(data, ids, &mut s.x);
+    head_forward(head, &s.x, &mut s.u, &mut s.z);
+    lm_logits(lm, s.z.view(), &mut s.logits);
+    let loss = softmax_grad(&mut s.logits, targets);
+    // dL/dz = G E.
+    resize(&mut s.dz, ids.len(), d);
+    gemm(s.logits.view(), lm.view(), 0.0, s.dz.view_mut());
+    // dL/du = dL/dz * SiLU'(u), in place.
+    if let (Some(dz), Some(u)) = (s.dz.as_slice_mut(), s.u.as_slice()) {
+        dz.par_chunks_mut(d)
+            .zip(u.par_chunks(d))
+            .for_each(|(g, u)| {
+                for i in 0..d {
+                    let sg = sigmoid(u[i]);
+                    g[i] *= sg * (1.0 + u[i] * (1.0 - sg));
+                }
+            });
+    }
+    // dL/dW = (dL/du)^T x, dL/db = column sums of dL/du.
+    resize(&mut s.dw, d, d);
+    gemm(s.dz.t(), s.x.view(), 0.0, s.dw.view_mut());
+    s.db.clear();
+    s.db.resize(d, 0.0);
+    for row in s.dz.rows() {
+        for (b, g) in s.db.iter_mut().zip(row) {
+            *b += g;
+        }
+    }
+    let (aw, ab) = adam;
+    if let (Some(w), Some(g)) = (head.weight.as_slice_mut(), s.dw.as_slice()) {
+        aw.step(w, g, lr, t);
+    }
+    ab.step(&mut head.bias, &s.db, lr, t);
+    loss
+}
+
+/// The training examples: every state of the given sequences that has a target for head 0,
+/// with the targets of each head (`None` past the end of its answer).
+pub(crate) fn examples(
+    data: &Dataset,
+    sequences: &[usize],
+    heads: usize,
+) -> Vec<(usize, Vec<Option<u32>>)> {
+    let mut out = Vec::new();
+    for &s in sequences {
+        let seq = &data.sequences[s];
+        let n = seq.tokens.len();
+        for j in 0..n.saturating_sub(1) {
+            let targets = (0..heads)
+                .map(|h| seq.tokens.get(j + h + 1).copied())
+                .collect();
+            out.push((seq.first_state + j, targets));
+        }
+    }
+    out
+}
+
+/// The learning rate at `step` of `total`: linear warm-up, then cosine decay to a tenth.
+fn schedule(options: &TrainOptions, step: usize, total: usize) -> f32 {
+    let peak = options.learning_rate;
+    if step < options.warmup_steps {
+        return peak * (step + 1) as f32 / options.warmup_steps as f32;
+    }
+    let span = total.saturating_sub(options.warmup_steps).max(1);
+    let done = (step - options.warmup_steps) as f32 / span as f32;
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f32::consts::PI * done.min(1.0)).cos()))
+}
+
+/// Trains `options.heads` heads on the states of `sequences` (indices into
+/// `data.sequences`), starting from zero.
+///
+/// # Errors
+/// [`Error::Setting`] when the data and the LM head disagree in width, a target is outside
+/// the vocabulary, or there is nothing to train on.
+pub fn train(
+    data: &Dataset,
+    sequences: &[usize],
+    lm: &LmHead,
+    options: &TrainOptions,
+    progress: &dyn Progress,
+) -> Result<(Vec<Head>, TrainReport)> {
+    let start = Instant::now();
+    if data.hidden != lm.hidden() {
+        return Err(Error::Setting {
+            field: "training data",
+            message: format!(
+                "hidden states are {} wide, the model's LM head takes {}",
+                data.hidden,
+                lm.hidden()
+            ),
+        });
+    }
+    if options.heads == 0 || options.batch == 0 || options.epochs == 0 {
+        return Err(Error::Setting {
+            field: "training",
+            message: "heads, batch and epochs must be at least 1".into(),
+        });
+    }
+    let mut examples = examples(data, sequences, options.heads);
+    if examples.is_empty() {
+        return Err(Error::Setting {
+            field: "training data",
+            message: "no answer has two tokens or more: nothing to train on".into(),
+        });
+    }
+    if let Some(t) = examples
+        .iter()
+        .flat_map(|e| e.1.iter().flatten())
+        .find(|&&t| t as usize >= lm.vocab())
+    {
+        return Err(Error::Setting {
+            field: "training data",
+            message: format!("token {t} is outside the vocabulary of {}", lm.vocab()),
+        });
+    }
+    let d = data.hidden;
+    let mut heads: Vec<Head> = (0..options.heads).map(|_| Head::zero(d)).collect();
+    let mut adams: Vec<(Adam, Adam)> = (0..options.heads)
+        .map(|_| (Adam::new(d * d), Adam::new(d)))
+        .collect();
+    let steps_per_epoch = examples.len().div_ceil(options.batch);
+    let total = steps_per_epoch * options.epochs;
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut scratch = Scratch::default();
+    let mut report = TrainReport {
+        steps: 0,
+        examples: examples.len(),
+        epoch_loss: Vec::new(),
+        initial_loss: Vec::new(),
+        time: Duration::ZERO,
+    };
+    let bar = progress.start(
+        &format!(
+            "training {} heads ({} examples, {} epochs)",
+            options.heads,
+            examples.len(),
+            options.epochs
+        ),
+        Some(total as u64),
+        Unit::Items,
+    );
+    let (mut ids, mut targets) = (Vec::new(), Vec::new());
+    for epoch in 0..options.epochs {
+        examples.shuffle(&mut rng);
+        let mut sums = vec![(0.0f64, 0usize); options.heads];
+        for batch in examples.chunks(options.batch) {
+            let lr = schedule(options, report.steps, total);
+            let t = (report.steps + 1) as i32;
+            let mut first = Vec::new();
+            for (h, (head, adam)) in heads.iter_mut().zip(&mut adams).enumerate() {
+                ids.clear();
+                targets.clear();
+                for (i, tg) in batch {
+                    if let Some(Some(target)) = tg.get(h) {
+                        ids.push(*i);
+                        targets.push(*target);
+                    }
+                }
+                if ids.is_empty() {
+                    continue;
+                }
+                let loss = head_step(data, lm, head, adam, &ids, &targets, lr, t, &mut scratch);
+                sums[h].0 += loss;
+                sums[h].1 += ids.len();
+                first.push(loss / ids.len() as f64);
+            }
+            if report.steps == 0 {
+                report.initial_loss = first;
+            }
+            report.steps += 1;
+            bar.advance(1);
+        }
+        let means: Vec<f64> = sums
+            .iter()
+            .map(|&(s, n)| if n == 0 { 0.0 } else { s / n as f64 })
+            .collect();
+        tracing::info!(
+            "epoch {}: mean loss per head {}",
+            epoch + 1,
+            means
+                .iter()
+                .map(|l| format!("{l:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        report.epoch_loss.push(means);
+    }
+    drop(bar);
+    report.time = start.elapsed();
+    Ok((heads, report))
+}
+
+/// `z` for head `head` on the rows of `x`.
+pub(crate) fn forward_z(head: &Head, x: &Array2<f32>, z: &mut Array2<f32>) {
+    let mut u = Array2::zeros((0, 0));
+    head_forward(head, x, &mut u, z);
+}
+
+/// Copies states into a matrix (for evaluation).
+pub(crate) fn gather_states(data: &Dataset, ids: &[usize], x: &mut Array2<f32>) {
+    gather(data, ids, x);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finite-difference check of the hand-written backward pass.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let (d, v) = (6, 11);
+        let lm = LmHead::new(
+            v,
+            d,
+            (0..v * d)
+                .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+                .collect(),
+        )
+        .unwrap();
+        let data = Dataset {
+            hidden: d,
+            states: (0..3 * d)
+                .map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0)
+                .collect(),
+            sequences: vec![],
+        };
+        let ids = [0, 1, 2];
+        let targets = [3u32, 7, 1];
+        let mut head = Head::zero(d);
+        for (i, w) in head.weight.iter_mut().enumerate() {
+            *w = ((i * 7 % 5) as f32 - 2.0) / 10.0;
+        }
+        head.bias = (0..d).map(|i| i as f32 / 20.0).collect();
+        let loss = |head: &Head| -> f64 {
+            let mut s = Scratch::default();
+            gather(&data, &ids, &mut s.x);
+            head_forward(head, &s.x, &mut s.u, &mut s.z);
+            lm_logits(&lm, s.z.view(), &mut s.logits);
+            softmax_grad(&mut s.logits, &targets) / ids.len() as f64
+        };
+        // The analytic gradient, read back from one SGD-like probe: run head_step's pieces.
+        let mut s = Scratch::default();
+        gather(&data, &ids, &mut s.x);
+        head_forward(&head, &s.x, &mut s.u, &mut s.z);
+        lm_logits(&lm, s.z.view(), &mut s.logits);
+        softmax_grad(&mut s.logits, &targets);
+        let mut dz = Array2::zeros((3, d));
+        gemm(s.logits.view(), lm.view(), 0.0, dz.view_mut());
+        for (mut g, u) in dz.rows_mut().into_iter().zip(s.u.rows()) {
+            for i in 0..d {
+                let sg = sigmoid(u[i]);
+                g[i] *= sg * (1.0 + u[i] * (1.0 - sg));
+            }
+        }
+        let mut dw = Array2::zeros((d, d));
+        gemm(dz.t(), s.x.view(), 0.0, dw.view_mut());
+        let eps = 1e-3;
+        for (r, c) in [(0, 0), (2, 5), (5, 1), (3, 3)] {
+            let mut plus = head.clone();
+            plus.weight[[r, c]] += eps;
+            let mut minus = head.clone();
+            minus.weight[[r, c]] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * f64::from(eps));
+            let analytic = f64::from(dw[[r, c]]);
+            assert!(
+                (numeric - analytic).abs() < 1e-3 * (1.0 + numeric.abs()),
+                "dW[{r},{c}]: numeric {numeric}, analytic {analytic}"
+            );
+        }
+    }
+
+    /// Heads learn what the base model does not know: here the token after next is always
+    /// the next token plus one, and the untrained head (the base model's own prediction)
+    /// never gets it right.
+    #[test]
+    fn heads_learn_a_shift_the_base_model_does_not_know() {
+        let (v, d) = (8usize, 16usize);
+        let mut seed = 12345u64;
+        let mut rand = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let e: Vec<f32> = (0..v * d).map(|_| rand() * 4.0).collect();
+        let lm = LmHead::new(v, d, e.clone()).unwrap();
+        // Answers a, a+1, a+2, ... with the state before token t being E[t] plus noise: the
+        // base model predicts t, head 0 must predict t + 1.
+        let mut data = Dataset {
+            hidden: d,
+            states: Vec::new(),
+            sequences: Vec::new(),
+        };
+        for s in 0..24 {
+            let tokens: Vec<u32> = (0..6).map(|i| ((s + i) % v) as u32).collect();
+            let first_state = data.len();
+            for &t in &tokens {
+                let row = &e[t as usize * d..(t as usize + 1) * d];
+                data.states.extend(row.iter().map(|x| x + rand() * 0.2));
+            }
+            data.sequences.push(super::super::data::DistilledSequence {
+                prompt: s,
+                tokens,
+                first_state,
+            });
+        }
+        let all: Vec<usize> = (0..24).collect();
+        let options = TrainOptions {
+            heads: 1,
+            epochs: 150,
+            batch: 32,
+            learning_rate: 2e-2,
+            warmup_steps: 5,
+            seed: 1,
+        };
+        let (heads, report) =
+            train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
+        let before = super::super::eval::evaluate(
+            &data,
+            &all,
+            &lm,
+            &[Head::zero(d)],
+            1,
+            &crate::loading::NoProgress,
+        );
+        let after =
+            super::super::eval::evaluate(&data, &all, &lm, &heads, 1, &crate::loading::NoProgress);
+        assert!(before.base_top1 > 0.9, "{}", before.base_top1);
+        assert!(before.heads[0].top[0] < 0.2, "{:?}", before.heads[0]);
+        assert!(after.heads[0].top[0] > 0.9, "{:?}", after.heads[0]);
+        assert!(report.epoch_loss.last().unwrap()[0] < 0.5 * report.initial_loss[0]);
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        let o = TrainOptions {
+            warmup_steps: 10,
+            learning_rate: 1.0,
+            ..TrainOptions::default()
+        };
+        assert!((schedule(&o, 0, 100) - 0.1).abs() < 1e-6);
+        assert!((schedule(&o, 10, 100) - 1.0).abs() < 1e-6);
+        assert!((schedule(&o, 100, 100) - 0.1).abs() < 1e-6);
+        assert!(schedule(&o, 50, 100) < 1.0 && schedule(&o, 50, 100) > 0.1);
+    }
+}

@@ -1,0 +1,349 @@
+//! Choosing the candidate tree by measurement.
+//!
+//! A tree (a list of rank paths, see [`MedusaTree`]) accepts, at one position, every path
+//! whose ranks match the true tokens' ranks under the heads; at most one path per depth can
+//! match. So the expected number of accepted candidates is the sum, over the tree's paths, of
+//! each path's acceptance probability, which [`super::eval`] measures on held-out prompts.
+//! Every path is at most as likely as its parent, so for a given number of paths the best
+//! tree is simply the most likely paths (ties broken by depth, which keeps parents first).
+//!
+//! A pass over a tree of `T` nodes (the pending token plus the candidates) costs `cost(T)`: the
+//! time of the smallest verify bucket that holds it, plus one run of the heads. The expected
+//! throughput is `(1 + E[accepted]) / (cost(T) + heads)` tokens per unit of time, against
+//! `1 / cost(1)` for plain decoding; the tree size that maximises it wins. On two CPU cores a
+//! pass costs more as `T` grows, so the best tree is moderate; on a NeuronCore the cost is
+//! nearly flat up to tens of tokens ([`CostModel::flat`]), so the best tree is the largest.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::eval::PathStats;
+use crate::error::{Error, Result};
+use crate::strategy::medusa::MedusaTree;
+
+/// What a pass costs, by tree width, in any one unit (seconds when measured).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostModel {
+    /// Where the figures come from (`measured on ...`, `flat`, a table's path).
+    pub source: String,
+    /// `(width, cost)` of each compiled verify bucket, narrowest first; width 1 is a decode
+    /// step.
+    pub widths: Vec<(usize, f64)>,
+    /// Cost of one run of the heads (paid once per pass when the tree has candidates).
+    pub heads: f64,
+}
+
+impl CostModel {
+    /// A device whose pass costs the same for every width up to `max_width` (what a
+    /// NeuronCore's cost curve looks like), with heads costing `heads` of a decode step.
+    pub fn flat(max_width: usize, heads: f64) -> Self {
+        let mut widths = vec![(1, 1.0)];
+        let mut w = 2;
+        while w <= max_width {
+            widths.push((w, 1.0));
+            w *= 2;
+        }
+        if widths.last().is_some_and(|&(last, _)| last < max_width) {
+            widths.push((max_width, 1.0));
+        }
+        CostModel {
+            source: format!("modeled: flat up to {max_width} tokens"),
+            widths,
+            heads,
+        }
+    }
+
+    /// Reads a cost table (for a Neuron device, say): JSON
+    /// `{"widths": [[1, 1.0], [2, 1.01], ...], "heads": 0.05}`, in any one unit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Json`] naming the file; [`Error::Setting`] for a table
+    /// without width 1 or with a cost that is not positive.
+    pub fn read(path: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Table {
+            widths: Vec<(usize, f64)>,
+            #[serde(default)]
+            heads: f64,
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
+        let t: Table = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let model = CostModel {
+            source: path.display().to_string(),
+            widths: t.widths,
+            heads: t.heads,
+        };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// Checks that the table has width 1 and positive, finite costs; sorts it.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| {
+            Err(Error::Setting {
+                field: "cost model",
+                message,
+            })
+        };
+        if !self.widths.iter().any(|&(w, _)| w == 1) {
+            return bad(format!(
+                "{}: has no cost for width 1 (a decode step)",
+                self.source
+            ));
+        }
+        if let Some(&(w, c)) = self
+            .widths
+            .iter()
+            .find(|&&(w, c)| w == 0 || !(c.is_finite() && c > 0.0))
+        {
+            return bad(format!("{}: width {w} has cost {c}", self.source));
+        }
+        if !(self.heads.is_finite() && self.heads >= 0.0) {
+            return bad(format!("{}: heads cost {}", self.source, self.heads));
+        }
+        Ok(())
+    }
+
+    /// The cost of a pass over `nodes` tokens: the narrowest width that holds them (`None`
+    /// when none does).
+    pub fn pass(&self, nodes: usize) -> Option<f64> {
+        self.widths
+            .iter()
+            .filter(|&&(w, _)| w >= nodes)
+            .min_by_key(|&&(w, _)| w)
+            .map(|&(_, c)| c)
+    }
+
+    /// The widest width.
+    pub fn max_width(&self) -> usize {
+        self.widths.iter().map(|&(w, _)| w).max().unwrap_or(1)
+    }
+}
+
+/// Limits on the trees considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeLimits {
+    /// Most nodes, the pending token included (the largest verify bucket).
+    pub max_nodes: usize,
+    /// Deepest path (the number of heads).
+    pub max_depth: usize,
+    /// Highest candidate rank plus one (the candidates the heads graph returns per head).
+    pub max_rank: usize,
+}
+
+/// The expected value of one tree size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TreeOption {
+    /// Nodes of the pass, the pending token included.
+    pub nodes: usize,
+    /// Expected tokens emitted per pass: 1 + expected accepted candidates.
+    pub expected_tau: f64,
+    /// Cost of the pass, heads included.
+    pub cost: f64,
+    /// Expected tokens per unit of cost.
+    pub throughput: f64,
+    /// Throughput over plain decoding's under the same cost model.
+    pub speedup: f64,
+}
+
+/// The chosen tree and what every size would have given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeChoice {
+    /// The best tree.
+    pub tree: MedusaTree,
+    /// Its expected figures.
+    pub best: TreeOption,
+    /// Every size considered, smallest first (`nodes = 1` is plain decoding).
+    pub options: Vec<TreeOption>,
+}
+
+/// Paths within `limits`, most likely first (ties: shallower first, then by ranks), with their
+/// acceptance probabilities. Unobserved paths are left out.
+pub fn ranked_paths(stats: &PathStats, limits: &TreeLimits) -> Vec<(Vec<usize>, f64)> {
+    if stats.positions == 0 {
+        return Vec::new();
+    }
+    let mut paths: Vec<(Vec<usize>, f64)> = stats
+        .counts
+        .iter()
+        .filter(|(p, c)| {
+            *c > 0
+                && !p.is_empty()
+                && p.len() <= limits.max_depth
+                && p.iter().all(|&r| r < limits.max_rank)
+        })
+        .map(|(p, c)| (p.clone(), *c as f64 / stats.positions as f64))
+        .collect();
+    paths.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(a.0.len().cmp(&b.0.len()))
+            .then(a.0.cmp(&b.0))
+    });
+    paths
+}
+
+/// Chooses the tree that maximises expected throughput under `cost`.
+///
+/// # Errors
+/// [`Error::Setting`] when the cost model is invalid.
+pub fn choose_tree(stats: &PathStats, cost: &CostModel, limits: &TreeLimits) -> Result<TreeChoice> {
+    cost.validate()?;
+    let base = cost.pass(1).unwrap_or(1.0);
+    let max_nodes = limits.max_nodes.min(cost.max_width()).max(1);
+    let paths = ranked_paths(stats, limits);
+    let mut options = vec![TreeOption {
+        nodes: 1,
+        expected_tau: 1.0,
+        cost: base,
+        throughput: 1.0 / base,
+        speedup: 1.0,
+    }];
+    let mut accepted = 0.0;
+    for (n, (_, p)) in paths.iter().take(max_nodes - 1).enumerate() {
+        accepted += p;
+        let nodes = n + 2;
+        let Some(pass) = cost.pass(nodes) else {
+            break;
+        };
+        let c = pass + cost.heads;
+        let throughput = (1.0 + accepted) / c;
+        options.push(TreeOption {
+            nodes,
+            expected_tau: 1.0 + accepted,
+            cost: c,
+            throughput,
+            speedup: throughput * base,
+        });
+    }
+    let best = options
+        .iter()
+        .max_by(|a, b| {
+            a.throughput
+                .total_cmp(&b.throughput)
+                .then(b.nodes.cmp(&a.nodes))
+        })
+        .cloned()
+        .unwrap_or_else(|| options[0].clone());
+    let tree_paths: Vec<Vec<usize>> = paths
+        .iter()
+        .take(best.nodes - 1)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let tree = MedusaTree::new(tree_paths)?;
+    Ok(TreeChoice {
+        tree,
+        best,
+        options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> PathStats {
+        // 100 positions: head 0's best candidate is right 60 times, its second 20 times; after
+        // a right first candidate, head 1's best is right 30 times.
+        PathStats {
+            positions: 100,
+            counts: vec![
+                (vec![0], 60),
+                (vec![0, 0], 30),
+                (vec![0, 0, 0], 12),
+                (vec![0, 1], 5),
+                (vec![1], 20),
+                (vec![1, 0], 8),
+                (vec![2], 5),
+            ],
+        }
+    }
+
+    const LIMITS: TreeLimits = TreeLimits {
+        max_nodes: 32,
+        max_depth: 4,
+        max_rank: 10,
+    };
+
+    #[test]
+    fn paths_come_most_likely_first_with_parents_first() {
+        let p = ranked_paths(&stats(), &LIMITS);
+        let order: Vec<Vec<usize>> = p.iter().map(|x| x.0.clone()).collect();
+        assert_eq!(
+            order,
+            vec![
+                vec![0],
+                vec![0, 0],
+                vec![1],
+                vec![0, 0, 0],
+                vec![1, 0],
+                vec![2],
+                vec![0, 1]
+            ]
+        );
+        let shallow = TreeLimits {
+            max_depth: 1,
+            ..LIMITS
+        };
+        assert_eq!(ranked_paths(&stats(), &shallow).len(), 3);
+    }
+
+    #[test]
+    fn picks_the_best_tree_by_hand() {
+        // Buckets 1, 2, 4, 8 costing 1, 1.1, 1.2, 2.0; heads 0.1.
+        // nodes 2: tau 1.6 / 1.2 = 1.333; 3: 1.9 / 1.3 = 1.462; 4: 2.1 / 1.3 = 1.615;
+        // 5: 2.22 / 2.1 = 1.057 ... the 4-node tree [0], [0,0], [1] wins.
+        let cost = CostModel {
+            source: "hand".into(),
+            widths: vec![(1, 1.0), (2, 1.1), (4, 1.2), (8, 2.0)],
+            heads: 0.1,
+        };
+        let c = choose_tree(&stats(), &cost, &LIMITS).unwrap();
+        assert_eq!(c.tree.paths(), &[vec![0], vec![0, 0], vec![1]]);
+        assert_eq!(c.best.nodes, 4);
+        assert!((c.best.expected_tau - 2.1).abs() < 1e-9);
+        assert!((c.best.speedup - 2.1 / 1.3).abs() < 1e-9);
+        assert_eq!(c.options.len(), 8);
+        // On a flat device, every observed path is worth adding.
+        let flat = choose_tree(&stats(), &CostModel::flat(32, 0.1), &LIMITS).unwrap();
+        assert_eq!(flat.tree.len(), 7);
+        assert!((flat.best.expected_tau - 2.4).abs() < 1e-9);
+        // When heads cost more than they bring, plain decoding wins: an empty tree.
+        let dear = CostModel { heads: 5.0, ..cost };
+        let c = choose_tree(&stats(), &dear, &LIMITS).unwrap();
+        assert!(c.tree.is_empty());
+        assert_eq!(c.best.nodes, 1);
+    }
+
+    #[test]
+    fn bad_tables_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cost.json");
+        std::fs::write(&path, r#"{"widths": [[2, 1.0]], "heads": 0.1}"#).unwrap();
+        let err = CostModel::read(&path).unwrap_err().to_string();
+        assert!(err.contains("width 1"), "{err}");
+        std::fs::write(&path, r#"{"widths": [[1, -1.0]]}"#).unwrap();
+        assert!(CostModel::read(&path).is_err());
+        std::fs::write(
+            &path,
+            r#"{"widths": [[1, 1.0], [16, 1.02]], "heads": 0.04}"#,
+        )
+        .unwrap();
+        let m = CostModel::read(&path).unwrap();
+        assert_eq!(m.pass(9), Some(1.02));
+        assert_eq!(m.pass(17), None);
+        std::fs::write(&path, "{").unwrap();
+        assert!(
+            CostModel::read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("cost.json")
+        );
+    }
+}

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Writes parallel-decode/data/medusa_train_prompts.jsonl: the prompts whose greedy answers
+train the default model's Medusa heads (self-distillation).
+
+The set is composed from templates so that it is varied and reproducible (seeded), and it is
+kept apart from bench/prompts.jsonl: none of its products or questions appear there, so the
+benchmark measures the heads on text they were not trained on. Grounded prompts use the same
+layout as the benchmark's (a product description, then a customer question), because that is
+the traffic the heads serve; open prompts cover shopping advice and general questions.
+
+Usage: scripts/gen-medusa-prompts.py [OUT]   (standard library only; output is deterministic)
+"""
+import json
+import random
+import sys
+
+SEED = 20240611
+
+# (name, category, description sentences, price)
+PRODUCTS = [
+    ("SummitDown Sleeping Bag", "sleeping bag", ["A mummy-shaped sleeping bag filled with 650-fill duck down", "comfort rating of -5 C and a limit of -12 C", "weighs 1.1 kg and packs into a 9-litre compression sack", "full-length two-way zip with a draught collar"], 219),
+    ("AeroBrew Travel Press", "coffee maker", ["A portable coffee press that makes one 300 ml cup", "double-walled stainless steel body keeps coffee hot for two hours", "built-in fine mesh filter, no paper filters needed", "weighs 420 g and the lid doubles as a cup"], 39),
+    ("GlowRest Sunrise Alarm", "alarm clock", ["A wake-up light that brightens over 30 minutes before the alarm", "20 brightness levels and six natural sounds", "FM radio and a USB charging port", "runs on mains power with a backup battery for the clock"], 69),
+    ("SwiftCharge 65W Charger", "charger", ["A gallium nitride wall charger with two USB-C ports and one USB-A port", "65 W maximum from a single port, shared when several devices charge", "folding plug and a size of 5 by 5 by 3 cm", "works with laptops, tablets and phones"], 45),
+    ("TerraGrip Hiking Boots", "hiking boots", ["Mid-height leather hiking boots with a waterproof breathable membrane", "Vibram rubber outsole with 5 mm lugs", "cushioned EVA midsole and a reinforced toe cap", "available in sizes 36 to 47 and in regular and wide fit", "each boot weighs 580 g"], 179),
+    ("ClearView Dash Camera", "dash camera", ["A front and rear dash camera recording in 2K at 30 frames per second", "140-degree wide-angle lens and night vision", "loop recording to a microSD card of up to 256 GB", "G-sensor locks clips after a collision", "parking mode needs the optional hardwire kit"], 119),
+    ("FreshKeep Vacuum Sealer", "vacuum sealer", ["A countertop vacuum sealer for food storage", "dry and moist modes and a pulse button for delicate foods", "built-in roll storage and cutter", "comes with 20 bags and a 3 m roll", "seals bags up to 30 cm wide"], 79),
+    ("Orbit Bluetooth Speaker", "speaker", ["A portable Bluetooth 5.3 speaker with 360-degree sound", "IP67 waterproof and dustproof, and it floats", "battery lasts up to 18 hours", "pairs with a second speaker for stereo", "weighs 540 g and charges over USB-C"], 89),
+    ("NordicWool Throw Blanket", "blanket", ["A throw blanket woven from 100 percent merino wool", "measures 130 by 170 cm", "machine washable on the wool cycle at 30 C", "available in five colours"], 95),
+    ("PrecisionPro Kitchen Scale", "kitchen scale", ["A digital kitchen scale weighing up to 5 kg in 1 g steps", "tare function and units in grams, ounces, pounds and millilitres", "tempered glass platform that wipes clean", "runs on two AAA batteries, included"], 24),
+    ("RoamLite Carry-On Suitcase", "suitcase", ["A hard-shell carry-on suitcase of 55 by 40 by 20 cm", "polycarbonate shell and four spinner wheels", "TSA-approved combination lock", "expands by 4 cm for 10 percent more space", "weighs 2.7 kg and has a 10-year warranty"], 159),
+    ("AquaFlow Shower Head", "shower head", ["A rain shower head 25 cm across with five spray modes", "uses 30 percent less water than a standard shower head", "anti-limescale silicone nozzles", "fits any standard half-inch shower arm without tools"], 49),
+    ("KinderBlocks Building Set", "toy", ["A set of 250 wooden building blocks in 12 shapes", "painted with water-based non-toxic paint", "suitable for children aged 3 and up", "comes in a canvas storage bag"], 55),
+    ("SilentPeak Desk Fan", "fan", ["A bladeless desk fan with ten speeds and 80-degree oscillation", "noise level of 26 dB on the lowest setting", "sleep timer of 1 to 8 hours and a remote control", "uses 22 W on full speed"], 99),
+    ("VeloCity Commuter Bike", "bicycle", ["A city bike with an aluminium frame and a 7-speed Shimano hub gear", "hydraulic disc brakes and puncture-resistant tyres", "integrated front and rear lights powered by a dynamo", "mudguards and a rear rack for up to 25 kg", "frame sizes S, M and L"], 649),
+    ("PureSip Water Filter Jug", "water filter", ["A 2.4-litre water filter jug with a replaceable carbon cartridge", "each cartridge filters 150 litres, about one month", "reduces chlorine, limescale and some metals", "fits in a fridge door", "BPA-free plastic"], 29),
+    ("NightOwl Reading Light", "reading light", ["A clip-on book light with warm and cool white modes", "flexible neck and three brightness levels", "rechargeable battery lasting 40 hours on low", "weighs 60 g"], 19),
+    ("IronCore Adjustable Dumbbells", "dumbbells", ["A pair of adjustable dumbbells from 2.5 to 24 kg each", "a dial changes the weight in 15 steps", "moulded storage trays included", "each dumbbell is 40 cm long"], 329),
+    ("FrostBite Ice Cream Maker", "ice cream maker", ["An ice cream maker with a built-in compressor, so no pre-freezing", "makes 1.5 litres in about 40 minutes", "modes for ice cream, sorbet and frozen yoghurt", "keeps ice cream cold for an hour after it is done"], 249),
+    ("MistPure Humidifier", "humidifier", ["An ultrasonic cool-mist humidifier with a 4-litre tank", "runs up to 30 hours on the low setting", "built-in humidity sensor with automatic mode", "whisper-quiet at 28 dB and turns off when the tank is empty"], 65),
+    ("SnapLock Food Containers", "food containers", ["A set of 10 glass food storage containers with locking lids", "oven safe to 300 C without the lids", "microwave, freezer and dishwasher safe", "sizes from 350 ml to 1.5 litres"], 42),
+    ("TrailBlaze Headlamp", "headlamp", ["A rechargeable headlamp with a maximum of 450 lumens", "red light mode to keep night vision", "IPX4 splash resistant", "runs 5 hours on high and 60 hours on low", "weighs 85 g"], 35),
+    ("SoundNest Earbuds", "earbuds", ["True wireless earbuds with active noise cancellation", "6 hours of playback, 24 hours with the charging case", "IPX5 sweat resistance", "touch controls and a transparency mode", "three sizes of silicone tips included"], 79),
+    ("GardenPro Pressure Washer", "pressure washer", ["An electric pressure washer of 1800 W and up to 130 bar", "comes with a patio cleaner and a rotating brush", "8 m high-pressure hose", "detergent tank of 1 litre", "weighs 11 kg on two wheels"], 189),
+    ("BabyDream Video Monitor", "baby monitor", ["A video baby monitor with a 5-inch screen and a range of 300 m", "night vision and two-way talk", "room temperature sensor and lullabies", "the parent unit battery lasts 12 hours", "works without Wi-Fi or an app"], 109),
+    ("CrispSlice Mandoline", "mandoline slicer", ["A mandoline slicer with an adjustable blade from 1 to 9 mm", "julienne and crinkle-cut inserts", "cut-resistant glove and a food holder included", "dishwasher safe and folds flat for storage"], 34),
+    ("ArcticCool Cooler Box", "cooler", ["A rotomoulded cooler box of 45 litres", "keeps ice for up to 5 days", "rubber gasket and heavy-duty latches", "built-in bottle opener and drain plug", "weighs 10 kg empty"], 229),
+    ("StudyBuddy Ergonomic Chair", "office chair", ["An ergonomic office chair with a mesh back and adjustable lumbar support", "3D armrests and a headrest", "seat height adjustable from 45 to 55 cm", "supports up to 136 kg", "five-year warranty"], 289),
+    ("SparkClean Electric Toothbrush", "electric toothbrush", ["A sonic electric toothbrush with 40,000 strokes per minute", "five cleaning modes and a two-minute timer", "pressure sensor that lights up when you brush too hard", "battery lasts 30 days", "comes with a travel case and two brush heads"], 59),
+    ("MapleCraft Cutting Board", "cutting board", ["A 45 by 30 cm end-grain maple cutting board, 4 cm thick", "juice groove around the edge and rubber feet", "gentle on knife edges", "needs oiling once a month and is not dishwasher safe"], 85),
+    ("PolarShield Winter Jacket", "winter jacket", ["A hooded winter parka with synthetic insulation rated to -20 C", "waterproof and windproof outer shell", "fleece-lined hand pockets and an inner phone pocket", "machine washable", "sizes XS to XXL"], 199),
+    ("HomeSense Smart Plug", "smart plug", ["A Wi-Fi smart plug that switches devices up to 3680 W", "energy monitoring in the app", "schedules, timers and away mode", "works with voice assistants", "no hub needed, 2.4 GHz Wi-Fi only"], 15),
+    ("WaveRider Stand-Up Paddleboard", "paddleboard", ["An inflatable stand-up paddleboard of 320 by 81 by 15 cm", "supports riders up to 130 kg", "comes with a pump, a three-piece paddle, a leash and a backpack", "non-slip deck pad", "inflates in about 8 minutes"], 399),
+    ("BrightSmile Kids Tablet", "kids tablet", ["An 8-inch tablet for children aged 3 to 10 with a shockproof case", "parental controls and time limits", "32 GB of storage and a microSD slot", "battery lasts about 10 hours", "two-year worry-free guarantee"], 129),
+    ("TimberLine Camping Stove", "camping stove", ["A compact gas camping stove with a piezo igniter", "boils one litre of water in 3.5 minutes", "weighs 85 g and folds into a small case", "fits standard threaded gas canisters, sold separately"], 49),
+    ("LuxeLinen Bed Sheet Set", "bed sheets", ["A bed sheet set in stonewashed French linen", "includes a fitted sheet, a flat sheet and two pillowcases", "fitted sheet fits mattresses up to 35 cm deep", "gets softer with every wash", "sizes single, double, king and super king"], 149),
+    ("ProShot Drone Mini", "drone", ["A folding camera drone weighing 249 g", "4K video with a three-axis gimbal", "flight time of 31 minutes per battery", "range of up to 10 km", "obstacle sensors at the front and below"], 459),
+    ("PetPal Automatic Feeder", "pet feeder", ["An automatic pet feeder holding 4 litres of dry food", "up to six meals a day, set in the app or with buttons", "records a 10-second voice message for meal times", "runs on mains power with battery backup"], 75),
+    ("EasyFold Treadmill", "treadmill", ["A folding walking and running treadmill with a 2.25 hp motor", "speeds from 1 to 14 km/h and three incline levels", "running belt of 120 by 42 cm", "supports users up to 110 kg", "folds upright to save space"], 549),
+    ("ZestPress Citrus Juicer", "juicer", ["An electric citrus juicer with two cone sizes", "pulp control with three settings", "the cone turns both ways for more juice", "drip-stop spout and dishwasher-safe parts"], 39),
+]
+
+QUESTIONS = [
+    "How much does it cost?",
+    "What is it made of?",
+    "Is it good for a beginner?",
+    "What comes in the box?",
+    "How heavy is it?",
+    "Would you recommend it as a gift?",
+    "Is it worth the price?",
+    "What are its main features?",
+    "Is it suitable for children?",
+    "How do I clean it?",
+    "Can I take it on a trip?",
+    "What are the downsides?",
+    "Does it need batteries?",
+    "Who is this product for?",
+    "How does it compare with cheaper options?",
+    "Can you summarise the product in two sentences?",
+    "Is it waterproof?",
+    "What size is it?",
+    "Will it last a long time?",
+    "Is it easy to use?",
+]
+
+OPEN_TEMPLATES = [
+    "What should I look for when buying a {item}?",
+    "How do I choose a good {item}?",
+    "What are the pros and cons of a {item}?",
+    "How do I take care of a {item} so that it lasts?",
+    "Is a more expensive {item} worth it?",
+    "What mistakes do people make when buying a {item}?",
+    "Can you explain how a {item} works?",
+    "What is a reasonable budget for a {item}?",
+]
+
+ITEMS = [
+    "sleeping bag", "coffee machine", "wireless charger", "pair of hiking boots", "dash camera",
+    "bluetooth speaker", "wool blanket", "suitcase", "bicycle", "water filter", "set of dumbbells",
+    "humidifier", "headlamp", "pressure washer", "baby monitor", "cooler box", "office chair",
+    "electric toothbrush", "winter jacket", "smart plug", "paddleboard", "camping stove",
+    "drone", "treadmill", "blender", "rice cooker", "sewing machine", "gaming laptop",
+    "digital camera", "pair of sunglasses", "bread maker", "car vacuum cleaner", "sofa",
+    "dishwasher", "pair of walking poles", "tool kit", "printer", "robot lawn mower",
+]
+
+GENERAL = [
+    "Write a short thank-you note to a customer who bought a bicycle.",
+    "Explain the difference between a warranty and a guarantee.",
+    "How do I return an item I bought online?",
+    "What is the best way to compare prices between shops?",
+    "Give me three tips for packing a suitcase efficiently.",
+    "How can I tell if a product review is fake?",
+    "What does free shipping usually mean?",
+    "How do I choose a gift for a colleague I do not know well?",
+    "What is a good way to plan a weekly grocery budget?",
+    "Explain what a refurbished product is.",
+    "How do I protect my personal data when shopping online?",
+    "What should I do if a parcel arrives damaged?",
+    "Why do prices go down during seasonal sales?",
+    "What is the difference between LED and halogen bulbs?",
+    "How do I make my home more energy efficient?",
+    "What are some healthy snacks to take to work?",
+    "How can I reduce plastic waste at home?",
+    "What is the best way to learn to cook simple meals?",
+    "How do I keep my houseplants healthy in winter?",
+    "What should a first-aid kit for hiking contain?",
+    "How do I choose paint colours for a bedroom?",
+    "Write a two-sentence product description for a reusable shopping bag.",
+    "Explain what a subscription service is and when it saves money.",
+    "How do I clean a stainless steel sink?",
+    "What is the difference between a loan and a credit card payment plan?",
+    "Suggest a simple weekly exercise plan for a busy person.",
+    "How do I organise a small kitchen?",
+    "What is the difference between a fridge and a freezer temperature?",
+    "How can I make a long car trip comfortable for children?",
+    "What are the benefits of buying local products?",
+    "Explain how to measure a room for a new carpet.",
+    "What is a good way to store winter clothes in summer?",
+    "How do I choose between a gas and an electric hob?",
+    "What should I check before buying a used car?",
+    "Give me a checklist for moving into a new flat.",
+    "How can I sleep better at night?",
+    "What does the energy label on an appliance tell me?",
+    "How do I prepare my garden for spring?",
+    "Explain the difference between Wi-Fi 5 and Wi-Fi 6.",
+    "How do I choose a laptop for video editing?",
+    "Write a friendly reply to a customer asking when their order will arrive.",
+    "What are some fun activities for a rainy weekend?",
+    "How do I care for leather shoes?",
+    "What is the difference between organic and conventional cotton?",
+    "How can I tell if a melon is ripe?",
+    "What should I bring to a picnic?",
+    "How do I start a small vegetable garden on a balcony?",
+    "What are the advantages of a mechanical keyboard?",
+    "How long does a typical smartphone battery last before it needs replacing?",
+    "Explain what a return policy is in simple words.",
+]
+
+
+def describe(product):
+    name, category, facts, price = product
+    text = ". ".join(facts) + f". Price: ${price}."
+    return f"Product: {name}\nDescription: {text}"
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "parallel-decode/data/medusa_train_prompts.jsonl"
+    rng = random.Random(SEED)
+    rows = []
+    for product in PRODUCTS:
+        for question in rng.sample(QUESTIONS, 16):
+            prompt = (
+                describe(product)
+                + "\n\nUsing the description above, answer the customer's question.\nQuestion: "
+                + question
+            )
+            rows.append({"kind": "grounded", "prompt": prompt})
+    for item in ITEMS:
+        for template in rng.sample(OPEN_TEMPLATES, 6):
+            rows.append({"kind": "open", "prompt": template.format(item=item)})
+    for prompt in GENERAL:
+        rows.append({"kind": "open", "prompt": prompt})
+    rng.shuffle(rows)
+    with open(out, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"wrote {len(rows)} prompts to {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
