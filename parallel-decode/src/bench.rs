@@ -36,6 +36,10 @@ pub struct StrategyReport {
     pub speedup_vs_ar: Option<f64>,
     /// Whether every output equals the autoregressive one (meaningful for greedy decoding).
     pub identical_to_ar: Option<bool>,
+    /// Modeled, not measured: the speed-up over autoregressive decoding on a device where a
+    /// pass costs the same for any tree up to the verify bucket and the heads cost nothing
+    /// (what a NeuronCore's cost curve looks like), i.e. the ratio of the two taus.
+    pub modeled_flat_speedup: Option<f64>,
 }
 
 /// Runs `proposer` over `prompts` (token ids) with `config`; returns the report and every
@@ -95,6 +99,7 @@ pub fn run_strategy(
             .collect(),
         speedup_vs_ar: None,
         identical_to_ar: None,
+        modeled_flat_speedup: None,
     };
     Ok((report, outputs))
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backend::{CommitRow, LanguageModel, TreeRow};
+use crate::backend::{CommitRow, LanguageModel, ModelInfo, TreeRow};
 use crate::sampling::{Sampler, SamplingConfig};
 use crate::strategy::proposer::{HeadCandidates, Outcome, Proposal, ProposeContext, Proposer};
 use crate::strategy::verify::{self, Proposed, TypicalAcceptance, Verdict};
@@ -266,13 +266,7 @@ pub fn generate_batch(
                 seq.stop = Some(StopReason::ContextFull);
             }
             proposals.push(if seq.stop.is_none() {
-                Some(propose(
-                    seq,
-                    config,
-                    tree_cap,
-                    info.max_len,
-                    &info.tree_cost,
-                )?)
+                Some(propose(seq, config, tree_cap, &info)?)
             } else {
                 None
             });
@@ -422,10 +416,9 @@ fn propose(
     seq: &mut Sequence<'_>,
     config: &GenerateConfig,
     tree_cap: usize,
-    max_len: usize,
-    tree_cost: &[f32],
+    info: &ModelInfo,
 ) -> Result<Proposal> {
-    let room = max_len - seq.cache_len;
+    let room = info.max_len - seq.cache_len;
     let remaining = config.max_tokens - seq.generated.len();
     // A tree of n nodes emits at most n tokens; it also needs n free positions.
     let max_nodes = tree_cap.min(room).min(remaining).max(1);
@@ -433,7 +426,8 @@ fn propose(
         tokens: &seq.tokens,
         max_nodes,
         heads: seq.heads.as_ref(),
-        tree_cost,
+        tree_cost: &info.tree_cost,
+        heads_cost: info.heads_cost,
     };
     let proposal = seq.request.proposer.propose(&ctx)?;
     if proposal.tree.len() > max_nodes {

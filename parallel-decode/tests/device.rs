@@ -48,13 +48,22 @@ struct Compiled {
     source: ModelDir,
 }
 
-fn heads_file(dir: &Path, count: usize, hidden: usize, seed: u64) -> std::path::PathBuf {
+fn heads_file(
+    dir: &Path,
+    count: usize,
+    hidden: usize,
+    seed: u64,
+    vocab: Option<&[u32]>,
+) -> std::path::PathBuf {
     let path = dir.join("medusa_heads.safetensors");
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), HEADS_FORMAT.to_string());
     meta.insert("version".to_string(), "1".to_string());
     meta.insert("heads".to_string(), count.to_string());
     meta.insert("hidden".to_string(), hidden.to_string());
+    if let Some(vocab) = vocab {
+        meta.insert("vocab".to_string(), serde_json::to_string(vocab).unwrap());
+    }
     let plan: Vec<(String, Vec<usize>)> = (0..count)
         .flat_map(|h| {
             [
@@ -82,11 +91,21 @@ fn heads_file(dir: &Path, count: usize, hidden: usize, seed: u64) -> std::path::
 }
 
 fn compiled(spec: &TinyLlama, options: CompileOptions, heads: usize) -> Compiled {
+    compiled_with_heads(spec, options, heads, None)
+}
+
+/// A tiny model compiled with `heads` random heads (none if 0) scoring `vocab`.
+fn compiled_with_heads(
+    spec: &TinyLlama,
+    options: CompileOptions,
+    heads: usize,
+    vocab: Option<&[u32]>,
+) -> Compiled {
     let model_dir = tempfile::tempdir().unwrap();
     write_tiny_llama(model_dir.path(), spec).unwrap();
     let source = ModelDir::open(model_dir.path()).unwrap();
     let heads = (heads > 0).then(|| {
-        let path = heads_file(model_dir.path(), heads, spec.hidden_size, spec.seed);
+        let path = heads_file(model_dir.path(), heads, spec.hidden_size, spec.seed, vocab);
         MedusaHeads::open(&path, spec.hidden_size).unwrap()
     });
     let artifacts = tempfile::tempdir().unwrap();
@@ -391,6 +410,40 @@ fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
 }
 
 /// Greedy generation on the device with each strategy equals plain greedy decoding.
+#[test]
+fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
+    let spec = TinyLlama::default();
+    let vocab_size = compiled(&spec, small_options(), 0).model.info().vocab;
+    let vocab: Vec<u32> = (0..vocab_size as u32).filter(|i| i % 3 != 1).collect();
+    // Candidates for every token from the whole heads, and the vocabulary's best four.
+    let mut whole = compiled_with_heads(
+        &spec,
+        CompileOptions {
+            heads_top_k: vocab_size,
+            ..small_options()
+        },
+        2,
+        None,
+    );
+    let mut restricted = compiled_with_heads(&spec, small_options(), 2, Some(&vocab));
+    let mut hidden = Vec::new();
+    for c in [&mut whole, &mut restricted] {
+        c.model.prefill(0, &PROMPT).unwrap();
+    }
+    whole.model.hidden(0, 0, &mut hidden).unwrap();
+    let all = whole.model.heads(&hidden, &[vocab_size; 2]).unwrap();
+    let some = restricted.model.heads(&hidden, &[4; 2]).unwrap();
+    for h in 0..2 {
+        let expected: Vec<u32> = all.heads[h]
+            .iter()
+            .copied()
+            .filter(|t| vocab.contains(t))
+            .take(4)
+            .collect();
+        assert_eq!(some.heads[h], expected, "head {h}");
+    }
+}
+
 #[test]
 fn every_strategy_on_the_device_equals_greedy_decoding() {
     let spec = TinyLlama {

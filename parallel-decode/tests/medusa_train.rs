@@ -93,8 +93,8 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
     write_heads(&path, &heads, Dtype::F16, &HeadsMetadata::default()).unwrap();
     let file = MedusaHeads::open(&path, spec.hidden_size).unwrap();
     let stored = read_heads(&file, spec.hidden_size).unwrap();
-    let on_train = evaluate(&data, &train_seqs, &lm, &stored, 5, &NoProgress);
-    let held = evaluate(&data, &held_out, &lm, &stored, 5, &NoProgress);
+    let on_train = evaluate(&data, &train_seqs, &lm, &stored, None, 5, &NoProgress);
+    let held = evaluate(&data, &held_out, &lm, &stored, None, 5, &NoProgress);
     // The base model's LM head reproduces its own greedy answers from the recorded states.
     assert!(on_train.base_top1 > 0.99, "{}", on_train.base_top1);
     assert!(on_train.heads[0].top[0] > 0.5, "{:?}", on_train.heads[0]);

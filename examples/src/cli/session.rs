@@ -170,8 +170,11 @@ pub fn runtime(global: &GlobalOpts) -> anyhow::Result<Arc<Runtime>> {
                 );
                 builder = builder.lib_path(mock);
             }
-            Err(_) => {
-                return Err(anyhow::Error::new(search).context("cannot start the Neuron runtime"));
+            Err(mock) => {
+                return Err(anyhow::Error::new(search).context(format!(
+                    "cannot start the Neuron runtime, and the mock device is not usable either \
+                     ({mock})"
+                )));
             }
         }
     }

@@ -14,6 +14,7 @@ use parallel_decode::medusa::eval::{Evaluation, evaluate};
 use parallel_decode::medusa::file::{HeadsMetadata, read_heads, write_heads};
 use parallel_decode::medusa::prompts::{self, TRAIN_PROMPTS};
 use parallel_decode::medusa::train::{LmHead, TrainOptions, train};
+use parallel_decode::medusa::vocab::heads_vocabulary;
 
 use super::{GlobalOpts, ModelArg, progress::Bars};
 
@@ -64,6 +65,15 @@ pub struct Args {
     /// the model for the mock; their slots set how many answers are decoded at once.
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
+    /// Tokens the heads score: the ones the training answers use most (0: the whole
+    /// vocabulary). A vocabulary of a few thousand makes running the heads several times
+    /// cheaper and loses only rare tokens (see `parallel_decode::medusa::vocab`).
+    #[arg(long, default_value_t = 8192)]
+    vocab_size: usize,
+    /// Keep the weights of the existing heads file --out instead of training: recompute its
+    /// vocabulary and evaluation only (the distilled data comes from the cache).
+    #[arg(long)]
+    reuse_weights: bool,
     /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
     #[arg(long, value_enum, default_value_t = HeadsType::F16)]
     dtype: HeadsType,
@@ -99,9 +109,12 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let home = home_dir()?;
     let cache = data::cache_dir(&home, model.path(), &tokenized, &options);
     let start = std::time::Instant::now();
+    // Started here even when the data is cached: one runtime per process, and its errors
+    // (no libnrt, no mock) are the CLI's to explain.
+    let runtime = super::session::runtime(global)?;
     let (dataset, was_cached) = data::cached(&cache, || {
         distill_on_device(
-            &model, &tokenized, &options, args.rows, &home, global, &bars,
+            &model, &tokenized, &options, args.rows, &home, &runtime, &bars,
         )
     })
     .context("cannot generate the training data")?;
@@ -128,38 +141,63 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         seed: args.seed,
         ..TrainOptions::default()
     };
-    let (heads, report) = train(&dataset, &train_prompts, &lm, &train_options, &bars)?;
-    println!(
-        "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}",
-        args.heads,
-        report.time.as_secs_f64(),
-        report.examples,
-        args.epochs,
-        report.steps,
-        args.batch,
-        fmt_losses(&report.initial_loss),
-        fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..]))
-    );
-
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| model.path().join(HEADS_FILE));
+    let (heads, tree) = if args.reuse_weights {
+        let file = MedusaHeads::open(&out, dataset.hidden)
+            .with_context(|| format!("--reuse-weights: cannot use {}", out.display()))?;
+        println!("kept the {} heads of {}", file.count(), out.display());
+        (read_heads(&file, dataset.hidden)?, file.tree().cloned())
+    } else {
+        let (heads, report) = train(&dataset, &train_prompts, &lm, &train_options, &bars)?;
+        println!(
+            "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}",
+            args.heads,
+            report.time.as_secs_f64(),
+            report.examples,
+            args.epochs,
+            report.steps,
+            args.batch,
+            fmt_losses(&report.initial_loss),
+            fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..]))
+        );
+        (heads, None)
+    };
+    let vocab = heads_vocabulary(&dataset, &train_prompts, args.vocab_size, lm.vocab());
+    match &vocab {
+        Some(v) => println!(
+            "heads vocabulary: the {} tokens the training answers use most (of {})",
+            v.len(),
+            lm.vocab()
+        ),
+        None => println!("heads vocabulary: all {} tokens", lm.vocab()),
+    }
     let dtype = match args.dtype {
         HeadsType::F32 => Dtype::F32,
         HeadsType::F16 => Dtype::F16,
         HeadsType::Bf16 => Dtype::BF16,
     };
     let metadata = HeadsMetadata {
-        tree: None,
+        tree,
         base_model: Some(base_model_name(&model)),
+        vocab,
     };
     write_heads(&out, &heads, dtype, &metadata)
         .with_context(|| format!("cannot write {}", out.display()))?;
     // Evaluate exactly what was written (after rounding to the file's element type).
     let file = MedusaHeads::open(&out, dataset.hidden)?;
     let stored = read_heads(&file, dataset.hidden)?;
-    let evaluation = evaluate(&dataset, &held_out, &lm, &stored, EVAL_TOP_K, &bars);
+    let evaluation = evaluate(
+        &dataset,
+        &held_out,
+        &lm,
+        &stored,
+        file.vocab(),
+        EVAL_TOP_K,
+        &bars,
+    );
     let eval_path = eval_path(&out);
     let json = serde_json::to_string_pretty(&evaluation)?;
     std::fs::write(&eval_path, json)
@@ -200,7 +238,7 @@ fn distill_on_device(
     options: &DistillOptions,
     rows: usize,
     home: &Path,
-    global: &GlobalOpts,
+    runtime: &Arc<neuron_rt::Runtime>,
     bars: &Bars,
 ) -> parallel_decode::Result<Dataset> {
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
@@ -227,19 +265,8 @@ fn distill_on_device(
         })?;
     let artifacts = work.path().join("artifacts");
     compile(model, None, &artifacts, &compile_options, bars)?;
-    let runtime = open_runtime(global)?;
-    let mut device = NeuronModel::open(&runtime, &artifacts, bars)?;
+    let mut device = NeuronModel::open(runtime, &artifacts, bars)?;
     data::distill(&mut device, prompts, options, bars)
-}
-
-/// The runtime: `--lib` if given, else the usual search (NEURON_SYS_LIB, the system).
-pub fn open_runtime(global: &GlobalOpts) -> parallel_decode::Result<Arc<neuron_rt::Runtime>> {
-    let builder = neuron_rt::Runtime::builder();
-    let builder = match &global.lib {
-        Some(path) => builder.lib_path(path),
-        None => builder,
-    };
-    Ok(builder.init()?)
 }
 
 fn print_evaluation(e: &Evaluation, prompts: usize) {

@@ -16,7 +16,7 @@ use parallel_decode::medusa::file::set_tree;
 use parallel_decode::medusa::tune::{CostModel, TreeChoice, TreeLimits, choose_tree};
 use serde_json::json;
 
-use super::train_heads::{eval_path, open_runtime};
+use super::train_heads::eval_path;
 use super::{GlobalOpts, ModelArg, progress::Bars};
 
 /// Choose the Medusa candidate tree that maximises expected tokens per second, and record it in
@@ -176,7 +176,7 @@ fn measure(
     };
     let artifacts = work.path().join("artifacts");
     compile(model, Some(&heads), &artifacts, &options, &bars)?;
-    let runtime = open_runtime(global)?;
+    let runtime = super::session::runtime(global)?;
     let mut device = NeuronModel::open(&runtime, &artifacts, &bars)?;
     let curve = cost_curve(&mut device, &widths, context, args.repeats)?;
     let mut hidden = Vec::new();

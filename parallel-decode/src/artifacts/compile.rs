@@ -6,8 +6,8 @@ use std::path::Path;
 
 use neuron_mock::kernels::llama::forward::KvLayout;
 use neuron_mock::kernels::llama::graph::{
-    CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HeadsParams, KV_COMMIT_KERNEL,
-    ModelShard, OutputsAt,
+    CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HEADS_LM_HEAD, HeadsParams,
+    KV_COMMIT_KERNEL, ModelShard, OutputsAt,
 };
 use neuron_mock::neff::{MockNeff, TensorSpec};
 
@@ -200,7 +200,22 @@ pub fn compile(
     let heads_entry = match heads {
         None => None,
         Some(h) => {
-            let top_k = options.heads_top_k.min(vocab_local);
+            let vocab = h.vocab().map(<[u32]>::to_vec).unwrap_or_default();
+            if let Some(&id) = vocab.last().filter(|&&id| id as usize >= config.vocab_size) {
+                return Err(Error::Artifacts {
+                    path: h.path().to_path_buf(),
+                    message: format!(
+                        "the heads vocabulary has token {id}, the model has {} tokens",
+                        config.vocab_size
+                    ),
+                });
+            }
+            let scored = if vocab.is_empty() {
+                vocab_local
+            } else {
+                vocab.len()
+            };
+            let top_k = options.heads_top_k.min(scored);
             let tree = options
                 .medusa_tree
                 .clone()
@@ -222,6 +237,7 @@ pub fn compile(
                 heads: h.count(),
                 top_k,
                 batch: options.slots,
+                vocab,
             };
             graphs.push((
                 entry(Role::Heads, 0, options.slots),
@@ -355,6 +371,10 @@ fn write_weights(
             plan.push((format!("medusa.{h}.weight"), vec![d, d]));
             plan.push((format!("medusa.{h}.bias"), vec![d]));
         }
+        let heads_vocab = heads.and_then(MedusaHeads::vocab);
+        if let Some(vocab) = heads_vocab {
+            plan.push((HEADS_LM_HEAD.to_string(), vec![vocab.len(), d]));
+        }
         let path = weights_dir.join(format!("rank{rank}.safetensors"));
         let mut meta = BTreeMap::new();
         meta.insert("rank".to_string(), rank.to_string());
@@ -373,6 +393,19 @@ fn write_weights(
                 writer.write_next(&format!("medusa.{h}.bias"), &b)?;
                 step.advance(2);
             }
+        }
+        if let Some(vocab) = heads_vocab {
+            // The LM head's rows of the heads' vocabulary, whole on every rank.
+            let config = model.config();
+            let full = model
+                .weights()
+                .f32(config.lm_head_tensor(), &[config.vocab_size, d])?;
+            let rows: Vec<f32> = vocab
+                .iter()
+                .flat_map(|&id| &full.data[id as usize * d..(id as usize + 1) * d])
+                .copied()
+                .collect();
+            writer.write_next(HEADS_LM_HEAD, &rows)?;
         }
         writer.finish()?;
     }

@@ -33,6 +33,9 @@ pub struct ModelInfo {
     /// is the cost of `n` nodes (`max_tree` entries). Proposers use it to weigh longer
     /// proposals against what they cost; measured on the device where possible.
     pub tree_cost: Vec<f32>,
+    /// Cost of one run of the heads, relative to a one-node pass (0 without heads or when
+    /// unknown): what a proposer that asks for head candidates pays on top of the pass.
+    pub heads_cost: f32,
 }
 
 impl ModelInfo {

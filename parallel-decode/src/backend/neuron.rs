@@ -247,6 +247,7 @@ impl NeuronModel {
             max_batch,
             heads: manifest.heads.as_ref().map_or(0, |h| h.count),
             tree_cost: Vec::new(),
+            heads_cost: 0.0,
         };
         let mut model = NeuronModel {
             dir: dir.to_path_buf(),
@@ -265,14 +266,20 @@ impl NeuronModel {
             scratch_u8: Vec::new(),
             runtime: Arc::clone(runtime),
         };
-        model.info.tree_cost = model.measure_tree_cost()?;
+        (model.info.tree_cost, model.info.heads_cost) = model.measure_costs()?;
+        tracing::debug!(
+            tree_cost = ?model.info.tree_cost,
+            heads_cost = model.info.heads_cost,
+            "measured pass costs relative to a one-token pass"
+        );
         Ok(model)
     }
 
     /// Times a pass of every tree bucket (best of three, after a warm-up) and interpolates
     /// the cost of every node count in between, relative to one node. A pass over `n` nodes
-    /// runs in the smallest bucket that holds them, so its cost is that bucket's.
-    fn measure_tree_cost(&mut self) -> Result<Vec<f32>> {
+    /// runs in the smallest bucket that holds them, so its cost is that bucket's. Also times
+    /// a run of the heads, if any, relative to one node.
+    fn measure_costs(&mut self) -> Result<(Vec<f32>, f32)> {
         let widths = self.tree_buckets();
         let context = 64
             .min(self.info.max_len.saturating_sub(self.info.max_tree + 1))
@@ -288,7 +295,21 @@ impl NeuronModel {
             bucket_cost.push(best.as_secs_f64());
         }
         let one = bucket_cost.first().copied().unwrap_or(1.0).max(1e-9);
-        Ok((1..=self.info.max_tree)
+        let heads_cost = if self.info.heads > 0 {
+            let mut hidden = Vec::new();
+            self.hidden(0, 0, &mut hidden)?;
+            let top_k = vec![1; self.info.heads];
+            let mut best = std::time::Duration::MAX;
+            for _ in 0..3 {
+                let start = std::time::Instant::now();
+                self.heads(&hidden, &top_k)?;
+                best = best.min(start.elapsed());
+            }
+            (best.as_secs_f64() / one) as f32
+        } else {
+            0.0
+        };
+        let tree_cost = (1..=self.info.max_tree)
             .map(|n| {
                 let b = widths
                     .iter()
@@ -296,7 +317,8 @@ impl NeuronModel {
                     .unwrap_or(widths.len() - 1);
                 (bucket_cost[b] / one).max(1.0) as f32
             })
-            .collect())
+            .collect();
+        Ok((tree_cost, heads_cost))
     }
 
     /// The artifacts directory.

@@ -101,6 +101,7 @@ impl ToyModel {
             tree_cost: (0..config.max_tree)
                 .map(|n| 1.0 + 0.02 * n as f32)
                 .collect(),
+            heads_cost: if config.heads > 0 { 0.1 } else { 0.0 },
         };
         ToyModel {
             cache: vec![Vec::new(); config.slots],

@@ -284,6 +284,16 @@ impl LlamaConfig {
         out
     }
 
+    /// The tensor the LM head reads: `lm_head.weight`, or the token embedding when the two
+    /// are tied.
+    pub fn lm_head_tensor(&self) -> &'static str {
+        if self.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        }
+    }
+
     /// The inverse frequencies of the rotary embedding, `head_dim / 2` of them, with
     /// [`RopeScaling`] applied as Hugging Face `transformers` applies it.
     pub fn rope_inv_freq(&self) -> Vec<f64> {

@@ -22,7 +22,13 @@
 //! | `heads` | the number of heads |
 //! | `hidden` | the base model's hidden size |
 //! | `tree` (optional) | a JSON list of paths: the candidate tree measured best for these heads |
+//! | `vocab` (optional) | a JSON list of token ids, strictly increasing: the heads' vocabulary |
 //! | `base_model` (optional) | what the heads were trained for, for display |
+//!
+//! With a vocabulary, the heads score only those tokens (the ones the model's answers use
+//! most, chosen when the heads are trained): their candidates are always among them, and the
+//! heads graph reads that many rows of the LM head instead of all of them, which is most of
+//! its cost.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +49,7 @@ pub struct MedusaHeads {
     count: usize,
     hidden: usize,
     tree: Option<MedusaTree>,
+    vocab: Option<Vec<u32>>,
 }
 
 impl MedusaHeads {
@@ -125,11 +132,30 @@ impl MedusaHeads {
                 Some(tree)
             }
         };
+        let vocab = match meta.get("vocab") {
+            None => None,
+            Some(text) => {
+                let ids: Vec<u32> = serde_json::from_str(text).map_err(|e| {
+                    bad(format!("metadata `vocab` is not a list of token ids: {e}"))
+                })?;
+                if ids.is_empty() {
+                    return Err(bad("metadata `vocab` is empty".into()));
+                }
+                if let Some(w) = ids.windows(2).find(|w| w[0] >= w[1]) {
+                    return Err(bad(format!(
+                        "metadata `vocab` is not strictly increasing ({} then {})",
+                        w[0], w[1]
+                    )));
+                }
+                Some(ids)
+            }
+        };
         Ok(MedusaHeads {
             file,
             count,
             hidden,
             tree,
+            vocab,
         })
     }
 
@@ -146,6 +172,11 @@ impl MedusaHeads {
     /// The candidate tree stored with the heads, if any.
     pub fn tree(&self) -> Option<&MedusaTree> {
         self.tree.as_ref()
+    }
+
+    /// The heads' vocabulary (token ids, increasing), if they score only some tokens.
+    pub fn vocab(&self) -> Option<&[u32]> {
+        self.vocab.as_deref()
     }
 
     /// The element type the weights are stored in (of head 0's weight; the format allows any

@@ -75,12 +75,29 @@ fn rank(logits: &[f32], target: usize) -> usize {
         .count()
 }
 
-/// Evaluates `heads` on the states of `sequences`, counting candidates up to `top_k`.
+/// Rank of `target` among the tokens of `vocab` only (`usize::MAX` when it is not one of
+/// them: the heads cannot propose it), ordered as [`rank`] orders them.
+fn rank_within(logits: &[f32], target: usize, vocab: &[u32]) -> usize {
+    if vocab.binary_search(&(target as u32)).is_err() {
+        return usize::MAX;
+    }
+    let t = logits[target];
+    vocab
+        .iter()
+        .map(|&i| i as usize)
+        .filter(|&i| logits[i] > t || (logits[i] == t && i < target))
+        .count()
+}
+
+/// Evaluates `heads` on the states of `sequences`, counting candidates up to `top_k`; with a
+/// `vocab` (strictly increasing ids), the heads rank only those tokens, as the heads graph
+/// does.
 pub fn evaluate(
     data: &Dataset,
     sequences: &[usize],
     lm: &LmHead,
     heads: &[Head],
+    vocab: Option<&[u32]>,
     top_k: usize,
     progress: &dyn Progress,
 ) -> Evaluation {
@@ -127,8 +144,12 @@ pub fn evaluate(
                 .par_iter()
                 .enumerate()
                 .map(|(r, e)| {
-                    let t = e.1.get(h).copied().flatten()?;
-                    Some(rank(&all[r * v..(r + 1) * v], t as usize))
+                    let t = e.1.get(h).copied().flatten()? as usize;
+                    let logits = &all[r * v..(r + 1) * v];
+                    Some(match vocab {
+                        Some(vocab) => rank_within(logits, t, vocab),
+                        None => rank(logits, t),
+                    })
                 })
                 .collect();
             for (r, g) in got.into_iter().enumerate() {
@@ -204,6 +225,10 @@ mod tests {
         assert_eq!(rank(&l, 3), 1);
         assert_eq!(rank(&l, 2), 2);
         assert_eq!(rank(&l, 4), 4);
+        // Within a vocabulary: only its tokens count, and others cannot be proposed.
+        assert_eq!(rank_within(&l, 2, &[0, 2, 4]), 0);
+        assert_eq!(rank_within(&l, 3, &[1, 3]), 1);
+        assert_eq!(rank_within(&l, 1, &[0, 2]), usize::MAX);
     }
 
     #[test]

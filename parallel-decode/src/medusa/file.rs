@@ -17,6 +17,19 @@ pub struct HeadsMetadata {
     pub tree: Option<MedusaTree>,
     /// What the heads were trained for (for display).
     pub base_model: Option<String>,
+    /// The tokens the heads score (strictly increasing ids), or `None` for all of them.
+    pub vocab: Option<Vec<u32>>,
+}
+
+impl HeadsMetadata {
+    /// The metadata recorded in an opened heads file.
+    pub fn of(file: &MedusaHeads) -> Self {
+        HeadsMetadata {
+            tree: file.tree().cloned(),
+            base_model: file.base_model().map(str::to_string),
+            vocab: file.vocab().map(<[u32]>::to_vec),
+        }
+    }
 }
 
 /// Writes `heads` to `path` as `dtype` (F32, F16 or BF16), replacing the file atomically.
@@ -54,6 +67,19 @@ pub fn write_heads(
     }
     if let Some(base) = &metadata.base_model {
         meta.insert("base_model".to_string(), base.clone());
+    }
+    if let Some(vocab) = &metadata.vocab {
+        if vocab.is_empty() || vocab.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Setting {
+                field: "heads vocabulary",
+                message: "must be a non-empty list of strictly increasing token ids".into(),
+            });
+        }
+        let json = serde_json::to_string(vocab).map_err(|e| Error::Setting {
+            field: "heads vocabulary",
+            message: e.to_string(),
+        })?;
+        meta.insert("vocab".to_string(), json);
     }
     let plan: Vec<(String, Vec<usize>)> = (0..heads.len())
         .flat_map(|h| {
@@ -128,7 +154,7 @@ pub fn set_tree(path: &Path, hidden: usize, tree: &MedusaTree) -> Result<()> {
     let dtype = file.dtype();
     let metadata = HeadsMetadata {
         tree: Some(tree.clone()),
-        base_model: file.base_model().map(str::to_string),
+        ..HeadsMetadata::of(&file)
     };
     drop(file);
     write_heads(path, &heads, dtype, &metadata)
@@ -149,6 +175,7 @@ mod tests {
         let meta = HeadsMetadata {
             tree: None,
             base_model: Some("tiny".into()),
+            vocab: Some(vec![0, 2, 3]),
         };
         write_heads(&path, &heads, Dtype::F16, &meta).unwrap();
         let file = MedusaHeads::open(&path, 4).unwrap();
@@ -161,8 +188,18 @@ mod tests {
         let file = MedusaHeads::open(&path, 4).unwrap();
         assert_eq!(file.tree(), Some(&tree));
         assert_eq!(file.base_model(), Some("tiny"));
+        assert_eq!(
+            file.vocab(),
+            Some(&[0, 2, 3][..]),
+            "set_tree keeps the vocabulary"
+        );
         assert_eq!(file.dtype(), Dtype::F16);
         assert_eq!(read_heads(&file, 4).unwrap(), heads);
         assert!(write_heads(&path, &[], Dtype::F16, &meta).is_err());
+        let unsorted = HeadsMetadata {
+            vocab: Some(vec![3, 2]),
+            ..meta
+        };
+        assert!(write_heads(&path, &heads, Dtype::F16, &unsorted).is_err());
     }
 }

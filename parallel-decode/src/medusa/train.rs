@@ -50,12 +50,9 @@ impl LmHead {
     /// When the tensor is missing or has the wrong shape.
     pub fn from_model(model: &ModelDir) -> Result<Self> {
         let c = model.config();
-        let name = if c.tie_word_embeddings {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        };
-        let t = model.weights().f32(name, &[c.vocab_size, c.hidden_size])?;
+        let t = model
+            .weights()
+            .f32(c.lm_head_tensor(), &[c.vocab_size, c.hidden_size])?;
         Self::new(c.vocab_size, c.hidden_size, t.data)
     }
 
@@ -597,11 +594,19 @@ mod tests {
             &all,
             &lm,
             &[Head::zero(d)],
+            None,
             1,
             &crate::loading::NoProgress,
         );
-        let after =
-            super::super::eval::evaluate(&data, &all, &lm, &heads, 1, &crate::loading::NoProgress);
+        let after = super::super::eval::evaluate(
+            &data,
+            &all,
+            &lm,
+            &heads,
+            None,
+            1,
+            &crate::loading::NoProgress,
+        );
         assert!(before.base_top1 > 0.9, "{}", before.base_top1);
         assert!(before.heads[0].top[0] < 0.2, "{:?}", before.heads[0]);
         assert!(after.heads[0].top[0] > 0.9, "{:?}", after.heads[0]);

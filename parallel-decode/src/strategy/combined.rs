@@ -110,6 +110,7 @@ mod tests {
                 max_nodes: 8,
                 heads: Some(&heads),
                 tree_cost: &[],
+                heads_cost: 0.0,
             })
             .unwrap();
         assert_eq!(p.tree.tokens(), &[7, 8, 9, 30]);
@@ -120,6 +121,7 @@ mod tests {
                 max_nodes: 3,
                 heads: Some(&heads),
                 tree_cost: &[],
+                heads_cost: 0.0,
             })
             .unwrap();
         assert_eq!(p.tree.len(), 3);

@@ -7,8 +7,16 @@
 //! c-th of head 2. Every prefix of a path must also be listed, so the tree is closed under
 //! taking parents. The engine runs the heads on the hidden state of the last accepted token
 //! and passes their candidates to [`Medusa::propose`](super::proposer::Proposer::propose).
+//!
+//! The tree's paths are in priority order, so any prefix of them is a tree too. With the
+//! target's measured costs ([`ProposeContext::tree_cost`], [`ProposeContext::heads_cost`]),
+//! the proposer learns how often each path is accepted and proposes the prefix that maximises
+//! expected tokens per unit of cost. When no prefix beats plain decoding (the heads guess
+//! badly on this text, and passes are not free), it stops asking for the heads and decodes
+//! one token per pass, probing with the heads now and then in case the text changes.
 
-use super::proposer::{Proposal, ProposeContext, Proposer};
+use super::acceptance::{Acceptance, common_prefix, pass_cost};
+use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
 use super::tree::TokenTree;
 use crate::{Error, Result};
 
@@ -110,15 +118,19 @@ impl MedusaTree {
         k
     }
 
-    /// Adds the tree's candidates under `parent`, within the node budget.
+    /// Adds the candidates of the first `paths` paths under `parent`, within the node
+    /// budget. Returns each path's tokens, or `None` for a path that is not in the tree (its
+    /// head gave too few candidates, or the budget ran out).
     pub fn grow(
         &self,
         tree: &mut TokenTree,
         parent: usize,
         candidates: &[Vec<u32>],
+        paths: usize,
         max_nodes: usize,
-    ) {
-        for path in &self.paths {
+    ) -> Vec<Option<Vec<u32>>> {
+        let mut grown = vec![None; self.paths.len()];
+        for (i, path) in self.paths.iter().enumerate().take(paths) {
             if tree.len() >= max_nodes {
                 break;
             }
@@ -127,28 +139,88 @@ impl MedusaTree {
                 .enumerate()
                 .map(|(d, &rank)| candidates.get(d)?.get(rank).copied())
                 .collect();
-            if let Some(tokens) = tokens {
-                tree.add_path(parent, &tokens, max_nodes);
+            if let Some(tokens) = tokens
+                && tree.add_path(parent, &tokens, max_nodes) == tokens.len()
+            {
+                grown[i] = Some(tokens);
             }
         }
+        grown
     }
 }
 
-/// The Medusa proposer: grows its tree from the heads' candidates.
+/// The Medusa proposer: grows its tree from the heads' candidates, as much of it as pays.
 #[derive(Debug, Clone)]
 pub struct Medusa {
     tree: MedusaTree,
+    /// How often each path was accepted whole when proposed, decayed.
+    rates: Vec<Acceptance>,
+    /// The tokens of each path in the last proposal (`None` if it was not proposed).
+    last: Vec<Option<Vec<u32>>>,
+    /// The target's costs, from the last proposal's context (`None` before the first, or when
+    /// the target has no measured cost curve: then the whole tree is always proposed).
+    costs: Option<(Vec<f32>, f32)>,
+    /// Passes decoded without the heads since they last ran.
+    idle: usize,
 }
 
 impl Medusa {
+    /// While backing off, the heads run again after this many passes without them.
+    const PROBE_EVERY: usize = 16;
+
     /// A proposer using `tree`.
     pub fn new(tree: MedusaTree) -> Self {
-        Medusa { tree }
+        // Before anything is observed: a path of depth d whose ranks sum to r is accepted
+        // with probability about 0.6^d / (1 + r), which keeps the priority order.
+        let rates = tree
+            .paths()
+            .iter()
+            .map(|p| {
+                let ranks: usize = p.iter().sum();
+                Acceptance::new(0.6f32.powi(p.len() as i32) / (1 + ranks) as f32)
+            })
+            .collect();
+        Medusa {
+            last: vec![None; tree.len()],
+            tree,
+            rates,
+            costs: None,
+            idle: 0,
+        }
     }
 
     /// The candidate tree.
     pub fn tree(&self) -> &MedusaTree {
         &self.tree
+    }
+
+    /// The number of leading paths to propose, at most `limit`, that maximises expected
+    /// tokens per unit of cost. With `or_none`, 0 paths (plain decoding: no heads, a one-node
+    /// pass) is a choice too.
+    fn best_prefix(
+        &self,
+        tree_cost: &[f32],
+        heads_cost: f32,
+        limit: usize,
+        or_none: bool,
+    ) -> usize {
+        let mut best = (
+            0,
+            if or_none {
+                1.0 / pass_cost(tree_cost, 1)
+            } else {
+                f32::MIN
+            },
+        );
+        let mut expected = 0.0;
+        for (m, rate) in self.rates.iter().take(limit).enumerate() {
+            expected += rate.rate();
+            let throughput = (1.0 + expected) / (pass_cost(tree_cost, m + 2) + heads_cost);
+            if throughput > best.1 {
+                best = (m + 1, throughput);
+            }
+        }
+        best.0
     }
 }
 
@@ -158,15 +230,53 @@ impl Proposer for Medusa {
     }
 
     fn wants_heads(&self) -> bool {
-        true
+        match &self.costs {
+            None => true,
+            Some((tree_cost, heads_cost)) => {
+                self.idle + 1 >= Self::PROBE_EVERY
+                    || self.best_prefix(tree_cost, *heads_cost, self.tree.len(), true) > 0
+            }
+        }
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> Result<Proposal> {
+        if !ctx.tree_cost.is_empty() && self.costs.is_none() {
+            self.costs = Some((ctx.tree_cost.to_vec(), ctx.heads_cost));
+        }
         let mut tree = TokenTree::new(*ctx.tokens.last().unwrap_or(&0));
-        if let Some(heads) = ctx.heads {
-            self.tree.grow(&mut tree, 0, &heads.heads, ctx.max_nodes);
+        match ctx.heads {
+            Some(heads) => {
+                self.idle = 0;
+                // The heads ran: propose the best non-empty prefix (when backing off, this
+                // is a probe), or the whole tree when the costs are unknown.
+                let limit = self.tree.len().min(ctx.max_nodes.saturating_sub(1));
+                let paths = match &self.costs {
+                    None => limit,
+                    Some((tree_cost, heads_cost)) => {
+                        self.best_prefix(tree_cost, *heads_cost, limit, false)
+                    }
+                };
+                self.last = self
+                    .tree
+                    .grow(&mut tree, 0, &heads.heads, paths, ctx.max_nodes);
+            }
+            None => {
+                self.idle += 1;
+                self.last.fill(None);
+            }
         }
         Ok(Proposal { tree, draft: None })
+    }
+
+    fn observe(&mut self, outcome: &Outcome<'_>) -> Result<()> {
+        let accepted = outcome.accepted_tokens();
+        for (rate, path) in self.rates.iter_mut().zip(&self.last) {
+            if let Some(path) = path {
+                let whole = common_prefix(path, &accepted) == path.len();
+                rate.observe(usize::from(whole), !whole);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -174,6 +284,7 @@ impl Proposer for Medusa {
 mod tests {
     use super::*;
     use crate::strategy::proposer::HeadCandidates;
+    use crate::strategy::verify::Verdict;
 
     #[test]
     fn paths_must_be_closed_under_parents() {
@@ -214,6 +325,7 @@ mod tests {
                 max_nodes: 16,
                 heads: Some(&heads),
                 tree_cost: &[],
+                heads_cost: 0.0,
             })
             .unwrap();
         assert_eq!(p.tree.tokens(), &[3, 10, 11, 20, 21, 20]);
@@ -225,6 +337,7 @@ mod tests {
                 max_nodes: 3,
                 heads: Some(&heads),
                 tree_cost: &[],
+                heads_cost: 0.0,
             })
             .unwrap();
         assert_eq!(p.tree.len(), 3);
@@ -235,8 +348,73 @@ mod tests {
                 max_nodes: 16,
                 heads: None,
                 tree_cost: &[],
+                heads_cost: 0.0,
             })
             .unwrap();
         assert_eq!(p.tree.len(), 1);
+    }
+
+    fn context<'a>(heads: Option<&'a HeadCandidates>, cost: &'a [f32]) -> ProposeContext<'a> {
+        ProposeContext {
+            tokens: &[1, 2, 3],
+            max_nodes: 4,
+            heads,
+            tree_cost: cost,
+            heads_cost: 0.2,
+        }
+    }
+
+    #[test]
+    fn backs_off_when_the_heads_do_not_pay_and_probes_again() {
+        let tree = MedusaTree::new(vec![vec![0], vec![0, 0], vec![1]]).unwrap();
+        let heads = HeadCandidates {
+            heads: vec![vec![10, 11], vec![20, 21]],
+        };
+        let cost = [1.0, 1.3, 1.6, 1.9];
+        let mut m = Medusa::new(tree.clone());
+        // The target never takes a candidate.
+        let mut passes = 0;
+        while m.wants_heads() {
+            let p = m.propose(&context(Some(&heads), &cost)).unwrap();
+            assert!(p.tree.len() > 1, "the heads ran, so something is proposed");
+            let verdict = Verdict {
+                accepted: vec![0],
+                next_token: 99,
+            };
+            m.observe(&Outcome {
+                proposal: &p,
+                verdict: &verdict,
+            })
+            .unwrap();
+            passes += 1;
+            assert!(passes < 50, "never backs off");
+        }
+        // Backing off: plain passes until a probe.
+        let mut idle = 0;
+        while !m.wants_heads() {
+            assert_eq!(m.propose(&context(None, &cost)).unwrap().tree.len(), 1);
+            idle += 1;
+            assert!(idle < 100, "never probes");
+        }
+        assert_eq!(idle, Medusa::PROBE_EVERY - 1);
+
+        // The target takes the chain through the best candidates every time: Medusa keeps
+        // proposing at least that chain.
+        let mut m = Medusa::new(tree);
+        for _ in 0..50 {
+            assert!(m.wants_heads());
+            let p = m.propose(&context(Some(&heads), &cost)).unwrap();
+            assert!(p.tree.len() >= 3);
+            assert_eq!(&p.tree.tokens()[..3], &[3, 10, 20]);
+            let verdict = Verdict {
+                accepted: vec![0, 1, 2],
+                next_token: 7,
+            };
+            m.observe(&Outcome {
+                proposal: &p,
+                verdict: &verdict,
+            })
+            .unwrap();
+        }
     }
 }

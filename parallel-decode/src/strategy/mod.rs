@@ -1,6 +1,7 @@
 //! Parallel decoding: proposers offer a tree of candidate continuations, the target verifies
 //! the whole tree in one pass, and a verification rule decides what is accepted.
 
+pub mod acceptance;
 pub mod combined;
 pub mod draft;
 pub mod medusa;

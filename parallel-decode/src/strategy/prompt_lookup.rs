@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use super::acceptance::{Acceptance, common_prefix, pass_cost};
 use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
 use super::tree::TokenTree;
 
@@ -47,36 +48,6 @@ impl Default for PromptLookupConfig {
     }
 }
 
-/// Running acceptance counts for one n-gram length, decayed so that recent steps weigh most.
-#[derive(Debug, Clone, Copy)]
-struct Acceptance {
-    accepted: f32,
-    rejected: f32,
-}
-
-impl Acceptance {
-    /// Weight of the prior, in observed tokens.
-    const PRIOR: f32 = 2.0;
-    /// Decay per observation: about the last 20 proposals count.
-    const DECAY: f32 = 0.95;
-
-    fn new(prior: f32) -> Self {
-        Acceptance {
-            accepted: prior * Self::PRIOR,
-            rejected: (1.0 - prior) * Self::PRIOR,
-        }
-    }
-
-    fn rate(&self) -> f32 {
-        self.accepted / (self.accepted + self.rejected).max(1e-6)
-    }
-
-    fn observe(&mut self, accepted: usize, rejected: bool) {
-        self.accepted = self.accepted * Self::DECAY + accepted as f32;
-        self.rejected = self.rejected * Self::DECAY + f32::from(u8::from(rejected));
-    }
-}
-
 /// The prompt-lookup proposer.
 #[derive(Debug, Clone)]
 pub struct PromptLookup {
@@ -86,8 +57,8 @@ pub struct PromptLookup {
     /// For each n, the end positions (exclusive) of every occurrence of each n-gram.
     index: Vec<HashMap<u64, Vec<usize>>>,
     acceptance: Vec<Acceptance>,
-    /// The branches of the last proposal: (first node, n-gram length, candidates in it).
-    last_branches: Vec<(usize, usize, usize)>,
+    /// The branches of the last proposal: (their tokens, n-gram length).
+    last_branches: Vec<(Vec<u32>, usize)>,
 }
 
 /// A candidate continuation found by a match.
@@ -187,15 +158,6 @@ fn expected_accepted(a: f32, k: usize) -> f32 {
     (1..=k).map(|i| a.powi(i as i32)).sum()
 }
 
-/// Relative cost of a pass over `nodes` nodes; without a measured curve, a mild default.
-fn cost(tree_cost: &[f32], nodes: usize) -> f32 {
-    match tree_cost.get(nodes.saturating_sub(1)) {
-        Some(&c) => c,
-        None if tree_cost.is_empty() => 1.0 + 0.03 * nodes.saturating_sub(1) as f32,
-        None => tree_cost.last().copied().unwrap_or(1.0),
-    }
-}
-
 impl Proposer for PromptLookup {
     fn name(&self) -> &'static str {
         "prompt-lookup"
@@ -215,13 +177,13 @@ impl Proposer for PromptLookup {
         for c in candidates {
             let a = self.acceptance[c.ngram].rate();
             let room = ctx.max_nodes.saturating_sub(tree.len()).min(c.tokens.len());
-            let base = (1.0 + expected) / cost(ctx.tree_cost, tree.len());
+            let base = (1.0 + expected) / pass_cost(ctx.tree_cost, tree.len());
             let best = (1..=room)
                 .map(|k| {
                     (
                         k,
                         (1.0 + expected + reach * expected_accepted(a, k))
-                            / cost(ctx.tree_cost, tree.len() + k),
+                            / pass_cost(ctx.tree_cost, tree.len() + k),
                     )
                 })
                 .max_by(|x, y| x.1.total_cmp(&y.1));
@@ -231,7 +193,7 @@ impl Proposer for PromptLookup {
             let before = tree.len();
             tree.add_path(0, &c.tokens[..k], ctx.max_nodes);
             if tree.len() > before {
-                self.last_branches.push((before, c.ngram, k));
+                self.last_branches.push((c.tokens[..k].to_vec(), c.ngram));
                 expected += reach * expected_accepted(a, k);
                 reach *= 1.0 - a;
             }
@@ -240,15 +202,15 @@ impl Proposer for PromptLookup {
     }
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> crate::Result<()> {
-        let accepted = &outcome.verdict.accepted;
-        for &(first, n, k) in &self.last_branches {
-            if accepted.get(1) == Some(&first) {
-                // The path went down this branch: it accepted this many of its k tokens.
-                let along = accepted.len() - 1;
-                self.acceptance[n].observe(along, along < k);
-            } else if accepted.len() == 1 {
+        let accepted = outcome.accepted_tokens();
+        for (branch, n) in &self.last_branches {
+            let along = common_prefix(branch, &accepted);
+            if along > 0 {
+                // The path went down this branch: it accepted this many of its tokens.
+                self.acceptance[*n].observe(along, along < branch.len());
+            } else if accepted.is_empty() {
                 // Nothing was accepted: this branch's first token was rejected too.
-                self.acceptance[n].observe(0, true);
+                self.acceptance[*n].observe(0, true);
             }
         }
         Ok(())
@@ -271,6 +233,7 @@ mod tests {
             max_nodes,
             heads: None,
             tree_cost: cost,
+            heads_cost: 0.0,
         })
         .unwrap()
     }

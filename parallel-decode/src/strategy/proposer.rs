@@ -48,6 +48,9 @@ pub struct ProposeContext<'a> {
     /// The target's cost of a pass by node count, relative to one node (see
     /// [`crate::backend::ModelInfo::tree_cost`]); empty when unknown.
     pub tree_cost: &'a [f32],
+    /// The cost of a run of the target's heads, relative to a one-node pass (see
+    /// [`crate::backend::ModelInfo::heads_cost`]).
+    pub heads_cost: f32,
 }
 
 /// What happened to a proposal.
@@ -57,6 +60,17 @@ pub struct Outcome<'a> {
     pub proposal: &'a Proposal,
     /// What the target accepted and the token it chose next.
     pub verdict: &'a Verdict,
+}
+
+impl Outcome<'_> {
+    /// The accepted candidate tokens, in order (the root excluded).
+    pub fn accepted_tokens(&self) -> Vec<u32> {
+        let tokens = self.proposal.tree.tokens();
+        self.verdict.accepted[1..]
+            .iter()
+            .map(|&n| tokens[n])
+            .collect()
+    }
 }
 
 /// A source of candidate continuations. The verifier, the KV bookkeeping and the sampling are

@@ -313,6 +313,10 @@ impl CommitParams {
 /// (`model.embed_tokens.weight` when tied, else `lm_head.weight`), and per head
 /// `medusa.{h}.weight` `[hidden, hidden]` and `medusa.{h}.bias` `[hidden]`. Outputs:
 /// `head_ids` `[B, heads, top_k]` i32 and `head_logits` `[B, heads, top_k]` f32.
+///
+/// With a heads vocabulary (`vocab`, strictly increasing token ids), the LM head input is
+/// instead `medusa.lm_head` `[vocab.len(), hidden]`: those tokens' rows, the same on every
+/// rank (no collective), and the candidates are among those tokens only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadsParams {
@@ -324,7 +328,13 @@ pub struct HeadsParams {
     pub top_k: usize,
     /// Rows per call.
     pub batch: usize,
+    /// The heads' vocabulary (strictly increasing token ids); empty: every token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vocab: Vec<u32>,
 }
+
+/// The input holding the rows of the heads' vocabulary in the LM head.
+pub const HEADS_LM_HEAD: &str = "medusa.lm_head";
 
 impl HeadsParams {
     /// Every tensor of the graph, inputs first.
@@ -334,7 +344,14 @@ impl HeadsParams {
             spec("hidden", DType::F32, &[b, d], Usage::Input),
             spec("num_rows", DType::I32, &[1], Usage::Input),
         ];
-        if m.tied_embeddings {
+        if !self.vocab.is_empty() {
+            io.push(spec(
+                HEADS_LM_HEAD,
+                DType::F32,
+                &[self.vocab.len(), d],
+                Usage::Input,
+            ));
+        } else if m.tied_embeddings {
             io.push(spec(
                 "model.embed_tokens.weight",
                 DType::F32,

@@ -345,9 +345,24 @@ struct HeadsScratch {
 fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let params: HeadsParams = ctx.params()?;
     let m = &params.model;
-    if params.heads == 0 || params.top_k == 0 || params.batch == 0 || params.top_k > m.vocab_local {
+    let scored = if params.vocab.is_empty() {
+        m.vocab_local
+    } else {
+        params.vocab.len()
+    };
+    if params.heads == 0 || params.top_k == 0 || params.batch == 0 || params.top_k > scored {
         return Err(ctx.params_error(
-            "heads, top_k and batch must be at least 1, top_k at most the LM-head slice",
+            "heads, top_k and batch must be at least 1, top_k at most the tokens scored",
+        ));
+    }
+    if params.vocab.windows(2).any(|w| w[0] >= w[1])
+        || params
+            .vocab
+            .last()
+            .is_some_and(|&id| id as usize >= m.vocab)
+    {
+        return Err(ctx.params_error(
+            "the heads vocabulary must be strictly increasing token ids below the vocabulary size",
         ));
     }
     if m.vocab_local != m.vocab && m.vocab_local * ctx.world_size() != m.vocab {
@@ -392,11 +407,22 @@ impl Kernel for Heads {
         }
         let rows = rows as usize;
         let head_matrix = ctx.input::<f32>(self.at[2])?;
-        let offset = m.vocab_offset(self.rank);
-        let lm_head = if m.tied_embeddings {
-            &head_matrix[offset * d..(offset + m.vocab_local) * d]
+        // The rows scored and the token id of the first: the heads' vocabulary (the same on
+        // every rank), or this rank's slice of the whole vocabulary.
+        let (lm_head, rows_scored, offset) = if !p.vocab.is_empty() {
+            (head_matrix, p.vocab.len(), 0)
         } else {
-            head_matrix
+            let offset = m.vocab_offset(self.rank);
+            let lm_head = if m.tied_embeddings {
+                &head_matrix[offset * d..(offset + m.vocab_local) * d]
+            } else {
+                head_matrix
+            };
+            (lm_head, m.vocab_local, offset)
+        };
+        let token_id = |row: usize| match p.vocab.get(row) {
+            Some(&id) => id as usize,
+            None => row + offset,
         };
         let ids = ctx.output::<i32>(self.at[3 + 2 * p.heads])?;
         let values = ctx.output::<f32>(self.at[4 + 2 * p.heads])?;
@@ -439,27 +465,27 @@ impl Kernel for Heads {
                 }
             }
             let n = rows * p.heads;
-            s.logits.resize(n * m.vocab_local, 0.0);
+            s.logits.resize(n * rows_scored, 0.0);
             matmul(
                 lm_head,
                 &s.z,
                 &mut s.logits,
-                m.vocab_local,
+                rows_scored,
                 d,
                 n,
                 &mut s.matmul,
             );
-            // Local top-k per (row, head), as (global id, logit) pairs.
+            // Local top-k per (row, head), as (token id, logit) pairs.
             s.local.resize(n * k * 2, 0.0);
             for q in 0..n {
-                let best = top_k(&s.logits[q * m.vocab_local..(q + 1) * m.vocab_local], k);
-                for (j, (id, v)) in best.into_iter().enumerate() {
+                let best = top_k(&s.logits[q * rows_scored..(q + 1) * rows_scored], k);
+                for (j, (row, v)) in best.into_iter().enumerate() {
                     // Ids are exact in f32 up to 2^24, far beyond any vocabulary.
-                    s.local[(q * k + j) * 2] = (id + offset) as f32;
+                    s.local[(q * k + j) * 2] = token_id(row) as f32;
                     s.local[(q * k + j) * 2 + 1] = v;
                 }
             }
-            let merged: &[f32] = if m.vocab_local == m.vocab {
+            let merged: &[f32] = if m.vocab_local == m.vocab || !p.vocab.is_empty() {
                 &s.local
             } else {
                 s.gathered.resize(ranks * s.local.len(), 0.0);
@@ -493,7 +519,7 @@ mod tests {
     use crate::kernels::KernelError;
     use crate::kernels::llama::forward::KvLayout;
     use crate::kernels::llama::graph::{
-        CommitParams, ForwardParams, HeadsParams, ModelShard, OutputsAt,
+        CommitParams, ForwardParams, HEADS_LM_HEAD, HeadsParams, ModelShard, OutputsAt,
     };
     use crate::kernels::test_support::{f32_bytes, f32_values, run};
     use crate::neff::{TensorSpec, Usage};
@@ -755,13 +781,28 @@ mod tests {
         assert_eq!(&moved[16 + 6..16 + 8], &[16.0 + 8.0, 16.0 + 9.0]);
     }
 
-    #[test]
-    fn heads_return_the_top_candidates_of_each_head() {
+    /// Runs the heads graph on filled inputs and checks head 1 of row 0 against a direct
+    /// computation over the tokens scored (`vocab`, or all of them when empty).
+    fn check_heads(vocab: Vec<u32>) {
         let p = HeadsParams {
             model: shard(),
             heads: 2,
             top_k: 3,
             batch: 2,
+            vocab: vocab.clone(),
+        };
+        let (vocab_size, d) = (23, 16);
+        let embedding = TensorSpec {
+            name: "model.embed_tokens.weight".into(),
+            dtype: neuron_sys::DType::F32,
+            shape: vec![vocab_size, d],
+            usage: Usage::Input,
+        };
+        let emb = f32_values(&fill(&embedding, 9));
+        let scored: Vec<usize> = if vocab.is_empty() {
+            (0..vocab_size).collect()
+        } else {
+            vocab.iter().map(|&v| v as usize).collect()
         };
         let io = p.io();
         let inputs: Vec<(TensorSpec, Vec<u8>)> = io
@@ -770,6 +811,13 @@ mod tests {
             .map(|s| {
                 let bytes = match s.name.as_str() {
                     "num_rows" => i32_bytes(&[1]),
+                    "model.embed_tokens.weight" => f32_bytes(&emb),
+                    HEADS_LM_HEAD => f32_bytes(
+                        &scored
+                            .iter()
+                            .flat_map(|&v| emb[v * d..(v + 1) * d].to_vec())
+                            .collect::<Vec<f32>>(),
+                    ),
                     _ => fill(s, 9),
                 };
                 (s.clone(), bytes)
@@ -794,29 +842,51 @@ mod tests {
         let vals = f32_values(&out[1]);
         // Recompute head 1 of row 0 by hand.
         let get = |name: &str| f32_values(&inputs.iter().find(|(s, _)| s.name == name).unwrap().1);
-        let (x, w, b, emb) = (
-            get("hidden"),
-            get("medusa.1.weight"),
-            get("medusa.1.bias"),
-            get("model.embed_tokens.weight"),
-        );
-        let d = 16;
+        let (x, w, b) = (get("hidden"), get("medusa.1.weight"), get("medusa.1.bias"));
         let z: Vec<f32> = (0..d)
             .map(|i| {
                 let a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];
                 x[i] + a / (1.0 + (-a).exp())
             })
             .collect();
-        let logits: Vec<f32> = (0..23)
-            .map(|v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
+        let logits: Vec<f32> = scored
+            .iter()
+            .map(|&v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
             .collect();
         let expected = top_k(&logits, 3);
-        for (j, (id, v)) in expected.iter().enumerate() {
-            assert_eq!(ids[3 + j], *id as i32);
+        for (j, (row, v)) in expected.iter().enumerate() {
+            assert_eq!(ids[3 + j], scored[*row] as i32, "candidate {j}");
             assert!((vals[3 + j] - v).abs() < 1e-4);
         }
         // Row 1 is not in use.
         assert!(ids[6..].iter().all(|&i| i == -1));
+    }
+
+    #[test]
+    fn heads_return_the_top_candidates_of_each_head() {
+        check_heads(Vec::new());
+    }
+
+    #[test]
+    fn heads_with_a_vocabulary_return_only_its_tokens() {
+        check_heads(vec![1, 4, 7, 10, 15, 22]);
+    }
+
+    #[test]
+    fn a_bad_heads_vocabulary_is_refused() {
+        for vocab in [vec![3, 3, 5], vec![5, 2], vec![1, 23]] {
+            let p = HeadsParams {
+                model: shard(),
+                heads: 1,
+                top_k: 1,
+                batch: 1,
+                vocab,
+            };
+            let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("heads vocabulary"), "{:?}: {err}", p.vocab);
+        }
     }
 
     #[test]
