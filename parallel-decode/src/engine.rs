@@ -31,7 +31,10 @@ pub struct GenerateConfig {
     pub max_tokens: usize,
     /// How tokens are chosen.
     pub sampling: SamplingConfig,
-    /// Seed of the sampler (same seed, same output).
+    /// Seed of the sampler: the same seed with a proposer in the same state gives the same
+    /// output. (Proposers that learn, such as prompt lookup and Medusa, carry their acceptance
+    /// estimates from one sequence to the next; that changes their trees, hence which random
+    /// draws are made, though never the output's distribution.)
     pub seed: u64,
     /// Tokens that end the generation (not emitted).
     pub stop_tokens: Vec<u32>,
