@@ -270,9 +270,11 @@ pub fn proposer(
         Strategy::Ar => Box::new(Autoregressive),
         Strategy::PromptLookup => Box::new(lookup()),
         Strategy::Medusa => Box::new(medusa()?),
+        // Prompt lookup first: when the text is being copied its chains are the surest
+        // candidates; the heads fill in what the remaining budget pays for.
         Strategy::MedusaLookup => Box::new(Combined::new(
             "medusa-lookup",
-            vec![Box::new(medusa()?), Box::new(lookup())],
+            vec![Box::new(lookup()), Box::new(medusa()?)],
         )?),
         Strategy::Draft => {
             let Some(draft) = draft else {

@@ -275,7 +275,7 @@ impl NeuronModel {
         Ok(model)
     }
 
-    /// Times a pass of every tree bucket (best of three, after a warm-up) and interpolates
+    /// Times a pass of every tree bucket (best of [`COST_ROUNDS`]) and interpolates
     /// the cost of every node count in between, relative to one node. A pass over `n` nodes
     /// runs in the smallest bucket that holds them, so its cost is that bucket's. Also times
     /// a run of the heads, if any, relative to one node.
@@ -286,13 +286,18 @@ impl NeuronModel {
             .max(1);
         let prompt: Vec<u32> = (0..context).map(|i| (i % 100) as u32).collect();
         self.prefill(0, &prompt)?;
-        let mut bucket_cost = Vec::with_capacity(widths.len());
-        for &w in &widths {
-            let mut best = std::time::Duration::MAX;
-            for _ in 0..4 {
-                best = best.min(self.time_tree_pass(context, w)?);
+        // Rounds over every width in turn, so that a burst of other work on the machine
+        // slows all widths alike rather than one; the fastest pass of each counts.
+        let mut best = vec![std::time::Duration::MAX; widths.len()];
+        for _ in 0..COST_ROUNDS {
+            for (b, &w) in best.iter_mut().zip(&widths) {
+                *b = (*b).min(self.time_tree_pass(context, w)?);
             }
-            bucket_cost.push(best.as_secs_f64());
+        }
+        // A wider pass does at least the work of a narrower one: what looks cheaper is noise.
+        let mut bucket_cost: Vec<f64> = best.iter().map(std::time::Duration::as_secs_f64).collect();
+        for i in 1..bucket_cost.len() {
+            bucket_cost[i] = bucket_cost[i].max(bucket_cost[i - 1]);
         }
         let one = bucket_cost.first().copied().unwrap_or(1.0).max(1e-9);
         let heads_cost = if self.info.heads > 0 {
@@ -419,6 +424,9 @@ impl NeuronModel {
         Ok(last)
     }
 }
+
+/// Rounds of timed passes behind [`ModelInfo::tree_cost`].
+const COST_ROUNDS: usize = 6;
 
 /// Reads one rank's weight shard into device tensors on `core`, by tensor name.
 fn load_shard(

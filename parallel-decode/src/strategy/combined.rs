@@ -47,8 +47,13 @@ impl Proposer for Combined {
             if room <= 1 {
                 break;
             }
+            // The part pays for the nodes it adds on top of those already in the tree: its
+            // cost curve starts at the merged tree's size.
+            let used = merged.tree.len();
+            let tree_cost = ctx.tree_cost.get(used - 1..).unwrap_or(&[]);
             let proposal = part.propose(&ProposeContext {
                 max_nodes: room,
+                tree_cost,
                 ..*ctx
             })?;
             if proposal.draft.is_some() {

@@ -240,8 +240,13 @@ impl Proposer for Medusa {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> Result<Proposal> {
-        if !ctx.tree_cost.is_empty() && self.costs.is_none() {
-            self.costs = Some((ctx.tree_cost.to_vec(), ctx.heads_cost));
+        // The costs of this pass (in a combined tree, those of the nodes this proposer adds),
+        // kept for deciding whether the heads should run before the next one.
+        if !ctx.tree_cost.is_empty() {
+            let costs = self.costs.get_or_insert_with(Default::default);
+            costs.0.clear();
+            costs.0.extend_from_slice(ctx.tree_cost);
+            costs.1 = ctx.heads_cost;
         }
         let mut tree = TokenTree::new(*ctx.tokens.last().unwrap_or(&0));
         match ctx.heads {
