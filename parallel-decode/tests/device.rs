@@ -290,6 +290,72 @@ fn a_verified_tree_equals_decoding_each_path_and_commit_keeps_the_cache_right() 
 }
 
 #[test]
+fn after_any_accepts_and_rejects_the_cache_gives_the_logits_of_a_fresh_prefill() {
+    let mut c = compiled(
+        &TinyLlama::default(),
+        CompileOptions {
+            max_len: 96,
+            ..small_options()
+        },
+        0,
+    );
+    let vocab = c.model.info().vocab as u64;
+    // A fixed pseudo-random walk: random trees, a random root-to-node path accepted (from
+    // nothing to a whole branch), committed; the tokens of the sequence follow.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let mut tokens = PROMPT[..5].to_vec();
+    c.model.prefill(0, &tokens).unwrap();
+    for step in 0..12 {
+        let mut tree = TokenTree::new(next(vocab) as u32);
+        let nodes = 1 + next(7) as usize;
+        while tree.len() < nodes {
+            let parent = next(tree.len() as u64) as usize;
+            tree.push(parent, next(vocab) as u32);
+        }
+        let cache_len = tokens.len();
+        c.model
+            .verify(&[TreeRow {
+                slot: 0,
+                cache_len,
+                tree: &tree,
+            }])
+            .unwrap();
+        let accepted = tree.path_to(next(tree.len() as u64) as usize);
+        c.model
+            .commit(&[CommitRow {
+                slot: 0,
+                cache_len,
+                accepted: &accepted,
+            }])
+            .unwrap();
+        tokens.extend(accepted.iter().map(|&i| tree.tokens()[i]));
+        // The next token's logits from the cache against a fresh prefill of every token.
+        let probe = next(vocab) as u32;
+        c.model
+            .verify(&[TreeRow {
+                slot: 0,
+                cache_len: tokens.len(),
+                tree: &TokenTree::new(probe),
+            }])
+            .unwrap();
+        let mut seq = tokens.clone();
+        seq.push(probe);
+        let expected = reference_logits(&c.source, &seq);
+        assert_close(
+            &logits_of(&mut c.model, 0, 0),
+            expected.last().unwrap(),
+            &format!("step {step}, {} tokens", seq.len()),
+        );
+    }
+}
+
+#[test]
 fn rows_of_a_batch_are_independent_and_unused_rows_are_ignored() {
     let mut c = compiled(&TinyLlama::default(), small_options(), 0);
     c.model.prefill(0, &PROMPT[..3]).unwrap();

@@ -11,6 +11,7 @@ use parallel_decode::engine::{
     GenerateConfig, Generation, Request, StopReason, TokenSink, generate, generate_batch,
 };
 use parallel_decode::sampling::SamplingConfig;
+use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
 use parallel_decode::strategy::medusa::{Medusa, MedusaTree};
 use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
@@ -286,6 +287,10 @@ proptest! {
             Box::new(PromptLookup::new(PromptLookupConfig { min_ngram: 1, ..Default::default() })),
             Box::new(Medusa::new(MedusaTree::default_for(4))),
             Box::new(Draft::new(draft_model(seed, draft_noise), 1, DraftLength::Adaptive(6), SamplingConfig::greedy(), seed).unwrap()),
+            Box::new(Combined::new("medusa-lookup", vec![
+                Box::new(PromptLookup::new(PromptLookupConfig { min_ngram: 1, ..Default::default() })),
+                Box::new(Medusa::new(MedusaTree::default_for(4))),
+            ]).unwrap()),
         ];
         for p in &mut proposers {
             let mut m = target(seed, 4, head_error);
