@@ -131,6 +131,21 @@ fn trains_heads_then_tunes_their_tree() {
     assert_eq!(file.tree(), Some(&tree), "--dry-run leaves the file alone");
     drop(file);
 
+    // Re-recording a vocabulary keeps the weights and the tuned tree.
+    let weights = |path: &Path| {
+        let file = MedusaHeads::open(path, 16).unwrap();
+        parallel_decode::medusa::file::read_heads(&file, 16).unwrap()
+    };
+    let trained = weights(&heads);
+    let out = train(&["--reuse-weights", "--vocab-size", "20"]);
+    assert!(out.contains("kept the 2 heads"), "{out}");
+    assert!(out.contains("heads vocabulary: the 20 tokens"), "{out}");
+    assert_eq!(weights(&heads), trained);
+    let file = MedusaHeads::open(&heads, 16).unwrap();
+    assert_eq!(file.tree(), Some(&tree));
+    assert_eq!(file.vocab().map(<[u32]>::len), Some(20));
+    drop(file);
+
     // Missing evaluation: one clear error naming the file.
     std::fs::remove_file(dir.path().join("heads.eval.json")).unwrap();
     let err = one_error(&mut tune(&["--cost-table", table.to_str().unwrap()]));
