@@ -161,10 +161,10 @@ pub struct Product<'a> {
 
 /// Products whose total work is below this many multiply-adds run on the calling thread:
 /// waking the pool costs more than they do (attention scores over a short context, say).
-const SERIAL_WORK: usize = 1 << 17;
+pub(super) const SERIAL_WORK: usize = 1 << 17;
 /// Tasks per pool thread: enough that a thread slowed by other work on the machine is
 /// balanced by the others, few enough that each task streams a long run of weights.
-const TASKS_PER_THREAD: usize = 4;
+pub(super) const TASKS_PER_THREAD: usize = 4;
 /// Rows per task are a multiple of this, so that the micro-kernels' row blocks (8, 6 or 4
 /// rows) divide them without a remainder.
 const ROW_QUANTUM: usize = 24;

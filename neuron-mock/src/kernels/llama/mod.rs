@@ -5,6 +5,9 @@ pub mod forward;
 pub mod graph;
 mod kernel;
 pub mod linalg;
+pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod packed_simd;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 

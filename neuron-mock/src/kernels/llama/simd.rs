@@ -17,16 +17,20 @@
 use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use std::sync::OnceLock;
 
+/// The instruction sets the kernels can use.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
+pub(super) enum Level {
+    /// Neither: the portable loops.
     None,
+    /// AVX2 and FMA: 256-bit vectors, 16 registers.
     Avx2,
+    /// AVX-512F as well: 512-bit vectors, 32 registers.
     Avx512,
 }
 
 /// The widest vector instructions the CPU has, or the narrower ones `NEURON_MOCK_SIMD`
 /// (`avx512`, `avx2` or `none`) asks for, to compare the paths on one machine.
-fn level() -> Level {
+pub(super) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         let detected = if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {

@@ -1,0 +1,485 @@
+//! Weight matrices in the mock device's layout, and their product with activations.
+//!
+//! A compiled program chooses how its weights sit in device memory; neuronx-cc does, and so
+//! does the mock. The mock's matrices (`[rows][cols]` in the Hugging Face layout) are stored
+//! in **panels** of [`PANEL`] rows: panel `p` holds rows `p·PANEL ..` column by column, so
+//! element `(r, c)` is at `(r / PANEL)·cols·PANEL + c·PANEL + r % PANEL`, and the last panel is
+//! padded with zero rows. The shape of such a tensor is `[panels, cols, PANEL]`
+//! ([`packed_shape`]); `parallel-decode`'s compile step writes the weight shards this way
+//! with [`pack`].
+//!
+//! Why: one column step of a panel is one vector of `PANEL` weights, multiplied by one
+//! activation broadcast from each token, accumulating into `PANEL`-wide sums that need no
+//! horizontal reduction at the end. With a few panels and a few tokens per block every weight
+//! loaded is used by every token of the block and every broadcast by every panel, so a verify
+//! pass of 16 tokens costs far less than 16 decode steps (the row-major dot-product kernels of
+//! [`super::linalg`] spend much of their time on horizontal sums and reloads instead), and a
+//! decode step streams each panel's weights contiguously.
+//!
+//! Exactness: every output is `Σ_c w[r][c]·x[t][c]` accumulated with fused multiply-adds in
+//! column order, starting from zero, whatever the block shape, the number of tokens, the
+//! thread that computes it and the instruction set (the portable path uses `f32::mul_add`).
+//! A token therefore gets bit-identical results in a decode step and in a verify pass, which
+//! is what makes greedy parallel decoding reproduce greedy decoding exactly.
+
+use rayon::prelude::*;
+
+use super::linalg::{SERIAL_WORK, TASKS_PER_THREAD};
+
+/// Rows per panel: one AVX-512 vector of f32 (two AVX2 vectors).
+pub const PANEL: usize = 16;
+
+/// Floats in a packed `[rows][cols]` matrix (rows padded to whole panels).
+pub fn packed_len(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(PANEL) * cols * PANEL
+}
+
+/// The tensor shape of a packed `[rows][cols]` matrix: `[panels, cols, PANEL]`.
+pub fn packed_shape(rows: usize, cols: usize) -> [usize; 3] {
+    [rows.div_ceil(PANEL), cols, PANEL]
+}
+
+/// Packs a row-major `[rows][cols]` matrix into panels.
+///
+/// # Panics
+/// If `w` holds fewer than `rows · cols` values.
+pub fn pack(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert!(w.len() >= rows * cols, "matrix shorter than its shape");
+    let mut out = vec![0.0; packed_len(rows, cols)];
+    for (r, row) in w[..rows * cols].chunks_exact(cols.max(1)).enumerate() {
+        let panel = &mut out[(r / PANEL) * cols * PANEL..][..cols * PANEL];
+        for (c, &v) in row.iter().enumerate() {
+            panel[c * PANEL + r % PANEL] = v;
+        }
+    }
+    out
+}
+
+/// A view of rows `first..first + rows` of a packed matrix with `cols` columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Packed<'a> {
+    data: &'a [f32],
+    first: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// Views `data` as a packed `[rows][cols]` matrix.
+    ///
+    /// # Errors
+    /// A sentence when `data` does not hold exactly [`packed_len`] values.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, String> {
+        let expected = packed_len(rows, cols);
+        if data.len() != expected {
+            return Err(format!(
+                "a packed {rows} x {cols} matrix holds {expected} values, this one {}",
+                data.len()
+            ));
+        }
+        Ok(Packed {
+            data,
+            first: 0,
+            rows,
+            cols,
+        })
+    }
+
+    /// Rows in the view.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `from..from + n` of this view.
+    ///
+    /// # Panics
+    /// If the range is not inside the view.
+    pub fn slice_rows(self, from: usize, n: usize) -> Self {
+        assert!(from + n <= self.rows, "row range outside the matrix");
+        Packed {
+            first: self.first + from,
+            rows: n,
+            ..self
+        }
+    }
+
+    /// Copies row `r` of the view into `out` (`cols` values): an embedding lookup.
+    ///
+    /// # Panics
+    /// If `r` is outside the view or `out` is shorter than a row.
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows, "row outside the matrix");
+        let r = self.first + r;
+        let panel = &self.data[(r / PANEL) * self.cols * PANEL..][..self.cols * PANEL];
+        for (o, column) in out[..self.cols].iter_mut().zip(panel.chunks_exact(PANEL)) {
+            *o = column[r % PANEL];
+        }
+    }
+
+    /// Panels `from..to` of the underlying matrix (absolute panel indices).
+    fn panels(&self, from: usize, to: usize) -> &'a [f32] {
+        &self.data[from * self.cols * PANEL..to * self.cols * PANEL]
+    }
+
+    /// The absolute panels covering the view.
+    fn panel_range(&self) -> (usize, usize) {
+        (
+            self.first / PANEL,
+            (self.first + self.rows).div_ceil(PANEL),
+        )
+    }
+}
+
+/// One packed weight matrix of a [`matmul_packed`] and where its product goes.
+pub struct PackedProduct<'a> {
+    /// The weights, `[rows][k]`.
+    pub w: Packed<'a>,
+    /// `[tokens][rows]` result.
+    pub y: &'a mut [f32],
+}
+
+/// Scratch space reused across calls so that a step allocates nothing in steady state.
+#[derive(Default)]
+pub struct PackedScratch {
+    /// Activations regrouped by token tile, each tile `[k][tile width]`.
+    tiles: Vec<f32>,
+    /// Results as `[panel][token][PANEL]`, every product's panels one after another.
+    out: Vec<f32>,
+}
+
+/// Token tiles: how many tokens a block multiplies at once, widest first.
+fn tiles(tokens: usize, widest: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut t = 0;
+    let mut width = widest;
+    while t < tokens {
+        while width > tokens - t {
+            width /= 2;
+        }
+        out.push((t, width));
+        t += width;
+    }
+    out
+}
+
+/// `y[t][r] = Σ_c w[r][c] x[t][c]` for every product, `x` being `[tokens][k]`, in one
+/// parallel pass (the query, key and value projections cost one wake-up of the thread pool,
+/// not three).
+///
+/// # Panics
+/// If a slice is shorter than its dimensions say or a matrix does not have `k` columns (a
+/// kernel bug, caught by the mock's guard).
+pub fn matmul_packed(
+    products: &mut [PackedProduct<'_>],
+    x: &[f32],
+    k: usize,
+    tokens: usize,
+    scratch: &mut PackedScratch,
+) {
+    assert!(x.len() >= tokens * k);
+    for p in products.iter() {
+        assert!(p.w.cols == k && p.y.len() >= tokens * p.w.rows);
+    }
+    if tokens == 0 || products.iter().all(|p| p.w.rows == 0) {
+        return;
+    }
+    let kernel = Kernel::detect();
+    let plan = tiles(tokens, kernel.widest_tile());
+    // Activations regrouped per tile as [k][width]: a column step reads one short run.
+    let tiles_buf = &mut scratch.tiles;
+    tiles_buf.clear();
+    for &(t0, width) in &plan {
+        for c in 0..k {
+            tiles_buf.extend((t0..t0 + width).map(|t| x[t * k + c]));
+        }
+    }
+    let tiles_buf = &scratch.tiles[..];
+    let panel_counts: Vec<(usize, usize)> = products.iter().map(|p| p.w.panel_range()).collect();
+    let total_panels: usize = panel_counts.iter().map(|(a, b)| b - a).sum();
+    let out = &mut scratch.out;
+    out.resize(total_panels * tokens * PANEL, 0.0);
+
+    // Work items: a run of panels of one product and its slice of `out`.
+    let mut work: Vec<(Packed<'_>, usize, usize, &mut [f32])> = Vec::new();
+    let serial = total_panels * PANEL * k * tokens <= SERIAL_WORK;
+    let per_task = if serial {
+        usize::MAX
+    } else {
+        let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
+        total_panels
+            .div_ceil(tasks)
+            .next_multiple_of(kernel.panels_per_block())
+    };
+    let mut rest = &mut out[..];
+    for (p, &(from, to)) in products.iter().zip(&panel_counts) {
+        let mut first = from;
+        while first < to {
+            let last = first.saturating_add(per_task).min(to);
+            let (part, tail) = rest.split_at_mut((last - first) * tokens * PANEL);
+            work.push((p.w, first, last, part));
+            rest = tail;
+            first = last;
+        }
+    }
+    let run = |(w, from, to, part): (Packed<'_>, usize, usize, &mut [f32])| {
+        kernel.panels(w.panels(from, to), k, tiles_buf, &plan, tokens, part);
+    };
+    if serial {
+        work.into_iter().for_each(run);
+    } else {
+        work.into_par_iter().for_each(run);
+    }
+
+    // [panel][token][lane] -> [token][row], keeping each view's rows only.
+    let mut offset = 0;
+    for (p, &(from, to)) in products.iter_mut().zip(&panel_counts) {
+        let block = &scratch.out[offset..offset + (to - from) * tokens * PANEL];
+        let skip = p.w.first - from * PANEL;
+        let rows = p.w.rows;
+        for t in 0..tokens {
+            for (r, y) in p.y[t * rows..(t + 1) * rows].iter_mut().enumerate() {
+                let rr = skip + r;
+                *y = block[((rr / PANEL) * tokens + t) * PANEL + rr % PANEL];
+            }
+        }
+        offset += (to - from) * tokens * PANEL;
+    }
+}
+
+/// The instruction set the products run with.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Simd(super::simd::Level),
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let level = super::simd::level();
+            if level != super::simd::Level::None {
+                return Kernel::Simd(level);
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// Tokens per block at most (the accumulators must fit in the vector registers).
+    fn widest_tile(self) -> usize {
+        match self {
+            Kernel::Portable => 1,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Simd(level) => super::packed_simd::widest_tile(level),
+        }
+    }
+
+    /// Panels per block; task boundaries are multiples of it.
+    fn panels_per_block(self) -> usize {
+        match self {
+            Kernel::Portable => 1,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Simd(level) => super::packed_simd::panels_per_block(level),
+        }
+    }
+
+    /// Multiplies whole panels (`panels`, each `k · PANEL` values) with every token tile,
+    /// writing `[panel][token][PANEL]` into `out`.
+    fn panels(
+        self,
+        panels: &[f32],
+        k: usize,
+        tiles: &[f32],
+        plan: &[(usize, usize)],
+        tokens: usize,
+        out: &mut [f32],
+    ) {
+        match self {
+            Kernel::Portable => portable_panels(panels, k, tiles, plan, tokens, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Simd(level) => {
+                super::packed_simd::panels(level, panels, k, tiles, plan, tokens, out)
+            }
+        }
+    }
+}
+
+/// The portable path: one panel and one token at a time, fused multiply-adds in column order
+/// (bit-identical to the SIMD paths).
+fn portable_panels(
+    panels: &[f32],
+    k: usize,
+    tiles: &[f32],
+    plan: &[(usize, usize)],
+    tokens: usize,
+    out: &mut [f32],
+) {
+    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
+        let mut tile_start = 0;
+        for &(t0, width) in plan {
+            let tile = &tiles[tile_start..tile_start + k * width];
+            for i in 0..width {
+                let mut acc = [0.0f32; PANEL];
+                for (column, xs) in panel.chunks_exact(PANEL).zip(tile.chunks_exact(width)) {
+                    for (a, &w) in acc.iter_mut().zip(column) {
+                        *a = w.mul_add(xs[i], *a);
+                    }
+                }
+                out[(p * tokens + t0 + i) * PANEL..][..PANEL].copy_from_slice(&acc);
+            }
+            tile_start += k * width;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The exact definition: fused multiply-adds in column order from zero.
+    fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
+        let mut y = vec![0.0; tokens * rows];
+        for t in 0..tokens {
+            for r in 0..rows {
+                let mut acc = 0.0f32;
+                for c in 0..k {
+                    acc = w[r * k + c].mul_add(x[t * k + c], acc);
+                }
+                y[t * rows + r] = acc;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn pack_places_each_element_and_rows_read_back() {
+        let (rows, cols) = (19, 5);
+        let w = pseudo_random(rows * cols, 1);
+        let packed = pack(&w, rows, cols);
+        assert_eq!(packed.len(), packed_len(rows, cols));
+        assert_eq!(packed_shape(rows, cols), [2, 5, PANEL]);
+        // Padding rows are zero.
+        assert!(packed[cols * PANEL..].chunks_exact(PANEL).all(|c| c[3..] == [0.0; 13]));
+        let view = Packed::new(&packed, rows, cols).unwrap();
+        let mut row = vec![0.0; cols];
+        for r in 0..rows {
+            view.row_into(r, &mut row);
+            assert_eq!(row, &w[r * cols..(r + 1) * cols]);
+        }
+        let part = view.slice_rows(7, 10);
+        part.row_into(2, &mut row);
+        assert_eq!(row, &w[9 * cols..10 * cols]);
+    }
+
+    #[test]
+    fn a_wrong_length_is_refused() {
+        let e = Packed::new(&[0.0; 10], 3, 4).unwrap_err();
+        assert!(e.contains("64 values, this one 10"), "{e}");
+    }
+
+    #[test]
+    fn products_equal_the_definition_bit_for_bit() {
+        let mut scratch = PackedScratch::default();
+        for (rows, k, tokens) in [(1, 1, 1), (16, 8, 1), (37, 24, 3), (70, 40, 7), (130, 33, 16)] {
+            let w = pseudo_random(rows * k, rows as u32);
+            let packed = pack(&w, rows, k);
+            for t in [1, 2, tokens] {
+                let x = pseudo_random(t * k, k as u32 + t as u32);
+                let mut y = vec![f32::NAN; t * rows];
+                let view = Packed::new(&packed, rows, k).unwrap();
+                matmul_packed(&mut [PackedProduct { w: view, y: &mut y }], &x, k, t, &mut scratch);
+                assert_eq!(y, reference(&w, &x, rows, k, t), "{rows}x{k}, {t} tokens");
+            }
+        }
+    }
+
+    #[test]
+    fn large_products_split_between_threads_agree_with_the_definition() {
+        // Above the serial threshold: tasks over panels on the pool.
+        let (rows, k, tokens) = (1000, 96, 5);
+        let w = pseudo_random(rows * k, 9);
+        let x = pseudo_random(tokens * k, 10);
+        let packed = pack(&w, rows, k);
+        let mut y = vec![0.0; tokens * rows];
+        let view = Packed::new(&packed, rows, k).unwrap();
+        matmul_packed(
+            &mut [PackedProduct { w: view, y: &mut y }],
+            &x,
+            k,
+            tokens,
+            &mut PackedScratch::default(),
+        );
+        assert_eq!(y, reference(&w, &x, rows, k, tokens));
+    }
+
+    #[test]
+    fn a_token_gets_the_same_bits_alone_and_among_others() {
+        let (rows, k) = (300, 64);
+        let w = pack(&pseudo_random(rows * k, 5), rows, k);
+        let view = Packed::new(&w, rows, k).unwrap();
+        let x = pseudo_random(16 * k, 6);
+        let mut scratch = PackedScratch::default();
+        let mut all = vec![0.0; 16 * rows];
+        let products = &mut [PackedProduct { w: view, y: &mut all }];
+        matmul_packed(products, &x, k, 16, &mut scratch);
+        for t in [0, 5, 15] {
+            let mut one = vec![0.0; rows];
+            let x1 = &x[t * k..(t + 1) * k];
+            matmul_packed(&mut [PackedProduct { w: view, y: &mut one }], x1, k, 1, &mut scratch);
+            assert_eq!(one, &all[t * rows..(t + 1) * rows], "token {t}");
+        }
+    }
+
+    #[test]
+    fn a_group_with_unaligned_views_equals_each_alone() {
+        let k = 24;
+        let full = pseudo_random(100 * k, 2);
+        let packed = pack(&full, 100, k);
+        let whole = Packed::new(&packed, 100, k).unwrap();
+        let views = [whole.slice_rows(3, 40), whole.slice_rows(50, 50), whole];
+        let tokens = 3;
+        let x = pseudo_random(tokens * k, 8);
+        let mut ys: Vec<Vec<f32>> = views.iter().map(|v| vec![0.0; tokens * v.rows()]).collect();
+        let mut scratch = PackedScratch::default();
+        {
+            let mut it = ys.iter_mut();
+            let mut group: Vec<PackedProduct<'_>> = views
+                .iter()
+                .map(|&w| PackedProduct { w, y: it.next().unwrap() })
+                .collect();
+            matmul_packed(&mut group, &x, k, tokens, &mut scratch);
+        }
+        let all = reference(&full, &x, 100, k, tokens);
+        for (v, y) in views.iter().zip(&ys) {
+            for t in 0..tokens {
+                let from = t * 100 + v.first;
+                assert_eq!(&y[t * v.rows()..(t + 1) * v.rows()], &all[from..from + v.rows()]);
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_cover_the_tokens_widest_first() {
+        assert_eq!(tiles(7, 4), vec![(0, 4), (4, 2), (6, 1)]);
+        assert_eq!(tiles(8, 4), vec![(0, 4), (4, 4)]);
+        assert_eq!(tiles(3, 1), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+}

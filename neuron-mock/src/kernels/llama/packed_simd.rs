@@ -1,0 +1,213 @@
+//! x86_64 micro-kernels for products with panel-packed weights ([`super::packed`]).
+//!
+//! A block multiplies `N` panels with a tile of `C` tokens: per column, `N` weight vectors
+//! are loaded and each token's activation is broadcast once, feeding `N · C` accumulators
+//! held in registers. With AVX-512 a panel is one vector and a 4 x 4 block keeps 16
+//! accumulators (of 32 registers); with AVX2 a panel is two vectors and the 16 registers hold
+//! 1 panel x 4 tokens (8 accumulators). A single token streams 4 panels at once, enough
+//! independent sums to cover the multiply-add latency while memory streams.
+//!
+//! As in [`super::simd`], everything is safe code inside functions compiled for the features
+//! they need; the only unsafe operation is calling one after checking the CPU has them.
+
+use super::packed::PANEL;
+use super::simd::Level;
+
+/// Widest token tile for `level`.
+pub(super) fn widest_tile(level: Level) -> usize {
+    match level {
+        Level::None => 1,
+        Level::Avx2 | Level::Avx512 => 4,
+    }
+}
+
+/// Panels per block for `level` (task boundaries are multiples of it).
+pub(super) fn panels_per_block(level: Level) -> usize {
+    match level {
+        Level::None => 1,
+        Level::Avx2 | Level::Avx512 => 4,
+    }
+}
+
+/// Multiplies the whole panels in `panels` with every tile of `plan`, writing
+/// `[panel][token][PANEL]` into `out` (see [`super::packed`]).
+pub(super) fn panels(
+    level: Level,
+    panels: &[f32],
+    k: usize,
+    tiles: &[f32],
+    plan: &[(usize, usize)],
+    tokens: usize,
+    out: &mut [f32],
+) {
+    match level {
+        Level::None => unreachable!("the portable path has its own loop"),
+        // SAFETY: level() detected avx2 and fma at run time; the function is safe Rust apart
+        // from requiring those features.
+        Level::Avx2 => unsafe { ymm::panels(panels, k, tiles, plan, tokens, out) },
+        // SAFETY: level() detected avx2, fma and avx512f at run time; the function is safe
+        // Rust apart from requiring those features.
+        Level::Avx512 => unsafe { zmm::panels(panels, k, tiles, plan, tokens, out) },
+    }
+}
+
+/// Columns ahead of the current one whose weights are prefetched (one cache line per panel
+/// column): far enough to cover memory latency on a decode step.
+const PREFETCH_AHEAD: usize = 32;
+
+macro_rules! packed_kernels {
+    ($features:literal, $vector:ty, $lanes:expr, $zero:expr, $fma:path, $set1:path,
+     $panels_per_block:expr, $single_token_panels:expr) => {
+        use super::PANEL;
+        use super::PREFETCH_AHEAD;
+        use std::arch::x86_64::*;
+
+        const LANES: usize = $lanes;
+        /// Vectors per panel.
+        const V: usize = PANEL / LANES;
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn load(s: &[f32]) -> $vector {
+            let lanes: [f32; LANES] = s.try_into().unwrap_or([0.0; LANES]);
+            bytemuck::cast(lanes)
+        }
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn store(v: $vector, out: &mut [f32]) {
+            let lanes: [f32; LANES] = bytemuck::cast(v);
+            out[..LANES].copy_from_slice(&lanes);
+        }
+
+        /// `N` panels times a tile of `C` tokens (`tile` is `[k][C]`); results go to
+        /// `out[n][token i]` at `((first_panel + n) · tokens + t0 + i) · PANEL`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn block<const N: usize, const C: usize>(
+            panels: [&[f32]; N],
+            tile: &[f32],
+            out: &mut [f32],
+            first_panel: usize,
+            t0: usize,
+            tokens: usize,
+        ) {
+            let mut acc = [[[$zero; V]; C]; N];
+            // Columns as fixed-size arrays, every panel cut to the tile's length: the loop
+            // below then indexes within bounds the compiler can see, with no checks inside.
+            let (columns_x, _) = tile.as_chunks::<C>();
+            let k = columns_x.len();
+            let columns_w: [&[[f32; PANEL]]; N] =
+                std::array::from_fn(|n| &panels[n].as_chunks::<PANEL>().0[..k]);
+            for j in 0..k {
+                if C == 1 {
+                    for p in columns_w {
+                        if let Some(ahead) = p.get(j + PREFETCH_AHEAD) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().cast::<i8>());
+                        }
+                    }
+                }
+                let ws: [[$vector; V]; N] = std::array::from_fn(|n| {
+                    std::array::from_fn(|v| load(&columns_w[n][j][v * LANES..][..LANES]))
+                });
+                for (i, &x) in columns_x[j].iter().enumerate() {
+                    let xv = $set1(x);
+                    for n in 0..N {
+                        for v in 0..V {
+                            acc[n][i][v] = $fma(ws[n][v], xv, acc[n][i][v]);
+                        }
+                    }
+                }
+            }
+            for (n, per_token) in acc.iter().enumerate() {
+                for (i, vectors) in per_token.iter().enumerate() {
+                    let at = ((first_panel + n) * tokens + t0 + i) * PANEL;
+                    for (v, &vector) in vectors.iter().enumerate() {
+                        store(vector, &mut out[at + v * LANES..]);
+                    }
+                }
+            }
+        }
+
+        /// `N` panels times one tile of any supported width.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn tile<const N: usize>(
+            panels: [&[f32]; N],
+            tile: &[f32],
+            width: usize,
+            out: &mut [f32],
+            first_panel: usize,
+            t0: usize,
+            tokens: usize,
+        ) {
+            match width {
+                4 => block::<N, 4>(panels, tile, out, first_panel, t0, tokens),
+                2 => block::<N, 2>(panels, tile, out, first_panel, t0, tokens),
+                _ => block::<N, 1>(panels, tile, out, first_panel, t0, tokens),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) fn panels(
+            panels: &[f32],
+            k: usize,
+            tiles: &[f32],
+            plan: &[(usize, usize)],
+            tokens: usize,
+            out: &mut [f32],
+        ) {
+            let size = k * PANEL;
+            let count = panels.len() / size.max(1);
+            let wide = if tokens == 1 {
+                $single_token_panels
+            } else {
+                $panels_per_block
+            };
+            let mut p = 0;
+            while p < count {
+                // Wide blocks while they fit, then one panel at a time.
+                let n = if p + wide <= count { wide } else { 1 };
+                let panel = |i: usize| &panels[(p + i) * size..(p + i + 1) * size];
+                let mut tile_start = 0;
+                for &(t0, width) in plan {
+                    let t = &tiles[tile_start..tile_start + k * width];
+                    match n {
+                        4 => tile::<4>(std::array::from_fn(panel), t, width, out, p, t0, tokens),
+                        _ => tile::<1>([panel(0)], t, width, out, p, t0, tokens),
+                    }
+                    tile_start += k * width;
+                }
+                p += n;
+            }
+        }
+    };
+}
+
+/// 256-bit kernels (AVX2 + FMA): a panel is two vectors.
+mod ymm {
+    packed_kernels!(
+        "avx2,fma",
+        __m256,
+        8,
+        _mm256_setzero_ps(),
+        _mm256_fmadd_ps,
+        _mm256_set1_ps,
+        1,
+        4
+    );
+}
+
+/// 512-bit kernels (AVX-512F): a panel is one vector.
+mod zmm {
+    packed_kernels!(
+        "avx2,fma,avx512f",
+        __m512,
+        16,
+        _mm512_setzero_ps(),
+        _mm512_fmadd_ps,
+        _mm512_set1_ps,
+        4,
+        4
+    );
+}
