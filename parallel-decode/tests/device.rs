@@ -12,6 +12,7 @@ mod common;
 
 use common::reference_logits;
 use neuron_rt::Runtime;
+use parallel_decode::artifacts::manifest::FORMAT_VERSION;
 use parallel_decode::artifacts::{CompileOptions, compile};
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::backend::{CommitRow, LanguageModel, TreeRow};
@@ -621,7 +622,10 @@ fn bad_artifacts_give_clear_errors() {
     let manifest = std::fs::read_to_string(broken.path().join("manifest.json")).unwrap();
     std::fs::write(
         broken.path().join("manifest.json"),
-        manifest.replace("\"format_version\": 1", "\"format_version\": 9"),
+        manifest.replace(
+            &format!("\"format_version\": {FORMAT_VERSION}"),
+            "\"format_version\": 99",
+        ),
     )
     .unwrap();
     let err = open(broken.path());

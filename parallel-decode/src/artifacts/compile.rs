@@ -7,8 +7,9 @@ use std::path::Path;
 use neuron_mock::kernels::llama::forward::KvLayout;
 use neuron_mock::kernels::llama::graph::{
     CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HEADS_LM_HEAD, HeadsParams,
-    KV_COMMIT_KERNEL, ModelShard, OutputsAt,
+    KV_COMMIT_KERNEL, ModelShard, OutputsAt, is_packed_weight, stored_weight_shape,
 };
+use neuron_mock::kernels::llama::packed::pack;
 use neuron_mock::neff::{MockNeff, TensorSpec};
 
 use super::manifest::{
@@ -336,7 +337,9 @@ fn neff(kernel: &str, io: &[TensorSpec], params: &impl serde::Serialize) -> Resu
 }
 
 /// Writes each rank's shard: the model's weights split for tensor parallelism, plus the
-/// heads' weights (replicated) when there are heads.
+/// heads' weights (replicated) when there are heads. Matrices are stored in the layout the
+/// mock graphs take ([`stored_weight_shape`]), as a device compiler lays weights out for its
+/// program.
 fn write_weights(
     model: &ModelDir,
     heads: Option<&MedusaHeads>,
@@ -375,6 +378,20 @@ fn write_weights(
         if let Some(vocab) = heads_vocab {
             plan.push((HEADS_LM_HEAD.to_string(), vec![vocab.len(), d]));
         }
+        let stored = |name: &str, data: &[f32], shape: &[usize]| -> Vec<f32> {
+            match shape {
+                &[rows, cols] if is_packed_weight(name) => pack(data, rows, cols),
+                _ => data.to_vec(),
+            }
+        };
+        let plan_shapes: BTreeMap<String, Vec<usize>> = plan.iter().cloned().collect();
+        let plan: Vec<(String, Vec<usize>)> = plan
+            .into_iter()
+            .map(|(name, shape)| {
+                let s = stored_weight_shape(&name, &shape);
+                (name, s)
+            })
+            .collect();
         let path = weights_dir.join(format!("rank{rank}.safetensors"));
         let mut meta = BTreeMap::new();
         meta.insert("rank".to_string(), rank.to_string());
@@ -383,13 +400,14 @@ fn write_weights(
         for (name, shape) in &tensors {
             let full = model.weights().f32(name, shape)?;
             let (data, _) = shard(&full.data, shape, split_of(name, split_vocab), rank, tp);
-            writer.write_next(name, &data)?;
+            writer.write_next(name, &stored(name, &data, &plan_shapes[name]))?;
             step.advance(1);
         }
         if let Some(heads) = heads {
             for h in 0..head_count {
                 let (w, b) = heads.head(h)?;
-                writer.write_next(&format!("medusa.{h}.weight"), &w)?;
+                let name = format!("medusa.{h}.weight");
+                writer.write_next(&name, &stored(&name, &w, &[d, d]))?;
                 writer.write_next(&format!("medusa.{h}.bias"), &b)?;
                 step.advance(2);
             }
@@ -405,7 +423,8 @@ fn write_weights(
                 .flat_map(|&id| &full.data[id as usize * d..(id as usize + 1) * d])
                 .copied()
                 .collect();
-            writer.write_next(HEADS_LM_HEAD, &rows)?;
+            let shape = [vocab.len(), d];
+            writer.write_next(HEADS_LM_HEAD, &stored(HEADS_LM_HEAD, &rows, &shape))?;
         }
         writer.finish()?;
     }

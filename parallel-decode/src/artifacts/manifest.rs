@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The value of the manifest's `format` field.
 pub const FORMAT: &str = "neuron-decode-artifacts";
-/// The manifest format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest format version this crate writes and reads. 2: the weight shards hold the
+/// matrices in the mock kernels' panel layout (version 1 held them row-major).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -345,8 +346,12 @@ mod tests {
         type Breaker = Box<dyn Fn(&mut Manifest)>;
         let cases: Vec<(Breaker, &str)> = vec![
             (
-                Box::new(|m| m.format_version = 2),
+                Box::new(|m| m.format_version = FORMAT_VERSION + 1),
                 "newer than this neuron-decode",
+            ),
+            (
+                Box::new(|m| m.format_version = FORMAT_VERSION - 1),
+                "older than this neuron-decode reads",
             ),
             (Box::new(|m| m.format = "other".into()), "format \"other\""),
             (Box::new(|m| m.tp = 2), "2 but 1 weight shards"),

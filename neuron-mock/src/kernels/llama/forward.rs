@@ -8,9 +8,10 @@
 //! attention output and the MLP down projection) are summed across ranks.
 
 use super::linalg::{
-    MatmulScratch, Product, argmax, matmul, matmul_group, rms_norm, rope_angles, rope_in_place,
-    softmax_in_place, swiglu_in_place,
+    MatmulScratch, argmax, matmul, rms_norm, rope_angles, rope_in_place, softmax_in_place,
+    swiglu_in_place,
 };
+use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
 
 /// The dimensions of one rank's share of the model.
@@ -112,38 +113,39 @@ impl KvLayout {
     }
 }
 
-/// One decoder layer's weights, as this rank holds them (Hugging Face layouts).
+/// One decoder layer's weights, as this rank holds them (Hugging Face shapes; the matrices
+/// in the panel layout of [`super::packed`]).
 pub struct LayerWeights<'a> {
     /// `input_layernorm.weight` `[hidden]`.
     pub input_norm: &'a [f32],
     /// `self_attn.q_proj.weight` `[q_heads·head_dim][hidden]`.
-    pub q_proj: &'a [f32],
+    pub q_proj: Packed<'a>,
     /// `self_attn.k_proj.weight` `[kv_heads·head_dim][hidden]`.
-    pub k_proj: &'a [f32],
+    pub k_proj: Packed<'a>,
     /// `self_attn.v_proj.weight` `[kv_heads·head_dim][hidden]`.
-    pub v_proj: &'a [f32],
+    pub v_proj: Packed<'a>,
     /// `self_attn.o_proj.weight` `[hidden][q_heads·head_dim]`.
-    pub o_proj: &'a [f32],
+    pub o_proj: Packed<'a>,
     /// `post_attention_layernorm.weight` `[hidden]`.
     pub post_norm: &'a [f32],
     /// `mlp.gate_proj.weight` `[intermediate][hidden]`.
-    pub gate_proj: &'a [f32],
+    pub gate_proj: Packed<'a>,
     /// `mlp.up_proj.weight` `[intermediate][hidden]`.
-    pub up_proj: &'a [f32],
+    pub up_proj: Packed<'a>,
     /// `mlp.down_proj.weight` `[hidden][intermediate]`.
-    pub down_proj: &'a [f32],
+    pub down_proj: Packed<'a>,
 }
 
 /// The whole model's weights for one rank.
 pub struct Weights<'a> {
     /// `model.embed_tokens.weight` `[vocab][hidden]` (every rank holds all of it).
-    pub embed: &'a [f32],
+    pub embed: Packed<'a>,
     /// The decoder layers.
     pub layers: Vec<LayerWeights<'a>>,
     /// `model.norm.weight` `[hidden]`.
     pub final_norm: &'a [f32],
     /// This rank's rows of the LM head, `[vocab_local][hidden]` (a view of `embed` when tied).
-    pub lm_head: &'a [f32],
+    pub lm_head: Packed<'a>,
 }
 
 /// One row of the batch: a sequence in a KV slot receiving new tokens.
@@ -266,6 +268,7 @@ pub struct Scratch {
     rope: Vec<Vec<(f32, f32)>>,
     attention: AttentionScratch,
     matmul: MatmulScratch,
+    packed: PackedScratch,
 }
 
 /// Buffers of one attention computation.
@@ -309,7 +312,7 @@ pub fn forward(
     resize(&mut s.x, n * d);
     for (t, &(r, i)) in token_row.iter().enumerate() {
         let id = rows[r].tokens[i] as usize;
-        s.x[t * d..(t + 1) * d].copy_from_slice(&weights.embed[id * d..(id + 1) * d]);
+        weights.embed.row_into(id, &mut s.x[t * d..(t + 1) * d]);
     }
     resize(&mut s.h, n * d);
     resize(&mut s.q, n * qw);
@@ -329,11 +332,11 @@ pub fn forward(
         rms_norm(&s.x, lw.input_norm, dims.rms_eps, &mut s.h);
         #[rustfmt::skip]
         let mut qkv = [
-            Product { w: lw.q_proj, rows: qw, y: &mut s.q },
-            Product { w: lw.k_proj, rows: kvw, y: &mut s.k },
-            Product { w: lw.v_proj, rows: kvw, y: &mut s.v },
+            PackedProduct { w: lw.q_proj, y: &mut s.q },
+            PackedProduct { w: lw.k_proj, y: &mut s.k },
+            PackedProduct { w: lw.v_proj, y: &mut s.v },
         ];
-        matmul_group(&mut qkv, &s.h, d, n, &mut s.matmul);
+        matmul_packed(&mut qkv, &s.h, d, n, &mut s.packed);
         for (t, &(r, i)) in token_row.iter().enumerate() {
             rope_in_place(&mut s.q[t * qw..(t + 1) * qw], &s.rope[t]);
             rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], &s.rope[t]);
@@ -363,7 +366,11 @@ pub fn forward(
             );
             first += row.new_len();
         }
-        matmul(lw.o_proj, &s.attn, &mut s.proj, d, qw, n, &mut s.matmul);
+        let o_proj = PackedProduct {
+            w: lw.o_proj,
+            y: &mut s.proj,
+        };
+        matmul_packed(&mut [o_proj], &s.attn, qw, n, &mut s.packed);
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
@@ -373,20 +380,16 @@ pub fn forward(
         let f = dims.intermediate;
         #[rustfmt::skip]
         let mut gate_up = [
-            Product { w: lw.gate_proj, rows: f, y: &mut s.gate },
-            Product { w: lw.up_proj, rows: f, y: &mut s.up },
+            PackedProduct { w: lw.gate_proj, y: &mut s.gate },
+            PackedProduct { w: lw.up_proj, y: &mut s.up },
         ];
-        matmul_group(&mut gate_up, &s.h, d, n, &mut s.matmul);
+        matmul_packed(&mut gate_up, &s.h, d, n, &mut s.packed);
         swiglu_in_place(&mut s.gate, &s.up);
-        matmul(
-            lw.down_proj,
-            &s.gate,
-            &mut s.proj,
-            d,
-            dims.intermediate,
-            n,
-            &mut s.matmul,
-        );
+        let down = PackedProduct {
+            w: lw.down_proj,
+            y: &mut s.proj,
+        };
+        matmul_packed(&mut [down], &s.gate, f, n, &mut s.packed);
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
@@ -433,15 +436,11 @@ pub fn forward(
     }
     let (v, vl) = (dims.vocab, dims.vocab_local);
     resize(&mut s.logits_local, m * vl);
-    matmul(
-        weights.lm_head,
-        &s.sel,
-        &mut s.logits_local,
-        vl,
-        d,
-        m,
-        &mut s.matmul,
-    );
+    let lm_head = PackedProduct {
+        w: weights.lm_head,
+        y: &mut s.logits_local,
+    };
+    matmul_packed(&mut [lm_head], &s.sel, d, m, &mut s.packed);
     let logits: &[f32] = if vl == v {
         &s.logits_local
     } else {

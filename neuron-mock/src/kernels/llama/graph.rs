@@ -16,7 +16,9 @@
 //! | `tree_mask` | u8 | `[B, T, T]` | ancestor mask (only in graphs built with `tree_mask`) |
 //! | `kv_cache` | f32 | see [`KvLayout`] | input **and** output: updated in place |
 //!
-//! plus every weight, by its Hugging Face name and this rank's shard shape. Outputs: `logits`
+//! plus every weight, by its Hugging Face name and this rank's shard shape, the matrices in
+//! the mock's panel layout ([`super::packed`]: shape `[panels, cols, 16]`, see
+//! [`is_packed_weight`]). Outputs: `logits`
 //! `[B, O, vocab]` f32, `hidden` `[B, O, hidden]` f32 (after the final norm) and `next_token`
 //! `[B, O]` i32 (the argmax of each logits row), where `O` is 1 (output at each row's last new
 //! token) or `T` (output at every new token).
@@ -25,6 +27,7 @@ use neuron_sys::DType;
 use serde::{Deserialize, Serialize};
 
 use super::forward::{Dims, KvLayout};
+use super::packed::packed_shape;
 use crate::neff::{TensorSpec, Usage};
 
 /// Kernel name of the forward graphs (prefill, decode, verify).
@@ -235,12 +238,7 @@ impl ForwardParams {
 /// The weights of a model shard, by Hugging Face name, with this rank's shapes.
 pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
     let (d, hd) = (m.hidden, m.head_dim);
-    let mut specs = vec![spec(
-        "model.embed_tokens.weight",
-        DType::F32,
-        &[m.vocab, d],
-        Usage::Input,
-    )];
+    let mut specs = vec![weight_spec("model.embed_tokens.weight", &[m.vocab, d])];
     for l in 0..m.layers {
         let p = format!("model.layers.{l}");
         for (name, shape) in [
@@ -254,24 +252,46 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
             ("mlp.up_proj.weight", vec![m.intermediate, d]),
             ("mlp.down_proj.weight", vec![d, m.intermediate]),
         ] {
-            specs.push(spec(
-                &format!("{p}.{name}"),
-                DType::F32,
-                &shape,
-                Usage::Input,
-            ));
+            specs.push(weight_spec(&format!("{p}.{name}"), &shape));
         }
     }
-    specs.push(spec("model.norm.weight", DType::F32, &[d], Usage::Input));
+    specs.push(weight_spec("model.norm.weight", &[d]));
     if !m.tied_embeddings {
-        specs.push(spec(
-            "lm_head.weight",
-            DType::F32,
-            &[m.vocab_local, d],
-            Usage::Input,
-        ));
+        specs.push(weight_spec("lm_head.weight", &[m.vocab_local, d]));
     }
     specs
+}
+
+/// Whether the weight called `name` is a matrix the kernels multiply, stored in the panel
+/// layout of [`super::packed`] (projections, embedding, LM head, Medusa heads and the heads'
+/// LM-head rows); vectors (norms, biases) are stored as they are.
+pub fn is_packed_weight(name: &str) -> bool {
+    name.ends_with("_proj.weight")
+        || name == "model.embed_tokens.weight"
+        || name == "lm_head.weight"
+        || name == HEADS_LM_HEAD
+        || name
+            .strip_prefix("medusa.")
+            .and_then(|rest| rest.strip_suffix(".weight"))
+            .is_some_and(|h| h.parse::<usize>().is_ok())
+}
+
+/// The stored shape of the weight `name` whose Hugging Face shape is `shape`.
+pub fn stored_weight_shape(name: &str, shape: &[usize]) -> Vec<usize> {
+    match shape {
+        &[rows, cols] if is_packed_weight(name) => packed_shape(rows, cols).to_vec(),
+        _ => shape.to_vec(),
+    }
+}
+
+/// The input spec of a weight with Hugging Face shape `shape`, as stored.
+fn weight_spec(name: &str, shape: &[usize]) -> TensorSpec {
+    spec(
+        name,
+        DType::F32,
+        &stored_weight_shape(name, shape),
+        Usage::Input,
+    )
 }
 
 /// Parameters of the KV-commit graph: for each row, move the accepted tree tokens (written
@@ -345,40 +365,15 @@ impl HeadsParams {
             spec("num_rows", DType::I32, &[1], Usage::Input),
         ];
         if !self.vocab.is_empty() {
-            io.push(spec(
-                HEADS_LM_HEAD,
-                DType::F32,
-                &[self.vocab.len(), d],
-                Usage::Input,
-            ));
+            io.push(weight_spec(HEADS_LM_HEAD, &[self.vocab.len(), d]));
         } else if m.tied_embeddings {
-            io.push(spec(
-                "model.embed_tokens.weight",
-                DType::F32,
-                &[m.vocab, d],
-                Usage::Input,
-            ));
+            io.push(weight_spec("model.embed_tokens.weight", &[m.vocab, d]));
         } else {
-            io.push(spec(
-                "lm_head.weight",
-                DType::F32,
-                &[m.vocab_local, d],
-                Usage::Input,
-            ));
+            io.push(weight_spec("lm_head.weight", &[m.vocab_local, d]));
         }
         for h in 0..self.heads {
-            io.push(spec(
-                &format!("medusa.{h}.weight"),
-                DType::F32,
-                &[d, d],
-                Usage::Input,
-            ));
-            io.push(spec(
-                &format!("medusa.{h}.bias"),
-                DType::F32,
-                &[d],
-                Usage::Input,
-            ));
+            io.push(weight_spec(&format!("medusa.{h}.weight"), &[d, d]));
+            io.push(weight_spec(&format!("medusa.{h}.bias"), &[d]));
         }
         io.push(spec(
             "head_ids",

@@ -8,7 +8,7 @@ use super::forward::{
     Scratch, Weights, commit_kv,
 };
 use super::graph::{CommitParams, ForwardParams, HeadsParams, OutputsAt};
-use super::linalg::{MatmulScratch, matmul};
+use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
 use crate::neff::{TensorSpec, Usage};
 
@@ -161,31 +161,35 @@ impl Kernel for Forward {
             None
         };
         let w = |i: usize| ctx.input::<f32>(self.at[self.weights_from + i]);
-        let d = p.model.hidden;
-        let embed = w(0)?;
-        let layers = (0..p.model.layers)
+        let m = &p.model;
+        let (d, hd) = (m.hidden, m.head_dim);
+        let matrix = |i: usize, rows: usize, cols: usize| -> Result<Packed<'_>, KernelError> {
+            Packed::new(w(i)?, rows, cols).map_err(|message| KernelError::BadInput { message })
+        };
+        let embed = matrix(0, m.vocab, d)?;
+        let (qw, kvw) = (m.q_heads * hd, m.kv_heads * hd);
+        let layers = (0..m.layers)
             .map(|l| {
                 let base = 1 + 9 * l;
                 Ok(LayerWeights {
                     input_norm: w(base)?,
-                    q_proj: w(base + 1)?,
-                    k_proj: w(base + 2)?,
-                    v_proj: w(base + 3)?,
-                    o_proj: w(base + 4)?,
+                    q_proj: matrix(base + 1, qw, d)?,
+                    k_proj: matrix(base + 2, kvw, d)?,
+                    v_proj: matrix(base + 3, kvw, d)?,
+                    o_proj: matrix(base + 4, d, qw)?,
                     post_norm: w(base + 5)?,
-                    gate_proj: w(base + 6)?,
-                    up_proj: w(base + 7)?,
-                    down_proj: w(base + 8)?,
+                    gate_proj: matrix(base + 6, m.intermediate, d)?,
+                    up_proj: matrix(base + 7, m.intermediate, d)?,
+                    down_proj: matrix(base + 8, d, m.intermediate)?,
                 })
             })
             .collect::<Result<Vec<_>, KernelError>>()?;
-        let after_layers = 1 + 9 * p.model.layers;
+        let after_layers = 1 + 9 * m.layers;
         let final_norm = w(after_layers)?;
-        let offset = p.model.vocab_offset(self.rank);
-        let lm_head = if p.model.tied_embeddings {
-            &embed[offset * d..(offset + p.model.vocab_local) * d]
+        let lm_head = if m.tied_embeddings {
+            embed.slice_rows(m.vocab_offset(self.rank), m.vocab_local)
         } else {
-            w(after_layers + 1)?
+            matrix(after_layers + 1, m.vocab_local, d)?
         };
         let weights = Weights {
             embed,
@@ -339,7 +343,7 @@ struct HeadsScratch {
     logits: Vec<f32>,
     local: Vec<f32>,
     gathered: Vec<f32>,
-    matmul: MatmulScratch,
+    packed: PackedScratch,
 }
 
 fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
@@ -406,20 +410,24 @@ impl Kernel for Heads {
             });
         }
         let rows = rows as usize;
-        let head_matrix = ctx.input::<f32>(self.at[2])?;
+        let packed = |at: usize, rows: usize| -> Result<Packed<'_>, KernelError> {
+            Packed::new(ctx.input::<f32>(self.at[at])?, rows, d)
+                .map_err(|message| KernelError::BadInput { message })
+        };
         // The rows scored and the token id of the first: the heads' vocabulary (the same on
         // every rank), or this rank's slice of the whole vocabulary.
-        let (lm_head, rows_scored, offset) = if !p.vocab.is_empty() {
-            (head_matrix, p.vocab.len(), 0)
+        let (lm_head, offset) = if !p.vocab.is_empty() {
+            (packed(2, p.vocab.len())?, 0)
         } else {
             let offset = m.vocab_offset(self.rank);
             let lm_head = if m.tied_embeddings {
-                &head_matrix[offset * d..(offset + m.vocab_local) * d]
+                packed(2, m.vocab)?.slice_rows(offset, m.vocab_local)
             } else {
-                head_matrix
+                packed(2, m.vocab_local)?
             };
-            (lm_head, m.vocab_local, offset)
+            (lm_head, offset)
         };
+        let rows_scored = lm_head.rows();
         let token_id = |row: usize| match p.vocab.get(row) {
             Some(&id) => id as usize,
             None => row + offset,
@@ -439,17 +447,10 @@ impl Kernel for Heads {
             s.z.resize(rows * p.heads * d, 0.0);
             s.proj.resize(rows * d, 0.0);
             for h in 0..p.heads {
-                let w = ctx.input::<f32>(self.at[3 + 2 * h])?;
+                let w = packed(3 + 2 * h, d)?;
                 let bias = ctx.input::<f32>(self.at[4 + 2 * h])?;
-                matmul(
-                    w,
-                    &hidden[..rows * d],
-                    &mut s.proj,
-                    d,
-                    d,
-                    rows,
-                    &mut s.matmul,
-                );
+                let proj = PackedProduct { w, y: &mut s.proj };
+                matmul_packed(&mut [proj], &hidden[..rows * d], d, rows, &mut s.packed);
                 for r in 0..rows {
                     let x = &hidden[r * d..(r + 1) * d];
                     let z = &mut s.z[(r * p.heads + h) * d..(r * p.heads + h + 1) * d];
@@ -466,15 +467,11 @@ impl Kernel for Heads {
             }
             let n = rows * p.heads;
             s.logits.resize(n * rows_scored, 0.0);
-            matmul(
-                lm_head,
-                &s.z,
-                &mut s.logits,
-                rows_scored,
-                d,
-                n,
-                &mut s.matmul,
-            );
+            let logits = PackedProduct {
+                w: lm_head,
+                y: &mut s.logits,
+            };
+            matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
             // Local top-k per (row, head), as (token id, logit) pairs.
             s.local.resize(n * k * 2, 0.0);
             for q in 0..n {
@@ -521,6 +518,7 @@ mod tests {
     use crate::kernels::llama::graph::{
         CommitParams, ForwardParams, HEADS_LM_HEAD, HeadsParams, ModelShard, OutputsAt,
     };
+    use crate::kernels::llama::packed::pack;
     use crate::kernels::test_support::{f32_bytes, f32_values, run};
     use crate::neff::{TensorSpec, Usage};
 
@@ -804,6 +802,12 @@ mod tests {
         } else {
             vocab.iter().map(|&v| v as usize).collect()
         };
+        // Head matrices row-major, for the computation by hand; the kernel takes them packed.
+        let square = TensorSpec {
+            shape: vec![d, d],
+            ..embedding.clone()
+        };
+        let head_w: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 20 + h))).collect();
         let io = p.io();
         let inputs: Vec<(TensorSpec, Vec<u8>)> = io
             .iter()
@@ -811,13 +815,16 @@ mod tests {
             .map(|s| {
                 let bytes = match s.name.as_str() {
                     "num_rows" => i32_bytes(&[1]),
-                    "model.embed_tokens.weight" => f32_bytes(&emb),
-                    HEADS_LM_HEAD => f32_bytes(
-                        &scored
+                    "model.embed_tokens.weight" => f32_bytes(&pack(&emb, vocab_size, d)),
+                    HEADS_LM_HEAD => {
+                        let rows: Vec<f32> = scored
                             .iter()
                             .flat_map(|&v| emb[v * d..(v + 1) * d].to_vec())
-                            .collect::<Vec<f32>>(),
-                    ),
+                            .collect();
+                        f32_bytes(&pack(&rows, scored.len(), d))
+                    }
+                    "medusa.0.weight" => f32_bytes(&pack(&head_w[0], d, d)),
+                    "medusa.1.weight" => f32_bytes(&pack(&head_w[1], d, d)),
                     _ => fill(s, 9),
                 };
                 (s.clone(), bytes)
@@ -842,7 +849,7 @@ mod tests {
         let vals = f32_values(&out[1]);
         // Recompute head 1 of row 0 by hand.
         let get = |name: &str| f32_values(&inputs.iter().find(|(s, _)| s.name == name).unwrap().1);
-        let (x, w, b) = (get("hidden"), get("medusa.1.weight"), get("medusa.1.bias"));
+        let (x, w, b) = (get("hidden"), &head_w[1], get("medusa.1.bias"));
         let z: Vec<f32> = (0..d)
             .map(|i| {
                 let a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];

@@ -1,12 +1,12 @@
-//! Dense linear algebra for the Llama kernels: the weight-times-activations product that
-//! dominates every step, and the small elementwise operations around it.
+//! Dense linear algebra for the Llama kernels on row-major operands, and the small
+//! elementwise operations around the products.
 //!
-//! The product is `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` in the Hugging Face layout
-//! (`[out][in]`, row-major) and `tokens` activation rows in `x`. Weights are streamed from
-//! memory exactly once per call whatever the number of tokens: a block of weight rows stays in
-//! L1 while it is applied to every token. One token (a decode step) is then bound by memory
-//! bandwidth; a few tokens (a verify step) cost little more, which is what makes parallel
-//! decoding pay off.
+//! The product is `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` row-major (`[out][in]`) and
+//! `tokens` activation rows in `x`: the attention scores, whose "weights" are the keys in the
+//! KV cache. (Weight matrices are stored packed and multiplied by [`super::packed`].) Each
+//! block of rows stays in L1 while it is applied to every token, and every output is summed
+//! in the same order whatever the number of tokens, so a position scores the same in a decode
+//! step and in a verify pass.
 //!
 //! On x86_64 CPUs with AVX2 and FMA (chosen at run time) the inner loops are the explicit
 //! SIMD micro-kernels of the `simd` module; elsewhere they are the portable loops below.

@@ -128,10 +128,7 @@ impl<'a> Packed<'a> {
 
     /// The absolute panels covering the view.
     fn panel_range(&self) -> (usize, usize) {
-        (
-            self.first / PANEL,
-            (self.first + self.rows).div_ceil(PANEL),
-        )
+        (self.first / PANEL, (self.first + self.rows).div_ceil(PANEL))
     }
 }
 
@@ -377,7 +374,11 @@ mod tests {
         assert_eq!(packed.len(), packed_len(rows, cols));
         assert_eq!(packed_shape(rows, cols), [2, 5, PANEL]);
         // Padding rows are zero.
-        assert!(packed[cols * PANEL..].chunks_exact(PANEL).all(|c| c[3..] == [0.0; 13]));
+        assert!(
+            packed[cols * PANEL..]
+                .chunks_exact(PANEL)
+                .all(|c| c[3..] == [0.0; 13])
+        );
         let view = Packed::new(&packed, rows, cols).unwrap();
         let mut row = vec![0.0; cols];
         for r in 0..rows {
@@ -398,14 +399,26 @@ mod tests {
     #[test]
     fn products_equal_the_definition_bit_for_bit() {
         let mut scratch = PackedScratch::default();
-        for (rows, k, tokens) in [(1, 1, 1), (16, 8, 1), (37, 24, 3), (70, 40, 7), (130, 33, 16)] {
+        for (rows, k, tokens) in [
+            (1, 1, 1),
+            (16, 8, 1),
+            (37, 24, 3),
+            (70, 40, 7),
+            (130, 33, 16),
+        ] {
             let w = pseudo_random(rows * k, rows as u32);
             let packed = pack(&w, rows, k);
             for t in [1, 2, tokens] {
                 let x = pseudo_random(t * k, k as u32 + t as u32);
                 let mut y = vec![f32::NAN; t * rows];
                 let view = Packed::new(&packed, rows, k).unwrap();
-                matmul_packed(&mut [PackedProduct { w: view, y: &mut y }], &x, k, t, &mut scratch);
+                matmul_packed(
+                    &mut [PackedProduct { w: view, y: &mut y }],
+                    &x,
+                    k,
+                    t,
+                    &mut scratch,
+                );
                 assert_eq!(y, reference(&w, &x, rows, k, t), "{rows}x{k}, {t} tokens");
             }
         }
@@ -438,12 +451,24 @@ mod tests {
         let x = pseudo_random(16 * k, 6);
         let mut scratch = PackedScratch::default();
         let mut all = vec![0.0; 16 * rows];
-        let products = &mut [PackedProduct { w: view, y: &mut all }];
+        let products = &mut [PackedProduct {
+            w: view,
+            y: &mut all,
+        }];
         matmul_packed(products, &x, k, 16, &mut scratch);
         for t in [0, 5, 15] {
             let mut one = vec![0.0; rows];
             let x1 = &x[t * k..(t + 1) * k];
-            matmul_packed(&mut [PackedProduct { w: view, y: &mut one }], x1, k, 1, &mut scratch);
+            matmul_packed(
+                &mut [PackedProduct {
+                    w: view,
+                    y: &mut one,
+                }],
+                x1,
+                k,
+                1,
+                &mut scratch,
+            );
             assert_eq!(one, &all[t * rows..(t + 1) * rows], "token {t}");
         }
     }
@@ -463,7 +488,10 @@ mod tests {
             let mut it = ys.iter_mut();
             let mut group: Vec<PackedProduct<'_>> = views
                 .iter()
-                .map(|&w| PackedProduct { w, y: it.next().unwrap() })
+                .map(|&w| PackedProduct {
+                    w,
+                    y: it.next().unwrap(),
+                })
                 .collect();
             matmul_packed(&mut group, &x, k, tokens, &mut scratch);
         }
@@ -471,7 +499,10 @@ mod tests {
         for (v, y) in views.iter().zip(&ys) {
             for t in 0..tokens {
                 let from = t * 100 + v.first;
-                assert_eq!(&y[t * v.rows()..(t + 1) * v.rows()], &all[from..from + v.rows()]);
+                assert_eq!(
+                    &y[t * v.rows()..(t + 1) * v.rows()],
+                    &all[from..from + v.rows()]
+                );
             }
         }
     }

@@ -5,7 +5,9 @@
 //! held in registers. With AVX-512 a panel is one vector and a 4 x 4 block keeps 16
 //! accumulators (of 32 registers); with AVX2 a panel is two vectors and the 16 registers hold
 //! 1 panel x 4 tokens (8 accumulators). A single token streams 4 panels at once, enough
-//! independent sums to cover the multiply-add latency while memory streams.
+//! independent sums to cover the multiply-add latency while memory streams (each panel is
+//! one sequential stream, which the hardware prefetchers follow; explicit prefetches
+//! measured no faster).
 //!
 //! As in [`super::simd`], everything is safe code inside functions compiled for the features
 //! they need; the only unsafe operation is calling one after checking the CPU has them.
@@ -51,15 +53,10 @@ pub(super) fn panels(
     }
 }
 
-/// Columns ahead of the current one whose weights are prefetched (one cache line per panel
-/// column): far enough to cover memory latency on a decode step.
-const PREFETCH_AHEAD: usize = 32;
-
 macro_rules! packed_kernels {
     ($features:literal, $vector:ty, $lanes:expr, $zero:expr, $fma:path, $set1:path,
      $panels_per_block:expr, $single_token_panels:expr) => {
         use super::PANEL;
-        use super::PREFETCH_AHEAD;
         use std::arch::x86_64::*;
 
         const LANES: usize = $lanes;
@@ -100,13 +97,6 @@ macro_rules! packed_kernels {
             let columns_w: [&[[f32; PANEL]]; N] =
                 std::array::from_fn(|n| &panels[n].as_chunks::<PANEL>().0[..k]);
             for j in 0..k {
-                if C == 1 {
-                    for p in columns_w {
-                        if let Some(ahead) = p.get(j + PREFETCH_AHEAD) {
-                            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().cast::<i8>());
-                        }
-                    }
-                }
                 let ws: [[$vector; V]; N] = std::array::from_fn(|n| {
                     std::array::from_fn(|v| load(&columns_w[n][j][v * LANES..][..LANES]))
                 });

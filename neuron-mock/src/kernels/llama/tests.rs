@@ -4,12 +4,53 @@
 use std::sync::{Arc, Barrier, Mutex};
 
 use super::forward::*;
+use super::packed::{Packed, pack};
 
 struct Model {
     dims: Dims,
     embed: Vec<f32>,
     layers: Vec<[Vec<f32>; 9]>,
     final_norm: Vec<f32>,
+    /// The same weights as the kernels take them: matrices packed in panels.
+    device: DeviceWeights,
+}
+
+struct DeviceWeights {
+    embed: Vec<f32>,
+    layers: Vec<[Vec<f32>; 9]>,
+}
+
+/// Rows and columns of each of a layer's nine weights (`None`: a vector, stored as is).
+fn layer_shapes(dims: &Dims) -> [Option<(usize, usize)>; 9] {
+    let (d, i) = (dims.hidden, dims.intermediate);
+    let (qw, kvw) = (dims.q_heads * dims.head_dim, dims.kv_heads * dims.head_dim);
+    [
+        None,
+        Some((qw, d)),
+        Some((kvw, d)),
+        Some((kvw, d)),
+        Some((d, qw)),
+        None,
+        Some((i, d)),
+        Some((i, d)),
+        Some((d, i)),
+    ]
+}
+
+fn device_weights(dims: &Dims, embed: &[f32], layers: &[[Vec<f32>; 9]]) -> DeviceWeights {
+    let shapes = layer_shapes(dims);
+    DeviceWeights {
+        embed: pack(embed, dims.vocab, dims.hidden),
+        layers: layers
+            .iter()
+            .map(|l| {
+                std::array::from_fn(|i| match shapes[i] {
+                    Some((rows, cols)) => pack(&l[i], rows, cols),
+                    None => l[i].clone(),
+                })
+            })
+            .collect(),
+    }
 }
 
 fn rng(seed: u64) -> impl FnMut() -> f32 {
@@ -51,7 +92,7 @@ fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model
         dims.kv_heads * dims.head_dim,
     );
     let embed = v(dims.vocab * d, 1.0);
-    let layers = (0..dims.layers)
+    let layers: Vec<[Vec<f32>; 9]> = (0..dims.layers)
         .map(|_| {
             [
                 v(d, 0.2).into_iter().map(|x| 1.0 + x).collect(),
@@ -67,35 +108,46 @@ fn model_with(seed: u64, vocab: usize, q_heads: usize, kv_heads: usize) -> Model
         })
         .collect();
     let final_norm = v(d, 0.2).into_iter().map(|x| 1.0 + x).collect();
+    let device = device_weights(&dims, &embed, &layers);
     Model {
         dims,
         embed,
         layers,
         final_norm,
+        device,
     }
 }
 
 impl Model {
     fn weights(&self) -> Weights<'_> {
+        let shapes = layer_shapes(&self.dims);
+        let embed = Packed::new(&self.device.embed, self.dims.vocab, self.dims.hidden).unwrap();
         Weights {
-            embed: &self.embed,
+            embed,
             layers: self
+                .device
                 .layers
                 .iter()
-                .map(|l| LayerWeights {
-                    input_norm: &l[0],
-                    q_proj: &l[1],
-                    k_proj: &l[2],
-                    v_proj: &l[3],
-                    o_proj: &l[4],
-                    post_norm: &l[5],
-                    gate_proj: &l[6],
-                    up_proj: &l[7],
-                    down_proj: &l[8],
+                .map(|l| {
+                    let m = |i: usize| {
+                        let (rows, cols) = shapes[i].unwrap();
+                        Packed::new(&l[i], rows, cols).unwrap()
+                    };
+                    LayerWeights {
+                        input_norm: &l[0],
+                        q_proj: m(1),
+                        k_proj: m(2),
+                        v_proj: m(3),
+                        o_proj: m(4),
+                        post_norm: &l[5],
+                        gate_proj: m(6),
+                        up_proj: m(7),
+                        down_proj: m(8),
+                    }
                 })
                 .collect(),
             final_norm: &self.final_norm,
-            lm_head: &self.embed,
+            lm_head: embed,
         }
     }
 
@@ -116,7 +168,7 @@ impl Model {
             dm.kv_heads / ranks,
             dm.intermediate / ranks,
         );
-        let layers = self
+        let layers: Vec<[Vec<f32>; 9]> = self
             .layers
             .iter()
             .map(|l| {
@@ -143,18 +195,21 @@ impl Model {
         } else {
             rank * vocab_local
         };
+        let dims = Dims {
+            intermediate: im,
+            q_heads: qh,
+            kv_heads: kh,
+            vocab_offset,
+            vocab_local,
+            ..dm.clone()
+        };
+        let device = device_weights(&dims, &self.embed, &layers);
         Model {
-            dims: Dims {
-                intermediate: im,
-                q_heads: qh,
-                kv_heads: kh,
-                vocab_offset,
-                vocab_local,
-                ..dm.clone()
-            },
+            dims,
             embed: self.embed.clone(),
             layers,
             final_norm: self.final_norm.clone(),
+            device,
         }
     }
 
@@ -673,11 +728,12 @@ fn check_tensor_parallel(vocab: usize, ranks: usize) {
 impl Model {
     /// Weights of a shard, whose LM head is its slice of the (tied) embedding.
     fn weights_sharded(&self) -> Weights<'_> {
-        let d = self.dims.hidden;
-        let from = self.dims.vocab_offset * d;
+        let weights = self.weights();
         Weights {
-            lm_head: &self.embed[from..from + self.dims.vocab_local * d],
-            ..self.weights()
+            lm_head: weights
+                .embed
+                .slice_rows(self.dims.vocab_offset, self.dims.vocab_local),
+            ..weights
         }
     }
 }
