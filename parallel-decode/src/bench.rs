@@ -22,6 +22,10 @@ pub struct StrategyReport {
     pub tokens: usize,
     /// Generated tokens per second of generation time (prefill included).
     pub tokens_per_s: f64,
+    /// Tokens per second of the decode phase: the tokens after each answer's first over the
+    /// time after it. Prefill (the first token) is the same work for every strategy;
+    /// this is the part parallel decoding speeds up.
+    pub decode_tokens_per_s: f64,
     /// Mean time to the first token.
     pub ttft_ms: f64,
     /// Mean time per output token after the first.
@@ -34,6 +38,8 @@ pub struct StrategyReport {
     pub acceptance_per_depth: Vec<f64>,
     /// Tokens per second over the autoregressive baseline's in the same run.
     pub speedup_vs_ar: Option<f64>,
+    /// Decode-phase tokens per second over the autoregressive baseline's in the same run.
+    pub decode_speedup_vs_ar: Option<f64>,
     /// Whether every output equals the autoregressive one (meaningful for greedy decoding).
     pub identical_to_ar: Option<bool>,
     /// Modeled, not measured: the speed-up over autoregressive decoding on a device where a
@@ -57,6 +63,7 @@ pub fn run_strategy(
     let mut outputs = Vec::with_capacity(prompts.len());
     let (mut tokens, mut passes, mut total, mut ttft, mut tpot) =
         (0usize, 0u64, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut decode_tokens, mut decode_time) = (0usize, Duration::ZERO);
     let mut depths: Vec<(u64, u64)> = Vec::new();
     for (i, prompt) in prompts.iter().enumerate() {
         let g = generate(model, proposer, prompt, config, &mut |_: &[u32]| true)?;
@@ -65,6 +72,8 @@ pub fn run_strategy(
         total += g.total_time;
         ttft += g.time_to_first_token;
         tpot += g.time_per_output_token();
+        decode_tokens += g.tokens.len().saturating_sub(1);
+        decode_time += g.total_time.saturating_sub(g.time_to_first_token);
         for (d, a) in g.depth_acceptance.iter().enumerate() {
             if depths.len() <= d {
                 depths.resize(d + 1, (0, 0));
@@ -85,6 +94,11 @@ pub fn run_strategy(
         } else {
             tokens as f64 / total.as_secs_f64()
         },
+        decode_tokens_per_s: if decode_time.is_zero() {
+            0.0
+        } else {
+            decode_tokens as f64 / decode_time.as_secs_f64()
+        },
         ttft_ms: ttft.as_secs_f64() * 1e3 / n,
         tpot_ms: tpot.as_secs_f64() * 1e3 / n,
         tau: if passes == 0 {
@@ -98,6 +112,7 @@ pub fn run_strategy(
             .map(|&(t, a)| if t == 0 { 0.0 } else { a as f64 / t as f64 })
             .collect(),
         speedup_vs_ar: None,
+        decode_speedup_vs_ar: None,
         identical_to_ar: None,
         modeled_flat_speedup: None,
     };
@@ -180,6 +195,7 @@ mod tests {
         assert_eq!(ar.tokens, 20);
         assert_eq!(ar.target_passes, 20);
         assert!((ar.tau - 1.0).abs() < 1e-9);
+        assert!(ar.decode_tokens_per_s.is_finite() && ar.decode_tokens_per_s > 0.0);
         let mut pl = PromptLookup::new(PromptLookupConfig::default());
         let (_, same) = run_strategy(&mut m, &mut pl, &prompts, &config, |_, _| {}).unwrap();
         assert_eq!(same, outputs);
