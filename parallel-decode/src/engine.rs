@@ -269,7 +269,8 @@ pub fn generate_batch(
                 seq.stop = Some(StopReason::ContextFull);
             }
             proposals.push(if seq.stop.is_none() {
-                Some(propose(seq, config, tree_cap, &info)?)
+                // The model's info fresh each pass: its costs follow the passes that ran.
+                Some(propose(seq, config, tree_cap, model.info())?)
             } else {
                 None
             });

@@ -228,6 +228,29 @@ fn a_verified_chain_equals_sequential_decoding() {
 }
 
 #[test]
+fn pass_costs_follow_the_passes_that_run_and_stay_well_formed() {
+    let mut c = compiled(&TinyLlama::default(), small_options(), 0);
+    let before = c.model.info().tree_cost.clone();
+    assert_eq!(before.len(), c.model.info().max_tree);
+    c.model.prefill(0, &PROMPT[..4]).unwrap();
+    let tree = chain(&PROMPT[4..11]);
+    for _ in 0..20 {
+        let row = TreeRow {
+            slot: 0,
+            cache_len: 4,
+            tree: &tree,
+        };
+        c.model.verify(&[row]).unwrap();
+    }
+    let after = c.model.info().tree_cost.clone();
+    // Twenty timed passes of the 8-wide bucket moved its estimate (times are never exactly
+    // the measured median), and the costs are still relative to one node and monotone.
+    assert_ne!(after, before, "the costs did not follow the passes");
+    assert_eq!(after[0], 1.0);
+    assert!(after.windows(2).all(|w| w[0] <= w[1]), "{after:?}");
+}
+
+#[test]
 fn a_verified_tree_equals_decoding_each_path_and_commit_keeps_the_cache_right() {
     let mut c = compiled(&TinyLlama::default(), small_options(), 0);
     let prefix = &PROMPT[..6];

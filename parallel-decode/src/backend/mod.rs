@@ -5,6 +5,7 @@
 //! committed length. Rolling back is therefore free: whatever lies past the committed length is
 //! ignored and overwritten by the next pass.
 
+pub mod costs;
 pub mod neuron;
 pub mod toy;
 
@@ -31,7 +32,8 @@ pub struct ModelInfo {
     pub heads: usize,
     /// Cost of a tree pass by its number of nodes, relative to a one-node pass: entry `n - 1`
     /// is the cost of `n` nodes (`max_tree` entries). Proposers use it to weigh longer
-    /// proposals against what they cost; measured on the device where possible.
+    /// proposals against what they cost; measured on the device where possible, and kept up
+    /// to date from the passes that run (see [`costs`]).
     pub tree_cost: Vec<f32>,
     /// Cost of one run of the heads, relative to a one-node pass (0 without heads or when
     /// unknown): what a proposer that asks for head candidates pays on top of the pass.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use neuron_rt::{ModelGroup, Placement, Runtime, Tensor, TensorSet};
 
+use super::costs::PassCosts;
 use super::{CommitRow, LanguageModel, ModelInfo, TreeRow};
 use crate::artifacts::manifest::{GraphEntry, Manifest, Role};
 use crate::error::{Error, Result};
@@ -118,6 +119,8 @@ pub struct NeuronModel {
     last: Option<Last>,
     /// Time spent inside graph executions since the model was opened.
     device_time: std::time::Duration,
+    /// Pass costs, learned from the passes that run (`None` while they are first measured).
+    costs: Option<PassCosts>,
     /// Reused host buffers for step inputs.
     scratch_i32: Vec<i32>,
     scratch_u8: Vec<u8>,
@@ -262,11 +265,13 @@ impl NeuronModel {
             heads,
             last: None,
             device_time: std::time::Duration::ZERO,
+            costs: None,
             scratch_i32: Vec::new(),
             scratch_u8: Vec::new(),
             runtime: Arc::clone(runtime),
         };
-        (model.info.tree_cost, model.info.heads_cost) = model.measure_costs()?;
+        model.costs = Some(model.measure_costs()?);
+        model.refresh_costs();
         tracing::debug!(
             tree_cost = ?model.info.tree_cost,
             heads_cost = model.info.heads_cost,
@@ -275,11 +280,13 @@ impl NeuronModel {
         Ok(model)
     }
 
-    /// Times a pass of every tree bucket (best of [`COST_ROUNDS`]) and interpolates
-    /// the cost of every node count in between, relative to one node. A pass over `n` nodes
-    /// runs in the smallest bucket that holds them, so its cost is that bucket's. Also times
-    /// a run of the heads, if any, relative to one node.
-    fn measure_costs(&mut self) -> Result<(Vec<f32>, f32)> {
+    /// Times a pass of every tree bucket (the median of [`COST_ROUNDS`]) and a run of the
+    /// heads, if any: the starting point of the costs learned as passes run. A pass over `n`
+    /// nodes runs in the smallest bucket that holds them, so its cost is that bucket's. The
+    /// median, not the best, because the learned costs average the passes that run: a best
+    /// case for the buckets not in use against typical times for the one in use would make
+    /// the one in use look dear.
+    fn measure_costs(&mut self) -> Result<PassCosts> {
         let widths = self.tree_buckets();
         let context = 64
             .min(self.info.max_len.saturating_sub(self.info.max_tree + 1))
@@ -287,43 +294,36 @@ impl NeuronModel {
         let prompt: Vec<u32> = (0..context).map(|i| (i % 100) as u32).collect();
         self.prefill(0, &prompt)?;
         // Rounds over every width in turn, so that a burst of other work on the machine
-        // slows all widths alike rather than one; the fastest pass of each counts.
-        let mut best = vec![std::time::Duration::MAX; widths.len()];
+        // slows all widths alike rather than one.
+        let mut times = vec![Vec::with_capacity(COST_ROUNDS); widths.len()];
         for _ in 0..COST_ROUNDS {
-            for (b, &w) in best.iter_mut().zip(&widths) {
-                *b = (*b).min(self.time_tree_pass(context, w)?);
+            for (t, &w) in times.iter_mut().zip(&widths) {
+                t.push(self.time_tree_pass(context, w)?.as_secs_f64());
             }
         }
-        // A wider pass does at least the work of a narrower one: what looks cheaper is noise.
-        let mut bucket_cost: Vec<f64> = best.iter().map(std::time::Duration::as_secs_f64).collect();
-        for i in 1..bucket_cost.len() {
-            bucket_cost[i] = bucket_cost[i].max(bucket_cost[i - 1]);
-        }
-        let one = bucket_cost.first().copied().unwrap_or(1.0).max(1e-9);
-        let heads_cost = if self.info.heads > 0 {
+        let heads = if self.info.heads > 0 {
             let mut hidden = Vec::new();
             self.hidden(0, 0, &mut hidden)?;
             let top_k = vec![1; self.info.heads];
-            let mut best = std::time::Duration::MAX;
-            for _ in 0..3 {
+            let mut runs = Vec::with_capacity(COST_ROUNDS);
+            for _ in 0..COST_ROUNDS {
                 let start = std::time::Instant::now();
                 self.heads(&hidden, &top_k)?;
-                best = best.min(start.elapsed());
+                runs.push(start.elapsed().as_secs_f64());
             }
-            (best.as_secs_f64() / one) as f32
+            Some(median(&mut runs))
         } else {
-            0.0
+            None
         };
-        let tree_cost = (1..=self.info.max_tree)
-            .map(|n| {
-                let b = widths
-                    .iter()
-                    .position(|&w| w >= n)
-                    .unwrap_or(widths.len() - 1);
-                (bucket_cost[b] / one).max(1.0) as f32
-            })
-            .collect();
-        Ok((tree_cost, heads_cost))
+        let seconds = times.iter_mut().map(|t| median(t)).collect();
+        Ok(PassCosts::new(widths, seconds, heads))
+    }
+
+    /// Copies the learned costs into [`ModelInfo::tree_cost`] and [`ModelInfo::heads_cost`].
+    fn refresh_costs(&mut self) {
+        if let Some(costs) = &self.costs {
+            (self.info.tree_cost, self.info.heads_cost) = costs.relative(self.info.max_tree);
+        }
     }
 
     /// The artifacts directory.
@@ -427,6 +427,12 @@ impl NeuronModel {
 
 /// Rounds of timed passes behind [`ModelInfo::tree_cost`].
 const COST_ROUNDS: usize = 6;
+
+/// The median of `values` (the upper one of an even count); 0 for none.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
 
 /// Reads one rank's weight shard into device tensors on `core`, by tensor name.
 fn load_shard(
@@ -596,6 +602,7 @@ impl LanguageModel for NeuronModel {
     }
 
     fn verify(&mut self, rows: &[TreeRow<'_>]) -> Result<Vec<Vec<u32>>> {
+        let started = std::time::Instant::now();
         let longest = rows.iter().map(|r| r.tree.len()).max().unwrap_or(0);
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -669,6 +676,14 @@ impl LanguageModel for NeuronModel {
             per_row: w,
             nodes: longest,
         });
+        // The costs describe one row's pass; batched passes cost more and are not counted.
+        if rows.len() == 1 {
+            let bucket = self.trees.iter().position(|&t| t == g);
+            if let (Some(costs), Some(b)) = (&mut self.costs, bucket) {
+                costs.observe_pass(b, started.elapsed().as_secs_f64());
+            }
+            self.refresh_costs();
+        }
         rows.iter()
             .enumerate()
             .map(|(b, row)| {
@@ -734,6 +749,7 @@ impl LanguageModel for NeuronModel {
     }
 
     fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
+        let started = std::time::Instant::now();
         let g = self.heads.ok_or_else(|| Error::Setting {
             field: "strategy",
             message: format!("{} was compiled without Medusa heads", self.dir.display()),
@@ -773,6 +789,10 @@ impl LanguageModel for NeuronModel {
                     .collect()
             })
             .collect();
+        if let Some(costs) = &mut self.costs {
+            costs.observe_heads(started.elapsed().as_secs_f64());
+        }
+        self.refresh_costs();
         Ok(HeadCandidates { heads })
     }
 }
