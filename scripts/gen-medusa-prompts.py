@@ -3,7 +3,7 @@
 train the default model's Medusa heads (self-distillation).
 
 The set is composed from templates so that it is varied and reproducible (seeded), and it is
-kept apart from bench/prompts.jsonl: none of its products or questions appear there, so the
+kept apart from bench/prompts.jsonl: none of its products and none of its prompts appear there, so the
 benchmark measures the heads on text they were not trained on. Grounded prompts use the same
 layout as the benchmark's (a product description, then a customer question), because that is
 the traffic the heads serve; open prompts cover shopping advice and general questions.
@@ -81,6 +81,14 @@ QUESTIONS = [
     "What size is it?",
     "Will it last a long time?",
     "Is it easy to use?",
+    "Can I use it outdoors?",
+    "What warranty does it have?",
+    "Is it noisy?",
+    "How long does it take to set up?",
+    "Can two people share it?",
+    "What should I know before buying it?",
+    "Is it better than the previous model?",
+    "How should I store it when I am not using it?",
 ]
 
 OPEN_TEMPLATES = [
@@ -92,6 +100,18 @@ OPEN_TEMPLATES = [
     "What mistakes do people make when buying a {item}?",
     "Can you explain how a {item} works?",
     "What is a reasonable budget for a {item}?",
+    "Which features matter most in a {item}?",
+    "How long should a {item} last?",
+    "Should I buy a new or a second-hand {item}?",
+    "What accessories go well with a {item}?",
+    "What is the difference between a cheap and an expensive {item}?",
+    "How do I set up a new {item}?",
+    "What are common problems with a {item}, and how do I fix them?",
+    "Is it better to buy a {item} online or in a shop?",
+    "What safety tips should I know when using a {item}?",
+    "Would a {item} make a good birthday present?",
+    "How do I clean a {item} properly?",
+    "What do the numbers in a {item}'s specifications mean?",
 ]
 
 ITEMS = [
@@ -102,6 +122,16 @@ ITEMS = [
     "drone", "treadmill", "blender", "rice cooker", "sewing machine", "gaming laptop",
     "digital camera", "pair of sunglasses", "bread maker", "car vacuum cleaner", "sofa",
     "dishwasher", "pair of walking poles", "tool kit", "printer", "robot lawn mower",
+    "washing machine", "microwave oven", "electric kettle", "toaster", "food processor",
+    "slow cooker", "espresso grinder", "pair of ski goggles", "snowboard", "fishing rod",
+    "tennis racket", "yoga block", "rowing machine", "exercise bike", "car seat cover",
+    "child's bicycle helmet", "baby stroller", "high chair", "pet carrier", "dog bed",
+    "cat scratching post", "aquarium", "garden hose", "lawn mower", "hedge trimmer",
+    "cordless drill", "ladder", "smoke alarm", "doorbell camera", "wifi router",
+    "external hard drive", "computer mouse", "webcam", "graphics tablet", "projector",
+    "soundbar", "record player", "pair of binoculars", "telescope", "sewing kit",
+    "rain jacket", "pair of gloves", "watch strap", "jewellery box", "reading chair",
+    "bookshelf", "desk organiser", "fountain pen", "board game", "jigsaw puzzle",
 ]
 
 GENERAL = [
@@ -155,6 +185,66 @@ GENERAL = [
     "What are the advantages of a mechanical keyboard?",
     "How long does a typical smartphone battery last before it needs replacing?",
     "Explain what a return policy is in simple words.",
+    "How do I decide between two products with similar reviews?",
+    "What is the difference between a brand name and a store brand?",
+    "How can I make my morning routine faster?",
+    "What are some easy dinners I can cook in twenty minutes?",
+    "How do I keep my bike in good condition?",
+    "What should I look at on a nutrition label?",
+    "How can I make my laptop battery last longer?",
+    "What is a good way to organise a wardrobe?",
+    "How do I remove a coffee stain from a shirt?",
+    "What are some ways to stay warm at home without turning up the heating?",
+    "How do I choose a good pair of jeans?",
+    "Explain how a price match guarantee works.",
+    "What is the difference between a hybrid and an electric car?",
+    "How do I plan a birthday party for a ten-year-old?",
+    "What are the most useful apps for planning a trip?",
+    "How do I clean an oven without harsh chemicals?",
+    "What should I do before selling my old phone?",
+    "How do I choose a good frying pan?",
+    "What is the best way to store fresh herbs?",
+    "Give me five ideas for a cheap but thoughtful gift.",
+    "How do I set up a home office on a small budget?",
+    "What is the difference between a duvet and a comforter?",
+    "How do loyalty cards save money?",
+    "Write a short message asking a shop for a refund.",
+    "What are the signs that a washing machine needs repair?",
+    "How can I make a small balcony more pleasant?",
+    "Explain what a product recall is.",
+    "How do I teach a child to ride a bike?",
+    "What should I pack for a weekend city break?",
+    "How do I choose sunscreen for a day at the beach?",
+    "What is the difference between memory foam and a spring pillow?",
+    "How do I make a budget for a kitchen renovation?",
+    "What are good habits for keeping a tidy home?",
+    "How can I reduce food waste?",
+    "What should I know before adopting a dog?",
+    "How do I choose a good bicycle lock?",
+    "Explain the difference between streaming and downloading music.",
+    "What are the benefits of a programmable thermostat?",
+    "How do I pick a ripe avocado?",
+    "Write a polite complaint about a late delivery.",
+    "What should I consider when buying furniture for a rented flat?",
+    "How do I wash a wool jumper without shrinking it?",
+    "What are some good indoor activities for toddlers?",
+    "How can I tell if a second-hand item is in good condition?",
+    "Explain what an extended warranty covers.",
+    "How do I choose the right light bulbs for each room?",
+    "What is a good way to start running if I have never run before?",
+    "How do I keep bread fresh for longer?",
+    "What are the pros and cons of buying in bulk?",
+    "How do I set a strong password for my online shopping accounts?",
+    "Write three sentences describing a cosy reading corner.",
+    "What are some tips for buying shoes online?",
+    "How do I look after a wooden chopping board?",
+    "What is the difference between a smart TV and a regular TV?",
+    "How do I prepare for a long hike in hot weather?",
+    "What should I keep in my car for emergencies?",
+    "How can I make my phone photos look better?",
+    "Explain how buy now, pay later services work.",
+    "How do I choose a good umbrella?",
+    "What is the best way to wrap a present neatly?",
 ]
 
 
@@ -169,7 +259,7 @@ def main():
     rng = random.Random(SEED)
     rows = []
     for product in PRODUCTS:
-        for question in rng.sample(QUESTIONS, 16):
+        for question in rng.sample(QUESTIONS, 20):
             prompt = (
                 describe(product)
                 + "\n\nUsing the description above, answer the customer's question.\nQuestion: "
@@ -177,7 +267,7 @@ def main():
             )
             rows.append({"kind": "grounded", "prompt": prompt})
     for item in ITEMS:
-        for template in rng.sample(OPEN_TEMPLATES, 6):
+        for template in rng.sample(OPEN_TEMPLATES, 8):
             rows.append({"kind": "open", "prompt": template.format(item=item)})
     for prompt in GENERAL:
         rows.append({"kind": "open", "prompt": prompt})
