@@ -340,10 +340,14 @@ pub fn generate_batch(
                 .proposer
                 .observe(&Outcome { proposal, verdict })?;
             emit(seq, &emitted, config);
-            if seq.stop.is_none() && seq.request.proposer.wants_heads() {
+            // Candidates for the next proposal, or none: candidates from an earlier position
+            // would be proposed as if they were fresh and almost never accepted.
+            seq.heads = if seq.stop.is_none() && seq.request.proposer.wants_heads() {
                 let last = *verdict.accepted.last().unwrap_or(&0);
-                seq.heads = Some(run_heads(model, row, last, seq.request.proposer)?);
-            }
+                Some(run_heads(model, row, last, seq.request.proposer)?)
+            } else {
+                None
+            };
         }
     }
     Ok(seqs

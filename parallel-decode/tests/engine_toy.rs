@@ -307,3 +307,52 @@ fn info_reports_the_configuration() {
     let m = target(1, 2, 0.0);
     assert_eq!(m.info().heads, 2);
 }
+
+/// Wants the heads on every other pass and records, at each proposal, whether it wanted them
+/// before it and whether it got candidates.
+struct HeadsEveryOther {
+    passes: usize,
+    log: Vec<(bool, bool)>,
+}
+
+impl Proposer for HeadsEveryOther {
+    fn name(&self) -> &'static str {
+        "heads-every-other"
+    }
+
+    fn wants_heads(&self) -> bool {
+        self.passes.is_multiple_of(2)
+    }
+
+    fn propose(
+        &mut self,
+        ctx: &parallel_decode::strategy::proposer::ProposeContext<'_>,
+    ) -> parallel_decode::Result<parallel_decode::strategy::proposer::Proposal> {
+        self.log.push((self.wants_heads(), ctx.heads.is_some()));
+        self.passes += 1;
+        let root = *ctx.tokens.last().unwrap();
+        Ok(parallel_decode::strategy::proposer::Proposal {
+            tree: parallel_decode::strategy::tree::TokenTree::new(root),
+            draft: None,
+        })
+    }
+}
+
+#[test]
+fn head_candidates_reach_only_the_proposal_right_after_they_were_asked_for() {
+    // Candidates computed at an earlier position, handed over as if fresh, would be proposed
+    // and almost never accepted: a proposer that skips the heads must get none.
+    let mut model = target(3, 2, 0.0);
+    let mut p = HeadsEveryOther {
+        passes: 0,
+        log: Vec::new(),
+    };
+    run(&mut model, &mut p, &[1, 2, 3], &greedy(12));
+    assert!(p.log.len() >= 10);
+    for (i, &(wanted, got)) in p.log.iter().enumerate() {
+        assert_eq!(
+            wanted, got,
+            "pass {i}: wanted heads {wanted}, got candidates {got}"
+        );
+    }
+}
