@@ -384,7 +384,6 @@ fn write_weights(
                 _ => data.to_vec(),
             }
         };
-        let plan_shapes: BTreeMap<String, Vec<usize>> = plan.iter().cloned().collect();
         let plan: Vec<(String, Vec<usize>)> = plan
             .into_iter()
             .map(|(name, shape)| {
@@ -399,8 +398,9 @@ fn write_weights(
         let mut writer = SafetensorsWriter::create(&path, Dtype::F32, plan, &meta)?;
         for (name, shape) in &tensors {
             let full = model.weights().f32(name, shape)?;
-            let (data, _) = shard(&full.data, shape, split_of(name, split_vocab), rank, tp);
-            writer.write_next(name, &stored(name, &data, &plan_shapes[name]))?;
+            let (data, shard_shape) =
+                shard(&full.data, shape, split_of(name, split_vocab), rank, tp);
+            writer.write_next(name, &stored(name, &data, &shard_shape))?;
             step.advance(1);
         }
         if let Some(heads) = heads {

@@ -338,18 +338,7 @@ fn portable_panels(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::llama::pseudo_random;
 
     /// The exact definition: fused multiply-adds in column order from zero.
     fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
