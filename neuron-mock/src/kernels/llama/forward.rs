@@ -8,8 +8,8 @@
 //! attention output and the MLP down projection) are summed across ranks.
 
 use super::linalg::{
-    MatmulScratch, argmax, matmul, rms_norm, rope_angles, rope_in_place, softmax_in_place,
-    swiglu_in_place,
+    argmax, rms_norm, rope_angles, rope_in_place, row_products, softmax_in_place, swiglu_in_place,
+    weighted_sum,
 };
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
@@ -266,17 +266,7 @@ pub struct Scratch {
     logits_local: Vec<f32>,
     gathered: Vec<f32>,
     rope: Vec<Vec<(f32, f32)>>,
-    attention: AttentionScratch,
-    matmul: MatmulScratch,
     packed: PackedScratch,
-}
-
-/// Buffers of one attention computation.
-#[derive(Default)]
-struct AttentionScratch {
-    queries: Vec<f32>,
-    scores: Vec<f32>,
-    out: Vec<f32>,
 }
 
 /// Runs the pass: writes the rows' new keys and values into `kv_cache` and fills `out`.
@@ -361,8 +351,6 @@ pub fn forward(
                 row,
                 &s.q[range.clone()],
                 &mut s.attn[range],
-                &mut s.attention,
-                &mut s.matmul,
             );
             first += row.new_len();
         }
@@ -547,15 +535,18 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
 
 /// Weighted value sums smaller than this many multiply-adds run on the calling thread (waking
 /// the pool would cost more).
+/// Attention whose total multiply-adds are below this many runs on the calling thread (a
+/// decode step's few queries over a short context): waking the pool would cost more.
 const SERIAL_ATTENTION_WORK: usize = 1 << 17;
 
 /// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
 /// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
 ///
-/// For each key/value head, the queries of all new tokens and of every query head sharing it
-/// form one matrix: the scores are one matrix product against the keys (which the cache keeps
-/// contiguous per head), so the work runs at matrix-product speed however long the context.
-#[allow(clippy::too_many_arguments)]
+/// One task per new token covers all its query heads, and the tasks of a row share one
+/// wake-up of the pool. The query heads sharing a key/value head are scored together against
+/// its keys (contiguous in the cache), each score summed by the row kernel of
+/// [`super::linalg`] in an order that does not depend on how many queries there are: a
+/// position scores the same in a decode step and in a verify pass.
 fn attention(
     dims: &Dims,
     layer: usize,
@@ -563,78 +554,52 @@ fn attention(
     row: &Row<'_>,
     q: &[f32],
     out: &mut [f32],
-    s: &mut AttentionScratch,
-    mm: &mut MatmulScratch,
 ) {
     let (hd, n) = (dims.head_dim, row.new_len());
     let group = dims.q_heads / dims.kv_heads;
     let visible = row.cache_len + n;
-    let nq = n * group;
+    let width = dims.q_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    for g in 0..dims.kv_heads {
-        let keys = dims.kv_index(layer, 0, row.slot, g, 0);
-        let values = dims.kv_index(layer, 1, row.slot, g, 0);
-        // Query matrix: token i, head g·group + h -> row i·group + h.
-        resize(&mut s.queries, nq * hd);
-        for i in 0..n {
-            for h in 0..group {
-                let head = g * group + h;
-                let src = &q[i * dims.q_heads * hd + head * hd..][..hd];
-                for (d, v) in s.queries[(i * group + h) * hd..][..hd].iter_mut().zip(src) {
-                    *d = v * scale;
-                }
+    let token = |(i, out): (usize, &mut [f32])| {
+        let mut queries = vec![0.0; group * hd];
+        let mut scores_t = vec![0.0; visible * group];
+        let mut scores = vec![0.0; visible];
+        for (g, out) in out.chunks_exact_mut(group * hd).enumerate() {
+            let keys = dims.kv_index(layer, 0, row.slot, g, 0);
+            let values = dims.kv_index(layer, 1, row.slot, g, 0);
+            for (d, v) in queries.iter_mut().zip(&q[i * width + g * group * hd..]) {
+                *d = v * scale;
             }
-        }
-        resize(&mut s.scores, nq * visible);
-        matmul(
-            &kv_cache[keys..keys + visible * hd],
-            &s.queries,
-            &mut s.scores,
-            visible,
-            hd,
-            nq,
-            mm,
-        );
-        for (qi, scores) in s.scores.chunks_exact_mut(visible).enumerate() {
-            let i = qi / group;
-            for (j, score) in scores[row.cache_len..].iter_mut().enumerate() {
-                if !row.attends(i, j) {
-                    *score = f32::NEG_INFINITY;
+            row_products(
+                &kv_cache[keys..keys + visible * hd],
+                &queries,
+                &mut scores_t,
+                hd,
+                group,
+            );
+            let v_rows = &kv_cache[values..values + visible * hd];
+            for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+                for (s, &t) in scores
+                    .iter_mut()
+                    .zip(scores_t.iter().skip(h).step_by(group))
+                {
+                    *s = t;
                 }
-            }
-            softmax_in_place(scores);
-        }
-        // Weighted sum of the values, one query per task.
-        resize(&mut s.out, nq * hd);
-        let v_rows = &kv_cache[values..values + visible * hd];
-        let weighted_sum = |(o, p): (&mut [f32], &[f32])| {
-            o.fill(0.0);
-            for (weight, v) in p.iter().zip(v_rows.chunks_exact(hd)) {
-                if *weight != 0.0 {
-                    for (acc, x) in o.iter_mut().zip(v) {
-                        *acc += weight * x;
+                for (j, score) in scores[row.cache_len..].iter_mut().enumerate() {
+                    if !row.attends(i, j) {
+                        *score = f32::NEG_INFINITY;
                     }
                 }
-            }
-        };
-        if nq * visible * hd <= SERIAL_ATTENTION_WORK {
-            s.out
-                .chunks_mut(hd)
-                .zip(s.scores.chunks(visible))
-                .for_each(weighted_sum);
-        } else {
-            s.out
-                .par_chunks_mut(hd)
-                .zip(s.scores.par_chunks(visible))
-                .for_each(weighted_sum);
-        }
-        for i in 0..n {
-            for h in 0..group {
-                let head = g * group + h;
-                out[i * dims.q_heads * hd + head * hd..][..hd]
-                    .copy_from_slice(&s.out[(i * group + h) * hd..][..hd]);
+                softmax_in_place(&mut scores);
+                weighted_sum(&scores, v_rows, o);
             }
         }
+    };
+    let out = &mut out[..n * width];
+    if n * dims.q_heads * visible * hd <= SERIAL_ATTENTION_WORK {
+        out.chunks_mut(width).enumerate().for_each(token);
+    } else {
+        out.par_chunks_mut(width).enumerate().for_each(token);
     }
 }
 

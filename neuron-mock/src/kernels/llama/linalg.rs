@@ -1,17 +1,14 @@
 //! Dense linear algebra for the Llama kernels on row-major operands, and the small
 //! elementwise operations around the products.
 //!
-//! The product is `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` row-major (`[out][in]`) and
-//! `tokens` activation rows in `x`: the attention scores, whose "weights" are the keys in the
-//! KV cache. (Weight matrices are stored packed and multiplied by [`super::packed`].) Each
-//! block of rows stays in L1 while it is applied to every token, and every output is summed
-//! in the same order whatever the number of tokens, so a position scores the same in a decode
-//! step and in a verify pass.
+//! The row kernels compute `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` row-major
+//! (`[out][in]`); the model uses them through [`matvec`] for the attention scores, whose
+//! "weights" are the keys in the KV cache. (Weight matrices are stored packed and multiplied
+//! by [`super::packed`].) Every output is summed in the same order whatever the number of
+//! rows and tokens, so a position scores the same in a decode step and in a verify pass.
 //!
 //! On x86_64 CPUs with AVX2 and FMA (chosen at run time) the inner loops are the explicit
 //! SIMD micro-kernels of the `simd` module; elsewhere they are the portable loops below.
-
-use rayon::prelude::*;
 
 /// Lanes per accumulator: one AVX2 register of f32.
 const LANES: usize = 8;
@@ -126,112 +123,53 @@ fn rows_dispatch(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usiz
     rows_into_baseline(w, x, yt, first_row, k, tokens)
 }
 
-/// Scratch space reused across calls so that a step allocates nothing in steady state.
-#[derive(Default)]
-pub struct MatmulScratch {
-    transposed: Vec<f32>,
-}
-
-/// `y[t][o] = Σ_k w[o][k] x[t][k]` for `o < rows`, `t < tokens`; `w` is `[rows][k]`, `x` is
-/// `[tokens][k]`, `y` is `[tokens][rows]`. Splits the rows between the thread pool's threads.
+/// `yt[r][t] = Σ_c w[r][c] x[t][c]` for every row of `w` (`[rows][k]`) and token of `x`
+/// (`[tokens][k]`), the result laid out `[row][token]`, on the calling thread: the attention
+/// scores of the query heads sharing one key head, against every key.
 ///
 /// # Panics
-/// If a slice is shorter than its dimensions say (a kernel bug, caught by the mock's guard).
-pub fn matmul(
-    w: &[f32],
-    x: &[f32],
-    y: &mut [f32],
-    rows: usize,
-    k: usize,
-    tokens: usize,
-    scratch: &mut MatmulScratch,
-) {
-    matmul_group(&mut [Product { w, rows, y }], x, k, tokens, scratch);
+/// If `yt` is not `rows · tokens` long or `w`, `x` are shorter than their dimensions say (a
+/// kernel bug, caught by the mock's guard).
+pub fn row_products(w: &[f32], x: &[f32], yt: &mut [f32], k: usize, tokens: usize) {
+    assert!(tokens > 0 && yt.len().is_multiple_of(tokens));
+    assert!(w.len() >= yt.len() / tokens * k && x.len() >= tokens * k);
+    rows_dispatch(w, x, yt, 0, k, tokens);
 }
 
-/// One weight matrix of a [`matmul_group`] and where its product goes.
-pub struct Product<'a> {
-    /// `[rows][k]` weights.
-    pub w: &'a [f32],
-    /// Output rows.
-    pub rows: usize,
-    /// `[tokens][rows]` result.
-    pub y: &'a mut [f32],
-}
-
-/// Products whose total work is below this many multiply-adds run on the calling thread:
-/// waking the pool costs more than they do (attention scores over a short context, say).
-pub(super) const SERIAL_WORK: usize = 1 << 17;
-/// Tasks per pool thread: enough that a thread slowed by other work on the machine is
-/// balanced by the others, few enough that each task streams a long run of weights.
-pub(super) const TASKS_PER_THREAD: usize = 4;
-/// Rows per task are a multiple of this, so that the micro-kernels' row blocks (8, 6 or 4
-/// rows) divide them without a remainder.
-const ROW_QUANTUM: usize = 24;
-
-/// Several products of the same activations `x` (`[tokens][k]`) in one parallel pass: the
-/// query, key and value projections, or the gate and up projections, cost one wake-up of the
-/// pool instead of one each, and their rows are balanced between the threads together.
+/// `out = Σ_j weights[j] · rows[j]` (`rows` is `[weights.len()][out.len()]`), skipping zero
+/// weights: the attention output of one head from its probabilities and the values.
 ///
-/// # Panics
-/// If a slice is shorter than its dimensions say (a kernel bug, caught by the mock's guard).
-pub fn matmul_group(
-    products: &mut [Product<'_>],
-    x: &[f32],
-    k: usize,
-    tokens: usize,
-    scratch: &mut MatmulScratch,
-) {
-    assert!(x.len() >= tokens * k);
-    for p in products.iter() {
-        assert!(p.w.len() >= p.rows * k && p.y.len() >= tokens * p.rows);
-    }
-    let total_rows: usize = products.iter().map(|p| p.rows).sum();
-    if total_rows == 0 || tokens == 0 {
-        return;
-    }
-    let yt = &mut scratch.transposed;
-    yt.resize(total_rows * tokens, 0.0);
-    if total_rows * k * tokens <= SERIAL_WORK {
-        let mut rest = &mut yt[..];
-        for p in products.iter() {
-            let (part, tail) = rest.split_at_mut(p.rows * tokens);
-            rows_dispatch(p.w, x, part, 0, k, tokens);
-            rest = tail;
-        }
-    } else {
-        let tasks = rayon::current_num_threads().max(1) * TASKS_PER_THREAD;
-        let per_task = total_rows
-            .div_ceil(tasks)
-            .next_multiple_of(ROW_QUANTUM)
-            .min(total_rows);
-        // Each task: a run of rows of one product, and its slice of the transposed output.
-        let mut work: Vec<(&[f32], usize, &mut [f32])> = Vec::with_capacity(tasks + products.len());
-        let mut rest = &mut yt[..];
-        for p in products.iter() {
-            let mut first = 0;
-            while first < p.rows {
-                let n = per_task.min(p.rows - first);
-                let (part, tail) = rest.split_at_mut(n * tokens);
-                work.push((p.w, first, part));
-                rest = tail;
-                first += n;
+/// Each output element is the same sum in position order as a plain loop would give; runs of
+/// 32 elements keep their accumulators in registers through the loop over positions.
+pub fn weighted_sum(weights: &[f32], rows: &[f32], out: &mut [f32]) {
+    const RUN: usize = 32;
+    let width = out.len();
+    let mut start = 0;
+    while start < width {
+        if start + RUN <= width {
+            let mut acc = [0.0f32; RUN];
+            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
+                if *w != 0.0 {
+                    let run: &[f32; RUN] = row[start..start + RUN].try_into().expect("a run");
+                    for (a, x) in acc.iter_mut().zip(run) {
+                        *a += w * x;
+                    }
+                }
             }
-        }
-        work.into_par_iter().for_each(|(w, first, part)| {
-            rows_dispatch(w, x, part, first, k, tokens);
-        });
-    }
-    let mut offset = 0;
-    for p in products.iter_mut() {
-        let yt = &yt[offset * tokens..(offset + p.rows) * tokens];
-        for t in 0..tokens {
-            let dst = &mut p.y[t * p.rows..(t + 1) * p.rows];
-            for (o, d) in dst.iter_mut().enumerate() {
-                *d = yt[o * tokens + t];
+            out[start..start + RUN].copy_from_slice(&acc);
+            start += RUN;
+        } else {
+            let tail = &mut out[start..];
+            tail.fill(0.0);
+            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
+                if *w != 0.0 {
+                    for (a, x) in tail.iter_mut().zip(&row[start..]) {
+                        *a += w * x;
+                    }
+                }
             }
+            start = width;
         }
-        offset += p.rows;
     }
 }
 
@@ -331,8 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn matmul_matches_naive_for_awkward_shapes() {
-        let mut scratch = MatmulScratch::default();
+    fn row_products_match_naive_for_awkward_shapes() {
         for &(rows, k, tokens) in &[
             (1, 1, 1),
             (3, 7, 1),
@@ -340,56 +277,59 @@ mod tests {
             (64, 576, 1),
             (130, 64, 5),
             (67, 17, 16),
-            (4, 8, 2),
-            // Large enough for the parallel path, with rows that split unevenly into tasks.
-            (1001, 576, 3),
-            (2000, 96, 7),
+            (1001, 64, 3),
         ] {
             let w = pseudo_random(rows * k, 1);
             let x = pseudo_random(tokens * k, 2);
-            let mut y = vec![f32::NAN; rows * tokens];
-            matmul(&w, &x, &mut y, rows, k, tokens, &mut scratch);
+            let mut yt = vec![f32::NAN; rows * tokens];
+            row_products(&w, &x, &mut yt, k, tokens);
             let expected = naive(&w, &x, rows, k, tokens);
-            for (a, b) in y.iter().zip(&expected) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{rows}x{k}x{tokens}: {a} vs {b}"
-                );
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let (a, b) = (yt[r * tokens + t], expected[t * rows + r]);
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{rows}x{k}x{tokens}: {a} vs {b}"
+                    );
+                }
             }
         }
     }
 
     #[test]
-    fn a_group_of_products_equals_the_products_one_by_one() {
-        let mut scratch = MatmulScratch::default();
-        for &(k, tokens, serial) in &[(576, 1, false), (576, 4, false), (40, 2, true)] {
-            let rows = [576, 192, 200];
-            let ws: Vec<Vec<f32>> = (0..3)
-                .map(|i| pseudo_random(rows[i] * k, i as u32))
-                .collect();
-            let x = pseudo_random(tokens * k, 9);
-            let total: usize = rows.iter().sum();
-            assert_eq!(
-                total * k * tokens <= SERIAL_WORK,
-                serial,
-                "the path under test"
-            );
-            let mut ys: Vec<Vec<f32>> = rows.iter().map(|r| vec![f32::NAN; r * tokens]).collect();
-            let [y0, y1, y2] = &mut ys[..] else {
-                unreachable!()
-            };
-            #[rustfmt::skip]
-            let mut group = [
-                Product { w: &ws[0], rows: rows[0], y: y0 },
-                Product { w: &ws[1], rows: rows[1], y: y1 },
-                Product { w: &ws[2], rows: rows[2], y: y2 },
-            ];
-            matmul_group(&mut group, &x, k, tokens, &mut scratch);
-            for i in 0..3 {
-                let mut alone = vec![f32::NAN; rows[i] * tokens];
-                matmul(&ws[i], &x, &mut alone, rows[i], k, tokens, &mut scratch);
-                assert_eq!(ys[i], alone, "product {i}, k {k}, {tokens} tokens");
+    fn a_score_has_the_same_bits_whatever_the_number_of_queries() {
+        let (rows, k) = (37, 64);
+        let w = pseudo_random(rows * k, 6);
+        let x = pseudo_random(5 * k, 7);
+        for tokens in 1..=5 {
+            let mut yt = vec![0.0; rows * tokens];
+            row_products(&w, &x, &mut yt, k, tokens);
+            let mut alone = vec![0.0; rows];
+            row_products(&w, &x[(tokens - 1) * k..], &mut alone, k, 1);
+            for r in 0..rows {
+                assert_eq!(yt[r * tokens + tokens - 1].to_bits(), alone[r].to_bits());
             }
+        }
+    }
+
+    #[test]
+    fn weighted_sum_is_the_plain_loop_bit_for_bit() {
+        for width in [1, 31, 32, 64, 70] {
+            let positions = 23;
+            let mut weights = pseudo_random(positions, 8);
+            weights[3] = 0.0;
+            let rows = pseudo_random(positions * width, 9);
+            let mut out = vec![f32::NAN; width];
+            weighted_sum(&weights, &rows, &mut out);
+            let mut expected = vec![0.0f32; width];
+            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
+                if *w != 0.0 {
+                    for (e, x) in expected.iter_mut().zip(row) {
+                        *e += w * x;
+                    }
+                }
+            }
+            assert_eq!(out, expected, "width {width}");
         }
     }
 

@@ -24,8 +24,6 @@
 
 use rayon::prelude::*;
 
-use super::linalg::{SERIAL_WORK, TASKS_PER_THREAD};
-
 /// Rows per panel: one AVX-512 vector of f32 (two AVX2 vectors).
 pub const PANEL: usize = 16;
 
@@ -140,6 +138,12 @@ pub struct PackedProduct<'a> {
     pub y: &'a mut [f32],
 }
 
+/// Products whose total work is below this many multiply-adds run on the calling thread:
+/// waking the pool costs more than they do (attention scores over a short context, say).
+const SERIAL_WORK: usize = 1 << 17;
+/// Tasks per pool thread: enough that a thread slowed by other work on the machine is
+/// balanced by the others, few enough that each task streams a long run of weights.
+const TASKS_PER_THREAD: usize = 4;
 /// Scratch space reused across calls so that a step allocates nothing in steady state.
 #[derive(Default)]
 pub struct PackedScratch {
@@ -236,12 +240,17 @@ pub fn matmul_packed(
     let mut offset = 0;
     for (p, &(from, to)) in products.iter_mut().zip(&panel_counts) {
         let block = &scratch.out[offset..offset + (to - from) * tokens * PANEL];
+        // Panel `i` holds matrix rows `from·PANEL + i·PANEL ..`, i.e. view rows starting at
+        // `i·PANEL - skip`; copy the part of each 16-lane run that falls inside the view.
         let skip = p.w.first - from * PANEL;
         let rows = p.w.rows;
-        for t in 0..tokens {
-            for (r, y) in p.y[t * rows..(t + 1) * rows].iter_mut().enumerate() {
-                let rr = skip + r;
-                *y = block[((rr / PANEL) * tokens + t) * PANEL + rr % PANEL];
+        for (i, panel) in block.chunks_exact(tokens * PANEL).enumerate() {
+            let start = (i * PANEL).saturating_sub(skip);
+            let end = ((i + 1) * PANEL).saturating_sub(skip).min(rows);
+            let lane0 = start + skip - i * PANEL;
+            for (t, lanes) in panel.chunks_exact(PANEL).enumerate() {
+                p.y[t * rows + start..t * rows + end]
+                    .copy_from_slice(&lanes[lane0..lane0 + end - start]);
             }
         }
         offset += (to - from) * tokens * PANEL;

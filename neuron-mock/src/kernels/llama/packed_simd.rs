@@ -14,6 +14,7 @@
 
 use super::packed::PANEL;
 use super::simd::Level;
+use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
 
 /// Widest token tile for `level`.
 pub(super) fn widest_tile(level: Level) -> usize {
@@ -53,10 +54,21 @@ pub(super) fn panels(
     }
 }
 
+/// Floats per 64-byte cache line.
+const LINE: usize = 16;
+
+/// Asks the CPU to bring the cache line holding `v` into L2 (a block of panels does not fit
+/// in L1); it never faults.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn prefetch(v: &f32) {
+    _mm_prefetch::<_MM_HINT_T1>((v as *const f32).cast::<i8>());
+}
+
 macro_rules! packed_kernels {
     ($features:literal, $vector:ty, $lanes:expr, $zero:expr, $fma:path, $set1:path,
      $panels_per_block:expr, $single_token_panels:expr) => {
-        use super::PANEL;
+        use super::{LINE, PANEL, prefetch};
         use std::arch::x86_64::*;
 
         const LANES: usize = $lanes;
@@ -88,6 +100,7 @@ macro_rules! packed_kernels {
             first_panel: usize,
             t0: usize,
             tokens: usize,
+            pf: &[f32],
         ) {
             let mut acc = [[[$zero; V]; C]; N];
             // Columns as fixed-size arrays, every panel cut to the tile's length: the loop
@@ -96,7 +109,16 @@ macro_rules! packed_kernels {
             let k = columns_x.len();
             let columns_w: [&[[f32; PANEL]]; N] =
                 std::array::from_fn(|n| &panels[n].as_chunks::<PANEL>().0[..k]);
+            // Every cache line of pf is prefetched, spread evenly over the columns.
+            let lines_per_column = pf.len().div_ceil(LINE).div_ceil(k.max(1));
+            let mut next_pf = 0;
             for j in 0..k {
+                for _ in 0..lines_per_column {
+                    if let Some(v) = pf.get(next_pf) {
+                        prefetch(v);
+                        next_pf += LINE;
+                    }
+                }
                 let ws: [[$vector; V]; N] = std::array::from_fn(|n| {
                     std::array::from_fn(|v| load(&columns_w[n][j][v * LANES..][..LANES]))
                 });
@@ -121,6 +143,7 @@ macro_rules! packed_kernels {
 
         /// `N` panels times one tile of any supported width.
         #[inline]
+        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $features)]
         fn tile<const N: usize>(
             panels: [&[f32]; N],
@@ -130,11 +153,12 @@ macro_rules! packed_kernels {
             first_panel: usize,
             t0: usize,
             tokens: usize,
+            pf: &[f32],
         ) {
             match width {
-                4 => block::<N, 4>(panels, tile, out, first_panel, t0, tokens),
-                2 => block::<N, 2>(panels, tile, out, first_panel, t0, tokens),
-                _ => block::<N, 1>(panels, tile, out, first_panel, t0, tokens),
+                4 => block::<N, 4>(panels, tile, out, first_panel, t0, tokens, pf),
+                2 => block::<N, 2>(panels, tile, out, first_panel, t0, tokens, pf),
+                _ => block::<N, 1>(panels, tile, out, first_panel, t0, tokens, pf),
             }
         }
 
@@ -159,12 +183,26 @@ macro_rules! packed_kernels {
                 // Wide blocks while they fit, then one panel at a time.
                 let n = if p + wide <= count { wide } else { 1 };
                 let panel = |i: usize| &panels[(p + i) * size..(p + i + 1) * size];
+                // With several tiles the block's weights are read from memory by the first
+                // and from the caches by the others: the next block is prefetched meanwhile,
+                // a share per tile, so that the memory stream does not stop while the later
+                // tiles compute. (With one tile the hardware prefetchers keep up.)
+                let next = if plan.len() > 1 {
+                    &panels
+                        [((p + n) * size).min(panels.len())..((p + 2 * n) * size).min(panels.len())]
+                } else {
+                    &[]
+                };
+                let share = next.len().div_ceil(plan.len());
                 let mut tile_start = 0;
-                for &(t0, width) in plan {
+                for (i, &(t0, width)) in plan.iter().enumerate() {
                     let t = &tiles[tile_start..tile_start + k * width];
+                    let pf = &next[(i * share).min(next.len())..((i + 1) * share).min(next.len())];
                     match n {
-                        4 => tile::<4>(std::array::from_fn(panel), t, width, out, p, t0, tokens),
-                        _ => tile::<1>([panel(0)], t, width, out, p, t0, tokens),
+                        4 => {
+                            tile::<4>(std::array::from_fn(panel), t, width, out, p, t0, tokens, pf)
+                        }
+                        _ => tile::<1>([panel(0)], t, width, out, p, t0, tokens, pf),
                     }
                     tile_start += k * width;
                 }
