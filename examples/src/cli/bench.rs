@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use parallel_decode::artifacts::DEFAULT_VERIFY_BUCKETS;
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::bench::{StrategyReport, cost_curve, memory_bandwidth, run_strategy};
 use serde_json::json;
@@ -36,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Widths of the tree passes timed for the cost curve.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VERIFY_BUCKETS)]
     cost_widths: Vec<usize>,
     #[command(flatten)]
     device: DeviceArgs,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::artifacts::{CompileOptions, DEFAULT_VERIFY_BUCKETS, compile};
 use parallel_decode::loading::medusa_heads::MedusaHeads;
 
 use super::progress::Bars;
@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [32, 128, 512])]
     prefill_buckets: Vec<usize>,
     /// Tree sizes a verify pass takes; 1 is the plain decode graph.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VERIFY_BUCKETS)]
     verify_buckets: Vec<usize>,
     /// Medusa heads to compile in (a heads safetensors file).
     #[arg(long, value_name = "FILE")]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::artifacts::{CompileOptions, DEFAULT_VERIFY_BUCKETS, compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::bench::cost_curve;
@@ -149,13 +149,12 @@ fn measure(
         .tempdir_in(&home)
         .with_context(|| format!("cannot create a work directory in {}", home.display()))?;
     let heads = MedusaHeads::open(heads_path, model.config().hidden_size)?;
-    let mut widths = vec![1];
-    while widths.last().is_some_and(|&w| w * 2 <= args.max_nodes) {
-        widths.push(widths.last().unwrap_or(&1) * 2);
-    }
-    if widths.last().is_some_and(|&w| w < args.max_nodes) {
-        widths.push(args.max_nodes);
-    }
+    // The sizes the verify graphs are compiled for by default, up to the largest tree.
+    let mut widths: Vec<usize> = DEFAULT_VERIFY_BUCKETS
+        .into_iter()
+        .filter(|&w| w < args.max_nodes)
+        .collect();
+    widths.push(args.max_nodes);
     // The context must leave room for the widest pass within the model's positions.
     let positions = model.config().max_position_embeddings;
     let max_len = (args.context + args.max_nodes + 64)

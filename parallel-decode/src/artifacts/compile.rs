@@ -22,6 +22,13 @@ use crate::loading::safetensors::SafetensorsWriter;
 use crate::loading::{Dtype, ModelDir, Progress, Unit};
 use crate::strategy::medusa::MedusaTree;
 
+/// Tree sizes the verify graphs take by default. Every size up to 4 and then steps of about
+/// 1.4x: a tree pads up to the next size, and where a pass costs in proportion to its tokens
+/// (a CPU, the mock) coarser steps (1, 2, 4, 8, ...) make a 5-node tree cost as much as 8.
+/// On a NeuronCore, where cost is flat up to far larger trees, each size is one more graph to
+/// compile and no faster; fewer sizes (`--verify-buckets 1,8,32`) serve as well there.
+pub const DEFAULT_VERIFY_BUCKETS: [usize; 10] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
+
 /// Settings of a compilation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompileOptions {
@@ -49,7 +56,7 @@ impl Default for CompileOptions {
             slots: 4,
             max_len: 2048,
             prefill_buckets: vec![32, 128, 512],
-            verify_buckets: vec![1, 2, 4, 8, 16, 32],
+            verify_buckets: DEFAULT_VERIFY_BUCKETS.to_vec(),
             heads_top_k: 10,
             medusa_tree: None,
         }

@@ -12,5 +12,5 @@ pub mod compile;
 pub mod manifest;
 pub mod shard;
 
-pub use compile::{CompileOptions, cached_compile, compile};
+pub use compile::{CompileOptions, DEFAULT_VERIFY_BUCKETS, cached_compile, compile};
 pub use manifest::{GraphEntry, HeadsEntry, MANIFEST_FILE, Manifest, Role};

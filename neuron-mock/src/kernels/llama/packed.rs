@@ -153,15 +153,13 @@ pub struct PackedScratch {
     out: Vec<f32>,
 }
 
-/// Token tiles: how many tokens a block multiplies at once, widest first.
+/// Token tiles: how many tokens a block multiplies at once, widest first, the rest in one
+/// tile (the kernels take any width up to the widest: each tile reads the weights once more).
 fn tiles(tokens: usize, widest: usize) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut t = 0;
-    let mut width = widest;
     while t < tokens {
-        while width > tokens - t {
-            width /= 2;
-        }
+        let width = widest.min(tokens - t);
         out.push((t, width));
         t += width;
     }
@@ -424,21 +422,24 @@ mod tests {
 
     #[test]
     fn large_products_split_between_threads_agree_with_the_definition() {
-        // Above the serial threshold: tasks over panels on the pool.
-        let (rows, k, tokens) = (1000, 96, 5);
+        // Above the serial threshold: tasks over panels on the pool, with every tile plan
+        // (one tile, a full and a partial one, several with prefetching).
+        let (rows, k) = (1000, 96);
         let w = pseudo_random(rows * k, 9);
-        let x = pseudo_random(tokens * k, 10);
         let packed = pack(&w, rows, k);
-        let mut y = vec![0.0; tokens * rows];
         let view = Packed::new(&packed, rows, k).unwrap();
-        matmul_packed(
-            &mut [PackedProduct { w: view, y: &mut y }],
-            &x,
-            k,
-            tokens,
-            &mut PackedScratch::default(),
-        );
-        assert_eq!(y, reference(&w, &x, rows, k, tokens));
+        for tokens in [3, 5, 6, 9, 12] {
+            let x = pseudo_random(tokens * k, 10);
+            let mut y = vec![0.0; tokens * rows];
+            matmul_packed(
+                &mut [PackedProduct { w: view, y: &mut y }],
+                &x,
+                k,
+                tokens,
+                &mut PackedScratch::default(),
+            );
+            assert_eq!(y, reference(&w, &x, rows, k, tokens), "{tokens} tokens");
+        }
     }
 
     #[test]
@@ -507,7 +508,8 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_tokens_widest_first() {
-        assert_eq!(tiles(7, 4), vec![(0, 4), (4, 2), (6, 1)]);
+        assert_eq!(tiles(7, 4), vec![(0, 4), (4, 3)]);
+        assert_eq!(tiles(3, 4), vec![(0, 3)]);
         assert_eq!(tiles(8, 4), vec![(0, 4), (4, 4)]);
         assert_eq!(tiles(3, 1), vec![(0, 1), (1, 1), (2, 1)]);
     }

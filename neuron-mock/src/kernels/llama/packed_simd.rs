@@ -157,6 +157,7 @@ macro_rules! packed_kernels {
         ) {
             match width {
                 4 => block::<N, 4>(panels, tile, out, first_panel, t0, tokens, pf),
+                3 => block::<N, 3>(panels, tile, out, first_panel, t0, tokens, pf),
                 2 => block::<N, 2>(panels, tile, out, first_panel, t0, tokens, pf),
                 _ => block::<N, 1>(panels, tile, out, first_panel, t0, tokens, pf),
             }
