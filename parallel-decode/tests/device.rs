@@ -535,6 +535,44 @@ fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
 }
 
 #[test]
+fn heads_report_probabilities_that_sum_to_one_and_agree_across_ranks() {
+    let spec = TinyLlama::default();
+    let vocab_size = compiled(&spec, small_options(), 0).model.info().vocab;
+    let options = |tp| CompileOptions {
+        tp,
+        heads_top_k: vocab_size,
+        ..small_options()
+    };
+    // One rank scores the whole vocabulary; two ranks each half, merged on the device.
+    let mut one = compiled_with_heads(&spec, options(1), 2, None);
+    let mut two = compiled_with_heads(&spec, options(2), 2, None);
+    one.model.prefill(0, &PROMPT).unwrap();
+    let mut hidden = Vec::new();
+    one.model.hidden(0, 0, &mut hidden).unwrap();
+    let a = one.model.heads(&hidden, &[vocab_size; 2]).unwrap();
+    let b = two.model.heads(&hidden, &[vocab_size; 2]).unwrap();
+    for h in 0..2 {
+        assert_eq!(a.probs[h].len(), vocab_size, "head {h}");
+        let total: f32 = a.probs[h].iter().sum();
+        assert!(
+            (total - 1.0).abs() < 1e-3,
+            "head {h}: probabilities sum to {total}"
+        );
+        assert!(a.probs[h].windows(2).all(|w| w[0] >= w[1]), "best first");
+        assert_eq!(
+            a.heads[h], b.heads[h],
+            "head {h}: the same candidates on two ranks"
+        );
+        for (p, q) in a.probs[h].iter().zip(&b.probs[h]) {
+            assert!(
+                (p - q).abs() < 1e-5,
+                "head {h}: {p} on one rank, {q} on two"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_strategy_on_the_device_equals_greedy_decoding() {
     let spec = TinyLlama {
         seed: 5,

@@ -12,8 +12,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The value of the manifest's `format` field.
 pub const FORMAT: &str = "neuron-decode-artifacts";
 /// The manifest format version this crate writes and reads. 2: the weight shards hold the
-/// matrices in the mock kernels' panel layout (version 1 held them row-major).
-pub const FORMAT_VERSION: u32 = 2;
+/// matrices in the mock kernels' panel layout (version 1 held them row-major). 3: the heads
+/// graph returns its candidates' log-probabilities (`head_logprobs`, was `head_logits`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

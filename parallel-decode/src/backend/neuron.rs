@@ -775,24 +775,28 @@ impl LanguageModel for NeuronModel {
         self.device_time += graph.run()?;
         let mut ids = vec![0i32; entry.count * entry.top_k];
         graph.read("head_ids", 0, &mut ids)?;
-        let heads = (0..entry.count)
-            .map(|h| {
-                let k = top_k
-                    .get(h)
-                    .copied()
-                    .unwrap_or(entry.top_k)
-                    .min(entry.top_k);
-                ids[h * entry.top_k..h * entry.top_k + k]
-                    .iter()
-                    .filter(|&&t| t >= 0)
-                    .map(|&t| t as u32)
-                    .collect()
-            })
-            .collect();
+        let mut logprobs = vec![0f32; entry.count * entry.top_k];
+        graph.read("head_logprobs", 0, &mut logprobs)?;
+        let (mut heads, mut probs) = (Vec::new(), Vec::new());
+        for h in 0..entry.count {
+            let k = top_k
+                .get(h)
+                .copied()
+                .unwrap_or(entry.top_k)
+                .min(entry.top_k);
+            let range = h * entry.top_k..h * entry.top_k + k;
+            // Unused candidate slots (a vocabulary smaller than top_k) hold id -1.
+            let valid = ids[range.clone()]
+                .iter()
+                .zip(&logprobs[range])
+                .filter(|(t, _)| **t >= 0);
+            heads.push(valid.clone().map(|(&t, _)| t as u32).collect());
+            probs.push(valid.map(|(_, &l)| l.exp()).collect());
+        }
         if let Some(costs) = &mut self.costs {
             costs.observe_heads(started.elapsed().as_secs_f64());
         }
         self.refresh_costs();
-        Ok(HeadCandidates { heads })
+        Ok(HeadCandidates { heads, probs })
     }
 }

@@ -262,6 +262,7 @@ impl LanguageModel for ToyModel {
         let salt = ctx.iter().fold(mix(99), |h, &t| mix(h ^ t as u64));
         ctx.push(self.greedy_after(&ctx));
         let mut heads = Vec::with_capacity(self.config.heads);
+        let mut probs = Vec::with_capacity(self.config.heads);
         for h in 0..self.config.heads {
             let truth = self.greedy_after(&ctx);
             let k = top_k.get(h).copied().unwrap_or(1).max(1);
@@ -274,9 +275,23 @@ impl LanguageModel for ToyModel {
             let list: Vec<u32> = (0..k as u32)
                 .map(|i| (first + i * 7) % self.config.vocab as u32)
                 .collect();
+            // Confidence that says nothing about this guess: the error rate's complement for
+            // the first candidate, the rest shared out among the others.
+            let sure = 1.0 - self.config.head_error as f32;
+            probs.push(
+                (0..k)
+                    .map(|i| {
+                        if i == 0 {
+                            sure
+                        } else {
+                            (1.0 - sure) / k as f32
+                        }
+                    })
+                    .collect(),
+            );
             heads.push(list);
             ctx.push(truth);
         }
-        Ok(HeadCandidates { heads })
+        Ok(HeadCandidates { heads, probs })
     }
 }

@@ -106,6 +106,7 @@ mod tests {
         assert!(c.wants_heads());
         let heads = HeadCandidates {
             heads: vec![vec![8], vec![30]],
+            probs: Vec::new(),
         };
         // "5 6 7 8 9 ... 5 6 7": lookup proposes 8 9; the heads propose 8 30.
         let tokens = [5, 6, 7, 8, 9, 1, 5, 6, 7];

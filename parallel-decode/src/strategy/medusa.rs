@@ -14,9 +14,16 @@
 //! expected tokens per unit of cost. When no prefix beats plain decoding (the heads guess
 //! badly on this text, and passes are not free), it stops asking for the heads and decodes
 //! one token per pass, probing with the heads now and then in case the text changes.
+//!
+//! When the heads also report how sure they are ([`HeadCandidates::probs`]), each pass is
+//! sized on its own: a candidate's chance of being accepted once its parent is, learned per
+//! depth as a function of its head's probability ([`Calibration`]), gives every path of the
+//! tree a chance for this pass; the most likely paths are proposed, as many as maximise
+//! expected tokens per unit of cost. A confident pass then verifies a deep tree and an unsure
+//! one a small tree, where a fixed size would pay for the average.
 
 use super::acceptance::{Acceptance, common_prefix, pass_cost};
-use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
+use super::proposer::{HeadCandidates, Outcome, Proposal, ProposeContext, Proposer};
 use super::tree::TokenTree;
 use crate::{Error, Result};
 
@@ -118,34 +125,95 @@ impl MedusaTree {
         k
     }
 
-    /// Adds the candidates of the first `paths` paths under `parent`, within the node
-    /// budget. Returns each path's tokens, or `None` for a path that is not in the tree (its
-    /// head gave too few candidates, or the budget ran out).
+    /// Adds the candidates of the paths `order` (indices into the paths, each after its
+    /// parent) under `parent`, within the node budget. Returns each path's tokens, or `None`
+    /// for a path that is not in the tree (not in `order`, its head gave too few candidates,
+    /// or the budget ran out).
     pub fn grow(
         &self,
         tree: &mut TokenTree,
         parent: usize,
         candidates: &[Vec<u32>],
-        paths: usize,
+        order: &[usize],
         max_nodes: usize,
     ) -> Vec<Option<Vec<u32>>> {
         let mut grown = vec![None; self.paths.len()];
-        for (i, path) in self.paths.iter().enumerate().take(paths) {
+        for &i in order {
             if tree.len() >= max_nodes {
                 break;
             }
-            let tokens: Option<Vec<u32>> = path
-                .iter()
-                .enumerate()
-                .map(|(d, &rank)| candidates.get(d)?.get(rank).copied())
-                .collect();
-            if let Some(tokens) = tokens
-                && tree.add_path(parent, &tokens, max_nodes) == tokens.len()
-            {
+            let Some(tokens) = self.tokens(i, candidates) else {
+                continue;
+            };
+            if tree.add_path(parent, &tokens, max_nodes) == tokens.len() {
                 grown[i] = Some(tokens);
             }
         }
         grown
+    }
+
+    /// The tokens of path `i` among `candidates` (`None` if a head gave too few).
+    fn tokens(&self, i: usize, candidates: &[Vec<u32>]) -> Option<Vec<u32>> {
+        self.paths[i]
+            .iter()
+            .enumerate()
+            .map(|(d, &rank)| candidates.get(d)?.get(rank).copied())
+            .collect()
+    }
+
+    /// Index of each path's parent path (`None` for a path of length one).
+    fn parents(&self) -> Vec<Option<usize>> {
+        self.paths
+            .iter()
+            .map(|p| {
+                let parent = &p[..p.len() - 1];
+                self.paths.iter().position(|q| q[..] == *parent)
+            })
+            .collect()
+    }
+}
+
+/// How likely a head's candidate is to be accepted once its parent is, as a function of the
+/// head's probability for it: learned per depth in bins of probability. A head's softmax is
+/// not an acceptance rate (heads are over- or under-confident, more so deeper), but the passes
+/// where it is sure are the passes where it is right; the bins turn one into the other.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    /// `[depth][bin]`.
+    bins: Vec<Vec<Acceptance>>,
+}
+
+impl Calibration {
+    /// Bins of probability, equally wide.
+    const BINS: usize = 10;
+
+    /// Before anything is observed each bin says its probability (a calibrated head).
+    pub fn new(depths: usize) -> Self {
+        let bin = |b: usize| Acceptance::new((b as f32 + 0.5) / Self::BINS as f32);
+        Calibration {
+            bins: (0..depths)
+                .map(|_| (0..Self::BINS).map(bin).collect())
+                .collect(),
+        }
+    }
+
+    fn bin(p: f32) -> usize {
+        ((p.clamp(0.0, 1.0) * Self::BINS as f32) as usize).min(Self::BINS - 1)
+    }
+
+    /// Chance that a candidate at `depth` with head probability `p` is accepted, given its
+    /// parent is.
+    pub fn chance(&self, depth: usize, p: f32) -> f32 {
+        self.bins
+            .get(depth)
+            .map_or(0.0, |bins| bins[Self::bin(p)].rate())
+    }
+
+    /// Records whether such a candidate was accepted (its parent having been).
+    pub fn observe(&mut self, depth: usize, p: f32, accepted: bool) {
+        if let Some(bins) = self.bins.get_mut(depth) {
+            bins[Self::bin(p)].observe(usize::from(accepted), !accepted);
+        }
     }
 }
 
@@ -157,6 +225,13 @@ pub struct Medusa {
     rates: Vec<Acceptance>,
     /// The tokens of each path in the last proposal (`None` if it was not proposed).
     last: Vec<Option<Vec<u32>>>,
+    /// The head probability of each path's last candidate in the last proposal (when the
+    /// heads reported probabilities).
+    last_prob: Vec<Option<f32>>,
+    /// Each path's parent path.
+    parents: Vec<Option<usize>>,
+    /// Acceptance as a function of the heads' probabilities.
+    calibration: Calibration,
     /// The target's costs, from the last proposal's context (`None` before the first, or when
     /// the target has no measured cost curve: then the whole tree is always proposed).
     costs: Option<(Vec<f32>, f32)>,
@@ -182,6 +257,9 @@ impl Medusa {
             .collect();
         Medusa {
             last: vec![None; tree.len()],
+            last_prob: vec![None; tree.len()],
+            parents: tree.parents(),
+            calibration: Calibration::new(tree.depth()),
             tree,
             rates,
             costs: None,
@@ -222,6 +300,51 @@ impl Medusa {
         }
         best.0
     }
+
+    /// The paths to propose this pass from the heads' probabilities (see the module
+    /// documentation), most likely first, at most `limit` and at least one; also each path's
+    /// last candidate's probability. `None` if the heads gave no probabilities.
+    fn sized_by_confidence(
+        &self,
+        heads: &HeadCandidates,
+        tree_cost: &[f32],
+        heads_cost: f32,
+        limit: usize,
+    ) -> Option<(Vec<usize>, Vec<Option<f32>>)> {
+        if heads.probs.len() < self.tree.depth() {
+            return None;
+        }
+        let paths = self.tree.paths();
+        // Each path's chance of being accepted whole, parents before children.
+        let mut chance = vec![0.0f32; paths.len()];
+        let mut last_prob = vec![None; paths.len()];
+        for (i, path) in paths.iter().enumerate() {
+            let depth = path.len() - 1;
+            let Some(&p) = heads.probs[depth].get(path[depth]) else {
+                continue;
+            };
+            let parent = self.parents[i].map_or(1.0, |j| chance[j]);
+            chance[i] = parent * self.calibration.chance(depth, p);
+            last_prob[i] = Some(p);
+        }
+        let mut order: Vec<usize> = (0..paths.len())
+            .filter(|&i| last_prob[i].is_some())
+            .collect();
+        // Stable: a child never outranks its parent (its chance is at most the parent's).
+        order.sort_by(|&a, &b| chance[b].total_cmp(&chance[a]));
+        order.truncate(limit);
+        let mut best = (1, f32::MIN);
+        let mut expected = 0.0;
+        for (n, &i) in order.iter().enumerate() {
+            expected += chance[i];
+            let throughput = (1.0 + expected) / (pass_cost(tree_cost, n + 2) + heads_cost);
+            if throughput > best.1 {
+                best = (n + 1, throughput);
+            }
+        }
+        order.truncate(best.0);
+        Some((order, last_prob))
+    }
 }
 
 impl Proposer for Medusa {
@@ -255,19 +378,24 @@ impl Proposer for Medusa {
                 // The heads ran: propose the best non-empty prefix (when backing off, this
                 // is a probe), or the whole tree when the costs are unknown.
                 let limit = self.tree.len().min(ctx.max_nodes.saturating_sub(1));
-                let paths = match &self.costs {
-                    None => limit,
-                    Some((tree_cost, heads_cost)) => {
-                        self.best_prefix(tree_cost, *heads_cost, limit, false)
-                    }
+                let (order, last_prob) = match &self.costs {
+                    None => ((0..limit).collect(), vec![None; self.tree.len()]),
+                    Some((tree_cost, heads_cost)) => self
+                        .sized_by_confidence(heads, tree_cost, *heads_cost, limit)
+                        .unwrap_or_else(|| {
+                            let n = self.best_prefix(tree_cost, *heads_cost, limit, false);
+                            ((0..n).collect(), vec![None; self.tree.len()])
+                        }),
                 };
                 self.last = self
                     .tree
-                    .grow(&mut tree, 0, &heads.heads, paths, ctx.max_nodes);
+                    .grow(&mut tree, 0, &heads.heads, &order, ctx.max_nodes);
+                self.last_prob = last_prob;
             }
             None => {
                 self.idle += 1;
                 self.last.fill(None);
+                self.last_prob.fill(None);
             }
         }
         Ok(Proposal { tree, draft: None })
@@ -275,10 +403,17 @@ impl Proposer for Medusa {
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> Result<()> {
         let accepted = outcome.accepted_tokens();
-        for (rate, path) in self.rates.iter_mut().zip(&self.last) {
+        for ((rate, path), p) in self.rates.iter_mut().zip(&self.last).zip(&self.last_prob) {
             if let Some(path) = path {
-                let whole = common_prefix(path, &accepted) == path.len();
+                let along = common_prefix(path, &accepted);
+                let whole = along == path.len();
                 rate.observe(usize::from(whole), !whole);
+                // The path's last candidate, judged only if its parent was accepted.
+                if let Some(p) = *p
+                    && along + 1 >= path.len()
+                {
+                    self.calibration.observe(path.len() - 1, p, whole);
+                }
             }
         }
         Ok(())
@@ -322,6 +457,7 @@ mod tests {
             MedusaTree::new(vec![vec![0], vec![1], vec![0, 0], vec![0, 1], vec![1, 0]]).unwrap();
         let heads = HeadCandidates {
             heads: vec![vec![10, 11], vec![20, 21]],
+            probs: Vec::new(),
         };
         let mut m = Medusa::new(tree);
         let p = m
@@ -374,6 +510,7 @@ mod tests {
         let tree = MedusaTree::new(vec![vec![0], vec![0, 0], vec![1]]).unwrap();
         let heads = HeadCandidates {
             heads: vec![vec![10, 11], vec![20, 21]],
+            probs: Vec::new(),
         };
         let cost = [1.0, 1.3, 1.6, 1.9];
         let mut m = Medusa::new(tree.clone());
@@ -421,5 +558,85 @@ mod tests {
             })
             .unwrap();
         }
+    }
+
+    /// Proposes with heads of the given first-candidate probability, after `cost`; the
+    /// target accepts `accepted` candidates along the chain of best candidates.
+    fn pass_with_confidence(m: &mut Medusa, sure: f32, accepted: usize) -> usize {
+        let heads = HeadCandidates {
+            heads: vec![vec![10, 11], vec![20, 21], vec![30, 31]],
+            probs: vec![vec![sure, 0.02]; 3],
+        };
+        let cost = [1.0, 1.1, 1.2, 1.3, 1.5, 1.6, 1.7, 1.8];
+        let ctx = ProposeContext {
+            max_nodes: 8,
+            ..context(Some(&heads), &cost)
+        };
+        let p = m.propose(&ctx).unwrap();
+        // The target's path: down the chain of best candidates, as far as it was proposed.
+        let mut path = vec![0];
+        for token in [10, 20, 30].into_iter().take(accepted) {
+            let node = *path.last().unwrap();
+            match p
+                .tree
+                .children(node)
+                .iter()
+                .find(|&&c| p.tree.tokens()[c] == token)
+            {
+                Some(&child) => path.push(child),
+                None => break,
+            }
+        }
+        let verdict = Verdict {
+            accepted: path,
+            next_token: 7,
+        };
+        m.observe(&Outcome {
+            proposal: &p,
+            verdict: &verdict,
+        })
+        .unwrap();
+        p.tree.len() - 1
+    }
+
+    #[test]
+    fn a_confident_pass_proposes_more_than_an_unsure_one() {
+        let tree = MedusaTree::new(vec![
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![0, 0, 0],
+            vec![0, 1],
+            vec![1, 0],
+        ])
+        .unwrap();
+        let mut m = Medusa::new(tree);
+        // Costs become known with the first proposal.
+        pass_with_confidence(&mut m, 0.5, 0);
+        let sure = pass_with_confidence(&mut m, 0.97, 0);
+        let unsure = pass_with_confidence(&mut m, 0.05, 0);
+        assert!(sure >= 3, "a sure pass proposes the chain: {sure}");
+        assert_eq!(unsure, 1, "an unsure pass proposes one candidate");
+    }
+
+    #[test]
+    fn confidence_that_is_never_borne_out_is_learned() {
+        let tree = MedusaTree::new(vec![vec![0], vec![0, 0], vec![0, 0, 0]]).unwrap();
+        let mut m = Medusa::new(tree);
+        pass_with_confidence(&mut m, 0.97, 0);
+        assert_eq!(pass_with_confidence(&mut m, 0.97, 0), 3);
+        // Sure heads whose first candidate the target always rejects.
+        for _ in 0..60 {
+            pass_with_confidence(&mut m, 0.97, 0);
+        }
+        assert!(m.calibration.chance(0, 0.97) < 0.1);
+        assert_eq!(pass_with_confidence(&mut m, 0.97, 0), 1);
+        // And heads that are right though unsure.
+        let mut m = Medusa::new(MedusaTree::new(vec![vec![0], vec![0, 0], vec![0, 0, 0]]).unwrap());
+        for _ in 0..60 {
+            pass_with_confidence(&mut m, 0.35, 3);
+        }
+        assert!(m.calibration.chance(1, 0.35) > 0.9);
+        assert_eq!(pass_with_confidence(&mut m, 0.35, 3), 3);
     }
 }

@@ -27,10 +27,13 @@ impl Proposal {
 /// Top candidates of the Medusa-style heads at the last accepted position: `heads[k]` lists
 /// the most likely tokens for the position `k + 1` steps after the pending token's successor,
 /// best first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeadCandidates {
     /// One list per head, best first.
     pub heads: Vec<Vec<u32>>,
+    /// Each candidate's probability under its head, in the shape of `heads`; empty when the
+    /// backend does not report them.
+    pub probs: Vec<Vec<f32>>,
 }
 
 /// What a proposer sees before a target pass.

@@ -327,12 +327,13 @@ impl CommitParams {
 
 /// Parameters of the Medusa-heads graph: for each row's hidden state `x` and each head `h`,
 /// `z = x + SiLU(W_h x + b_h)`, logits = the model's LM head applied to `z`, and the top-k
-/// token ids (best first) with their logits.
+/// token ids (best first) with their log-probabilities under the head's softmax over the
+/// tokens it scores (how sure the head is: a proposer sizes its tree by them).
 ///
 /// Inputs: `hidden` `[B, hidden]`, `num_rows` `[1]` (rows in use), the LM head
 /// (`model.embed_tokens.weight` when tied, else `lm_head.weight`), and per head
 /// `medusa.{h}.weight` `[hidden, hidden]` and `medusa.{h}.bias` `[hidden]`. Outputs:
-/// `head_ids` `[B, heads, top_k]` i32 and `head_logits` `[B, heads, top_k]` f32.
+/// `head_ids` `[B, heads, top_k]` i32 and `head_logprobs` `[B, heads, top_k]` f32.
 ///
 /// With a heads vocabulary (`vocab`, strictly increasing token ids), the LM head input is
 /// instead `medusa.lm_head` `[vocab.len(), hidden]`: those tokens' rows, the same on every
@@ -382,7 +383,7 @@ impl HeadsParams {
             Usage::Output,
         ));
         io.push(spec(
-            "head_logits",
+            "head_logprobs",
             DType::F32,
             &[b, self.heads, self.top_k],
             Usage::Output,

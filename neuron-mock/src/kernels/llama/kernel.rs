@@ -29,7 +29,7 @@ pub(crate) const KV_COMMIT: KernelEntry = KernelEntry {
 /// `llama.heads`: Medusa heads, top candidates per head.
 pub(crate) const HEADS: KernelEntry = KernelEntry {
     name: super::graph::HEADS_KERNEL,
-    summary: "Medusa heads on hidden states: top-k token ids per head through the model's LM head",
+    summary: "Medusa heads on hidden states: top-k token ids and log-probabilities per head through the model's LM head",
     build: build_heads,
 };
 
@@ -397,6 +397,16 @@ fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
     best
 }
 
+/// `ln Σ exp(v)`, computed from the largest value so that nothing overflows; `-inf` for no
+/// values.
+fn log_sum_exp(values: impl Iterator<Item = f32> + Clone) -> f32 {
+    let max = values.clone().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    max + values.map(|v| (v - max).exp()).sum::<f32>().ln()
+}
+
 impl Kernel for Heads {
     fn run(&self, ctx: &ExecCtx<'_>) -> Result<(), KernelError> {
         let p = &self.params;
@@ -433,9 +443,9 @@ impl Kernel for Heads {
             None => row + offset,
         };
         let ids = ctx.output::<i32>(self.at[3 + 2 * p.heads])?;
-        let values = ctx.output::<f32>(self.at[4 + 2 * p.heads])?;
+        let logprobs = ctx.output::<f32>(self.at[4 + 2 * p.heads])?;
         ids.fill(-1);
-        values.fill(f32::NEG_INFINITY);
+        logprobs.fill(f32::NEG_INFINITY);
         if rows == 0 {
             return Ok(());
         }
@@ -472,15 +482,19 @@ impl Kernel for Heads {
                 y: &mut s.logits,
             };
             matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
-            // Local top-k per (row, head), as (token id, logit) pairs.
-            s.local.resize(n * k * 2, 0.0);
+            // Local top-k per (row, head), as (token id, logit) pairs, then each (row, head)'s
+            // log-sum-exp over the tokens scored here (for the candidates' log-probabilities).
+            let pairs = n * k * 2;
+            s.local.resize(pairs + n, 0.0);
             for q in 0..n {
-                let best = top_k(&s.logits[q * rows_scored..(q + 1) * rows_scored], k);
+                let row_logits = &s.logits[q * rows_scored..(q + 1) * rows_scored];
+                let best = top_k(row_logits, k);
                 for (j, (row, v)) in best.into_iter().enumerate() {
                     // Ids are exact in f32 up to 2^24, far beyond any vocabulary.
                     s.local[(q * k + j) * 2] = token_id(row) as f32;
                     s.local[(q * k + j) * 2 + 1] = v;
                 }
+                s.local[pairs + q] = log_sum_exp(row_logits.iter().copied());
             }
             let merged: &[f32] = if m.vocab_local == m.vocab || !p.vocab.is_empty() {
                 &s.local
@@ -489,9 +503,10 @@ impl Kernel for Heads {
                 ctx.all_gather(&s.local, &mut s.gathered)?;
                 &s.gathered
             };
-            let per_rank = n * k * 2;
+            let per_rank = pairs + n;
+            let shards = merged.len() / per_rank;
             for q in 0..n {
-                let mut candidates: Vec<(usize, f32)> = (0..merged.len() / per_rank)
+                let mut candidates: Vec<(usize, f32)> = (0..shards)
                     .flat_map(|rank| {
                         (0..k).map(move |j| {
                             let at = rank * per_rank + (q * k + j) * 2;
@@ -500,9 +515,10 @@ impl Kernel for Heads {
                     })
                     .collect();
                 candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let lse = log_sum_exp((0..shards).map(|rank| merged[rank * per_rank + pairs + q]));
                 for (j, (id, v)) in candidates.into_iter().take(k).enumerate() {
                     ids[q * k + j] = id as i32;
-                    values[q * k + j] = v;
+                    logprobs[q * k + j] = v - lse;
                 }
             }
             Ok(())
@@ -861,10 +877,19 @@ mod tests {
             .map(|&v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
             .collect();
         let expected = top_k(&logits, 3);
+        let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln() as f32;
         for (j, (row, v)) in expected.iter().enumerate() {
             assert_eq!(ids[3 + j], scored[*row] as i32, "candidate {j}");
-            assert!((vals[3 + j] - v).abs() < 1e-4);
+            assert!(
+                (vals[3 + j] - (v - lse)).abs() < 1e-4,
+                "log-probability of {j}"
+            );
         }
+        let total: f32 = vals[3..6].iter().map(|v| v.exp()).sum();
+        assert!(
+            total <= 1.0 + 1e-5 && vals[3] <= 0.0,
+            "candidates' probabilities"
+        );
         // Row 1 is not in use.
         assert!(ids[6..].iter().all(|&i| i == -1));
     }
