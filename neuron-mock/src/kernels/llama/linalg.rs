@@ -2,7 +2,7 @@
 //! elementwise operations around the products.
 //!
 //! The row kernels compute `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` row-major
-//! (`[out][in]`); the model uses them through [`matvec`] for the attention scores, whose
+//! (`[out][in]`); the model uses them through [`row_products`] for the attention scores, whose
 //! "weights" are the keys in the KV cache. (Weight matrices are stored packed and multiplied
 //! by [`super::packed`].) Every output is summed in the same order whatever the number of
 //! rows and tokens, so a position scores the same in a decode step and in a verify pass.
