@@ -124,8 +124,14 @@ fn trains_heads_then_tunes_their_tree() {
         "1",
     ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let widths = v["cost"]["widths"].as_array().unwrap();
-    assert_eq!(widths.len(), 3, "{v}");
+    // The default verify buckets up to --max-nodes.
+    let widths: Vec<u64> = v["cost"]["widths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(widths, [1, 2, 3, 4], "{v}");
     assert!(v["chosen"]["expected_tau"].as_f64().unwrap() >= 1.0);
     let file = MedusaHeads::open(&heads, 16).unwrap();
     assert_eq!(file.tree(), Some(&tree), "--dry-run leaves the file alone");
