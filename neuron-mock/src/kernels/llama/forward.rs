@@ -560,10 +560,16 @@ fn attention(
     let visible = row.cache_len + n;
     let width = dims.q_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    let token = |(i, out): (usize, &mut [f32])| {
-        let mut queries = vec![0.0; group * hd];
-        let mut scores_t = vec![0.0; visible * group];
-        let mut scores = vec![0.0; visible];
+    // Buffers for a task's queries (scaled), their scores by key, and one head's scores.
+    let buffers = || {
+        (
+            vec![0.0; group * hd],
+            vec![0.0; visible * group],
+            vec![0.0; visible],
+        )
+    };
+    let token = |bufs: &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, out): (usize, &mut [f32])| {
+        let (queries, scores_t, scores) = bufs;
         for (g, out) in out.chunks_exact_mut(group * hd).enumerate() {
             let keys = dims.kv_index(layer, 0, row.slot, g, 0);
             let values = dims.kv_index(layer, 1, row.slot, g, 0);
@@ -572,8 +578,8 @@ fn attention(
             }
             row_products(
                 &kv_cache[keys..keys + visible * hd],
-                &queries,
-                &mut scores_t,
+                queries,
+                scores_t,
                 hd,
                 group,
             );
@@ -590,16 +596,21 @@ fn attention(
                         *score = f32::NEG_INFINITY;
                     }
                 }
-                softmax_in_place(&mut scores);
-                weighted_sum(&scores, v_rows, o);
+                softmax_in_place(scores);
+                weighted_sum(scores, v_rows, o);
             }
         }
     };
     let out = &mut out[..n * width];
     if n * dims.q_heads * visible * hd <= SERIAL_ATTENTION_WORK {
-        out.chunks_mut(width).enumerate().for_each(token);
+        let mut bufs = buffers();
+        out.chunks_mut(width)
+            .enumerate()
+            .for_each(|task| token(&mut bufs, task));
     } else {
-        out.par_chunks_mut(width).enumerate().for_each(token);
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each_init(buffers, token);
     }
 }
 

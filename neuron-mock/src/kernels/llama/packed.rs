@@ -139,11 +139,12 @@ pub struct PackedProduct<'a> {
 }
 
 /// Products whose total work is below this many multiply-adds run on the calling thread:
-/// waking the pool costs more than they do (attention scores over a short context, say).
+/// waking the pool costs more than they do (the key or value projection of one token, say).
 const SERIAL_WORK: usize = 1 << 17;
 /// Tasks per pool thread: enough that a thread slowed by other work on the machine is
 /// balanced by the others, few enough that each task streams a long run of weights.
 const TASKS_PER_THREAD: usize = 4;
+
 /// Scratch space reused across calls so that a step allocates nothing in steady state.
 #[derive(Default)]
 pub struct PackedScratch {

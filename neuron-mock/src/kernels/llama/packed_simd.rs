@@ -14,7 +14,6 @@
 
 use super::packed::PANEL;
 use super::simd::Level;
-use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
 
 /// Widest token tile for `level`.
 pub(super) fn widest_tile(level: Level) -> usize {
@@ -54,21 +53,11 @@ pub(super) fn panels(
     }
 }
 
-/// Floats per 64-byte cache line.
-const LINE: usize = 16;
-
-/// Asks the CPU to bring the cache line holding `v` into L2 (a block of panels does not fit
-/// in L1); it never faults.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn prefetch(v: &f32) {
-    _mm_prefetch::<_MM_HINT_T1>((v as *const f32).cast::<i8>());
-}
-
 macro_rules! packed_kernels {
     ($features:literal, $vector:ty, $lanes:expr, $zero:expr, $fma:path, $set1:path,
      $panels_per_block:expr, $single_token_panels:expr) => {
-        use super::{LINE, PANEL, prefetch};
+        use super::super::simd::{LINE, prefetch};
+        use super::PANEL;
         use std::arch::x86_64::*;
 
         const LANES: usize = $lanes;
@@ -115,7 +104,8 @@ macro_rules! packed_kernels {
             for j in 0..k {
                 for _ in 0..lines_per_column {
                     if let Some(v) = pf.get(next_pf) {
-                        prefetch(v);
+                        // Into L2: a block of panels does not fit in L1.
+                        prefetch::<_MM_HINT_T1>(v);
                         next_pf += LINE;
                     }
                 }

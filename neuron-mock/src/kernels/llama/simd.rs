@@ -14,7 +14,7 @@
 //! weights of the next row block are prefetched while the current one is computed, so that
 //! the memory stream and the arithmetic overlap.
 
-use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+use std::arch::x86_64::_mm_prefetch;
 use std::sync::OnceLock;
 
 /// The instruction sets the kernels can use.
@@ -104,16 +104,17 @@ fn rows_avx512(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize,
     }
 }
 
-/// Asks the CPU to bring the cache line holding `v` closer; it never faults.
+/// Asks the CPU to bring the cache line holding `v` into the cache level `HINT` names
+/// (`_MM_HINT_T0`: L1, `_MM_HINT_T1`: L2); it never faults.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn prefetch(v: &f32) {
+pub(super) fn prefetch<const HINT: i32>(v: &f32) {
     // A prefetch is only a hint: it never faults or changes memory.
-    _mm_prefetch::<_MM_HINT_T0>((v as *const f32).cast::<i8>());
+    _mm_prefetch::<HINT>((v as *const f32).cast::<i8>());
 }
 
 /// Floats per 64-byte cache line.
-const LINE: usize = 16;
+pub(super) const LINE: usize = 16;
 
 /// The row-block driver and the register-blocked micro-kernel, for one vector width. The two
 /// instances differ only in the vector type and its operations.
@@ -207,7 +208,7 @@ macro_rules! micro_kernels {
             while i + LANES <= k_main {
                 for _ in 0..lines_per_step {
                     if next_pf < pf.len() {
-                        prefetch(&pf[next_pf]);
+                        prefetch::<_MM_HINT_T0>(&pf[next_pf]);
                         next_pf += LINE;
                     }
                 }
