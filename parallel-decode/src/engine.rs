@@ -344,7 +344,8 @@ pub fn generate_batch(
             // would be proposed as if they were fresh and almost never accepted.
             seq.heads = if seq.stop.is_none() && seq.request.proposer.wants_heads() {
                 let last = *verdict.accepted.last().unwrap_or(&0);
-                Some(run_heads(model, row, last, seq.request.proposer)?)
+                let next = verdict.next_token;
+                Some(run_heads(model, row, last, next, seq.request.proposer)?)
             } else {
                 None
             };
@@ -391,17 +392,20 @@ fn prefill(
     seq.cache_len = seq.tokens.len();
     seq.request.proposer.start(&seq.tokens)?;
     if seq.request.proposer.wants_heads() {
-        seq.heads = Some(run_heads(model, 0, 0, seq.request.proposer)?);
+        seq.heads = Some(run_heads(model, 0, 0, first, seq.request.proposer)?);
     }
     emit(seq, &[first], config);
     seq.stats.time_to_first_token = seq.started.elapsed();
     Ok(())
 }
 
+/// The heads' candidates from the hidden state of tree node `node` of row `row`, from which
+/// the model chose `next` (the token just emitted).
 fn run_heads(
     model: &mut dyn LanguageModel,
     row: usize,
     node: usize,
+    next: u32,
     proposer: &dyn Proposer,
 ) -> Result<HeadCandidates> {
     let info = model.info();
@@ -414,7 +418,7 @@ fn run_heads(
     let heads = info.heads;
     let mut hidden = Vec::new();
     model.hidden(row, node, &mut hidden)?;
-    model.heads(&hidden, &vec![HEAD_TOP_K; heads])
+    model.heads(&hidden, next, &vec![HEAD_TOP_K; heads])
 }
 
 /// Candidates each head returns; enough for any tree the tuner produces.

@@ -521,8 +521,8 @@ fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
         c.model.prefill(0, &PROMPT).unwrap();
     }
     whole.model.hidden(0, 0, &mut hidden).unwrap();
-    let all = whole.model.heads(&hidden, &[vocab_size; 2]).unwrap();
-    let some = restricted.model.heads(&hidden, &[4; 2]).unwrap();
+    let all = whole.model.heads(&hidden, 0, &[vocab_size; 2]).unwrap();
+    let some = restricted.model.heads(&hidden, 0, &[4; 2]).unwrap();
     for h in 0..2 {
         let expected: Vec<u32> = all.heads[h]
             .iter()
@@ -532,6 +532,85 @@ fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
             .collect();
         assert_eq!(some.heads[h], expected, "head {h}");
     }
+}
+
+/// Heads that take the next token compute on the device what the training code computes:
+/// the device's candidates, used as targets, are found at the same ranks by the evaluation
+/// (which runs the heads as training does); and the next token changes them.
+#[test]
+fn heads_that_take_the_next_token_agree_with_the_training_code() {
+    use parallel_decode::medusa::data::{Dataset, DistilledSequence};
+    use parallel_decode::medusa::eval::evaluate;
+    use parallel_decode::medusa::file::{HeadsMetadata, write_heads};
+    use parallel_decode::medusa::train::{Head, LmHead};
+
+    let spec = TinyLlama::default();
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), &spec).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let d = spec.hidden_size;
+    let mut s = 99u64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.8
+            })
+            .collect()
+    };
+    let heads: Vec<Head> = (0..2)
+        .map(|_| Head {
+            weight: ndarray::Array2::from_shape_vec((d, d), random(d * d)).unwrap(),
+            next_weight: Some(ndarray::Array2::from_shape_vec((d, d), random(d * d)).unwrap()),
+            bias: random(d),
+        })
+        .collect();
+    let path = model_dir.path().join("heads.safetensors");
+    write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
+    let file = MedusaHeads::open(&path, d).unwrap();
+    assert!(file.takes_next());
+    let out = tempfile::tempdir().unwrap();
+    compile(
+        &source,
+        Some(&file),
+        &out.path().join("c"),
+        &small_options(),
+        &NoProgress,
+    )
+    .unwrap();
+    let mut model = NeuronModel::open(&runtime(), &out.path().join("c"), &NoProgress).unwrap();
+    model.prefill(0, &PROMPT).unwrap();
+    let mut hidden = Vec::new();
+    model.hidden(0, 0, &mut hidden).unwrap();
+    let lm = LmHead::from_model(&source).unwrap();
+    let mut seen = Vec::new();
+    for next in [3u32, 17] {
+        let got = model.heads(&hidden, next, &[2, 2]).unwrap();
+        // An answer `next, a, b` after this state: its first position has next token `next`
+        // and targets `a` (head 0) and `b` (head 1), here each head's candidate of rank `r`,
+        // and it is the only position with targets for both heads.
+        for r in 0..2 {
+            let data = Dataset {
+                hidden: d,
+                states: hidden.repeat(3),
+                sequences: vec![DistilledSequence {
+                    prompt: 0,
+                    tokens: vec![next, got.heads[0][r], got.heads[1][r]],
+                    first_state: 0,
+                }],
+            };
+            let e = evaluate(&data, &[0], &lm, &heads, None, 2, &NoProgress);
+            assert!(
+                e.paths.counts.contains(&(vec![r, r], 1)),
+                "next {next}, rank {r}: {:?}",
+                e.paths.counts
+            );
+        }
+        seen.push(got.probs);
+    }
+    assert_ne!(seen[0], seen[1], "the next token is an input");
 }
 
 #[test]
@@ -549,8 +628,8 @@ fn heads_report_probabilities_that_sum_to_one_and_agree_across_ranks() {
     one.model.prefill(0, &PROMPT).unwrap();
     let mut hidden = Vec::new();
     one.model.hidden(0, 0, &mut hidden).unwrap();
-    let a = one.model.heads(&hidden, &[vocab_size; 2]).unwrap();
-    let b = two.model.heads(&hidden, &[vocab_size; 2]).unwrap();
+    let a = one.model.heads(&hidden, 0, &[vocab_size; 2]).unwrap();
+    let b = two.model.heads(&hidden, 0, &[vocab_size; 2]).unwrap();
     for h in 0..2 {
         assert_eq!(a.probs[h].len(), vocab_size, "head {h}");
         let total: f32 = a.probs[h].iter().sum();

@@ -72,6 +72,7 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
         learning_rate: 1e-2,
         warmup_steps: 5,
         seed: 7,
+        takes_next: true,
     };
     let (heads, report) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();
     let last = report.epoch_loss.last().unwrap();

@@ -23,9 +23,10 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 /// 1. Generates the model's greedy answer to every prompt on the device (or the mock),
 ///    recording the final hidden state at every position; the result is cached in
 ///    $NEURON_DECODE_HOME/medusa-data, so a rerun starts training at once.
-/// 2. Trains each head (z = x + SiLU(W x + b), scored by the model's own LM head) to predict
-///    the token 2, 3, ... positions ahead, with the base model frozen, on every prompt but the
-///    held-out ones (every 10th).
+/// 2. Trains each head (z = x + SiLU(W x + N e + b), scored by the model's own LM head, e being
+///    the embedding of the token the model has just chosen) to predict the token 2, 3, ...
+///    positions ahead, with the base model frozen, on every prompt but the held-out ones
+///    (every 10th).
 /// 3. Writes the heads file, then measures top-k accuracy per head and the joint acceptance
 ///    of tree paths on the held-out prompts, into FILE.eval.json beside it (what
 ///    `neuron-decode tune` reads to choose the candidate tree).
@@ -55,6 +56,10 @@ pub struct Args {
     /// Seed of the example order (same data and seed, same heads).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train plain Medusa heads, which see the hidden state only (heads format version 1),
+    /// instead of heads that also take the token the model has just chosen.
+    #[arg(long)]
+    hidden_only: bool,
     /// Most tokens per distilled answer.
     #[arg(long, default_value_t = 192)]
     max_new_tokens: usize,
@@ -139,6 +144,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         batch: args.batch,
         learning_rate: args.learning_rate,
         seed: args.seed,
+        takes_next: !args.hidden_only,
         ..TrainOptions::default()
     };
     let out = args

@@ -184,7 +184,7 @@ fn measure(
     let mut best = Duration::MAX;
     for _ in 0..args.repeats.max(1) {
         let start = Instant::now();
-        device.heads(&hidden, &top_k)?;
+        device.heads(&hidden, 0, &top_k)?;
         best = best.min(start.elapsed());
     }
     Ok(CostModel {

@@ -7,7 +7,7 @@ use std::path::Path;
 use neuron_mock::kernels::llama::forward::KvLayout;
 use neuron_mock::kernels::llama::graph::{
     CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HEADS_LM_HEAD, HeadsParams,
-    KV_COMMIT_KERNEL, ModelShard, OutputsAt, is_packed_weight, stored_weight_shape,
+    KV_COMMIT_KERNEL, ModelShard, OutputsAt, head_tensor, is_packed_weight, stored_weight_shape,
 };
 use neuron_mock::kernels::llama::packed::pack;
 use neuron_mock::neff::{MockNeff, TensorSpec};
@@ -246,6 +246,7 @@ pub fn compile(
                 top_k,
                 batch: options.slots,
                 vocab,
+                takes_next: h.takes_next(),
             };
             graphs.push((
                 entry(Role::Heads, 0, options.slots),
@@ -255,6 +256,7 @@ pub fn compile(
                 count: h.count(),
                 top_k,
                 tree: tree.paths().to_vec(),
+                takes_next: h.takes_next(),
             })
         }
     };
@@ -360,7 +362,9 @@ fn write_weights(
         .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
     let tensors = model.config().expected_tensors();
     let head_count = heads.map_or(0, MedusaHeads::count);
-    let total = (tensors.len() + 2 * head_count) as u64 * tp as u64;
+    let takes_next = heads.is_some_and(MedusaHeads::takes_next);
+    let per_head = if takes_next { 3 } else { 2 };
+    let total = (tensors.len() + per_head * head_count) as u64 * tp as u64;
     let step = progress.start("writing weight shards", Some(total), Unit::Items);
     let d = model.config().hidden_size;
     for rank in 0..tp {
@@ -378,8 +382,11 @@ fn write_weights(
             })
             .collect();
         for h in 0..head_count {
-            plan.push((format!("medusa.{h}.weight"), vec![d, d]));
-            plan.push((format!("medusa.{h}.bias"), vec![d]));
+            plan.push((head_tensor(h, "weight"), vec![d, d]));
+            plan.push((head_tensor(h, "bias"), vec![d]));
+            if takes_next {
+                plan.push((head_tensor(h, "next_token.weight"), vec![d, d]));
+            }
         }
         let heads_vocab = heads.and_then(MedusaHeads::vocab);
         if let Some(vocab) = heads_vocab {
@@ -412,11 +419,15 @@ fn write_weights(
         }
         if let Some(heads) = heads {
             for h in 0..head_count {
-                let (w, b) = heads.head(h)?;
-                let name = format!("medusa.{h}.weight");
-                writer.write_next(&name, &stored(&name, &w, &[d, d]))?;
-                writer.write_next(&format!("medusa.{h}.bias"), &b)?;
-                step.advance(2);
+                let t = heads.head(h)?;
+                let name = head_tensor(h, "weight");
+                writer.write_next(&name, &stored(&name, &t.weight, &[d, d]))?;
+                writer.write_next(&head_tensor(h, "bias"), &t.bias)?;
+                if let Some(n) = &t.next_token_weight {
+                    let name = head_tensor(h, "next_token.weight");
+                    writer.write_next(&name, &stored(&name, n, &[d, d]))?;
+                }
+                step.advance(per_head as u64);
             }
         }
         if let Some(vocab) = heads_vocab {

@@ -13,8 +13,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FORMAT: &str = "neuron-decode-artifacts";
 /// The manifest format version this crate writes and reads. 2: the weight shards hold the
 /// matrices in the mock kernels' panel layout (version 1 held them row-major). 3: the heads
-/// graph returns its candidates' log-probabilities (`head_logprobs`, was `head_logits`).
-pub const FORMAT_VERSION: u32 = 3;
+/// graph returns its candidates' log-probabilities (`head_logprobs`, was `head_logits`). 4: the
+/// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,6 +72,10 @@ pub struct HeadsEntry {
     /// The candidate tree to verify, as paths of candidate ranks (see
     /// [`crate::strategy::medusa::MedusaTree`]).
     pub tree: Vec<Vec<usize>>,
+    /// Whether the heads graph takes each row's next token (`next_ids`) besides its hidden
+    /// state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_next: bool,
 }
 
 /// The model the artifacts were compiled from.
@@ -376,6 +381,7 @@ mod tests {
                         count: 2,
                         top_k: 3,
                         tree: vec![vec![0]],
+                        takes_next: false,
                     })
                 }),
                 "no heads graph",

@@ -118,9 +118,11 @@ pub trait LanguageModel {
     /// When the device fails.
     fn commit(&mut self, rows: &[CommitRow<'_>]) -> Result<()>;
 
-    /// The heads' `top_k[h]` best candidates for each head from one hidden state.
+    /// The heads' `top_k[h]` best candidates for each head from one hidden state and the
+    /// token chosen from it (`next`: the one just emitted, which heads that take the next
+    /// token condition on; others ignore it).
     ///
     /// # Errors
     /// When the model has no heads or the device fails.
-    fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates>;
+    fn heads(&mut self, hidden: &[f32], next: u32, top_k: &[usize]) -> Result<HeadCandidates>;
 }

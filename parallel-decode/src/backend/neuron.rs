@@ -308,7 +308,7 @@ impl NeuronModel {
             let mut runs = Vec::with_capacity(COST_ROUNDS);
             for _ in 0..COST_ROUNDS {
                 let start = std::time::Instant::now();
-                self.heads(&hidden, &top_k)?;
+                self.heads(&hidden, 0, &top_k)?;
                 runs.push(start.elapsed().as_secs_f64());
             }
             Some(median(&mut runs))
@@ -491,6 +491,7 @@ fn load_graph(
             } else if STEP_INPUTS.contains(&info.name.as_str())
                 || info.name == "hidden"
                 || info.name == "num_rows"
+                || info.name == "next_ids"
             {
                 let t = Arc::new(Tensor::allocate_like(runtime, core, info)?);
                 t.fill_bytes(0)?;
@@ -748,7 +749,7 @@ impl LanguageModel for NeuronModel {
         Ok(())
     }
 
-    fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
+    fn heads(&mut self, hidden: &[f32], next: u32, top_k: &[usize]) -> Result<HeadCandidates> {
         let started = std::time::Instant::now();
         let g = self.heads.ok_or_else(|| Error::Setting {
             field: "strategy",
@@ -772,6 +773,13 @@ impl LanguageModel for NeuronModel {
         let graph = &mut self.graphs[g];
         graph.write("hidden", 0, hidden)?;
         graph.write("num_rows", 0, &[1i32])?;
+        if entry.takes_next {
+            let id = i32::try_from(next).map_err(|_| Error::Setting {
+                field: "next token",
+                message: format!("token id {next} does not fit the graph's i32 input"),
+            })?;
+            graph.write("next_ids", 0, &[id])?;
+        }
         self.device_time += graph.run()?;
         let mut ids = vec![0i32; entry.count * entry.top_k];
         graph.read("head_ids", 0, &mut ids)?;

@@ -249,7 +249,7 @@ impl LanguageModel for ToyModel {
         Ok(())
     }
 
-    fn heads(&mut self, hidden: &[f32], top_k: &[usize]) -> Result<HeadCandidates> {
+    fn heads(&mut self, hidden: &[f32], _next: u32, top_k: &[usize]) -> Result<HeadCandidates> {
         if self.config.heads == 0 {
             return Err(Error::Setting {
                 field: "heads",

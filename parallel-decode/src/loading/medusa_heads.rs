@@ -9,16 +9,20 @@
 //! |---|---|---|
 //! | `medusa.{h}.weight` | `[hidden, hidden]` (Hugging Face `[out, in]` layout) | F32, F16 or BF16 |
 //! | `medusa.{h}.bias` | `[hidden]` | F32, F16 or BF16 |
+//! | `medusa.{h}.next_token.weight` (version 2 only) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
 //!
 //! Head `h` maps the base model's final hidden state `x` (after the final norm) to
 //! `z = x + SiLU(W_h x + b_h)` and scores tokens with the base model's own LM head; it is
 //! trained to predict the token `h + 2` positions after `x`'s (the base model predicts `h + 1`
-//! = the next one). The `__metadata__` map carries:
+//! = the next one). In version 2 every head also takes the token the base model chose from
+//! `x` (the next one, known when the heads run): `z = x + SiLU(W_h x + N_h e + b_h)` with `e`
+//! that token's input embedding (`model.embed_tokens.weight`) and `N_h` the
+//! `next_token.weight`. The `__metadata__` map carries:
 //!
 //! | key | value |
 //! |---|---|
 //! | `format` | `medusa-heads` |
-//! | `version` | `1` |
+//! | `version` | `1`, or `2` for heads that take the next token |
 //! | `heads` | the number of heads |
 //! | `hidden` | the base model's hidden size |
 //! | `tree` (optional) | a JSON list of paths: the candidate tree measured best for these heads |
@@ -42,12 +46,34 @@ pub const HEADS_FILE: &str = "medusa_heads.safetensors";
 /// The `format` metadata value.
 pub const HEADS_FORMAT: &str = "medusa-heads";
 
+/// The `version` metadata of heads that see the hidden state only.
+pub const VERSION_HIDDEN_ONLY: &str = "1";
+/// The `version` metadata of heads that also take the next token.
+pub const VERSION_NEXT_TOKEN: &str = "2";
+
+/// One head's tensors, as f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadTensors {
+    /// `W`, `[hidden, hidden]` row-major.
+    pub weight: Vec<f32>,
+    /// `N`, `[hidden, hidden]` row-major, for heads that take the next token.
+    pub next_token_weight: Option<Vec<f32>>,
+    /// `b`, `[hidden]`.
+    pub bias: Vec<f32>,
+}
+
+/// Name of head `h`'s tensor `part` (`weight`, `bias` or `next_token.weight`).
+pub fn tensor_name(h: usize, part: &str) -> String {
+    format!("medusa.{h}.{part}")
+}
+
 /// An opened, validated heads file.
 #[derive(Debug)]
 pub struct MedusaHeads {
     file: SafetensorsFile,
     count: usize,
     hidden: usize,
+    takes_next: bool,
     tree: Option<MedusaTree>,
     vocab: Option<Vec<u32>>,
 }
@@ -73,12 +99,16 @@ impl MedusaHeads {
                 )));
             }
         }
-        if meta.get("version").map(String::as_str) != Some("1") {
-            return Err(bad(format!(
-                "has heads format version {:?}; this neuron-decode reads version 1",
-                meta.get("version")
-            )));
-        }
+        let takes_next = match meta.get("version").map(String::as_str) {
+            Some(VERSION_HIDDEN_ONLY) => false,
+            Some(VERSION_NEXT_TOKEN) => true,
+            other => {
+                return Err(bad(format!(
+                    "has heads format version {other:?}; this neuron-decode reads versions \
+                     {VERSION_HIDDEN_ONLY} and {VERSION_NEXT_TOKEN}"
+                )));
+            }
+        };
         let count: usize = meta
             .get("heads")
             .and_then(|h| h.parse().ok())
@@ -94,10 +124,12 @@ impl MedusaHeads {
             )));
         }
         for h in 0..count {
-            for (name, shape) in [
-                (format!("medusa.{h}.weight"), vec![hidden, hidden]),
-                (format!("medusa.{h}.bias"), vec![hidden]),
-            ] {
+            let mut parts = vec![("weight", vec![hidden, hidden]), ("bias", vec![hidden])];
+            if takes_next {
+                parts.push(("next_token.weight", vec![hidden, hidden]));
+            }
+            for (part, shape) in parts {
+                let name = tensor_name(h, part);
                 let info = file
                     .tensors()
                     .get(&name)
@@ -154,6 +186,7 @@ impl MedusaHeads {
             file,
             count,
             hidden,
+            takes_next,
             tree,
             vocab,
         })
@@ -167,6 +200,11 @@ impl MedusaHeads {
     /// Number of heads.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Whether the heads take the next token (format version 2).
+    pub fn takes_next(&self) -> bool {
+        self.takes_next
     }
 
     /// The candidate tree stored with the heads, if any.
@@ -184,7 +222,7 @@ impl MedusaHeads {
     pub fn dtype(&self) -> super::Dtype {
         self.file
             .tensors()
-            .get("medusa.0.weight")
+            .get(&tensor_name(0, "weight"))
             .map_or(super::Dtype::F32, |t| t.dtype)
     }
 
@@ -193,18 +231,19 @@ impl MedusaHeads {
         self.file.metadata().get("base_model").map(String::as_str)
     }
 
-    /// Head `h`'s weight `[hidden, hidden]` and bias `[hidden]`, as f32.
+    /// Head `h`'s tensors, as f32.
     ///
     /// # Errors
     /// [`Error::Artifacts`] if `h` is out of range.
-    pub fn head(&self, h: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    pub fn head(&self, h: usize) -> Result<HeadTensors> {
         if h >= self.count {
             return Err(Error::Artifacts {
                 path: self.path().to_path_buf(),
                 message: format!("has no head {h}"),
             });
         }
-        let read = |name: String, len: usize| -> Result<Vec<f32>> {
+        let read = |part: &str, len: usize| -> Result<Vec<f32>> {
+            let name = tensor_name(h, part);
             let info = self
                 .file
                 .tensors()
@@ -224,9 +263,13 @@ impl MedusaHeads {
             Ok(out)
         };
         let d = self.hidden;
-        Ok((
-            read(format!("medusa.{h}.weight"), d * d)?,
-            read(format!("medusa.{h}.bias"), d)?,
-        ))
+        Ok(HeadTensors {
+            weight: read("weight", d * d)?,
+            next_token_weight: match self.takes_next {
+                true => Some(read("next_token.weight", d * d)?),
+                false => None,
+            },
+            bias: read("bias", d)?,
+        })
     }
 }

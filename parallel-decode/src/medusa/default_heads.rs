@@ -95,7 +95,8 @@ mod tests {
         assert!(!tree.is_empty() && tree.depth() <= heads.count());
         assert!(tree.top_k_per_head().iter().all(|&k| k <= 10));
         assert!(heads.base_model().is_some());
-        let (w, b) = heads.head(0).unwrap();
+        let t = heads.head(0).unwrap();
+        let (w, b) = (t.weight, t.bias);
         assert_eq!((w.len(), b.len()), (HIDDEN * HIDDEN, HIDDEN));
         assert!(w.iter().chain(&b).all(|x| x.is_finite()));
         assert!(w.iter().any(|&x| x != 0.0), "head 0 is trained, not zero");

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::data::Dataset;
-use super::train::{Head, LmHead, examples, forward_z, gather_states, lm_logits};
+use super::train::{Head, HeadInputs, LmHead, examples, lm_logits};
 use crate::loading::{Progress, Unit};
 
 /// Top-k accuracy of one head.
@@ -107,44 +107,34 @@ pub fn evaluate(
     // ranks[e][h]: rank of example e's true token under head h (None: no target).
     let mut ranks: Vec<Vec<Option<usize>>> = vec![vec![None; heads.len()]; examples.len()];
     let mut base_hits = 0usize;
-    let (mut x, mut z, mut logits) = (
-        Array2::zeros((0, 0)),
-        Array2::zeros((0, 0)),
-        Array2::zeros((0, 0)),
-    );
+    let mut inputs = HeadInputs::new(data, lm);
+    let mut logits = Array2::zeros((0, 0));
     let step = progress.start(
         "evaluating the heads on held-out prompts",
         Some(examples.len() as u64),
         Unit::Items,
     );
+    let v = lm.vocab();
     for (c, chunk) in examples.chunks(CHUNK).enumerate() {
-        let ids: Vec<usize> = chunk.iter().map(|e| e.0).collect();
-        gather_states(data, &ids, &mut x);
-        // The base model: the state's own next token is the token before head 0's target.
-        lm_logits(lm, x.view(), &mut logits);
-        let v = lm.vocab();
+        inputs.load(chunk);
+        // The base model: the state's own next token is the one it chose.
+        lm_logits(lm, inputs.states(), &mut logits);
         base_hits += chunk
             .par_iter()
             .enumerate()
             .filter(|&(r, e)| {
-                let seq_token = base_target(data, e.0);
-                seq_token.is_some_and(|t| {
-                    rank(
-                        &logits.as_slice().unwrap_or(&[])[r * v..(r + 1) * v],
-                        t as usize,
-                    ) == 0
-                })
+                let row = &logits.as_slice().unwrap_or(&[])[r * v..(r + 1) * v];
+                rank(row, e.next as usize) == 0
             })
             .count();
         for (h, head) in heads.iter().enumerate() {
-            forward_z(head, &x, &mut z);
-            lm_logits(lm, z.view(), &mut logits);
+            lm_logits(lm, inputs.z(head), &mut logits);
             let all = logits.as_slice().unwrap_or(&[]);
             let got: Vec<Option<usize>> = chunk
                 .par_iter()
                 .enumerate()
                 .map(|(r, e)| {
-                    let t = e.1.get(h).copied().flatten()? as usize;
+                    let t = e.targets.get(h).copied().flatten()? as usize;
                     let logits = &all[r * v..(r + 1) * v];
                     Some(match vocab {
                         Some(vocab) => rank_within(logits, t, vocab),
@@ -203,15 +193,6 @@ pub fn evaluate(
             counts: counts.into_iter().collect(),
         },
     }
-}
-
-/// The token the base model predicts from state `state` (the next answer token).
-fn base_target(data: &Dataset, state: usize) -> Option<u32> {
-    let seq = data
-        .sequences
-        .iter()
-        .find(|s| state >= s.first_state && state < s.first_state + s.tokens.len())?;
-    seq.tokens.get(state - seq.first_state).copied()
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::path::Path;
 use super::train::Head;
 use crate::error::{Error, Result};
 use crate::loading::Dtype;
-use crate::loading::medusa_heads::{HEADS_FORMAT, MedusaHeads};
+use crate::loading::medusa_heads::{
+    HEADS_FORMAT, HeadTensors, MedusaHeads, VERSION_HIDDEN_ONLY, VERSION_NEXT_TOKEN, tensor_name,
+};
 use crate::loading::safetensors::SafetensorsWriter;
 use crate::strategy::medusa::MedusaTree;
 
@@ -43,19 +45,28 @@ pub fn write_heads(
     metadata: &HeadsMetadata,
 ) -> Result<()> {
     let hidden = heads.first().map_or(0, |h| h.bias.len());
+    let takes_next = heads.first().is_some_and(|h| h.next_weight.is_some());
     if hidden == 0
-        || heads
-            .iter()
-            .any(|h| h.bias.len() != hidden || h.weight.dim() != (hidden, hidden))
+        || heads.iter().any(|h| {
+            h.bias.len() != hidden
+                || h.weight.dim() != (hidden, hidden)
+                || h.next_weight.as_ref().map(|n| n.dim()) != takes_next.then_some((hidden, hidden))
+        })
     {
         return Err(Error::Setting {
             field: "heads",
-            message: "need at least one head, all of one width".into(),
+            message: "need at least one head, all of one width and all taking the next token \
+                      or none"
+                .into(),
         });
     }
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), HEADS_FORMAT.to_string());
-    meta.insert("version".to_string(), "1".to_string());
+    let version = match takes_next {
+        true => VERSION_NEXT_TOKEN,
+        false => VERSION_HIDDEN_ONLY,
+    };
+    meta.insert("version".to_string(), version.to_string());
     meta.insert("heads".to_string(), heads.len().to_string());
     meta.insert("hidden".to_string(), hidden.to_string());
     if let Some(tree) = &metadata.tree {
@@ -81,13 +92,33 @@ pub fn write_heads(
         })?;
         meta.insert("vocab".to_string(), json);
     }
-    let plan: Vec<(String, Vec<usize>)> = (0..heads.len())
-        .flat_map(|h| {
-            [
-                (format!("medusa.{h}.weight"), vec![hidden, hidden]),
-                (format!("medusa.{h}.bias"), vec![hidden]),
-            ]
+    // Every tensor with its values, in the order they are written.
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = heads
+        .iter()
+        .enumerate()
+        .flat_map(|(h, head)| {
+            let matrix = |m: &ndarray::Array2<f32>| m.iter().copied().collect::<Vec<f32>>();
+            let mut t = vec![
+                (
+                    tensor_name(h, "weight"),
+                    vec![hidden, hidden],
+                    matrix(&head.weight),
+                ),
+                (tensor_name(h, "bias"), vec![hidden], head.bias.clone()),
+            ];
+            if let Some(n) = &head.next_weight {
+                t.push((
+                    tensor_name(h, "next_token.weight"),
+                    vec![hidden, hidden],
+                    matrix(n),
+                ));
+            }
+            t
         })
+        .collect();
+    let plan = tensors
+        .iter()
+        .map(|(name, shape, _)| (name.clone(), shape.clone()))
         .collect();
     let parent = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
@@ -95,10 +126,8 @@ pub fn write_heads(
         .tempfile_in(parent)
         .map_err(|e| Error::io(parent, "create a temporary file", e))?;
     let mut w = SafetensorsWriter::create(tmp.path(), dtype, plan, &meta)?;
-    for (h, head) in heads.iter().enumerate() {
-        let weight: Vec<f32> = head.weight.iter().copied().collect();
-        w.write_next(&format!("medusa.{h}.weight"), &weight)?;
-        w.write_next(&format!("medusa.{h}.bias"), &head.bias)?;
+    for (name, _, values) in &tensors {
+        w.write_next(name, values)?;
     }
     w.finish()?;
     readable_by_all(tmp.as_file(), tmp.path())?;
@@ -131,14 +160,24 @@ pub(crate) fn readable_by_all(file: &std::fs::File, path: &Path) -> Result<()> {
 pub fn read_heads(file: &MedusaHeads, hidden: usize) -> Result<Vec<Head>> {
     (0..file.count())
         .map(|h| {
-            let (w, bias) = file.head(h)?;
-            let weight = ndarray::Array2::from_shape_vec((hidden, hidden), w).map_err(|e| {
-                Error::Artifacts {
-                    path: file.path().to_path_buf(),
-                    message: format!("head {h}: {e}"),
-                }
-            })?;
-            Ok(Head { weight, bias })
+            let HeadTensors {
+                weight,
+                next_token_weight,
+                bias,
+            } = file.head(h)?;
+            let matrix = |values: Vec<f32>| {
+                ndarray::Array2::from_shape_vec((hidden, hidden), values).map_err(|e| {
+                    Error::Artifacts {
+                        path: file.path().to_path_buf(),
+                        message: format!("head {h}: {e}"),
+                    }
+                })
+            };
+            Ok(Head {
+                weight: matrix(weight)?,
+                next_weight: next_token_weight.map(matrix).transpose()?,
+                bias,
+            })
         })
         .collect()
 }
@@ -168,10 +207,10 @@ mod tests {
     fn written_heads_open_and_round_trip_with_their_tree() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.safetensors");
-        let mut a = Head::zero(4);
+        let mut a = Head::zero(4, false);
         a.weight[[1, 2]] = 0.5;
         a.bias[3] = -0.25;
-        let heads = vec![a, Head::zero(4)];
+        let heads = vec![a, Head::zero(4, false)];
         let meta = HeadsMetadata {
             tree: None,
             base_model: Some("tiny".into()),
@@ -201,5 +240,22 @@ mod tests {
             ..meta
         };
         assert!(write_heads(&path, &heads, Dtype::F16, &unsorted).is_err());
+    }
+
+    #[test]
+    fn heads_that_take_the_next_token_round_trip_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.safetensors");
+        let mut a = Head::zero(4, true);
+        a.next_weight.as_mut().unwrap()[[0, 3]] = 1.5;
+        let heads = vec![a, Head::zero(4, true)];
+        write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
+        let file = MedusaHeads::open(&path, 4).unwrap();
+        assert!(file.takes_next());
+        assert_eq!(file.head(0).unwrap().next_token_weight.unwrap()[3], 1.5);
+        assert_eq!(read_heads(&file, 4).unwrap(), heads);
+        // All heads take the next token or none do.
+        let mixed = vec![Head::zero(4, true), Head::zero(4, false)];
+        assert!(write_heads(&path, &mixed, Dtype::F32, &HeadsMetadata::default()).is_err());
     }
 }

@@ -6,6 +6,13 @@
 //! [`super::data`]). `W_h` and `b_h` start at zero, so every head starts as the base model's
 //! own next-token prediction, as in Medusa, and only has to learn the shift.
 //!
+//! A head may also take the token the model chose from `x` (the one just emitted, which the
+//! engine knows before it runs the heads): `z = x + SiLU(W_h x + N_h e + b_h)` with `e` that
+//! token's input embedding. In greedy decoding the token is a function of `x`, but a
+//! nonlinear one (an argmax over the vocabulary) that one residual block cannot compute;
+//! given directly it tells every head where the text is (as the shifted token does for
+//! EAGLE's draft model). `N_h` also starts at zero.
+//!
 //! The cost is the full-vocabulary softmax: `E` is `[vocab, hidden]` (49,152 x 576 for
 //! SmolLM2), applied forwards and backwards for every example and head. Examples are therefore
 //! processed in batches, so that both products are matrix-matrix products ([`super::gemm`]).
@@ -25,10 +32,13 @@ use super::gemm::gemm;
 use crate::error::{Error, Result};
 use crate::loading::{ModelDir, Progress, Unit};
 
-/// The base model's output matrix `[vocab, hidden]`, frozen.
+/// The base model's frozen matrices the heads use: its output matrix `[vocab, hidden]` and,
+/// for heads that take the next token, its input embedding (the same matrix when tied).
 #[derive(Debug, Clone)]
 pub struct LmHead {
     weight: Array2<f32>,
+    /// The input embedding when it is not the output matrix.
+    embedding: Option<Array2<f32>>,
 }
 
 impl LmHead {
@@ -41,19 +51,50 @@ impl LmHead {
             field: "lm head",
             message: format!("not a [{vocab}, {hidden}] matrix: {e}"),
         })?;
-        Ok(LmHead { weight })
+        Ok(LmHead {
+            weight,
+            embedding: None,
+        })
     }
 
-    /// Reads the LM head of `model` (`lm_head.weight`, or the embedding when it is tied).
+    /// Gives the matrices an input embedding of their own (an untied model's).
     ///
     /// # Errors
-    /// When the tensor is missing or has the wrong shape.
+    /// [`Error::Setting`] when `data` does not hold `vocab * hidden` values.
+    pub fn with_embedding(mut self, data: Vec<f32>) -> Result<Self> {
+        let (vocab, hidden) = self.weight.dim();
+        let embedding =
+            Array2::from_shape_vec((vocab, hidden), data).map_err(|e| Error::Setting {
+                field: "token embedding",
+                message: format!("not a [{vocab}, {hidden}] matrix: {e}"),
+            })?;
+        self.embedding = Some(embedding);
+        Ok(self)
+    }
+
+    /// Reads the LM head of `model` (`lm_head.weight`, or the embedding when it is tied) and,
+    /// when it is not tied, the input embedding.
+    ///
+    /// # Errors
+    /// When a tensor is missing or has the wrong shape.
     pub fn from_model(model: &ModelDir) -> Result<Self> {
+        const EMBEDDING: &str = "model.embed_tokens.weight";
         let c = model.config();
-        let t = model
-            .weights()
-            .f32(c.lm_head_tensor(), &[c.vocab_size, c.hidden_size])?;
-        Self::new(c.vocab_size, c.hidden_size, t.data)
+        let shape = [c.vocab_size, c.hidden_size];
+        let t = model.weights().f32(c.lm_head_tensor(), &shape)?;
+        let lm = Self::new(c.vocab_size, c.hidden_size, t.data)?;
+        if c.lm_head_tensor() == EMBEDDING {
+            return Ok(lm);
+        }
+        lm.with_embedding(model.weights().f32(EMBEDDING, &shape)?.data)
+    }
+
+    /// The input embedding of `token` (which must be below [`LmHead::vocab`]).
+    pub fn embedding(&self, token: u32) -> &[f32] {
+        let m = self.embedding.as_ref().unwrap_or(&self.weight);
+        let d = m.ncols();
+        let t = token as usize;
+        &m.as_slice().unwrap_or(&[])[t * d..(t + 1) * d]
     }
 
     /// Vocabulary size.
@@ -75,17 +116,22 @@ impl LmHead {
 /// One head's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
-    /// `[hidden, hidden]`, Hugging Face `[out, in]` layout.
+    /// `W`: `[hidden, hidden]`, Hugging Face `[out, in]` layout.
     pub weight: Array2<f32>,
-    /// `[hidden]`.
+    /// `N`, applied to the next token's embedding (`[hidden, hidden]`, `[out, in]`); `None`
+    /// for a head that sees the hidden state only.
+    pub next_weight: Option<Array2<f32>>,
+    /// `b`: `[hidden]`.
     pub bias: Vec<f32>,
 }
 
 impl Head {
-    /// A head that adds nothing (`W = 0`, `b = 0`): it predicts what the base model predicts.
-    pub fn zero(hidden: usize) -> Self {
+    /// A head that adds nothing (`W = 0`, `b = 0`, and `N = 0` when it takes the next token):
+    /// it predicts what the base model predicts.
+    pub fn zero(hidden: usize, takes_next: bool) -> Self {
         Head {
             weight: Array2::zeros((hidden, hidden)),
+            next_weight: takes_next.then(|| Array2::zeros((hidden, hidden))),
             bias: vec![0.0; hidden],
         }
     }
@@ -106,6 +152,8 @@ pub struct TrainOptions {
     pub warmup_steps: usize,
     /// Seed of the example order.
     pub seed: u64,
+    /// Whether the heads take the next token (see the module's documentation).
+    pub takes_next: bool,
 }
 
 impl Default for TrainOptions {
@@ -117,6 +165,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             warmup_steps: 30,
             seed: 0,
+            takes_next: true,
         }
     }
 }
@@ -171,15 +220,36 @@ impl Adam {
     }
 }
 
+/// Adam states of one head's tensors.
+struct HeadAdam {
+    weight: Adam,
+    next_weight: Option<Adam>,
+    bias: Adam,
+}
+
+impl HeadAdam {
+    fn new(head: &Head) -> Self {
+        HeadAdam {
+            weight: Adam::new(head.weight.len()),
+            next_weight: head.next_weight.as_ref().map(|n| Adam::new(n.len())),
+            bias: Adam::new(head.bias.len()),
+        }
+    }
+}
+
 /// Buffers reused by every step.
 #[derive(Default)]
 struct Scratch {
+    /// Hidden states of the batch.
     x: Array2<f32>,
+    /// Embeddings of the batch's next tokens (for heads that take them).
+    e: Array2<f32>,
     u: Array2<f32>,
     z: Array2<f32>,
     logits: Array2<f32>,
     dz: Array2<f32>,
     dw: Array2<f32>,
+    dn: Array2<f32>,
     db: Vec<f32>,
 }
 
@@ -189,13 +259,22 @@ fn resize(a: &mut Array2<f32>, rows: usize, cols: usize) {
     }
 }
 
-/// Copies the states `ids` into the rows of `x`.
-fn gather(data: &Dataset, ids: &[usize], x: &mut Array2<f32>) {
-    resize(x, ids.len(), data.hidden);
-    for (mut row, &i) in x.axis_iter_mut(Axis(0)).zip(ids) {
+/// Copies the states `ids` into the rows of `s.x` and, when `lm` is given, the embeddings of
+/// `next` (the tokens chosen from those states) into the rows of `s.e`.
+fn gather(data: &Dataset, lm: Option<&LmHead>, ids: &[usize], next: &[u32], s: &mut Scratch) {
+    resize(&mut s.x, ids.len(), data.hidden);
+    for (mut row, &i) in s.x.axis_iter_mut(Axis(0)).zip(ids) {
         row.as_slice_mut()
             .unwrap_or(&mut [])
             .copy_from_slice(data.state(i));
+    }
+    if let Some(lm) = lm {
+        resize(&mut s.e, next.len(), data.hidden);
+        for (mut row, &t) in s.e.axis_iter_mut(Axis(0)).zip(next) {
+            row.as_slice_mut()
+                .unwrap_or(&mut [])
+                .copy_from_slice(lm.embedding(t));
+        }
     }
 }
 
@@ -203,13 +282,18 @@ fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + (-a).exp())
 }
 
-/// `z = x + SiLU(W x + b)` for every row of `x`; leaves the pre-activation in `u`.
-fn head_forward(head: &Head, x: &Array2<f32>, u: &mut Array2<f32>, z: &mut Array2<f32>) {
-    let (n, d) = x.dim();
-    resize(u, n, d);
-    resize(z, n, d);
-    gemm(x.view(), head.weight.t(), 0.0, u.view_mut());
-    let (Some(us), Some(zs), Some(xs)) = (u.as_slice_mut(), z.as_slice_mut(), x.as_slice()) else {
+/// `z = x + SiLU(W x + N e + b)` for every row of `s.x` (and `s.e`); leaves the
+/// pre-activation in `s.u`.
+fn head_forward(head: &Head, s: &mut Scratch) {
+    let (n, d) = s.x.dim();
+    resize(&mut s.u, n, d);
+    resize(&mut s.z, n, d);
+    gemm(s.x.view(), head.weight.t(), 0.0, s.u.view_mut());
+    if let Some(next) = &head.next_weight {
+        gemm(s.e.view(), next.t(), 1.0, s.u.view_mut());
+    }
+    let (Some(us), Some(zs), Some(xs)) = (s.u.as_slice_mut(), s.z.as_slice_mut(), s.x.as_slice())
+    else {
         return;
     };
     us.par_chunks_mut(d)
@@ -258,26 +342,16 @@ fn softmax_grad(logits: &mut Array2<f32>, targets: &[u32]) -> f64 {
     losses.iter().sum()
 }
 
-/// One step of one head on examples `ids` with `targets`; returns the summed loss.
-#[allow(clippy::too_many_arguments)]
-fn head_step(
-    data: &Dataset,
-    lm: &LmHead,
-    head: &mut Head,
-    adam: &mut (Adam, Adam),
-    ids: &[usize],
-    targets: &[u32],
-    lr: f32,
-    t: i32,
-    s: &mut Scratch,
-) -> f64 {
-    let d = data.hidden;
-    gather(data, ids, &mut s.x);
-    head_forward(head, &s.x, &mut s.u, &mut s.z);
+/// Runs `head` on the gathered batch and leaves the gradients of the mean cross-entropy
+/// against `targets` in `s.dw` (of `W`), `s.dn` (of `N`, for a head that takes the next
+/// token) and `s.db`; returns the summed loss.
+fn forward_backward(lm: &LmHead, head: &Head, targets: &[u32], s: &mut Scratch) -> f64 {
+    let (n, d) = s.x.dim();
+    head_forward(head, s);
     lm_logits(lm, s.z.view(), &mut s.logits);
     let loss = softmax_grad(&mut s.logits, targets);
     // dL/dz = G E.
-    resize(&mut s.dz, ids.len(), d);
+    resize(&mut s.dz, n, d);
     gemm(s.logits.view(), lm.view(), 0.0, s.dz.view_mut());
     // dL/du = dL/dz * SiLU'(u), in place.
     if let (Some(dz), Some(u)) = (s.dz.as_slice_mut(), s.u.as_slice()) {
@@ -290,9 +364,13 @@ fn head_step(
                 }
             });
     }
-    // dL/dW = (dL/du)^T x, dL/db = column sums of dL/du.
+    // dL/dW = (dL/du)^T x, dL/dN = (dL/du)^T e, dL/db = column sums of dL/du.
     resize(&mut s.dw, d, d);
     gemm(s.dz.t(), s.x.view(), 0.0, s.dw.view_mut());
+    if head.next_weight.is_some() {
+        resize(&mut s.dn, d, d);
+        gemm(s.dz.t(), s.e.view(), 0.0, s.dn.view_mut());
+    }
     s.db.clear();
     s.db.resize(d, 0.0);
     for row in s.dz.rows() {
@@ -300,30 +378,64 @@ fn head_step(
             *b += g;
         }
     }
-    let (aw, ab) = adam;
-    if let (Some(w), Some(g)) = (head.weight.as_slice_mut(), s.dw.as_slice()) {
-        aw.step(w, g, lr, t);
-    }
-    ab.step(&mut head.bias, &s.db, lr, t);
     loss
 }
 
-/// The training examples: every state of the given sequences that has a target for head 0,
-/// with the targets of each head (`None` past the end of its answer).
-pub(crate) fn examples(
+/// One step of one head on the examples whose states are `ids` (with next tokens `next`)
+/// and targets `targets`; returns the summed loss.
+#[allow(clippy::too_many_arguments)]
+fn head_step(
     data: &Dataset,
-    sequences: &[usize],
-    heads: usize,
-) -> Vec<(usize, Vec<Option<u32>>)> {
+    lm: &LmHead,
+    head: &mut Head,
+    adam: &mut HeadAdam,
+    batch: (&[usize], &[u32], &[u32]),
+    lr: f32,
+    t: i32,
+    s: &mut Scratch,
+) -> f64 {
+    let (ids, next, targets) = batch;
+    gather(data, head.next_weight.as_ref().map(|_| lm), ids, next, s);
+    let loss = forward_backward(lm, head, targets, s);
+    if let (Some(w), Some(g)) = (head.weight.as_slice_mut(), s.dw.as_slice()) {
+        adam.weight.step(w, g, lr, t);
+    }
+    if let (Some(w), Some(a), Some(g)) = (
+        head.next_weight.as_mut().and_then(|n| n.as_slice_mut()),
+        adam.next_weight.as_mut(),
+        s.dn.as_slice(),
+    ) {
+        a.step(w, g, lr, t);
+    }
+    adam.bias.step(&mut head.bias, &s.db, lr, t);
+    loss
+}
+
+/// A position the heads are trained or evaluated at.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Example {
+    /// Index of the hidden state.
+    pub state: usize,
+    /// The token the base model chose from it (the answer's next token).
+    pub next: u32,
+    /// Each head's target (`None` past the end of the answer).
+    pub targets: Vec<Option<u32>>,
+}
+
+/// The examples of the given sequences: every state that has a target for head 0.
+pub(crate) fn examples(data: &Dataset, sequences: &[usize], heads: usize) -> Vec<Example> {
     let mut out = Vec::new();
     for &s in sequences {
         let seq = &data.sequences[s];
         let n = seq.tokens.len();
         for j in 0..n.saturating_sub(1) {
-            let targets = (0..heads)
-                .map(|h| seq.tokens.get(j + h + 1).copied())
-                .collect();
-            out.push((seq.first_state + j, targets));
+            out.push(Example {
+                state: seq.first_state + j,
+                next: seq.tokens[j],
+                targets: (0..heads)
+                    .map(|h| seq.tokens.get(j + h + 1).copied())
+                    .collect(),
+            });
         }
     }
     out
@@ -379,7 +491,7 @@ pub fn train(
     }
     if let Some(t) = examples
         .iter()
-        .flat_map(|e| e.1.iter().flatten())
+        .flat_map(|e| e.targets.iter().flatten().chain([&e.next]))
         .find(|&&t| t as usize >= lm.vocab())
     {
         return Err(Error::Setting {
@@ -388,10 +500,10 @@ pub fn train(
         });
     }
     let d = data.hidden;
-    let mut heads: Vec<Head> = (0..options.heads).map(|_| Head::zero(d)).collect();
-    let mut adams: Vec<(Adam, Adam)> = (0..options.heads)
-        .map(|_| (Adam::new(d * d), Adam::new(d)))
+    let mut heads: Vec<Head> = (0..options.heads)
+        .map(|_| Head::zero(d, options.takes_next))
         .collect();
+    let mut adams: Vec<HeadAdam> = heads.iter().map(HeadAdam::new).collect();
     let steps_per_epoch = examples.len().div_ceil(options.batch);
     let total = steps_per_epoch * options.epochs;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
@@ -413,7 +525,7 @@ pub fn train(
         Some(total as u64),
         Unit::Items,
     );
-    let (mut ids, mut targets) = (Vec::new(), Vec::new());
+    let (mut ids, mut next, mut targets) = (Vec::new(), Vec::new(), Vec::new());
     for epoch in 0..options.epochs {
         examples.shuffle(&mut rng);
         let mut sums = vec![(0.0f64, 0usize); options.heads];
@@ -423,17 +535,20 @@ pub fn train(
             let mut first = Vec::new();
             for (h, (head, adam)) in heads.iter_mut().zip(&mut adams).enumerate() {
                 ids.clear();
+                next.clear();
                 targets.clear();
-                for (i, tg) in batch {
-                    if let Some(Some(target)) = tg.get(h) {
-                        ids.push(*i);
+                for e in batch {
+                    if let Some(Some(target)) = e.targets.get(h) {
+                        ids.push(e.state);
+                        next.push(e.next);
                         targets.push(*target);
                     }
                 }
                 if ids.is_empty() {
                     continue;
                 }
-                let loss = head_step(data, lm, head, adam, &ids, &targets, lr, t, &mut scratch);
+                let batch = (&ids[..], &next[..], &targets[..]);
+                let loss = head_step(data, lm, head, adam, batch, lr, t, &mut scratch);
                 sums[h].0 += loss;
                 sums[h].1 += ids.len();
                 first.push(loss / ids.len() as f64);
@@ -464,22 +579,46 @@ pub fn train(
     Ok((heads, report))
 }
 
-/// `z` for head `head` on the rows of `x`.
-pub(crate) fn forward_z(head: &Head, x: &Array2<f32>, z: &mut Array2<f32>) {
-    let mut u = Array2::zeros((0, 0));
-    head_forward(head, x, &mut u, z);
+/// `z` of each head for a batch of examples (for evaluation), reusing `scratch`.
+pub(crate) struct HeadInputs<'a> {
+    data: &'a Dataset,
+    lm: &'a LmHead,
+    scratch: Scratch,
 }
 
-/// Copies states into a matrix (for evaluation).
-pub(crate) fn gather_states(data: &Dataset, ids: &[usize], x: &mut Array2<f32>) {
-    gather(data, ids, x);
+impl<'a> HeadInputs<'a> {
+    pub(crate) fn new(data: &'a Dataset, lm: &'a LmHead) -> Self {
+        HeadInputs {
+            data,
+            lm,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Loads the states and next tokens of `examples`.
+    pub(crate) fn load(&mut self, examples: &[Example]) {
+        let ids: Vec<usize> = examples.iter().map(|e| e.state).collect();
+        let next: Vec<u32> = examples.iter().map(|e| e.next).collect();
+        gather(self.data, Some(self.lm), &ids, &next, &mut self.scratch);
+    }
+
+    /// The loaded hidden states `[examples, hidden]`.
+    pub(crate) fn states(&self) -> ArrayView2<'_, f32> {
+        self.scratch.x.view()
+    }
+
+    /// `z` of `head` for the loaded examples, `[examples, hidden]`.
+    pub(crate) fn z(&mut self, head: &Head) -> ArrayView2<'_, f32> {
+        head_forward(head, &mut self.scratch);
+        self.scratch.z.view()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A finite-difference check of the hand-written backward pass.
+    /// A finite-difference check of the hand-written backward pass, for `W` and `N`.
     #[test]
     fn gradient_matches_finite_differences() {
         let (d, v) = (6, 11);
@@ -490,6 +629,12 @@ mod tests {
                 .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
                 .collect(),
         )
+        .unwrap()
+        .with_embedding(
+            (0..v * d)
+                .map(|i| ((i * 11 % 13) as f32 - 6.0) / 6.0)
+                .collect(),
+        )
         .unwrap();
         let data = Dataset {
             hidden: d,
@@ -498,48 +643,42 @@ mod tests {
                 .collect(),
             sequences: vec![],
         };
-        let ids = [0, 1, 2];
-        let targets = [3u32, 7, 1];
-        let mut head = Head::zero(d);
+        let (ids, next, targets) = ([0, 1, 2], [4u32, 9, 0], [3u32, 7, 1]);
+        let mut head = Head::zero(d, true);
         for (i, w) in head.weight.iter_mut().enumerate() {
             *w = ((i * 7 % 5) as f32 - 2.0) / 10.0;
         }
-        head.bias = (0..d).map(|i| i as f32 / 20.0).collect();
-        let loss = |head: &Head| -> f64 {
-            let mut s = Scratch::default();
-            gather(&data, &ids, &mut s.x);
-            head_forward(head, &s.x, &mut s.u, &mut s.z);
-            lm_logits(&lm, s.z.view(), &mut s.logits);
-            softmax_grad(&mut s.logits, &targets) / ids.len() as f64
-        };
-        // The analytic gradient, read back from one SGD-like probe: run head_step's pieces.
-        let mut s = Scratch::default();
-        gather(&data, &ids, &mut s.x);
-        head_forward(&head, &s.x, &mut s.u, &mut s.z);
-        lm_logits(&lm, s.z.view(), &mut s.logits);
-        softmax_grad(&mut s.logits, &targets);
-        let mut dz = Array2::zeros((3, d));
-        gemm(s.logits.view(), lm.view(), 0.0, dz.view_mut());
-        for (mut g, u) in dz.rows_mut().into_iter().zip(s.u.rows()) {
-            for i in 0..d {
-                let sg = sigmoid(u[i]);
-                g[i] *= sg * (1.0 + u[i] * (1.0 - sg));
-            }
+        for (i, w) in head.next_weight.as_mut().unwrap().iter_mut().enumerate() {
+            *w = ((i * 3 % 7) as f32 - 3.0) / 10.0;
         }
-        let mut dw = Array2::zeros((d, d));
-        gemm(dz.t(), s.x.view(), 0.0, dw.view_mut());
+        head.bias = (0..d).map(|i| i as f32 / 20.0).collect();
+        let run = |head: &Head| {
+            let mut s = Scratch::default();
+            gather(&data, Some(&lm), &ids, &next, &mut s);
+            let loss = forward_backward(&lm, head, &targets, &mut s) / ids.len() as f64;
+            (loss, s)
+        };
+        let (_, analytic) = run(&head);
         let eps = 1e-3;
         for (r, c) in [(0, 0), (2, 5), (5, 1), (3, 3)] {
-            let mut plus = head.clone();
-            plus.weight[[r, c]] += eps;
-            let mut minus = head.clone();
-            minus.weight[[r, c]] -= eps;
-            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * f64::from(eps));
-            let analytic = f64::from(dw[[r, c]]);
-            assert!(
-                (numeric - analytic).abs() < 1e-3 * (1.0 + numeric.abs()),
-                "dW[{r},{c}]: numeric {numeric}, analytic {analytic}"
-            );
+            for of_next in [false, true] {
+                let nudged = |by: f32| {
+                    let mut h = head.clone();
+                    match of_next {
+                        false => h.weight[[r, c]] += by,
+                        true => h.next_weight.as_mut().unwrap()[[r, c]] += by,
+                    }
+                    run(&h).0
+                };
+                let numeric = (nudged(eps) - nudged(-eps)) / (2.0 * f64::from(eps));
+                let grad = if of_next { &analytic.dn } else { &analytic.dw };
+                let analytic = f64::from(grad[[r, c]]);
+                assert!(
+                    (numeric - analytic).abs() < 1e-3 * (1.0 + numeric.abs()),
+                    "{} [{r},{c}]: numeric {numeric}, analytic {analytic}",
+                    if of_next { "dN" } else { "dW" }
+                );
+            }
         }
     }
 
@@ -579,38 +718,46 @@ mod tests {
             });
         }
         let all: Vec<usize> = (0..24).collect();
-        let options = TrainOptions {
-            heads: 1,
-            epochs: 150,
-            batch: 32,
-            learning_rate: 2e-2,
-            warmup_steps: 5,
-            seed: 1,
-        };
-        let (heads, report) =
-            train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
         let before = super::super::eval::evaluate(
             &data,
             &all,
             &lm,
-            &[Head::zero(d)],
-            None,
-            1,
-            &crate::loading::NoProgress,
-        );
-        let after = super::super::eval::evaluate(
-            &data,
-            &all,
-            &lm,
-            &heads,
+            &[Head::zero(d, false)],
             None,
             1,
             &crate::loading::NoProgress,
         );
         assert!(before.base_top1 > 0.9, "{}", before.base_top1);
         assert!(before.heads[0].top[0] < 0.2, "{:?}", before.heads[0]);
-        assert!(after.heads[0].top[0] > 0.9, "{:?}", after.heads[0]);
-        assert!(report.epoch_loss.last().unwrap()[0] < 0.5 * report.initial_loss[0]);
+        for takes_next in [false, true] {
+            let options = TrainOptions {
+                heads: 1,
+                epochs: 150,
+                batch: 32,
+                learning_rate: 2e-2,
+                warmup_steps: 5,
+                seed: 1,
+                takes_next,
+            };
+            let (heads, report) =
+                train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
+            assert_eq!(heads[0].next_weight.is_some(), takes_next);
+            let after = super::super::eval::evaluate(
+                &data,
+                &all,
+                &lm,
+                &heads,
+                None,
+                1,
+                &crate::loading::NoProgress,
+            );
+            assert!(
+                after.heads[0].top[0] > 0.9,
+                "{takes_next}: {:?}",
+                after.heads[0]
+            );
+            assert!(report.epoch_loss.last().unwrap()[0] < 0.5 * report.initial_loss[0]);
+        }
     }
 
     #[test]

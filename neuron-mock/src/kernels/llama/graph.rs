@@ -238,7 +238,7 @@ impl ForwardParams {
 /// The weights of a model shard, by Hugging Face name, with this rank's shapes.
 pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
     let (d, hd) = (m.hidden, m.head_dim);
-    let mut specs = vec![weight_spec("model.embed_tokens.weight", &[m.vocab, d])];
+    let mut specs = vec![weight_spec(EMBEDDING, &[m.vocab, d])];
     for l in 0..m.layers {
         let p = format!("model.layers.{l}");
         for (name, shape) in [
@@ -267,12 +267,13 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
 /// LM-head rows); vectors (norms, biases) are stored as they are.
 pub fn is_packed_weight(name: &str) -> bool {
     name.ends_with("_proj.weight")
-        || name == "model.embed_tokens.weight"
+        || name == EMBEDDING
         || name == "lm_head.weight"
         || name == HEADS_LM_HEAD
         || name
             .strip_prefix("medusa.")
             .and_then(|rest| rest.strip_suffix(".weight"))
+            .map(|rest| rest.strip_suffix(".next_token").unwrap_or(rest))
             .is_some_and(|h| h.parse::<usize>().is_ok())
 }
 
@@ -335,6 +336,11 @@ impl CommitParams {
 /// `medusa.{h}.weight` `[hidden, hidden]` and `medusa.{h}.bias` `[hidden]`. Outputs:
 /// `head_ids` `[B, heads, top_k]` i32 and `head_logprobs` `[B, heads, top_k]` f32.
 ///
+/// Heads that take the next token (`takes_next`) compute `z = x + SiLU(W_h x + N_h e + b_h)`
+/// with `e` the input embedding of the row's next token: the graph also takes `next_ids`
+/// `[B]` i32, the embedding `model.embed_tokens.weight` (once, even when it is the LM head)
+/// and per head `medusa.{h}.next_token.weight` `[hidden, hidden]`.
+///
 /// With a heads vocabulary (`vocab`, strictly increasing token ids), the LM head input is
 /// instead `medusa.lm_head` `[vocab.len(), hidden]`: those tokens' rows, the same on every
 /// rank (no collective), and the candidates are among those tokens only.
@@ -352,6 +358,19 @@ pub struct HeadsParams {
     /// The heads' vocabulary (strictly increasing token ids); empty: every token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vocab: Vec<u32>,
+    /// Whether the heads also take the next token's embedding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_next: bool,
+}
+
+/// The name of the embedding input (the model's, full vocabulary on every rank).
+pub const EMBEDDING: &str = "model.embed_tokens.weight";
+/// The heads graph's input holding each row's next token.
+pub const NEXT_IDS: &str = "next_ids";
+
+/// Name of head `h`'s weight `part` (`weight`, `bias`, `next_token.weight`).
+pub fn head_tensor(h: usize, part: &str) -> String {
+    format!("medusa.{h}.{part}")
 }
 
 /// The input holding the rows of the heads' vocabulary in the LM head.
@@ -365,16 +384,26 @@ impl HeadsParams {
             spec("hidden", DType::F32, &[b, d], Usage::Input),
             spec("num_rows", DType::I32, &[1], Usage::Input),
         ];
+        let lm_head_is_embedding = self.vocab.is_empty() && m.tied_embeddings;
         if !self.vocab.is_empty() {
             io.push(weight_spec(HEADS_LM_HEAD, &[self.vocab.len(), d]));
         } else if m.tied_embeddings {
-            io.push(weight_spec("model.embed_tokens.weight", &[m.vocab, d]));
+            io.push(weight_spec(EMBEDDING, &[m.vocab, d]));
         } else {
             io.push(weight_spec("lm_head.weight", &[m.vocab_local, d]));
         }
+        if self.takes_next {
+            io.push(spec(NEXT_IDS, DType::I32, &[b], Usage::Input));
+            if !lm_head_is_embedding {
+                io.push(weight_spec(EMBEDDING, &[m.vocab, d]));
+            }
+        }
         for h in 0..self.heads {
-            io.push(weight_spec(&format!("medusa.{h}.weight"), &[d, d]));
-            io.push(weight_spec(&format!("medusa.{h}.bias"), &[d]));
+            io.push(weight_spec(&head_tensor(h, "weight"), &[d, d]));
+            io.push(weight_spec(&head_tensor(h, "bias"), &[d]));
+            if self.takes_next {
+                io.push(weight_spec(&head_tensor(h, "next_token.weight"), &[d, d]));
+            }
         }
         io.push(spec(
             "head_ids",

@@ -7,7 +7,10 @@ use super::forward::{
     Batch, Collective, CollectiveError, ForwardError, LayerWeights, OutputAt, Outputs, Row,
     Scratch, Weights, commit_kv,
 };
-use super::graph::{CommitParams, ForwardParams, HeadsParams, OutputsAt};
+use super::graph::{
+    CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, NEXT_IDS, OutputsAt,
+    head_tensor,
+};
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
 use crate::neff::{TensorSpec, Usage};
@@ -332,14 +335,74 @@ impl Kernel for Commit {
 struct Heads {
     params: HeadsParams,
     rank: usize,
-    at: Vec<usize>,
+    at: HeadsAt,
     scratch: Pool<HeadsScratch>,
+}
+
+/// Positions of the heads graph's tensors in the NEFF.
+struct HeadsAt {
+    hidden: usize,
+    num_rows: usize,
+    lm_head: usize,
+    /// `next_ids` and the embedding, for heads that take the next token.
+    next: Option<(usize, usize)>,
+    /// Per head: `W`, `b`, and `N` for heads that take the next token.
+    heads: Vec<(usize, usize, Option<usize>)>,
+    ids: usize,
+    logprobs: usize,
+}
+
+impl HeadsAt {
+    fn resolve(ctx: &BuildCtx<'_>, params: &HeadsParams) -> Result<Self, KernelError> {
+        let io = params.io();
+        let at = resolve(ctx, &io)?;
+        let find = |name: &str| -> Result<usize, KernelError> {
+            io.iter()
+                .position(|s| s.name == name)
+                .map(|i| at[i])
+                .ok_or_else(|| ctx.params_error(format!("the heads graph has no `{name}`")))
+        };
+        let lm_head = if !params.vocab.is_empty() {
+            HEADS_LM_HEAD
+        } else if params.model.tied_embeddings {
+            EMBEDDING
+        } else {
+            "lm_head.weight"
+        };
+        Ok(HeadsAt {
+            hidden: find("hidden")?,
+            num_rows: find("num_rows")?,
+            lm_head: find(lm_head)?,
+            next: match params.takes_next {
+                true => Some((find(NEXT_IDS)?, find(EMBEDDING)?)),
+                false => None,
+            },
+            heads: (0..params.heads)
+                .map(|h| {
+                    Ok((
+                        find(&head_tensor(h, "weight"))?,
+                        find(&head_tensor(h, "bias"))?,
+                        match params.takes_next {
+                            true => Some(find(&head_tensor(h, "next_token.weight"))?),
+                            false => None,
+                        },
+                    ))
+                })
+                .collect::<Result<_, KernelError>>()?,
+            ids: find("head_ids")?,
+            logprobs: find("head_logprobs")?,
+        })
+    }
 }
 
 #[derive(Default)]
 struct HeadsScratch {
     z: Vec<f32>,
     proj: Vec<f32>,
+    /// Embeddings of the rows' next tokens.
+    embedded: Vec<f32>,
+    /// `N_h e` for every row.
+    next_proj: Vec<f32>,
     logits: Vec<f32>,
     local: Vec<f32>,
     gathered: Vec<f32>,
@@ -374,7 +437,7 @@ fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
             ctx.params_error("the LM-head slices do not cover the vocabulary with this world")
         );
     }
-    let at = resolve(ctx, &params.io())?;
+    let at = HeadsAt::resolve(ctx, &params)?;
     Ok(Box::new(Heads {
         params,
         rank: ctx.rank(),
@@ -412,8 +475,9 @@ impl Kernel for Heads {
         let p = &self.params;
         let m = &p.model;
         let d = m.hidden;
-        let hidden = ctx.input::<f32>(self.at[0])?;
-        let rows = ctx.input::<i32>(self.at[1])?[0];
+        let at = &self.at;
+        let hidden = ctx.input::<f32>(at.hidden)?;
+        let rows = ctx.input::<i32>(at.num_rows)?[0];
         if rows < 0 || rows as usize > p.batch {
             return Err(KernelError::BadInput {
                 message: format!("num_rows {rows} is out of range 0..={}", p.batch),
@@ -421,19 +485,19 @@ impl Kernel for Heads {
         }
         let rows = rows as usize;
         let packed = |at: usize, rows: usize| -> Result<Packed<'_>, KernelError> {
-            Packed::new(ctx.input::<f32>(self.at[at])?, rows, d)
+            Packed::new(ctx.input::<f32>(at)?, rows, d)
                 .map_err(|message| KernelError::BadInput { message })
         };
         // The rows scored and the token id of the first: the heads' vocabulary (the same on
         // every rank), or this rank's slice of the whole vocabulary.
         let (lm_head, offset) = if !p.vocab.is_empty() {
-            (packed(2, p.vocab.len())?, 0)
+            (packed(at.lm_head, p.vocab.len())?, 0)
         } else {
             let offset = m.vocab_offset(self.rank);
             let lm_head = if m.tied_embeddings {
-                packed(2, m.vocab)?.slice_rows(offset, m.vocab_local)
+                packed(at.lm_head, m.vocab)?.slice_rows(offset, m.vocab_local)
             } else {
-                packed(2, m.vocab_local)?
+                packed(at.lm_head, m.vocab_local)?
             };
             (lm_head, offset)
         };
@@ -442,8 +506,8 @@ impl Kernel for Heads {
             Some(&id) => id as usize,
             None => row + offset,
         };
-        let ids = ctx.output::<i32>(self.at[3 + 2 * p.heads])?;
-        let logprobs = ctx.output::<f32>(self.at[4 + 2 * p.heads])?;
+        let ids = ctx.output::<i32>(at.ids)?;
+        let logprobs = ctx.output::<f32>(at.logprobs)?;
         ids.fill(-1);
         logprobs.fill(f32::NEG_INFINITY);
         if rows == 0 {
@@ -452,26 +516,54 @@ impl Kernel for Heads {
         let k = p.top_k;
         let ranks = ctx.world_size();
         self.scratch.with(|s| {
-            // z[row][head] = x + SiLU(W_h x + b_h), all heads stacked so that the LM head
-            // streams once for every row and head.
+            if let Some((next_ids, embedding)) = at.next {
+                let embedding = packed(embedding, m.vocab)?;
+                let next_ids = ctx.input::<i32>(next_ids)?;
+                s.embedded.resize(rows * d, 0.0);
+                for (r, &id) in next_ids[..rows].iter().enumerate() {
+                    if id < 0 || id as usize >= m.vocab {
+                        return Err(KernelError::BadInput {
+                            message: format!(
+                                "next_ids[{r}] = {id} is outside the vocabulary of {}",
+                                m.vocab
+                            ),
+                        });
+                    }
+                    embedding.row_into(id as usize, &mut s.embedded[r * d..(r + 1) * d]);
+                }
+            }
+            // z[row][head] = x + SiLU(W_h x (+ N_h e) + b_h), all heads stacked so that the
+            // LM head streams once for every row and head.
             s.z.resize(rows * p.heads * d, 0.0);
             s.proj.resize(rows * d, 0.0);
-            for h in 0..p.heads {
-                let w = packed(3 + 2 * h, d)?;
-                let bias = ctx.input::<f32>(self.at[4 + 2 * h])?;
-                let proj = PackedProduct { w, y: &mut s.proj };
+            s.next_proj.resize(rows * d, 0.0);
+            for (h, &(w, bias, next_weight)) in at.heads.iter().enumerate() {
+                let bias = ctx.input::<f32>(bias)?;
+                let proj = PackedProduct {
+                    w: packed(w, d)?,
+                    y: &mut s.proj,
+                };
                 matmul_packed(&mut [proj], &hidden[..rows * d], d, rows, &mut s.packed);
+                if let Some(n) = next_weight {
+                    let next = PackedProduct {
+                        w: packed(n, d)?,
+                        y: &mut s.next_proj,
+                    };
+                    matmul_packed(&mut [next], &s.embedded, d, rows, &mut s.packed);
+                }
                 for r in 0..rows {
                     let x = &hidden[r * d..(r + 1) * d];
                     let z = &mut s.z[(r * p.heads + h) * d..(r * p.heads + h + 1) * d];
-                    for (((z, &x), &pr), &bv) in z
-                        .iter_mut()
-                        .zip(x)
-                        .zip(&s.proj[r * d..(r + 1) * d])
-                        .zip(bias)
-                    {
-                        let a = pr + bv;
-                        *z = x + a / (1.0 + (-a).exp());
+                    let proj = &s.proj[r * d..(r + 1) * d];
+                    let next_proj = &s.next_proj[r * d..(r + 1) * d];
+                    for (i, z) in z.iter_mut().enumerate() {
+                        let from_next = if next_weight.is_some() {
+                            next_proj[i]
+                        } else {
+                            0.0
+                        };
+                        let a = proj[i] + from_next + bias[i];
+                        *z = x[i] + a / (1.0 + (-a).exp());
                     }
                 }
             }
@@ -796,14 +888,17 @@ mod tests {
     }
 
     /// Runs the heads graph on filled inputs and checks head 1 of row 0 against a direct
-    /// computation over the tokens scored (`vocab`, or all of them when empty).
-    fn check_heads(vocab: Vec<u32>) {
+    /// computation over the tokens scored (`vocab`, or all of them when empty), with or
+    /// without the next token as an input.
+    fn check_heads(vocab: Vec<u32>, takes_next: bool) {
+        const NEXT: usize = 5;
         let p = HeadsParams {
             model: shard(),
             heads: 2,
             top_k: 3,
             batch: 2,
             vocab: vocab.clone(),
+            takes_next,
         };
         let (vocab_size, d) = (23, 16);
         let embedding = TensorSpec {
@@ -824,6 +919,7 @@ mod tests {
             ..embedding.clone()
         };
         let head_w: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 20 + h))).collect();
+        let head_n: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 30 + h))).collect();
         let io = p.io();
         let inputs: Vec<(TensorSpec, Vec<u8>)> = io
             .iter()
@@ -831,6 +927,7 @@ mod tests {
             .map(|s| {
                 let bytes = match s.name.as_str() {
                     "num_rows" => i32_bytes(&[1]),
+                    "next_ids" => i32_bytes(&[NEXT as i32, -7]),
                     "model.embed_tokens.weight" => f32_bytes(&pack(&emb, vocab_size, d)),
                     HEADS_LM_HEAD => {
                         let rows: Vec<f32> = scored
@@ -841,6 +938,8 @@ mod tests {
                     }
                     "medusa.0.weight" => f32_bytes(&pack(&head_w[0], d, d)),
                     "medusa.1.weight" => f32_bytes(&pack(&head_w[1], d, d)),
+                    "medusa.0.next_token.weight" => f32_bytes(&pack(&head_n[0], d, d)),
+                    "medusa.1.next_token.weight" => f32_bytes(&pack(&head_n[1], d, d)),
                     _ => fill(s, 9),
                 };
                 (s.clone(), bytes)
@@ -866,9 +965,13 @@ mod tests {
         // Recompute head 1 of row 0 by hand.
         let get = |name: &str| f32_values(&inputs.iter().find(|(s, _)| s.name == name).unwrap().1);
         let (x, w, b) = (get("hidden"), &head_w[1], get("medusa.1.bias"));
+        let (n, e) = (&head_n[1], &emb[NEXT * d..(NEXT + 1) * d]);
         let z: Vec<f32> = (0..d)
             .map(|i| {
-                let a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];
+                let mut a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];
+                if takes_next {
+                    a += (0..d).map(|j| n[i * d + j] * e[j]).sum::<f32>();
+                }
                 x[i] + a / (1.0 + (-a).exp())
             })
             .collect();
@@ -896,12 +999,18 @@ mod tests {
 
     #[test]
     fn heads_return_the_top_candidates_of_each_head() {
-        check_heads(Vec::new());
+        check_heads(Vec::new(), false);
     }
 
     #[test]
     fn heads_with_a_vocabulary_return_only_its_tokens() {
-        check_heads(vec![1, 4, 7, 10, 15, 22]);
+        check_heads(vec![1, 4, 7, 10, 15, 22], false);
+    }
+
+    #[test]
+    fn heads_that_take_the_next_token_add_its_embedding() {
+        check_heads(Vec::new(), true);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true);
     }
 
     #[test]
@@ -913,6 +1022,7 @@ mod tests {
                 top_k: 1,
                 batch: 1,
                 vocab,
+                takes_next: false,
             };
             let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
                 .unwrap_err()
