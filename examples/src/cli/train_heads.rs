@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     heads: usize,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// Examples per optimiser step.
     #[arg(long, default_value_t = 256)]

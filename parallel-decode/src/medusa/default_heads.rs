@@ -3,9 +3,10 @@
 //! The file is committed at `parallel-decode/data/` and compiled into the library, so that an
 //! installed `neuron-decode` has it too: [`ensure`] writes it into the cache once and returns
 //! its path, which is what commands use when the model is the default one and no heads file is
-//! given. It was made with `neuron-decode train-heads --epochs 3 --out FILE` (otherwise the
-//! defaults: 4 heads, seed 0, the built-in 1614 prompts, a vocabulary of the 8192 tokens the
-//! answers use most; 20 minutes to distil, 29 to train on two cores), then
+//! given. The heads take the next token (heads format version 2, see
+//! [`crate::medusa::train`]). The file was made with `neuron-decode train-heads --out FILE`
+//! (the defaults: 4 heads, 3 epochs, seed 0, the built-in 1614 prompts, a vocabulary of the
+//! 8192 tokens the answers use most; 20 minutes to distil, 33 to train on two cores), then
 //! `neuron-decode tune --heads FILE` on the mock;
 //! its `tree` metadata is the tree chosen there, for the mock's cost curve on a two-core
 //! machine (rerun `tune` where passes cost differently: on a NeuronCore the best tree is
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "0d8abc93c8a927b5f6ddc0e80ff8da612ebf4dff6cfb5e58c664258bba857b3c";
+pub const SHA256: &str = "76e6dbf6ccd445a0025b222b0ea4c7bfca8c41116e12291664714b317852b92a";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
@@ -95,7 +96,13 @@ mod tests {
         assert!(!tree.is_empty() && tree.depth() <= heads.count());
         assert!(tree.top_k_per_head().iter().all(|&k| k <= 10));
         assert!(heads.base_model().is_some());
+        assert!(heads.takes_next(), "the default heads take the next token");
         let t = heads.head(0).unwrap();
+        let n = t.next_token_weight.unwrap();
+        assert!(
+            n.iter().any(|&x| x != 0.0),
+            "N of head 0 is trained, not zero"
+        );
         let (w, b) = (t.weight, t.bias);
         assert_eq!((w.len(), b.len()), (HIDDEN * HIDDEN, HIDDEN));
         assert!(w.iter().chain(&b).all(|x| x.is_finite()));

@@ -160,7 +160,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             heads: 4,
-            epochs: 4,
+            epochs: 3,
             batch: 256,
             learning_rate: 2e-3,
             warmup_steps: 30,
