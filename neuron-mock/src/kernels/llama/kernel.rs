@@ -995,6 +995,24 @@ mod tests {
         );
         // Row 1 is not in use.
         assert!(ids[6..].iter().all(|&i| i == -1));
+        if takes_next {
+            // A next token outside the vocabulary is refused, naming the row.
+            let mut bad = inputs.clone();
+            for (spec, bytes) in &mut bad {
+                if spec.name == "next_ids" {
+                    *bytes = i32_bytes(&[vocab_size as i32, 0]);
+                }
+            }
+            let err = run(
+                "llama.heads",
+                serde_json::to_value(&p).unwrap(),
+                &bad,
+                &outs,
+            )
+            .unwrap_err();
+            assert!(matches!(err, KernelError::BadInput { .. }), "{err:?}");
+            assert!(err.to_string().contains("next_ids[0]"), "{err}");
+        }
     }
 
     #[test]
