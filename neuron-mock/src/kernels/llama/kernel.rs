@@ -536,7 +536,9 @@ impl Kernel for Heads {
             // LM head streams once for every row and head.
             s.z.resize(rows * p.heads * d, 0.0);
             s.proj.resize(rows * d, 0.0);
-            s.next_proj.resize(rows * d, 0.0);
+            if at.next.is_some() {
+                s.next_proj.resize(rows * d, 0.0);
+            }
             for (h, &(w, bias, next_weight)) in at.heads.iter().enumerate() {
                 let bias = ctx.input::<f32>(bias)?;
                 let proj = PackedProduct {
@@ -550,20 +552,21 @@ impl Kernel for Heads {
                         y: &mut s.next_proj,
                     };
                     matmul_packed(&mut [next], &s.embedded, d, rows, &mut s.packed);
+                    for (pr, &np) in s.proj.iter_mut().zip(&s.next_proj) {
+                        *pr += np;
+                    }
                 }
                 for r in 0..rows {
                     let x = &hidden[r * d..(r + 1) * d];
                     let z = &mut s.z[(r * p.heads + h) * d..(r * p.heads + h + 1) * d];
-                    let proj = &s.proj[r * d..(r + 1) * d];
-                    let next_proj = &s.next_proj[r * d..(r + 1) * d];
-                    for (i, z) in z.iter_mut().enumerate() {
-                        let from_next = if next_weight.is_some() {
-                            next_proj[i]
-                        } else {
-                            0.0
-                        };
-                        let a = proj[i] + from_next + bias[i];
-                        *z = x[i] + a / (1.0 + (-a).exp());
+                    for (((z, &x), &pr), &bv) in z
+                        .iter_mut()
+                        .zip(x)
+                        .zip(&s.proj[r * d..(r + 1) * d])
+                        .zip(bias)
+                    {
+                        let a = pr + bv;
+                        *z = x + a / (1.0 + (-a).exp());
                     }
                 }
             }
