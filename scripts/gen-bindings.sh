@@ -19,7 +19,10 @@ tools="$root/target/tools"
 ensure_libclang() {
     if [ -n "${LIBCLANG_PATH:-}" ]; then return; fi
     local found
-    found=$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null | head -n 1 || true)
+    # Only the C library counts: libclang-cpp (the C++ interface, which some base images carry
+    # without libclang) has a similar name but is not what bindgen loads.
+    found=$(ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang.so* \
+        /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* 2>/dev/null | head -n 1 || true)
     if [ -z "$found" ]; then
         echo "gen-bindings: libclang not found; installing libclang-dev with apt-get" >&2
         local sudo=""
