@@ -11,10 +11,14 @@ the traffic the heads serve; open prompts cover shopping advice and general ques
 Usage: scripts/gen-medusa-prompts.py [OUT]   (standard library only; output is deterministic)
 """
 import json
+import os
 import random
 import sys
 
 SEED = 20240611
+
+# Prompts drawn from each advice template (see ADVICE_TEMPLATES).
+ADVICE_PER_TEMPLATE = 55
 
 # (name, category, description sentences, price)
 PRODUCTS = [
@@ -248,6 +252,213 @@ GENERAL = [
 ]
 
 
+# Everyday-advice questions: the open traffic is not only "how do I choose a <thing>"; people ask
+# about rooms, trips, hobbies, food, money and habits in many phrasings. Each template names the
+# slot lists it draws from; every combination is a candidate and a seeded sample is kept.
+ADVICE_TEMPLATES = [
+    ("How can I make my {room} feel {quality}?", ["room", "quality"]),
+    ("What are good gift ideas for someone who loves {hobby}?", ["hobby"]),
+    ("What would be a thoughtful present for a friend who is into {hobby}?", ["hobby"]),
+    ("What should I pack for {trip}?", ["trip"]),
+    ("Can you give me a packing list for {trip}?", ["trip"]),
+    ("What is a good way to get started with {activity}?", ["activity"]),
+    ("I want to take up {activity}. What equipment do I need?", ["activity"]),
+    ("How much should a beginner spend on gear for {activity}?", ["activity"]),
+    ("What is the best way to store {food}?", ["food"]),
+    ("What can I cook with {food}?", ["food"]),
+    ("How can I save money on {expense}?", ["expense"]),
+    ("What are some ways to spend less on {expense} each month?", ["expense"]),
+    ("What is the best way to look after {possession}?", ["possession"]),
+    ("How often should I clean {possession}, and how?", ["possession"]),
+    ("Which {category} are best for {person}?", ["category", "person"]),
+    ("What should I consider before {decision}?", ["decision"]),
+    ("What are the pros and cons of {decision}?", ["decision"]),
+    ("What is the difference between {pair}?", ["pair"]),
+    ("Which is better for {person}: {pair_or}?", ["person", "pair_or"]),
+    ("How do {mechanism} work?", ["mechanism"]),
+    ("Can you explain in simple words how {mechanism} work?", ["mechanism"]),
+    ("What are some tips for {situation}?", ["situation"]),
+    ("I am {situation}. Any advice?", ["situation"]),
+    ("How can I {goal}?", ["goal"]),
+    ("What are three small habits that help me {goal}?", ["goal"]),
+    ("Is it worth paying extra for {upgrade}?", ["upgrade"]),
+    ("Do I really need {upgrade}?", ["upgrade"]),
+    ("What should I do when {problem}?", ["problem"]),
+    ("My {problem_thing}. How can I fix it?", ["problem_thing"]),
+    ("What would you recommend for {person} who wants to {goal}?", ["person", "goal"]),
+]
+
+SLOTS = {
+    "room": ["living room", "bedroom", "home office", "hallway", "bathroom", "kitchen",
+             "guest room", "studio flat", "dining room", "balcony", "children's room", "basement"],
+    "quality": ["cosier", "brighter", "calmer", "more spacious", "warmer", "more modern",
+                "tidier", "more welcoming"],
+    "hobby": ["baking", "photography", "cycling", "board games", "knitting", "camping",
+              "painting", "bird watching", "fishing", "yoga", "reading crime novels", "cooking Thai food",
+              "woodworking", "video games", "tea", "jazz records", "rock climbing", "sewing",
+              "astronomy", "running marathons", "growing tomatoes", "chess", "wine", "travel"],
+    "trip": ["a ski holiday", "a business trip of three days", "a week of camping in the mountains",
+             "a city break in winter", "a long-haul flight", "a road trip with two dogs",
+             "a festival weekend", "a sailing trip", "a cycling tour", "a family visit at Christmas",
+             "a trip to a rainy country", "a hiking trip in the desert", "a honeymoon on an island",
+             "a school trip", "a weekend in a cabin without electricity"],
+    "activity": ["swimming", "cycling to work", "bouldering", "home brewing", "pottery",
+                 "skateboarding", "learning the guitar", "trail running",
+                 "photography", "bird watching", "kayaking", "baking sourdough bread", "weightlifting",
+                 "drawing", "cross-country skiing", "camping", "tennis", "sewing clothes", "meditation"],
+    "food": ["fresh herbs", "bananas", "cheese", "leftover rice", "bread", "avocados", "lettuce",
+             "cooked pasta", "berries", "mushrooms", "potatoes", "eggs", "onions", "tomatoes",
+             "ground coffee", "nuts", "tortillas", "carrots", "lemons", "chocolate"],
+    "expense": ["groceries", "electricity", "heating", "phone bills", "car insurance",
+                "eating out", "children's clothes", "train tickets", "gym memberships", "streaming services",
+                "furniture", "holidays", "pet food", "school supplies", "water bills", "petrol"],
+    "possession": ["a leather sofa", "a wooden dining table", "a down jacket", "a laptop keyboard",
+                   "a stainless steel kettle", "suede boots", "a wool carpet", "a car interior",
+                   "a non-stick pan", "a glass shower screen", "a memory foam pillow",
+                   "a bicycle chain", "a phone screen", "white trainers", "silver jewellery",
+                   "a marble worktop", "a velvet armchair", "a dishwasher filter"],
+    "category": ["board games", "houseplants", "pets", "books", "kitchen gadgets", "sports",
+                 "musical instruments", "cars", "phones", "shoes", "bikes", "hobbies"],
+    "person": ["a busy parent", "a student on a budget", "someone who works from home",
+               "a retired couple", "a beginner", "a family with two young children",
+               "someone who travels a lot", "a person with a small flat", "a teenager",
+               "someone with back pain", "a first-time home owner", "a grandparent"],
+    "decision": ["buying a house instead of renting", "switching to an electric car",
+                 "getting a second cat", "working from home full time", "buying a season ticket",
+                 "moving to a bigger city", "taking a gap year", "buying a dishwasher for two people",
+                 "joining a gym", "installing solar panels", "buying a campervan",
+                 "upgrading my phone every year", "learning to drive", "getting a dog as a first pet",
+                 "booking a holiday at the last minute", "buying extended warranties"],
+    "pair": ["a latte and a cappuccino", "baking soda and baking powder", "a virus and a bacterium",
+             "a mortgage and a loan", "RAM and storage", "a debit card and a credit card",
+             "a duvet and a quilt", "sunscreen SPF 30 and SPF 50", "an e-reader and a phone for reading",
+             "a hybrid bike and a road bike", "a pressure cooker and a slow cooker",
+             "a heat pump and a boiler", "a laser printer and an inkjet printer",
+             "a savings account and a current account", "jam and marmalade",
+             "a sweater and a cardigan", "a kayak and a canoe", "HDMI and DisplayPort"],
+    "pair_or": ["a dog or a cat", "a car or a bike", "a gas or an induction hob",
+                "a shower or a bath", "an apartment or a house", "a desktop or a laptop",
+                "a paper book or an e-reader", "a train or a plane for a 500 km trip",
+                "a sofa bed or a guest bed", "tiles or wooden floors", "a backpack or a suitcase"],
+    "mechanism": ["heat pumps", "credit scores", "solar panels", "vaccines", "dishwashers",
+                  "electric cars", "contactless payments", "smoke detectors", "GPS receivers",
+                  "induction hobs", "air fryers", "hearing aids", "refrigerators", "touch screens",
+                  "noise machines", "water softeners", "barcodes", "pressure cookers"],
+    "situation": ["moving house next month", "hosting a dinner for eight people",
+                  "starting a new job on Monday", "travelling alone for the first time",
+                  "buying my first car", "planning a wedding on a small budget",
+                  "looking after a puppy", "working night shifts", "learning a new language",
+                  "renovating an old bathroom", "training for a 10 km run",
+                  "organising a garage sale", "preparing for a job interview",
+                  "cooking for a picky child", "going camping with toddlers"],
+    "goal": ["sleep better", "drink more water", "spend less time on my phone",
+             "keep my house tidy", "eat more vegetables", "save for a holiday",
+             "get fitter without a gym", "read more books", "waste less food",
+             "keep my plants alive", "be more productive at home", "cut my energy bills",
+             "make friends in a new town", "stay warm in winter", "keep my car in good shape",
+             "cook healthier meals", "reduce stress at work", "learn to swim as an adult"],
+    "upgrade": ["a faster broadband connection", "premium bed linen", "business class",
+                "a phone with a better camera", "organic vegetables", "a designer handbag",
+                "a warranty on a fridge", "a professional haircut", "a gaming chair",
+                "an electric toothbrush", "noise-cancelling earbuds", "a 4K monitor",
+                "a car with automatic gears", "a water filter", "a smart thermostat"],
+    "problem": ["my flight is cancelled", "a parcel never arrives", "my phone gets wet",
+                "I lock myself out of my flat", "my neighbour is too loud",
+                "a shop refuses a refund", "my car will not start in the cold",
+                "I burn a pan", "my laptop runs slowly", "my bread always turns out flat",
+                "my washing comes out smelly", "my cat stops eating"],
+    "problem_thing": ["fridge is making a buzzing noise", "shower has low pressure",
+                      "wifi keeps dropping in the evening", "zip on my jacket is stuck",
+                      "bike brakes squeak", "oven does not heat evenly",
+                      "sofa cushions have gone flat", "printer keeps jamming",
+                      "windows steam up every morning", "kettle is full of limescale",
+                      "headphones only play on one side", "tap drips all night"],
+}
+
+EVERYDAY = [
+    "What is a sensible morning routine for someone who works from home?",
+    "How do I explain to my kids why we are saving money?",
+    "Write a short message to my landlord about a broken heater.",
+    "What is the difference between weather and climate?",
+    "Give me a simple recipe for vegetable soup.",
+    "How do I write a good review of a product I bought?",
+    "What are easy ways to make a rented flat feel like home?",
+    "Suggest five questions to ask when viewing a flat.",
+    "How can I stay focused when studying for exams?",
+    "What are some polite ways to say no to extra work?",
+    "Explain compound interest with a simple example.",
+    "How do I plan meals for a week?",
+    "What should I do on my first day in a new city?",
+    "Write a short birthday message for my grandmother.",
+    "What is a healthy breakfast that takes five minutes?",
+    "How do I prepare for a power cut?",
+    "Give me tips for taking better photos of products to sell online.",
+    "What are the basics of looking after a goldfish?",
+    "How do I split bills fairly with flatmates?",
+    "What is a good way to learn to touch type?",
+    "Explain what inflation means for my shopping.",
+    "How do I make a small garden attractive to bees?",
+    "Write a short note to a neighbour about a parcel I took in for them.",
+    "What are the signs of a good quality sofa?",
+    "How do I teach a dog to walk on a lead?",
+    "What should I do if I find a scratch on something I just bought?",
+    "How do I choose a charity to donate to?",
+    "What are some fun things to do with teenagers on a rainy day?",
+    "How do I get rid of fruit flies in the kitchen?",
+    "Give me a short checklist before going on holiday.",
+    "What should I know about buying a gift card?",
+    "How can I make packed lunches more interesting?",
+    "Explain how a dishwasher's eco mode saves energy.",
+    "What is the best order to clean a room in?",
+    "How can I make my commute more enjoyable?",
+    "What is a capsule wardrobe, and how do I build one?",
+    "How do I know which size to order when shopping for clothes online?",
+    "Write a short product description for a handmade candle.",
+    "What can I do with old clothes I no longer wear?",
+    "How do I keep a cut flower bouquet fresh for longer?",
+    "What are some tips for a first camping trip?",
+    "How do I compare two phone contracts?",
+    "Explain what a unit price on a supermarket label tells me.",
+    "How can I make a cheap bookshelf look expensive?",
+    "What is the best way to defrost a freezer?",
+    "Give me ideas for a picnic lunch that travels well.",
+    "How do I know if a deal is really a bargain?",
+    "What should I do before lending my car to a friend?",
+    "How do I calm down before a big presentation?",
+    "What are some good habits for online security?",
+]
+
+# Subjects of the benchmark's open prompts: left out of the slot lists above so that the
+# benchmark keeps measuring the heads on questions they were not trained on.
+BENCH_SUBJECTS = [
+    "tent", "running shoes", "tablet", "kitchen tools", "small apartment", "gardening",
+    "backpack for a week", "robot vacuum", "beach holiday", "noise-cancelling headphones",
+    "exercising at home", "coffee beans", "smartwatch", "shopping online", "cast iron",
+    "houseplants are easy", "mattress", "electric scooter", "television", "standing desk",
+]
+
+
+def advice_prompts(rng, per_template):
+    """A seeded sample of every advice template's combinations."""
+    rows = []
+    for template, slots in ADVICE_TEMPLATES:
+        combos = [[]]
+        for slot in slots:
+            combos = [c + [v] for c in combos for v in SLOTS[slot]]
+        prompts = []
+        for values in combos:
+            prompt = template.format(**dict(zip(slots, values)))
+            prompts.append(prompt[0].upper() + prompt[1:])
+        rows.extend(rng.sample(prompts, min(per_template, len(prompts))))
+    return rows
+
+
+def bench_prompts():
+    """The benchmark's prompts (bench/prompts.jsonl beside this script's repository)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "prompts.jsonl")
+    with open(path, encoding="utf-8") as f:
+        return {json.loads(line)["prompt"].strip().lower() for line in f if line.strip()}
+
 def describe(product):
     name, category, facts, price = product
     text = ". ".join(facts) + f". Price: ${price}."
@@ -271,6 +482,15 @@ def main():
             rows.append({"kind": "open", "prompt": template.format(item=item)})
     for prompt in GENERAL:
         rows.append({"kind": "open", "prompt": prompt})
+    everyday = EVERYDAY + advice_prompts(rng, ADVICE_PER_TEMPLATE)
+    for prompt in everyday:
+        if any(subject in prompt.lower() for subject in BENCH_SUBJECTS):
+            raise SystemExit(f"an advice prompt is about a benchmark subject: {prompt!r}")
+        rows.append({"kind": "open", "prompt": prompt})
+    bench = bench_prompts()
+    for row in rows:
+        if row["prompt"].strip().lower() in bench:
+            raise SystemExit(f"a training prompt is a benchmark prompt: {row['prompt']!r}")
     rng.shuffle(rows)
     with open(out, "w", encoding="utf-8") as f:
         for row in rows:

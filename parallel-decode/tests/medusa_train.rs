@@ -73,6 +73,7 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
         warmup_steps: 5,
         seed: 7,
         takes_next: true,
+        vocab: None,
     };
     let (heads, report) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();
     let last = report.epoch_loss.last().unwrap();

@@ -71,8 +71,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
     /// Tokens the heads score: the ones the training answers use most (0: the whole
-    /// vocabulary). A vocabulary of a few thousand makes running the heads several times
-    /// cheaper and loses only rare tokens (see `parallel_decode::medusa::vocab`).
+    /// vocabulary). A vocabulary of a few thousand makes running (and training) the heads
+    /// several times cheaper and loses only rare tokens (see `parallel_decode::medusa::vocab`).
     #[arg(long, default_value_t = 8192)]
     vocab_size: usize,
     /// Keep the weights of the existing heads file --out instead of training: recompute its
@@ -138,6 +138,15 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
 
     let (train_prompts, held_out) = prompts::split(dataset.sequences.len());
     let lm = LmHead::from_model(&model)?;
+    let vocab = heads_vocabulary(&dataset, &train_prompts, args.vocab_size, lm.vocab());
+    match &vocab {
+        Some(v) => println!(
+            "heads vocabulary: the {} tokens the training answers use most (of {})",
+            v.len(),
+            lm.vocab()
+        ),
+        None => println!("heads vocabulary: all {} tokens", lm.vocab()),
+    }
     let train_options = TrainOptions {
         heads: args.heads,
         epochs: args.epochs,
@@ -145,6 +154,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         learning_rate: args.learning_rate,
         seed: args.seed,
         takes_next: !args.hidden_only,
+        vocab: vocab.clone(),
         ..TrainOptions::default()
     };
     let out = args
@@ -159,7 +169,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     } else {
         let (heads, report) = train(&dataset, &train_prompts, &lm, &train_options, &bars)?;
         println!(
-            "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}",
+            "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}; {:.1}% of the targets outside the heads vocabulary (skipped)",
             args.heads,
             report.time.as_secs_f64(),
             report.examples,
@@ -167,19 +177,11 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             report.steps,
             args.batch,
             fmt_losses(&report.initial_loss),
-            fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..]))
+            fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..])),
+            100.0 * report.outside_vocab
         );
         (heads, None)
     };
-    let vocab = heads_vocabulary(&dataset, &train_prompts, args.vocab_size, lm.vocab());
-    match &vocab {
-        Some(v) => println!(
-            "heads vocabulary: the {} tokens the training answers use most (of {})",
-            v.len(),
-            lm.vocab()
-        ),
-        None => println!("heads vocabulary: all {} tokens", lm.vocab()),
-    }
     let dtype = match args.dtype {
         HeadsType::F32 => Dtype::F32,
         HeadsType::F16 => Dtype::F16,

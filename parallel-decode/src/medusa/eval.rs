@@ -114,7 +114,7 @@ pub fn evaluate(
         Some(examples.len() as u64),
         Unit::Items,
     );
-    let v = lm.vocab();
+    let v = lm.scored();
     for (c, chunk) in examples.chunks(CHUNK).enumerate() {
         inputs.load(chunk);
         // The base model: the state's own next token is the one it chose.
