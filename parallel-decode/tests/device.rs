@@ -534,11 +534,13 @@ fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
     }
 }
 
-/// Heads that take the next token compute on the device what the training code computes:
-/// the device's candidates, used as targets, are found at the same ranks by the evaluation
-/// (which runs the heads as training does); and the next token changes them.
+/// Heads that take tokens compute on the device what the training code computes: the
+/// device's candidates, used as targets, are found at the same ranks by the evaluation (which
+/// runs the heads as training does, taking the best candidates of earlier heads as the heads
+/// graph does); and the next token changes them.
 #[test]
-fn heads_that_take_the_next_token_agree_with_the_training_code() {
+fn heads_that_take_tokens_agree_with_the_training_code() {
+    use parallel_decode::loading::medusa_heads::Conditioning;
     use parallel_decode::medusa::data::{Dataset, DistilledSequence};
     use parallel_decode::medusa::eval::evaluate;
     use parallel_decode::medusa::file::{HeadsMetadata, write_heads};
@@ -560,57 +562,67 @@ fn heads_that_take_the_next_token_agree_with_the_training_code() {
             })
             .collect()
     };
-    let heads: Vec<Head> = (0..2)
-        .map(|_| Head {
-            weight: ndarray::Array2::from_shape_vec((d, d), random(d * d)).unwrap(),
-            next_weight: Some(ndarray::Array2::from_shape_vec((d, d), random(d * d)).unwrap()),
-            bias: random(d),
-        })
-        .collect();
-    let path = model_dir.path().join("heads.safetensors");
-    write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
-    let file = MedusaHeads::open(&path, d).unwrap();
-    assert!(file.takes_next());
-    let out = tempfile::tempdir().unwrap();
-    compile(
-        &source,
-        Some(&file),
-        &out.path().join("c"),
-        &small_options(),
-        &NoProgress,
-    )
-    .unwrap();
-    let mut model = NeuronModel::open(&runtime(), &out.path().join("c"), &NoProgress).unwrap();
-    model.prefill(0, &PROMPT).unwrap();
-    let mut hidden = Vec::new();
-    model.hidden(0, 0, &mut hidden).unwrap();
-    let lm = LmHead::from_model(&source).unwrap();
-    let mut seen = Vec::new();
-    for next in [3u32, 17] {
-        let got = model.heads(&hidden, next, &[2, 2]).unwrap();
-        // An answer `next, a, b` after this state: its first position has next token `next`
-        // and targets `a` (head 0) and `b` (head 1), here each head's candidate of rank `r`,
-        // and it is the only position with targets for both heads.
-        for r in 0..2 {
-            let data = Dataset {
-                hidden: d,
-                states: hidden.repeat(3),
-                sequences: vec![DistilledSequence {
-                    prompt: 0,
-                    tokens: vec![next, got.heads[0][r], got.heads[1][r]],
-                    first_state: 0,
-                }],
-            };
-            let e = evaluate(&data, &[0], &lm, &heads, None, 2, &NoProgress);
-            assert!(
-                e.paths.counts.contains(&(vec![r, r], 1)),
-                "next {next}, rank {r}: {:?}",
-                e.paths.counts
-            );
+    let matrix = |random: &mut dyn FnMut(usize) -> Vec<f32>| {
+        ndarray::Array2::from_shape_vec((d, d), random(d * d)).unwrap()
+    };
+    for conditioning in [Conditioning::NextToken, Conditioning::Path] {
+        let heads: Vec<Head> = (0..2)
+            .map(|h| Head {
+                weight: matrix(&mut random),
+                token_weights: (0..conditioning.token_parts(h).len())
+                    .map(|_| matrix(&mut random))
+                    .collect(),
+                bias: random(d),
+            })
+            .collect();
+        let path = model_dir.path().join("heads.safetensors");
+        write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
+        let file = MedusaHeads::open(&path, d).unwrap();
+        assert_eq!(file.conditioning(), conditioning);
+        let out = tempfile::tempdir().unwrap();
+        compile(
+            &source,
+            Some(&file),
+            &out.path().join("c"),
+            &small_options(),
+            &NoProgress,
+        )
+        .unwrap();
+        let mut model = NeuronModel::open(&runtime(), &out.path().join("c"), &NoProgress).unwrap();
+        model.prefill(0, &PROMPT).unwrap();
+        let mut hidden = Vec::new();
+        model.hidden(0, 0, &mut hidden).unwrap();
+        let lm = LmHead::from_model(&source).unwrap();
+        let mut seen = Vec::new();
+        for next in [3u32, 17] {
+            let got = model.heads(&hidden, next, &[2, 2]).unwrap();
+            // An answer `next, a, b` after this state: its first position has next token
+            // `next` and targets `a` (head 0) and `b` (head 1), here each head's candidate of
+            // rank `r`, and it is the only position with targets for both heads.
+            for r in 0..2 {
+                let data = Dataset {
+                    hidden: d,
+                    states: hidden.repeat(3),
+                    sequences: vec![DistilledSequence {
+                        prompt: 0,
+                        tokens: vec![next, got.heads[0][r], got.heads[1][r]],
+                        first_state: 0,
+                    }],
+                };
+                let e = evaluate(&data, &[0], &lm, &heads, None, 2, &NoProgress);
+                assert!(
+                    e.paths.counts.contains(&(vec![r, r], 1)),
+                    "{conditioning:?}, next {next}, rank {r}: {:?}",
+                    e.paths.counts
+                );
+            }
+            seen.push(got.probs);
         }
-        seen.push(got.probs);
+        assert_ne!(
+            seen[0], seen[1],
+            "{conditioning:?}: the next token is an input"
+        );
     }
-    assert_ne!(seen[0], seen[1], "the next token is an input");
 }
 
 #[test]

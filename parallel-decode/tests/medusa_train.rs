@@ -8,6 +8,7 @@ use std::sync::Arc;
 use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, compile};
 use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::loading::medusa_heads::Conditioning;
 use parallel_decode::loading::medusa_heads::MedusaHeads;
 use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
 use parallel_decode::loading::{Dtype, ModelDir, NoProgress};
@@ -72,7 +73,7 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
         learning_rate: 1e-2,
         warmup_steps: 5,
         seed: 7,
-        takes_next: true,
+        conditioning: Conditioning::Path,
         vocab: None,
     };
     let (heads, report) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();

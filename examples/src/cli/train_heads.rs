@@ -7,7 +7,7 @@ use anyhow::Context;
 use parallel_decode::artifacts::{CompileOptions, compile};
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::loading::cache::home_dir;
-use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
+use parallel_decode::loading::medusa_heads::{Conditioning, HEADS_FILE, MedusaHeads};
 use parallel_decode::loading::{Dtype, Message, ModelDir};
 use parallel_decode::medusa::data::{self, Dataset, DistillOptions};
 use parallel_decode::medusa::eval::{Evaluation, evaluate};
@@ -23,10 +23,10 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 /// 1. Generates the model's greedy answer to every prompt on the device (or the mock),
 ///    recording the final hidden state at every position; the result is cached in
 ///    $NEURON_DECODE_HOME/medusa-data, so a rerun starts training at once.
-/// 2. Trains each head (z = x + SiLU(W x + N e + b), scored by the model's own LM head, e being
-///    the embedding of the token the model has just chosen) to predict the token 2, 3, ...
-///    positions ahead, with the base model frozen, on every prompt but the held-out ones
-///    (every 10th).
+/// 2. Trains each head k (z = x + SiLU(W x + N e + sum_i P_i c_i + b), scored by the model's
+///    own LM head, e being the embedding of the token the model has just chosen and c_i those
+///    of the candidates of the heads before it) to predict the token k + 2 positions ahead,
+///    with the base model frozen, on every prompt but the held-out ones (every 10th).
 /// 3. Writes the heads file, then measures top-k accuracy per head and the joint acceptance
 ///    of tree paths on the held-out prompts, into FILE.eval.json beside it (what
 ///    `neuron-decode tune` reads to choose the candidate tree).
@@ -56,10 +56,13 @@ pub struct Args {
     /// Seed of the example order (same data and seed, same heads).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Train plain Medusa heads, which see the hidden state only (heads format version 1),
-    /// instead of heads that also take the token the model has just chosen.
-    #[arg(long)]
-    hidden_only: bool,
+    /// What each head takes besides the hidden state: `path` (the token the model has just
+    /// chosen and the best candidates of the heads before it, so that a head predicts the
+    /// token after the ones proposed before it; heads format version 3), `next-token` (the
+    /// chosen token only; version 2) or `hidden` (nothing else: plain Medusa heads; version
+    /// 1).
+    #[arg(long, value_enum, default_value_t = HeadKind::Path)]
+    inputs: HeadKind,
     /// Most tokens per distilled answer.
     #[arg(long, default_value_t = 192)]
     max_new_tokens: usize,
@@ -82,6 +85,24 @@ pub struct Args {
     /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
     #[arg(long, value_enum, default_value_t = HeadsType::F16)]
     dtype: HeadsType,
+}
+
+/// What heads take besides the hidden state (see `--inputs`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HeadKind {
+    Hidden,
+    NextToken,
+    Path,
+}
+
+impl From<HeadKind> for Conditioning {
+    fn from(kind: HeadKind) -> Self {
+        match kind {
+            HeadKind::Hidden => Conditioning::HiddenOnly,
+            HeadKind::NextToken => Conditioning::NextToken,
+            HeadKind::Path => Conditioning::Path,
+        }
+    }
 }
 
 /// Element types a heads file may be written in.
@@ -153,7 +174,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         batch: args.batch,
         learning_rate: args.learning_rate,
         seed: args.seed,
-        takes_next: !args.hidden_only,
+        conditioning: args.inputs.into(),
         vocab: vocab.clone(),
         ..TrainOptions::default()
     };

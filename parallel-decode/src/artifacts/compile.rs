@@ -246,7 +246,8 @@ pub fn compile(
                 top_k,
                 batch: options.slots,
                 vocab,
-                takes_next: h.takes_next(),
+                takes_next: h.conditioning().takes_next(),
+                takes_path: h.conditioning().takes_path(),
             };
             graphs.push((
                 entry(Role::Heads, 0, options.slots),
@@ -256,7 +257,8 @@ pub fn compile(
                 count: h.count(),
                 top_k,
                 tree: tree.paths().to_vec(),
-                takes_next: h.takes_next(),
+                takes_next: h.conditioning().takes_next(),
+                takes_path: h.conditioning().takes_path(),
             })
         }
     };
@@ -362,9 +364,16 @@ fn write_weights(
         .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
     let tensors = model.config().expected_tensors();
     let head_count = heads.map_or(0, MedusaHeads::count);
-    let takes_next = heads.is_some_and(MedusaHeads::takes_next);
-    let per_head = if takes_next { 3 } else { 2 };
-    let total = (tensors.len() + per_head * head_count) as u64 * tp as u64;
+    // Each head's parts: `weight`, `bias`, then the matrices of the tokens it takes.
+    let head_parts = |h: usize| -> Vec<String> {
+        let token_parts = heads.map_or_else(Vec::new, |f| f.conditioning().token_parts(h));
+        ["weight".to_string(), "bias".to_string()]
+            .into_iter()
+            .chain(token_parts)
+            .collect()
+    };
+    let head_tensors: usize = (0..head_count).map(|h| head_parts(h).len()).sum();
+    let total = (tensors.len() + head_tensors) as u64 * tp as u64;
     let step = progress.start("writing weight shards", Some(total), Unit::Items);
     let d = model.config().hidden_size;
     for rank in 0..tp {
@@ -382,10 +391,9 @@ fn write_weights(
             })
             .collect();
         for h in 0..head_count {
-            plan.push((head_tensor(h, "weight"), vec![d, d]));
-            plan.push((head_tensor(h, "bias"), vec![d]));
-            if takes_next {
-                plan.push((head_tensor(h, "next_token.weight"), vec![d, d]));
+            for part in head_parts(h) {
+                let shape = if part == "bias" { vec![d] } else { vec![d, d] };
+                plan.push((head_tensor(h, &part), shape));
             }
         }
         let heads_vocab = heads.and_then(MedusaHeads::vocab);
@@ -423,11 +431,12 @@ fn write_weights(
                 let name = head_tensor(h, "weight");
                 writer.write_next(&name, &stored(&name, &t.weight, &[d, d]))?;
                 writer.write_next(&head_tensor(h, "bias"), &t.bias)?;
-                if let Some(n) = &t.next_token_weight {
-                    let name = head_tensor(h, "next_token.weight");
-                    writer.write_next(&name, &stored(&name, n, &[d, d]))?;
+                let token_parts = heads.conditioning().token_parts(h);
+                for (part, m) in token_parts.iter().zip(&t.token_weights) {
+                    let name = head_tensor(h, part);
+                    writer.write_next(&name, &stored(&name, m, &[d, d]))?;
                 }
-                step.advance(per_head as u64);
+                step.advance(2 + token_parts.len() as u64);
             }
         }
         if let Some(vocab) = heads_vocab {

@@ -14,8 +14,9 @@ pub const FORMAT: &str = "neuron-decode-artifacts";
 /// The manifest format version this crate writes and reads. 2: the weight shards hold the
 /// matrices in the mock kernels' panel layout (version 1 held them row-major). 3: the heads
 /// graph returns its candidates' log-probabilities (`head_logprobs`, was `head_logits`). 4: the
-/// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`).
-pub const FORMAT_VERSION: u32 = 4;
+/// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`). 5:
+/// heads may take the path (the heads entry's `takes_path`, the heads' `path.{i}` matrices).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -76,6 +77,10 @@ pub struct HeadsEntry {
     /// state.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_next: bool,
+    /// Whether each head takes the best candidates of the heads before it (they run one
+    /// after the other).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_path: bool,
 }
 
 /// The model the artifacts were compiled from.
@@ -382,6 +387,7 @@ mod tests {
                         top_k: 3,
                         tree: vec![vec![0]],
                         takes_next: false,
+                        takes_path: false,
                     })
                 }),
                 "no heads graph",

@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `medusa.{h}.weight` | `[hidden, hidden]` (Hugging Face `[out, in]` layout) | F32, F16 or BF16 |
 //! | `medusa.{h}.bias` | `[hidden]` | F32, F16 or BF16 |
-//! | `medusa.{h}.next_token.weight` (version 2 only) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
+//! | `medusa.{h}.next_token.weight` (versions 2 and 3) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
+//! | `medusa.{h}.path.{i}.weight` for `i < h` (version 3) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
 //!
 //! Head `h` maps the base model's final hidden state `x` (after the final norm) to
 //! `z = x + SiLU(W_h x + b_h)` and scores tokens with the base model's own LM head; it is
@@ -17,12 +18,16 @@
 //! = the next one). In version 2 every head also takes the token the base model chose from
 //! `x` (the next one, known when the heads run): `z = x + SiLU(W_h x + N_h e + b_h)` with `e`
 //! that token's input embedding (`model.embed_tokens.weight`) and `N_h` the
-//! `next_token.weight`. The `__metadata__` map carries:
+//! `next_token.weight`. In version 3 head `h` also takes the path it extends: the best
+//! candidate `c_i` of every head `i < h`, adding `P_{h,i} e(c_i)` (`path.{i}.weight`) inside the
+//! SiLU, so that the heads run one after the other and each predicts the token after the
+//! ones proposed before it rather than on its own (as Hydra heads do). The `__metadata__` map
+//! carries:
 //!
 //! | key | value |
 //! |---|---|
 //! | `format` | `medusa-heads` |
-//! | `version` | `1`, or `2` for heads that take the next token |
+//! | `version` | `1`; `2` for heads that take the next token; `3` for heads that take the path |
 //! | `heads` | the number of heads |
 //! | `hidden` | the base model's hidden size |
 //! | `tree` (optional) | a JSON list of paths: the candidate tree measured best for these heads |
@@ -46,23 +51,69 @@ pub const HEADS_FILE: &str = "medusa_heads.safetensors";
 /// The `format` metadata value.
 pub const HEADS_FORMAT: &str = "medusa-heads";
 
-/// The `version` metadata of heads that see the hidden state only.
-pub const VERSION_HIDDEN_ONLY: &str = "1";
-/// The `version` metadata of heads that also take the next token.
-pub const VERSION_NEXT_TOKEN: &str = "2";
+/// What Medusa heads see besides the hidden state; the heads format version says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditioning {
+    /// The hidden state only (version 1).
+    HiddenOnly,
+    /// Also the token the base model chose from it (version 2).
+    NextToken,
+    /// Also the best candidates of the heads before (version 3).
+    Path,
+}
+
+impl Conditioning {
+    /// Every kind, oldest first.
+    pub const ALL: [Conditioning; 3] = [
+        Conditioning::HiddenOnly,
+        Conditioning::NextToken,
+        Conditioning::Path,
+    ];
+
+    /// The `version` metadata of heads of this kind.
+    pub fn version(self) -> &'static str {
+        match self {
+            Conditioning::HiddenOnly => "1",
+            Conditioning::NextToken => "2",
+            Conditioning::Path => "3",
+        }
+    }
+
+    /// Whether the heads take the next token.
+    pub fn takes_next(self) -> bool {
+        self != Conditioning::HiddenOnly
+    }
+
+    /// Whether each head takes the best candidates of the heads before it.
+    pub fn takes_path(self) -> bool {
+        self == Conditioning::Path
+    }
+
+    /// The parts of head `h` that multiply token embeddings, in the order of the tokens:
+    /// the next token's, then the path's.
+    pub fn token_parts(self, h: usize) -> Vec<String> {
+        neuron_mock::kernels::llama::graph::head_token_parts(
+            h,
+            self.takes_next(),
+            self.takes_path(),
+        )
+    }
+}
 
 /// One head's tensors, as f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadTensors {
     /// `W`, `[hidden, hidden]` row-major.
     pub weight: Vec<f32>,
-    /// `N`, `[hidden, hidden]` row-major, for heads that take the next token.
-    pub next_token_weight: Option<Vec<f32>>,
+    /// The matrices applied to the embeddings of the tokens the head takes, in the order of
+    /// [`Conditioning::token_parts`], each `[hidden, hidden]` row-major.
+    pub token_weights: Vec<Vec<f32>>,
     /// `b`, `[hidden]`.
     pub bias: Vec<f32>,
 }
 
-/// Name of head `h`'s tensor `part` (`weight`, `bias` or `next_token.weight`).
+/// Name of head `h`'s tensor `part` (`weight`, `bias`, `next_token.weight`,
+/// `path.{i}.weight`).
 pub fn tensor_name(h: usize, part: &str) -> String {
     format!("medusa.{h}.{part}")
 }
@@ -73,7 +124,7 @@ pub struct MedusaHeads {
     file: SafetensorsFile,
     count: usize,
     hidden: usize,
-    takes_next: bool,
+    conditioning: Conditioning,
     tree: Option<MedusaTree>,
     vocab: Option<Vec<u32>>,
 }
@@ -99,16 +150,16 @@ impl MedusaHeads {
                 )));
             }
         }
-        let takes_next = match meta.get("version").map(String::as_str) {
-            Some(VERSION_HIDDEN_ONLY) => false,
-            Some(VERSION_NEXT_TOKEN) => true,
-            other => {
-                return Err(bad(format!(
-                    "has heads format version {other:?}; this neuron-decode reads versions \
-                     {VERSION_HIDDEN_ONLY} and {VERSION_NEXT_TOKEN}"
-                )));
-            }
-        };
+        let version = meta.get("version").map(String::as_str);
+        let conditioning = Conditioning::ALL
+            .into_iter()
+            .find(|c| Some(c.version()) == version)
+            .ok_or_else(|| {
+                bad(format!(
+                    "has heads format version {version:?}; this neuron-decode reads versions 1 to {}",
+                    Conditioning::Path.version()
+                ))
+            })?;
         let count: usize = meta
             .get("heads")
             .and_then(|h| h.parse().ok())
@@ -124,12 +175,18 @@ impl MedusaHeads {
             )));
         }
         for h in 0..count {
-            let mut parts = vec![("weight", vec![hidden, hidden]), ("bias", vec![hidden])];
-            if takes_next {
-                parts.push(("next_token.weight", vec![hidden, hidden]));
-            }
+            let mut parts = vec![
+                ("weight".to_string(), vec![hidden, hidden]),
+                ("bias".to_string(), vec![hidden]),
+            ];
+            parts.extend(
+                conditioning
+                    .token_parts(h)
+                    .into_iter()
+                    .map(|part| (part, vec![hidden, hidden])),
+            );
             for (part, shape) in parts {
-                let name = tensor_name(h, part);
+                let name = tensor_name(h, &part);
                 let info = file
                     .tensors()
                     .get(&name)
@@ -186,7 +243,7 @@ impl MedusaHeads {
             file,
             count,
             hidden,
-            takes_next,
+            conditioning,
             tree,
             vocab,
         })
@@ -202,9 +259,9 @@ impl MedusaHeads {
         self.count
     }
 
-    /// Whether the heads take the next token (format version 2).
-    pub fn takes_next(&self) -> bool {
-        self.takes_next
+    /// What the heads see besides the hidden state.
+    pub fn conditioning(&self) -> Conditioning {
+        self.conditioning
     }
 
     /// The candidate tree stored with the heads, if any.
@@ -265,10 +322,12 @@ impl MedusaHeads {
         let d = self.hidden;
         Ok(HeadTensors {
             weight: read("weight", d * d)?,
-            next_token_weight: match self.takes_next {
-                true => Some(read("next_token.weight", d * d)?),
-                false => None,
-            },
+            token_weights: self
+                .conditioning
+                .token_parts(h)
+                .iter()
+                .map(|part| read(part, d * d))
+                .collect::<Result<_>>()?,
             bias: read("bias", d)?,
         })
     }

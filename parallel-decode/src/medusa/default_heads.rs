@@ -96,11 +96,13 @@ mod tests {
         assert!(!tree.is_empty() && tree.depth() <= heads.count());
         assert!(tree.top_k_per_head().iter().all(|&k| k <= 10));
         assert!(heads.base_model().is_some());
-        assert!(heads.takes_next(), "the default heads take the next token");
-        let t = heads.head(0).unwrap();
-        let n = t.next_token_weight.unwrap();
         assert!(
-            n.iter().any(|&x| x != 0.0),
+            heads.conditioning().takes_next(),
+            "the default heads take the next token"
+        );
+        let t = heads.head(0).unwrap();
+        assert!(
+            t.token_weights[0].iter().any(|&x| x != 0.0),
             "N of head 0 is trained, not zero"
         );
         let (w, b) = (t.weight, t.bias);

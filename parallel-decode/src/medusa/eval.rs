@@ -6,6 +6,10 @@
 //! each held-out position the ranks of the true tokens under every head are recorded, and
 //! the fraction of positions whose ranks start with a path is that path's acceptance
 //! probability, measured jointly rather than assuming the heads are independent.
+//!
+//! Heads that take the path are evaluated as the heads graph runs them: head `k` takes the
+//! best candidates of the heads before it (the true tokens only where those were right), so
+//! the measured ranks are those a served tree sees.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +93,21 @@ fn rank_within(logits: &[f32], target: usize, vocab: &[u32]) -> usize {
         .count()
 }
 
+/// The heads graph's best candidate among `logits` (over `vocab` only, when given): the
+/// highest value, the lowest token id on ties.
+fn best_candidate(logits: &[f32], vocab: Option<&[u32]>) -> u32 {
+    let better = |a: &u32, b: &u32| {
+        logits[*a as usize]
+            .total_cmp(&logits[*b as usize])
+            .then(b.cmp(a))
+    };
+    match vocab {
+        Some(vocab) => vocab.iter().copied().max_by(better),
+        None => (0..logits.len() as u32).max_by(better),
+    }
+    .unwrap_or(0)
+}
+
 /// Evaluates `heads` on the states of `sequences`, counting candidates up to `top_k`; with a
 /// `vocab` (strictly increasing ids), the heads rank only those tokens, as the heads graph
 /// does.
@@ -127,9 +146,23 @@ pub fn evaluate(
                 rank(row, e.next as usize) == 0
             })
             .count();
+        // Each head's best candidate per example, for the heads after it that take the path
+        // (as the heads graph runs them: on the best candidates, not on the true tokens).
+        let mut best: Vec<Vec<u32>> = Vec::new();
         for (h, head) in heads.iter().enumerate() {
-            lm_logits(lm, inputs.z(head), &mut logits);
+            lm_logits(lm, inputs.z(head, &best), &mut logits);
             let all = logits.as_slice().unwrap_or(&[]);
+            if heads
+                .get(h + 1)
+                .is_some_and(|next| next.token_weights.len() > h + 1)
+            {
+                best.push(
+                    (0..chunk.len())
+                        .into_par_iter()
+                        .map(|r| best_candidate(&all[r * v..(r + 1) * v], vocab))
+                        .collect(),
+                );
+            }
             let got: Vec<Option<usize>> = chunk
                 .par_iter()
                 .enumerate()
@@ -202,6 +235,9 @@ mod tests {
     #[test]
     fn ranks_break_ties_by_index_like_the_heads_graph() {
         let l = [1.0, 5.0, 3.0, 5.0, 0.0];
+        assert_eq!(best_candidate(&l, None), 1);
+        assert_eq!(best_candidate(&l, Some(&[0, 2, 3])), 3);
+        assert_eq!(best_candidate(&l, Some(&[0, 4])), 0);
         assert_eq!(rank(&l, 1), 0);
         assert_eq!(rank(&l, 3), 1);
         assert_eq!(rank(&l, 2), 2);

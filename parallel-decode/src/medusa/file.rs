@@ -7,7 +7,7 @@ use super::train::Head;
 use crate::error::{Error, Result};
 use crate::loading::Dtype;
 use crate::loading::medusa_heads::{
-    HEADS_FORMAT, HeadTensors, MedusaHeads, VERSION_HIDDEN_ONLY, VERSION_NEXT_TOKEN, tensor_name,
+    Conditioning, HEADS_FORMAT, HeadTensors, MedusaHeads, tensor_name,
 };
 use crate::loading::safetensors::SafetensorsWriter;
 use crate::strategy::medusa::MedusaTree;
@@ -45,28 +45,30 @@ pub fn write_heads(
     metadata: &HeadsMetadata,
 ) -> Result<()> {
     let hidden = heads.first().map_or(0, |h| h.bias.len());
-    let takes_next = heads.first().is_some_and(|h| h.next_weight.is_some());
-    if hidden == 0
-        || heads.iter().any(|h| {
-            h.bias.len() != hidden
-                || h.weight.dim() != (hidden, hidden)
-                || h.next_weight.as_ref().map(|n| n.dim()) != takes_next.then_some((hidden, hidden))
-        })
-    {
+    let same_width = heads.iter().all(|h| {
+        h.bias.len() == hidden
+            && h.weight.dim() == (hidden, hidden)
+            && h.token_weights.iter().all(|t| t.dim() == (hidden, hidden))
+    });
+    // The kind whose token matrices every head has (the oldest when several fit: one head
+    // taking the path is one taking the next token).
+    let conditioning = Conditioning::ALL.into_iter().find(|c| {
+        heads
+            .iter()
+            .enumerate()
+            .all(|(h, head)| head.token_weights.len() == c.token_parts(h).len())
+    });
+    let Some(conditioning) = conditioning.filter(|_| hidden > 0 && same_width) else {
         return Err(Error::Setting {
             field: "heads",
-            message: "need at least one head, all of one width and all taking the next token \
-                      or none"
+            message: "need at least one head, all of one width and all of one kind (seeing \
+                      the hidden state only, taking the next token, or taking the path)"
                 .into(),
         });
-    }
+    };
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), HEADS_FORMAT.to_string());
-    let version = match takes_next {
-        true => VERSION_NEXT_TOKEN,
-        false => VERSION_HIDDEN_ONLY,
-    };
-    meta.insert("version".to_string(), version.to_string());
+    meta.insert("version".to_string(), conditioning.version().to_string());
     meta.insert("heads".to_string(), heads.len().to_string());
     meta.insert("hidden".to_string(), hidden.to_string());
     if let Some(tree) = &metadata.tree {
@@ -106,12 +108,8 @@ pub fn write_heads(
                 ),
                 (tensor_name(h, "bias"), vec![hidden], head.bias.clone()),
             ];
-            if let Some(n) = &head.next_weight {
-                t.push((
-                    tensor_name(h, "next_token.weight"),
-                    vec![hidden, hidden],
-                    matrix(n),
-                ));
+            for (part, m) in conditioning.token_parts(h).iter().zip(&head.token_weights) {
+                t.push((tensor_name(h, part), vec![hidden, hidden], matrix(m)));
             }
             t
         })
@@ -162,7 +160,7 @@ pub fn read_heads(file: &MedusaHeads, hidden: usize) -> Result<Vec<Head>> {
         .map(|h| {
             let HeadTensors {
                 weight,
-                next_token_weight,
+                token_weights,
                 bias,
             } = file.head(h)?;
             let matrix = |values: Vec<f32>| {
@@ -175,7 +173,10 @@ pub fn read_heads(file: &MedusaHeads, hidden: usize) -> Result<Vec<Head>> {
             };
             Ok(Head {
                 weight: matrix(weight)?,
-                next_weight: next_token_weight.map(matrix).transpose()?,
+                token_weights: token_weights
+                    .into_iter()
+                    .map(matrix)
+                    .collect::<Result<_>>()?,
                 bias,
             })
         })
@@ -207,10 +208,10 @@ mod tests {
     fn written_heads_open_and_round_trip_with_their_tree() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.safetensors");
-        let mut a = Head::zero(4, false);
+        let mut a = Head::zero(4, 0, Conditioning::HiddenOnly);
         a.weight[[1, 2]] = 0.5;
         a.bias[3] = -0.25;
-        let heads = vec![a, Head::zero(4, false)];
+        let heads = vec![a, Head::zero(4, 1, Conditioning::HiddenOnly)];
         let meta = HeadsMetadata {
             tree: None,
             base_model: Some("tiny".into()),
@@ -243,19 +244,30 @@ mod tests {
     }
 
     #[test]
-    fn heads_that_take_the_next_token_round_trip_as_version_2() {
+    fn heads_that_take_tokens_round_trip_as_versions_2_and_3() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.safetensors");
-        let mut a = Head::zero(4, true);
-        a.next_weight.as_mut().unwrap()[[0, 3]] = 1.5;
-        let heads = vec![a, Head::zero(4, true)];
-        write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
-        let file = MedusaHeads::open(&path, 4).unwrap();
-        assert!(file.takes_next());
-        assert_eq!(file.head(0).unwrap().next_token_weight.unwrap()[3], 1.5);
-        assert_eq!(read_heads(&file, 4).unwrap(), heads);
-        // All heads take the next token or none do.
-        let mixed = vec![Head::zero(4, true), Head::zero(4, false)];
+        for conditioning in [Conditioning::NextToken, Conditioning::Path] {
+            let mut heads: Vec<Head> = (0..3).map(|h| Head::zero(4, h, conditioning)).collect();
+            heads[0].token_weights[0][[0, 3]] = 1.5;
+            heads[2].token_weights.last_mut().unwrap()[[1, 1]] = -2.0;
+            write_heads(&path, &heads, Dtype::F32, &HeadsMetadata::default()).unwrap();
+            let file = MedusaHeads::open(&path, 4).unwrap();
+            assert_eq!(file.conditioning(), conditioning);
+            assert_eq!(file.head(0).unwrap().token_weights[0][3], 1.5);
+            let parts = conditioning.token_parts(2);
+            assert_eq!(file.head(2).unwrap().token_weights.len(), parts.len());
+            assert_eq!(read_heads(&file, 4).unwrap(), heads);
+        }
+        assert_eq!(
+            Conditioning::Path.token_parts(2),
+            ["next_token.weight", "path.0.weight", "path.1.weight"]
+        );
+        // All heads of one kind.
+        let mixed = vec![
+            Head::zero(4, 0, Conditioning::NextToken),
+            Head::zero(4, 1, Conditioning::HiddenOnly),
+        ];
         assert!(write_heads(&path, &mixed, Dtype::F32, &HeadsMetadata::default()).is_err());
     }
 }

@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use super::data::Dataset;
 use super::gemm::gemm;
 use crate::error::{Error, Result};
+use crate::loading::medusa_heads::Conditioning;
 use crate::loading::{ModelDir, Progress, Unit};
 
 /// The base model's frozen matrices the heads use: its output matrix `[vocab, hidden]` and,
@@ -170,20 +171,24 @@ impl LmHead {
 pub struct Head {
     /// `W`: `[hidden, hidden]`, Hugging Face `[out, in]` layout.
     pub weight: Array2<f32>,
-    /// `N`, applied to the next token's embedding (`[hidden, hidden]`, `[out, in]`); `None`
-    /// for a head that sees the hidden state only.
-    pub next_weight: Option<Array2<f32>>,
+    /// The matrices applied to the embeddings of the tokens the head takes
+    /// ([`Conditioning::token_parts`]: `N` for the next token, then `P_i` for the best
+    /// candidate of each head `i` before it), each `[hidden, hidden]`, `[out, in]`; empty for
+    /// a head that sees the hidden state only.
+    pub token_weights: Vec<Array2<f32>>,
     /// `b`: `[hidden]`.
     pub bias: Vec<f32>,
 }
 
 impl Head {
-    /// A head that adds nothing (`W = 0`, `b = 0`, and `N = 0` when it takes the next token):
-    /// it predicts what the base model predicts.
-    pub fn zero(hidden: usize, takes_next: bool) -> Self {
+    /// Head `h` of the given kind, adding nothing (`W`, `b` and the token matrices zero): it
+    /// predicts what the base model predicts.
+    pub fn zero(hidden: usize, h: usize, conditioning: Conditioning) -> Self {
         Head {
             weight: Array2::zeros((hidden, hidden)),
-            next_weight: takes_next.then(|| Array2::zeros((hidden, hidden))),
+            token_weights: (0..conditioning.token_parts(h).len())
+                .map(|_| Array2::zeros((hidden, hidden)))
+                .collect(),
             bias: vec![0.0; hidden],
         }
     }
@@ -204,8 +209,8 @@ pub struct TrainOptions {
     pub warmup_steps: usize,
     /// Seed of the example order.
     pub seed: u64,
-    /// Whether the heads take the next token (see the module's documentation).
-    pub takes_next: bool,
+    /// What the heads take besides the hidden state (see the module's documentation).
+    pub conditioning: Conditioning,
     /// The tokens the heads score (strictly increasing), as the heads file's vocabulary will
     /// say: the softmax is taken over them only, as the heads graph takes it, which makes
     /// training several times cheaper than over the whole vocabulary. Targets outside it are
@@ -222,7 +227,7 @@ impl Default for TrainOptions {
             learning_rate: 2e-3,
             warmup_steps: 30,
             seed: 0,
-            takes_next: true,
+            conditioning: Conditioning::Path,
             vocab: None,
         }
     }
@@ -283,7 +288,7 @@ impl Adam {
 /// Adam states of one head's tensors.
 struct HeadAdam {
     weight: Adam,
-    next_weight: Option<Adam>,
+    token_weights: Vec<Adam>,
     bias: Adam,
 }
 
@@ -291,7 +296,11 @@ impl HeadAdam {
     fn new(head: &Head) -> Self {
         HeadAdam {
             weight: Adam::new(head.weight.len()),
-            next_weight: head.next_weight.as_ref().map(|n| Adam::new(n.len())),
+            token_weights: head
+                .token_weights
+                .iter()
+                .map(|t| Adam::new(t.len()))
+                .collect(),
             bias: Adam::new(head.bias.len()),
         }
     }
@@ -302,14 +311,15 @@ impl HeadAdam {
 struct Scratch {
     /// Hidden states of the batch.
     x: Array2<f32>,
-    /// Embeddings of the batch's next tokens (for heads that take them).
-    e: Array2<f32>,
+    /// Embeddings of the tokens the head takes, one matrix per token (`[examples, hidden]`).
+    e: Vec<Array2<f32>>,
     u: Array2<f32>,
     z: Array2<f32>,
     logits: Array2<f32>,
     dz: Array2<f32>,
     dw: Array2<f32>,
-    dn: Array2<f32>,
+    /// Gradients of the token matrices.
+    dt: Vec<Array2<f32>>,
     db: Vec<f32>,
 }
 
@@ -319,18 +329,19 @@ fn resize(a: &mut Array2<f32>, rows: usize, cols: usize) {
     }
 }
 
-/// Copies the states `ids` into the rows of `s.x` and, when `lm` is given, the embeddings of
-/// `next` (the tokens chosen from those states) into the rows of `s.e`.
-fn gather(data: &Dataset, lm: Option<&LmHead>, ids: &[usize], next: &[u32], s: &mut Scratch) {
+/// Copies the states `ids` into the rows of `s.x`, and the embeddings of each column of
+/// `tokens` (`tokens[t][i]`: token `t` taken at example `i`) into the rows of `s.e[t]`.
+fn gather(data: &Dataset, lm: &LmHead, ids: &[usize], tokens: &[&[u32]], s: &mut Scratch) {
     resize(&mut s.x, ids.len(), data.hidden);
     for (mut row, &i) in s.x.axis_iter_mut(Axis(0)).zip(ids) {
         row.as_slice_mut()
             .unwrap_or(&mut [])
             .copy_from_slice(data.state(i));
     }
-    if let Some(lm) = lm {
-        resize(&mut s.e, next.len(), data.hidden);
-        for (mut row, &t) in s.e.axis_iter_mut(Axis(0)).zip(next) {
+    s.e.resize_with(tokens.len(), Default::default);
+    for (e, column) in s.e.iter_mut().zip(tokens) {
+        resize(e, column.len(), data.hidden);
+        for (mut row, &t) in e.axis_iter_mut(Axis(0)).zip(column.iter()) {
             row.as_slice_mut()
                 .unwrap_or(&mut [])
                 .copy_from_slice(lm.embedding(t));
@@ -342,15 +353,15 @@ fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + (-a).exp())
 }
 
-/// `z = x + SiLU(W x + N e + b)` for every row of `s.x` (and `s.e`); leaves the
-/// pre-activation in `s.u`.
+/// `z = x + SiLU(W x + sum_t T_t e_t + b)` for every row of `s.x` (and of the gathered
+/// token embeddings `s.e`); leaves the pre-activation in `s.u`.
 fn head_forward(head: &Head, s: &mut Scratch) {
     let (n, d) = s.x.dim();
     resize(&mut s.u, n, d);
     resize(&mut s.z, n, d);
     gemm(s.x.view(), head.weight.t(), 0.0, s.u.view_mut());
-    if let Some(next) = &head.next_weight {
-        gemm(s.e.view(), next.t(), 1.0, s.u.view_mut());
+    for (t, e) in head.token_weights.iter().zip(&s.e) {
+        gemm(e.view(), t.t(), 1.0, s.u.view_mut());
     }
     let (Some(us), Some(zs), Some(xs)) = (s.u.as_slice_mut(), s.z.as_slice_mut(), s.x.as_slice())
     else {
@@ -403,8 +414,8 @@ fn softmax_grad(logits: &mut Array2<f32>, targets: &[u32]) -> f64 {
 }
 
 /// Runs `head` on the gathered batch and leaves the gradients of the mean cross-entropy
-/// against `targets` in `s.dw` (of `W`), `s.dn` (of `N`, for a head that takes the next
-/// token) and `s.db`; returns the summed loss.
+/// against `targets` (rows of `lm`) in `s.dw` (of `W`), `s.dt` (of the token matrices) and
+/// `s.db`; returns the summed loss.
 fn forward_backward(lm: &LmHead, head: &Head, targets: &[u32], s: &mut Scratch) -> f64 {
     let (n, d) = s.x.dim();
     head_forward(head, s);
@@ -424,12 +435,13 @@ fn forward_backward(lm: &LmHead, head: &Head, targets: &[u32], s: &mut Scratch) 
                 }
             });
     }
-    // dL/dW = (dL/du)^T x, dL/dN = (dL/du)^T e, dL/db = column sums of dL/du.
+    // dL/dW = (dL/du)^T x, dL/dT_t = (dL/du)^T e_t, dL/db = column sums of dL/du.
     resize(&mut s.dw, d, d);
     gemm(s.dz.t(), s.x.view(), 0.0, s.dw.view_mut());
-    if head.next_weight.is_some() {
-        resize(&mut s.dn, d, d);
-        gemm(s.dz.t(), s.e.view(), 0.0, s.dn.view_mut());
+    s.dt.resize_with(head.token_weights.len(), Default::default);
+    for (dt, e) in s.dt.iter_mut().zip(&s.e) {
+        resize(dt, d, d);
+        gemm(s.dz.t(), e.view(), 0.0, dt.view_mut());
     }
     s.db.clear();
     s.db.resize(d, 0.0);
@@ -441,31 +453,34 @@ fn forward_backward(lm: &LmHead, head: &Head, targets: &[u32], s: &mut Scratch) 
     loss
 }
 
-/// One step of one head on the examples whose states are `ids` (with next tokens `next`)
-/// and targets `targets`; returns the summed loss.
+/// One step of one head on the examples whose states are `ids`, taking the token columns
+/// `tokens` (see [`gather`]), against `targets` (rows of `lm`); returns the summed loss.
 #[allow(clippy::too_many_arguments)]
 fn head_step(
     data: &Dataset,
     lm: &LmHead,
     head: &mut Head,
     adam: &mut HeadAdam,
-    batch: (&[usize], &[u32], &[u32]),
+    batch: (&[usize], &[&[u32]], &[u32]),
     lr: f32,
     t: i32,
     s: &mut Scratch,
 ) -> f64 {
-    let (ids, next, targets) = batch;
-    gather(data, head.next_weight.as_ref().map(|_| lm), ids, next, s);
+    let (ids, tokens, targets) = batch;
+    gather(data, lm, ids, tokens, s);
     let loss = forward_backward(lm, head, targets, s);
     if let (Some(w), Some(g)) = (head.weight.as_slice_mut(), s.dw.as_slice()) {
         adam.weight.step(w, g, lr, t);
     }
-    if let (Some(w), Some(a), Some(g)) = (
-        head.next_weight.as_mut().and_then(|n| n.as_slice_mut()),
-        adam.next_weight.as_mut(),
-        s.dn.as_slice(),
-    ) {
-        a.step(w, g, lr, t);
+    for ((w, a), g) in head
+        .token_weights
+        .iter_mut()
+        .zip(&mut adam.token_weights)
+        .zip(&s.dt)
+    {
+        if let (Some(w), Some(g)) = (w.as_slice_mut(), g.as_slice()) {
+            a.step(w, g, lr, t);
+        }
     }
     adam.bias.step(&mut head.bias, &s.db, lr, t);
     loss
@@ -480,6 +495,14 @@ pub(crate) struct Example {
     pub next: u32,
     /// Each head's target (`None` past the end of the answer).
     pub targets: Vec<Option<u32>>,
+}
+
+impl Example {
+    /// The tokens of the true path from this position: the next token, then each head's
+    /// target in order (what heads that take the path see when it is accepted).
+    pub(crate) fn taken(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.next).chain(self.targets.iter().map_while(|t| *t))
+    }
 }
 
 /// The examples of the given sequences: every state that has a target for head 0.
@@ -578,7 +601,7 @@ pub fn train(
         .count();
     let d = data.hidden;
     let mut heads: Vec<Head> = (0..options.heads)
-        .map(|_| Head::zero(d, options.takes_next))
+        .map(|h| Head::zero(d, h, options.conditioning))
         .collect();
     let mut adams: Vec<HeadAdam> = heads.iter().map(HeadAdam::new).collect();
     let steps_per_epoch = examples.len().div_ceil(options.batch);
@@ -603,7 +626,8 @@ pub fn train(
         Some(total as u64),
         Unit::Items,
     );
-    let (mut ids, mut next, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut targets) = (Vec::new(), Vec::new());
+    let mut columns: Vec<Vec<u32>> = Vec::new();
     for epoch in 0..options.epochs {
         examples.shuffle(&mut rng);
         let mut sums = vec![(0.0f64, 0usize); options.heads];
@@ -613,25 +637,28 @@ pub fn train(
             let mut first = Vec::new();
             for (h, (head, adam)) in heads.iter_mut().zip(&mut adams).enumerate() {
                 ids.clear();
-                next.clear();
                 targets.clear();
+                columns.resize_with(head.token_weights.len(), Vec::new);
+                columns.iter_mut().for_each(Vec::clear);
                 for e in batch {
-                    if let Some(row) = e
-                        .targets
-                        .get(h)
-                        .copied()
-                        .flatten()
-                        .and_then(|t| lm.row_of(t))
-                    {
-                        ids.push(e.state);
-                        next.push(e.next);
-                        targets.push(row as u32);
+                    let target = e.targets.get(h).copied().flatten();
+                    let Some(row) = target.and_then(|t| lm.row_of(t)) else {
+                        continue;
+                    };
+                    ids.push(e.state);
+                    targets.push(row as u32);
+                    // The tokens taken: the next one, then (teacher forcing) the true ones
+                    // before this head's target, which the best candidates are when the
+                    // path is accepted that far.
+                    for (column, token) in columns.iter_mut().zip(e.taken()) {
+                        column.push(token);
                     }
                 }
                 if ids.is_empty() {
                     continue;
                 }
-                let batch = (&ids[..], &next[..], &targets[..]);
+                let tokens: Vec<&[u32]> = columns.iter().map(Vec::as_slice).collect();
+                let batch = (&ids[..], &tokens[..], &targets[..]);
                 let loss = head_step(data, lm, head, adam, batch, lr, t, &mut scratch);
                 sums[h].0 += loss;
                 sums[h].1 += ids.len();
@@ -667,6 +694,8 @@ pub fn train(
 pub(crate) struct HeadInputs<'a> {
     data: &'a Dataset,
     lm: &'a LmHead,
+    ids: Vec<usize>,
+    next: Vec<u32>,
     scratch: Scratch,
 }
 
@@ -675,15 +704,17 @@ impl<'a> HeadInputs<'a> {
         HeadInputs {
             data,
             lm,
+            ids: Vec::new(),
+            next: Vec::new(),
             scratch: Scratch::default(),
         }
     }
 
     /// Loads the states and next tokens of `examples`.
     pub(crate) fn load(&mut self, examples: &[Example]) {
-        let ids: Vec<usize> = examples.iter().map(|e| e.state).collect();
-        let next: Vec<u32> = examples.iter().map(|e| e.next).collect();
-        gather(self.data, Some(self.lm), &ids, &next, &mut self.scratch);
+        self.ids = examples.iter().map(|e| e.state).collect();
+        self.next = examples.iter().map(|e| e.next).collect();
+        gather(self.data, self.lm, &self.ids, &[], &mut self.scratch);
     }
 
     /// The loaded hidden states `[examples, hidden]`.
@@ -691,8 +722,14 @@ impl<'a> HeadInputs<'a> {
         self.scratch.x.view()
     }
 
-    /// `z` of `head` for the loaded examples, `[examples, hidden]`.
-    pub(crate) fn z(&mut self, head: &Head) -> ArrayView2<'_, f32> {
+    /// `z` of `head` for the loaded examples, `[examples, hidden]`, taking the loaded next
+    /// tokens and `path[i]` as the candidate of head `i` (for heads that take the path).
+    pub(crate) fn z(&mut self, head: &Head, path: &[Vec<u32>]) -> ArrayView2<'_, f32> {
+        let tokens: Vec<&[u32]> = std::iter::once(&self.next[..])
+            .chain(path.iter().map(Vec::as_slice))
+            .take(head.token_weights.len())
+            .collect();
+        gather(self.data, self.lm, &self.ids, &tokens, &mut self.scratch);
         head_forward(head, &mut self.scratch);
         self.scratch.z.view()
     }
@@ -727,40 +764,45 @@ mod tests {
                 .collect(),
             sequences: vec![],
         };
-        let (ids, next, targets) = ([0, 1, 2], [4u32, 9, 0], [3u32, 7, 1]);
-        let mut head = Head::zero(d, true);
+        // Head 2 of heads that take the path: the next token, then two path tokens.
+        let (ids, targets) = ([0, 1, 2], [3u32, 7, 1]);
+        let tokens: [&[u32]; 3] = [&[4, 9, 0], &[1, 2, 3], &[5, 6, 10]];
+        let mut head = Head::zero(d, 2, Conditioning::Path);
+        assert_eq!(head.token_weights.len(), 3);
         for (i, w) in head.weight.iter_mut().enumerate() {
             *w = ((i * 7 % 5) as f32 - 2.0) / 10.0;
         }
-        for (i, w) in head.next_weight.as_mut().unwrap().iter_mut().enumerate() {
-            *w = ((i * 3 % 7) as f32 - 3.0) / 10.0;
+        for (t, m) in head.token_weights.iter_mut().enumerate() {
+            for (i, w) in m.iter_mut().enumerate() {
+                *w = ((i * (3 + t) % 7) as f32 - 3.0) / 10.0;
+            }
         }
         head.bias = (0..d).map(|i| i as f32 / 20.0).collect();
         let run = |head: &Head| {
             let mut s = Scratch::default();
-            gather(&data, Some(&lm), &ids, &next, &mut s);
+            gather(&data, &lm, &ids, &tokens, &mut s);
             let loss = forward_backward(&lm, head, &targets, &mut s) / ids.len() as f64;
             (loss, s)
         };
         let (_, analytic) = run(&head);
         let eps = 1e-3;
         for (r, c) in [(0, 0), (2, 5), (5, 1), (3, 3)] {
-            for of_next in [false, true] {
+            // None: W; Some(t): token matrix t.
+            for of in [None, Some(0), Some(1), Some(2)] {
                 let nudged = |by: f32| {
                     let mut h = head.clone();
-                    match of_next {
-                        false => h.weight[[r, c]] += by,
-                        true => h.next_weight.as_mut().unwrap()[[r, c]] += by,
+                    match of {
+                        None => h.weight[[r, c]] += by,
+                        Some(t) => h.token_weights[t][[r, c]] += by,
                     }
                     run(&h).0
                 };
                 let numeric = (nudged(eps) - nudged(-eps)) / (2.0 * f64::from(eps));
-                let grad = if of_next { &analytic.dn } else { &analytic.dw };
+                let grad = of.map_or(&analytic.dw, |t| &analytic.dt[t]);
                 let analytic = f64::from(grad[[r, c]]);
                 assert!(
                     (numeric - analytic).abs() < 1e-3 * (1.0 + numeric.abs()),
-                    "{} [{r},{c}]: numeric {numeric}, analytic {analytic}",
-                    if of_next { "dN" } else { "dW" }
+                    "{of:?} [{r},{c}]: numeric {numeric}, analytic {analytic}"
                 );
             }
         }
@@ -812,27 +854,29 @@ mod tests {
             &data,
             &all,
             &lm,
-            &[Head::zero(d, false)],
+            &[Head::zero(d, 0, Conditioning::HiddenOnly)],
             None,
             1,
             &crate::loading::NoProgress,
         );
         assert!(before.base_top1 > 0.9, "{}", before.base_top1);
         assert!(before.heads[0].top[0] < 0.2, "{:?}", before.heads[0]);
-        for takes_next in [false, true] {
+        for conditioning in Conditioning::ALL {
             let options = TrainOptions {
-                heads: 1,
+                heads: 2,
                 epochs: 150,
                 batch: 32,
                 learning_rate: 2e-2,
                 warmup_steps: 5,
                 seed: 1,
-                takes_next,
+                conditioning,
                 vocab: None,
             };
             let (heads, report) =
                 train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
-            assert_eq!(heads[0].next_weight.is_some(), takes_next);
+            for (h, head) in heads.iter().enumerate() {
+                assert_eq!(head.token_weights.len(), conditioning.token_parts(h).len());
+            }
             let after = super::super::eval::evaluate(
                 &data,
                 &all,
@@ -842,12 +886,14 @@ mod tests {
                 1,
                 &crate::loading::NoProgress,
             );
-            assert!(
-                after.heads[0].top[0] > 0.9,
-                "{takes_next}: {:?}",
-                after.heads[0]
-            );
-            assert!(report.epoch_loss.last().unwrap()[0] < 0.5 * report.initial_loss[0]);
+            for h in 0..2 {
+                assert!(
+                    after.heads[h].top[0] > 0.9,
+                    "{conditioning:?}, head {h}: {:?}",
+                    after.heads[h]
+                );
+                assert!(report.epoch_loss.last().unwrap()[h] < 0.5 * report.initial_loss[h]);
+            }
         }
     }
 
@@ -865,7 +911,7 @@ mod tests {
             learning_rate: 2e-2,
             warmup_steps: 5,
             seed: 1,
-            takes_next: true,
+            conditioning: Conditioning::Path,
             vocab: Some(vocab.clone()),
         };
         let (heads, report) =

@@ -273,8 +273,13 @@ pub fn is_packed_weight(name: &str) -> bool {
         || name
             .strip_prefix("medusa.")
             .and_then(|rest| rest.strip_suffix(".weight"))
-            .map(|rest| rest.strip_suffix(".next_token").unwrap_or(rest))
-            .is_some_and(|h| h.parse::<usize>().is_ok())
+            .is_some_and(|rest| {
+                // `{h}`, `{h}.next_token` or `{h}.path.{i}`: head h's square matrices.
+                let (head, part) = rest.split_once('.').unwrap_or((rest, ""));
+                let path = part.strip_prefix("path.").map(str::parse::<usize>);
+                head.parse::<usize>().is_ok()
+                    && (part.is_empty() || part == "next_token" || matches!(path, Some(Ok(_))))
+            })
 }
 
 /// The stored shape of the weight `name` whose Hugging Face shape is `shape`.
@@ -361,6 +366,10 @@ pub struct HeadsParams {
     /// Whether the heads also take the next token's embedding.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_next: bool,
+    /// Whether head `h` also takes the best candidates of heads `0..h` (the path it extends),
+    /// so that the heads run one after the other (only with `takes_next`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_path: bool,
 }
 
 /// The name of the embedding input (the model's, full vocabulary on every rank).
@@ -368,9 +377,24 @@ pub const EMBEDDING: &str = "model.embed_tokens.weight";
 /// The heads graph's input holding each row's next token.
 pub const NEXT_IDS: &str = "next_ids";
 
-/// Name of head `h`'s weight `part` (`weight`, `bias`, `next_token.weight`).
+/// Name of head `h`'s weight `part` (`weight`, `bias`, `next_token.weight`,
+/// `path.{i}.weight`).
 pub fn head_tensor(h: usize, part: &str) -> String {
     format!("medusa.{h}.{part}")
+}
+
+/// The parts of head `h` that multiply token embeddings, in the order of the tokens they
+/// take: `next_token.weight` (the row's next token) when the heads take it, then, when they
+/// take the path, `path.{i}.weight` for the best candidate of each earlier head `i`.
+pub fn head_token_parts(h: usize, takes_next: bool, takes_path: bool) -> Vec<String> {
+    let mut parts = Vec::new();
+    if takes_next {
+        parts.push("next_token.weight".to_string());
+        if takes_path {
+            parts.extend((0..h).map(|i| format!("path.{i}.weight")));
+        }
+    }
+    parts
 }
 
 /// The input holding the rows of the heads' vocabulary in the LM head.
@@ -401,8 +425,8 @@ impl HeadsParams {
         for h in 0..self.heads {
             io.push(weight_spec(&head_tensor(h, "weight"), &[d, d]));
             io.push(weight_spec(&head_tensor(h, "bias"), &[d]));
-            if self.takes_next {
-                io.push(weight_spec(&head_tensor(h, "next_token.weight"), &[d, d]));
+            for part in head_token_parts(h, self.takes_next, self.takes_path) {
+                io.push(weight_spec(&head_tensor(h, &part), &[d, d]));
             }
         }
         io.push(spec(
@@ -427,5 +451,43 @@ fn spec(name: &str, dtype: DType, shape: &[usize], usage: Usage) -> TensorSpec {
         dtype,
         shape: shape.to_vec(),
         usage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heads_matrices_are_packed_and_their_vectors_are_not() {
+        for name in [
+            "medusa.0.weight",
+            "medusa.3.next_token.weight",
+            "medusa.2.path.1.weight",
+            HEADS_LM_HEAD,
+            "model.layers.0.mlp.up_proj.weight",
+        ] {
+            assert!(is_packed_weight(name), "{name}");
+        }
+        for name in [
+            "medusa.0.bias",
+            "medusa.x.weight",
+            "medusa.2.path.x.weight",
+            "medusa.2.other.weight",
+            "model.norm.weight",
+        ] {
+            assert!(!is_packed_weight(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn heads_take_the_path_after_the_next_token() {
+        assert!(head_token_parts(2, false, false).is_empty());
+        assert_eq!(head_token_parts(2, true, false), ["next_token.weight"]);
+        assert_eq!(
+            head_token_parts(2, true, true),
+            ["next_token.weight", "path.0.weight", "path.1.weight"]
+        );
+        assert_eq!(head_token_parts(0, true, true), ["next_token.weight"]);
     }
 }

@@ -9,7 +9,7 @@ use super::forward::{
 };
 use super::graph::{
     CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, NEXT_IDS, OutputsAt,
-    head_tensor,
+    head_tensor, head_token_parts,
 };
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
@@ -344,10 +344,11 @@ struct HeadsAt {
     hidden: usize,
     num_rows: usize,
     lm_head: usize,
-    /// `next_ids` and the embedding, for heads that take the next token.
+    /// `next_ids` and the embedding, for heads that take tokens.
     next: Option<(usize, usize)>,
-    /// Per head: `W`, `b`, and `N` for heads that take the next token.
-    heads: Vec<(usize, usize, Option<usize>)>,
+    /// Per head: `W`, `b`, and the matrices applied to the tokens it takes (see
+    /// [`head_token_parts`]).
+    heads: Vec<(usize, usize, Vec<usize>)>,
     ids: usize,
     logprobs: usize,
 }
@@ -379,13 +380,14 @@ impl HeadsAt {
             },
             heads: (0..params.heads)
                 .map(|h| {
+                    let tokens = head_token_parts(h, params.takes_next, params.takes_path)
+                        .iter()
+                        .map(|part| find(&head_tensor(h, part)))
+                        .collect::<Result<_, KernelError>>()?;
                     Ok((
                         find(&head_tensor(h, "weight"))?,
                         find(&head_tensor(h, "bias"))?,
-                        match params.takes_next {
-                            true => Some(find(&head_tensor(h, "next_token.weight"))?),
-                            false => None,
-                        },
+                        tokens,
                     ))
                 })
                 .collect::<Result<_, KernelError>>()?,
@@ -399,10 +401,10 @@ impl HeadsAt {
 struct HeadsScratch {
     z: Vec<f32>,
     proj: Vec<f32>,
-    /// Embeddings of the rows' next tokens.
+    /// Embeddings of one token per row (the next token, or a head's best candidate).
     embedded: Vec<f32>,
-    /// `N_h e` for every row.
-    next_proj: Vec<f32>,
+    /// `T e` for every row.
+    token_proj: Vec<f32>,
     logits: Vec<f32>,
     local: Vec<f32>,
     gathered: Vec<f32>,
@@ -417,6 +419,9 @@ fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     } else {
         params.vocab.len()
     };
+    if params.takes_path && !params.takes_next {
+        return Err(ctx.params_error("heads that take the path must take the next token too"));
+    }
     if params.heads == 0 || params.top_k == 0 || params.batch == 0 || params.top_k > scored {
         return Err(ctx.params_error(
             "heads, top_k and batch must be at least 1, top_k at most the tokens scored",
@@ -513,107 +518,141 @@ impl Kernel for Heads {
         if rows == 0 {
             return Ok(());
         }
+        let next_ids = match at.next {
+            Some((next_ids, _)) => {
+                let next_ids = &ctx.input::<i32>(next_ids)?[..rows];
+                if let Some((r, id)) = next_ids
+                    .iter()
+                    .enumerate()
+                    .find(|&(_, &id)| id < 0 || id as usize >= m.vocab)
+                {
+                    return Err(KernelError::BadInput {
+                        message: format!(
+                            "next_ids[{r}] = {id} is outside the vocabulary of {}",
+                            m.vocab
+                        ),
+                    });
+                }
+                next_ids
+            }
+            None => &[],
+        };
+        let embedding = match at.next {
+            Some((_, embedding)) => Some(packed(embedding, m.vocab)?),
+            None => None,
+        };
         let k = p.top_k;
         let ranks = ctx.world_size();
+        // Heads that take the path run one after the other (each takes the best candidates
+        // of the heads before it); others run together, so that the LM head streams once for
+        // every row and head.
+        let groups: Vec<std::ops::Range<usize>> = if p.takes_path {
+            (0..p.heads).map(|h| h..h + 1).collect()
+        } else {
+            vec![0..p.heads]
+        };
         self.scratch.with(|s| {
-            if let Some((next_ids, embedding)) = at.next {
-                let embedding = packed(embedding, m.vocab)?;
-                let next_ids = ctx.input::<i32>(next_ids)?;
+            for group in groups {
+                let g = group.len();
+                // z[row][head] = x + SiLU(W_h x + sum_t T_t e_t + b_h).
+                s.z.resize(rows * g * d, 0.0);
+                s.proj.resize(rows * d, 0.0);
                 s.embedded.resize(rows * d, 0.0);
-                for (r, &id) in next_ids[..rows].iter().enumerate() {
-                    if id < 0 || id as usize >= m.vocab {
-                        return Err(KernelError::BadInput {
-                            message: format!(
-                                "next_ids[{r}] = {id} is outside the vocabulary of {}",
-                                m.vocab
-                            ),
-                        });
-                    }
-                    embedding.row_into(id as usize, &mut s.embedded[r * d..(r + 1) * d]);
-                }
-            }
-            // z[row][head] = x + SiLU(W_h x (+ N_h e) + b_h), all heads stacked so that the
-            // LM head streams once for every row and head.
-            s.z.resize(rows * p.heads * d, 0.0);
-            s.proj.resize(rows * d, 0.0);
-            if at.next.is_some() {
-                s.next_proj.resize(rows * d, 0.0);
-            }
-            for (h, &(w, bias, next_weight)) in at.heads.iter().enumerate() {
-                let bias = ctx.input::<f32>(bias)?;
-                let proj = PackedProduct {
-                    w: packed(w, d)?,
-                    y: &mut s.proj,
-                };
-                matmul_packed(&mut [proj], &hidden[..rows * d], d, rows, &mut s.packed);
-                if let Some(n) = next_weight {
-                    let next = PackedProduct {
-                        w: packed(n, d)?,
-                        y: &mut s.next_proj,
+                s.token_proj.resize(rows * d, 0.0);
+                for h in group.clone() {
+                    let (w, bias, ref tokens) = at.heads[h];
+                    let bias = ctx.input::<f32>(bias)?;
+                    let proj = PackedProduct {
+                        w: packed(w, d)?,
+                        y: &mut s.proj,
                     };
-                    matmul_packed(&mut [next], &s.embedded, d, rows, &mut s.packed);
-                    for (pr, &np) in s.proj.iter_mut().zip(&s.next_proj) {
-                        *pr += np;
+                    matmul_packed(&mut [proj], &hidden[..rows * d], d, rows, &mut s.packed);
+                    // Heads take tokens only with `next_ids`, hence with the embedding.
+                    for (t, &weight) in tokens.iter().enumerate() {
+                        let Some(embedding) = &embedding else { break };
+                        // Token 0 is the row's next token, token t the best candidate of
+                        // head t - 1 (already written: heads that take the path run alone,
+                        // and every head has a best candidate, top_k being at least 1).
+                        for r in 0..rows {
+                            let id = match t {
+                                0 => next_ids[r],
+                                _ => ids[(r * p.heads + t - 1) * k],
+                            };
+                            let id = usize::try_from(id).unwrap_or(0);
+                            embedding.row_into(id, &mut s.embedded[r * d..(r + 1) * d]);
+                        }
+                        let product = PackedProduct {
+                            w: packed(weight, d)?,
+                            y: &mut s.token_proj,
+                        };
+                        matmul_packed(&mut [product], &s.embedded, d, rows, &mut s.packed);
+                        for (pr, &tp) in s.proj.iter_mut().zip(&s.token_proj) {
+                            *pr += tp;
+                        }
+                    }
+                    for r in 0..rows {
+                        let x = &hidden[r * d..(r + 1) * d];
+                        let q = r * g + h - group.start;
+                        let z = &mut s.z[q * d..(q + 1) * d];
+                        for (((z, &x), &pr), &bv) in z
+                            .iter_mut()
+                            .zip(x)
+                            .zip(&s.proj[r * d..(r + 1) * d])
+                            .zip(bias)
+                        {
+                            let a = pr + bv;
+                            *z = x + a / (1.0 + (-a).exp());
+                        }
                     }
                 }
-                for r in 0..rows {
-                    let x = &hidden[r * d..(r + 1) * d];
-                    let z = &mut s.z[(r * p.heads + h) * d..(r * p.heads + h + 1) * d];
-                    for (((z, &x), &pr), &bv) in z
-                        .iter_mut()
-                        .zip(x)
-                        .zip(&s.proj[r * d..(r + 1) * d])
-                        .zip(bias)
-                    {
-                        let a = pr + bv;
-                        *z = x + a / (1.0 + (-a).exp());
+                let n = rows * g;
+                s.logits.resize(n * rows_scored, 0.0);
+                let logits = PackedProduct {
+                    w: lm_head,
+                    y: &mut s.logits,
+                };
+                matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
+                // Local top-k per (row, head), as (token id, logit) pairs, then each (row,
+                // head)'s log-sum-exp over the tokens scored here (for the candidates'
+                // log-probabilities).
+                let pairs = n * k * 2;
+                s.local.resize(pairs + n, 0.0);
+                for q in 0..n {
+                    let row_logits = &s.logits[q * rows_scored..(q + 1) * rows_scored];
+                    let best = top_k(row_logits, k);
+                    for (j, (row, v)) in best.into_iter().enumerate() {
+                        // Ids are exact in f32 up to 2^24, far beyond any vocabulary.
+                        s.local[(q * k + j) * 2] = token_id(row) as f32;
+                        s.local[(q * k + j) * 2 + 1] = v;
                     }
+                    s.local[pairs + q] = log_sum_exp(row_logits.iter().copied());
                 }
-            }
-            let n = rows * p.heads;
-            s.logits.resize(n * rows_scored, 0.0);
-            let logits = PackedProduct {
-                w: lm_head,
-                y: &mut s.logits,
-            };
-            matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
-            // Local top-k per (row, head), as (token id, logit) pairs, then each (row, head)'s
-            // log-sum-exp over the tokens scored here (for the candidates' log-probabilities).
-            let pairs = n * k * 2;
-            s.local.resize(pairs + n, 0.0);
-            for q in 0..n {
-                let row_logits = &s.logits[q * rows_scored..(q + 1) * rows_scored];
-                let best = top_k(row_logits, k);
-                for (j, (row, v)) in best.into_iter().enumerate() {
-                    // Ids are exact in f32 up to 2^24, far beyond any vocabulary.
-                    s.local[(q * k + j) * 2] = token_id(row) as f32;
-                    s.local[(q * k + j) * 2 + 1] = v;
-                }
-                s.local[pairs + q] = log_sum_exp(row_logits.iter().copied());
-            }
-            let merged: &[f32] = if m.vocab_local == m.vocab || !p.vocab.is_empty() {
-                &s.local
-            } else {
-                s.gathered.resize(ranks * s.local.len(), 0.0);
-                ctx.all_gather(&s.local, &mut s.gathered)?;
-                &s.gathered
-            };
-            let per_rank = pairs + n;
-            let shards = merged.len() / per_rank;
-            for q in 0..n {
-                let mut candidates: Vec<(usize, f32)> = (0..shards)
-                    .flat_map(|rank| {
-                        (0..k).map(move |j| {
-                            let at = rank * per_rank + (q * k + j) * 2;
-                            (merged[at] as usize, merged[at + 1])
+                let merged: &[f32] = if m.vocab_local == m.vocab || !p.vocab.is_empty() {
+                    &s.local
+                } else {
+                    s.gathered.resize(ranks * s.local.len(), 0.0);
+                    ctx.all_gather(&s.local, &mut s.gathered)?;
+                    &s.gathered
+                };
+                let per_rank = pairs + n;
+                let shards = merged.len() / per_rank;
+                for q in 0..n {
+                    let mut candidates: Vec<(usize, f32)> = (0..shards)
+                        .flat_map(|rank| {
+                            (0..k).map(move |j| {
+                                let at = rank * per_rank + (q * k + j) * 2;
+                                (merged[at] as usize, merged[at + 1])
+                            })
                         })
-                    })
-                    .collect();
-                candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                let lse = log_sum_exp((0..shards).map(|rank| merged[rank * per_rank + pairs + q]));
-                for (j, (id, v)) in candidates.into_iter().take(k).enumerate() {
-                    ids[q * k + j] = id as i32;
-                    logprobs[q * k + j] = v - lse;
+                        .collect();
+                    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    let lse =
+                        log_sum_exp((0..shards).map(|rank| merged[rank * per_rank + pairs + q]));
+                    let (r, h) = (q / g, group.start + q % g);
+                    for (j, (id, v)) in candidates.into_iter().take(k).enumerate() {
+                        ids[(r * p.heads + h) * k + j] = id as i32;
+                        logprobs[(r * p.heads + h) * k + j] = v - lse;
+                    }
                 }
             }
             Ok(())
@@ -890,10 +929,11 @@ mod tests {
         assert_eq!(&moved[16 + 6..16 + 8], &[16.0 + 8.0, 16.0 + 9.0]);
     }
 
-    /// Runs the heads graph on filled inputs and checks head 1 of row 0 against a direct
+    /// Runs the heads graph on filled inputs and checks both heads of row 0 against a direct
     /// computation over the tokens scored (`vocab`, or all of them when empty), with or
-    /// without the next token as an input.
-    fn check_heads(vocab: Vec<u32>, takes_next: bool) {
+    /// without the next token as an input, and with head 1 taking head 0's best candidate
+    /// when the heads take the path.
+    fn check_heads(vocab: Vec<u32>, takes_next: bool, takes_path: bool) {
         const NEXT: usize = 5;
         let p = HeadsParams {
             model: shard(),
@@ -902,6 +942,7 @@ mod tests {
             batch: 2,
             vocab: vocab.clone(),
             takes_next,
+            takes_path,
         };
         let (vocab_size, d) = (23, 16);
         let embedding = TensorSpec {
@@ -923,6 +964,7 @@ mod tests {
         };
         let head_w: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 20 + h))).collect();
         let head_n: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 30 + h))).collect();
+        let head_1_path = f32_values(&fill(&square, 40));
         let io = p.io();
         let inputs: Vec<(TensorSpec, Vec<u8>)> = io
             .iter()
@@ -943,6 +985,7 @@ mod tests {
                     "medusa.1.weight" => f32_bytes(&pack(&head_w[1], d, d)),
                     "medusa.0.next_token.weight" => f32_bytes(&pack(&head_n[0], d, d)),
                     "medusa.1.next_token.weight" => f32_bytes(&pack(&head_n[1], d, d)),
+                    "medusa.1.path.0.weight" => f32_bytes(&pack(&head_1_path, d, d)),
                     _ => fill(s, 9),
                 };
                 (s.clone(), bytes)
@@ -965,37 +1008,50 @@ mod tests {
             .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let vals = f32_values(&out[1]);
-        // Recompute head 1 of row 0 by hand.
+        // Recompute both heads of row 0 by hand.
         let get = |name: &str| f32_values(&inputs.iter().find(|(s, _)| s.name == name).unwrap().1);
-        let (x, w, b) = (get("hidden"), &head_w[1], get("medusa.1.bias"));
-        let (n, e) = (&head_n[1], &emb[NEXT * d..(NEXT + 1) * d]);
-        let z: Vec<f32> = (0..d)
-            .map(|i| {
-                let mut a = (0..d).map(|j| w[i * d + j] * x[j]).sum::<f32>() + b[i];
-                if takes_next {
-                    a += (0..d).map(|j| n[i * d + j] * e[j]).sum::<f32>();
-                }
-                x[i] + a / (1.0 + (-a).exp())
-            })
-            .collect();
-        let logits: Vec<f32> = scored
-            .iter()
-            .map(|&v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
-            .collect();
-        let expected = top_k(&logits, 3);
-        let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln() as f32;
-        for (j, (row, v)) in expected.iter().enumerate() {
-            assert_eq!(ids[3 + j], scored[*row] as i32, "candidate {j}");
+        let x = get("hidden");
+        let matvec =
+            |m: &[f32], v: &[f32], i: usize| (0..d).map(|j| m[i * d + j] * v[j]).sum::<f32>();
+        let embedded = |t: usize| &emb[t * d..(t + 1) * d];
+        for h in 0..2 {
+            let b = get(&format!("medusa.{h}.bias"));
+            let z: Vec<f32> = (0..d)
+                .map(|i| {
+                    let mut a = matvec(&head_w[h], &x, i) + b[i];
+                    if takes_next {
+                        a += matvec(&head_n[h], embedded(NEXT), i);
+                    }
+                    if takes_path && h == 1 {
+                        a += matvec(&head_1_path, embedded(ids[0] as usize), i);
+                    }
+                    x[i] + a / (1.0 + (-a).exp())
+                })
+                .collect();
+            let logits: Vec<f32> = scored
+                .iter()
+                .map(|&v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
+                .collect();
+            let expected = top_k(&logits, 3);
+            let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln() as f32;
+            let got = h * 3..(h + 1) * 3;
+            for (j, (row, v)) in expected.iter().enumerate() {
+                assert_eq!(
+                    ids[got.start + j],
+                    scored[*row] as i32,
+                    "head {h}, candidate {j}"
+                );
+                assert!(
+                    (vals[got.start + j] - (v - lse)).abs() < 1e-4,
+                    "head {h}: log-probability of {j}"
+                );
+            }
+            let total: f32 = vals[got.clone()].iter().map(|v| v.exp()).sum();
             assert!(
-                (vals[3 + j] - (v - lse)).abs() < 1e-4,
-                "log-probability of {j}"
+                total <= 1.0 + 1e-5 && vals[got.start] <= 0.0,
+                "head {h}: candidates' probabilities"
             );
         }
-        let total: f32 = vals[3..6].iter().map(|v| v.exp()).sum();
-        assert!(
-            total <= 1.0 + 1e-5 && vals[3] <= 0.0,
-            "candidates' probabilities"
-        );
         // Row 1 is not in use.
         assert!(ids[6..].iter().all(|&i| i == -1));
         if takes_next {
@@ -1020,22 +1076,28 @@ mod tests {
 
     #[test]
     fn heads_return_the_top_candidates_of_each_head() {
-        check_heads(Vec::new(), false);
+        check_heads(Vec::new(), false, false);
     }
 
     #[test]
     fn heads_with_a_vocabulary_return_only_its_tokens() {
-        check_heads(vec![1, 4, 7, 10, 15, 22], false);
+        check_heads(vec![1, 4, 7, 10, 15, 22], false, false);
     }
 
     #[test]
     fn heads_that_take_the_next_token_add_its_embedding() {
-        check_heads(Vec::new(), true);
-        check_heads(vec![1, 4, 7, 10, 15, 22], true);
+        check_heads(Vec::new(), true, false);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true, false);
     }
 
     #[test]
-    fn a_bad_heads_vocabulary_is_refused() {
+    fn heads_that_take_the_path_add_the_best_candidates_before_them() {
+        check_heads(Vec::new(), true, true);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true, true);
+    }
+
+    #[test]
+    fn bad_heads_parameters_are_refused() {
         for vocab in [vec![3, 3, 5], vec![5, 2], vec![1, 23]] {
             let p = HeadsParams {
                 model: shard(),
@@ -1044,12 +1106,27 @@ mod tests {
                 batch: 1,
                 vocab,
                 takes_next: false,
+                takes_path: false,
             };
             let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("heads vocabulary"), "{:?}: {err}", p.vocab);
         }
+        // The path comes after the next token: heads cannot take one without the other.
+        let p = HeadsParams {
+            model: shard(),
+            heads: 2,
+            top_k: 1,
+            batch: 1,
+            vocab: Vec::new(),
+            takes_next: false,
+            takes_path: true,
+        };
+        let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("take the next token too"), "{err}");
     }
 
     #[test]
