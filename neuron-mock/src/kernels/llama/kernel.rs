@@ -549,7 +549,7 @@ impl Kernel for Heads {
         let groups: Vec<std::ops::Range<usize>> = if p.takes_path {
             (0..p.heads).map(|h| h..h + 1).collect()
         } else {
-            vec![0..p.heads]
+            std::iter::once(0..p.heads).collect()
         };
         self.scratch.with(|s| {
             for group in groups {
