@@ -625,6 +625,29 @@ fn heads_that_take_tokens_agree_with_the_training_code() {
     }
 }
 
+/// The heads graph holds only the heads its tree reaches (each is one more pass over the LM
+/// head's rows when the heads run one after the other): a two-deep tree over three heads runs
+/// two, and gives the same candidates as the three-head graph.
+#[test]
+fn only_the_heads_the_tree_reaches_are_compiled() {
+    let spec = TinyLlama::default();
+    let chain = |depth: usize| MedusaTree::new((1..=depth).map(|d| vec![0; d]).collect()).unwrap();
+    let options = |depth| CompileOptions {
+        medusa_tree: Some(chain(depth)),
+        ..small_options()
+    };
+    let mut all = compiled_with_heads(&spec, options(3), 3, None);
+    let mut two = compiled_with_heads(&spec, options(2), 3, None);
+    assert_eq!(all.model.info().heads, 3);
+    assert_eq!(two.model.info().heads, 2);
+    all.model.prefill(0, &PROMPT).unwrap();
+    let mut hidden = Vec::new();
+    all.model.hidden(0, 0, &mut hidden).unwrap();
+    let a = all.model.heads(&hidden, 1, &[3; 3]).unwrap();
+    let b = two.model.heads(&hidden, 1, &[3; 2]).unwrap();
+    assert_eq!(&a.heads[..2], &b.heads[..]);
+}
+
 #[test]
 fn heads_report_probabilities_that_sum_to_one_and_agree_across_ranks() {
     let spec = TinyLlama::default();

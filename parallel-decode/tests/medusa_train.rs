@@ -107,7 +107,7 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
     // The evaluation feeds tree selection: a flat device takes every observed path it can.
     let choice = choose_tree(
         &on_train.paths,
-        &CostModel::flat(8, 0.1),
+        &CostModel::flat(8, 0.1, false),
         &TreeLimits {
             max_nodes: 8,
             max_depth: 2,

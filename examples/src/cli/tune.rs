@@ -14,6 +14,7 @@ use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
 use parallel_decode::medusa::eval::Evaluation;
 use parallel_decode::medusa::file::set_tree;
 use parallel_decode::medusa::tune::{CostModel, TreeChoice, TreeLimits, choose_tree};
+use parallel_decode::strategy::medusa::MedusaTree;
 use serde_json::json;
 
 use super::train_heads::eval_path;
@@ -92,7 +93,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     drop(heads);
     let choice = choose_tree(&evaluation.paths, &cost, &limits)?;
     let decode = cost.pass(1).unwrap_or(1.0);
-    let flat = CostModel::flat(limits.max_nodes, cost.heads / decode);
+    let flat = CostModel::flat(limits.max_nodes, cost.heads / decode, cost.heads_per_depth);
     let modeled = choose_tree(&evaluation.paths, &flat, &limits)?;
     if args.json {
         println!(
@@ -149,6 +150,8 @@ fn measure(
         .tempdir_in(&home)
         .with_context(|| format!("cannot create a work directory in {}", home.display()))?;
     let heads = MedusaHeads::open(heads_path, model.config().hidden_size)?;
+    // Heads that take the path run one after the other: their cost grows with the depth.
+    let sequential = heads.conditioning().takes_path();
     // The sizes the verify graphs are compiled for by default, up to the largest tree.
     let mut widths: Vec<usize> = DEFAULT_VERIFY_BUCKETS
         .into_iter()
@@ -169,8 +172,11 @@ fn measure(
         max_len,
         prefill_buckets: vec![512],
         verify_buckets: widths.clone(),
-        // Any valid tree: the measurement does not depend on it.
-        medusa_tree: None,
+        // A chain through every head, so that the heads graph runs them all (it runs as many
+        // as the tree is deep).
+        medusa_tree: Some(MedusaTree::new(
+            (1..=heads.count()).map(|d| vec![0; d]).collect(),
+        )?),
         ..CompileOptions::default()
     };
     let artifacts = work.path().join("artifacts");
@@ -194,7 +200,11 @@ fn measure(
             context
         ),
         widths: curve.iter().map(|&(w, d)| (w, d.as_secs_f64())).collect(),
-        heads: best.as_secs_f64(),
+        heads: match sequential {
+            true => best.as_secs_f64() / heads.count() as f64,
+            false => best.as_secs_f64(),
+        },
+        heads_per_depth: sequential,
     })
 }
 
@@ -206,9 +216,14 @@ fn print_cost(cost: &CostModel) {
         println!("  {w:>5}  {:>7.2}  {:>8.2}", c * 1e3, c / decode);
     }
     println!(
-        "  heads  {:>7.2}  {:>8.2}   (cost in ms when measured)",
+        "  heads  {:>7.2}  {:>8.2}   (cost in ms when measured{})",
         cost.heads * 1e3,
-        cost.heads / decode
+        cost.heads / decode,
+        if cost.heads_per_depth {
+            "; per depth: these heads run one after the other"
+        } else {
+            ""
+        }
     );
 }
 

@@ -240,9 +240,12 @@ pub fn compile(
                     ),
                 });
             }
+            // Only the heads the tree uses: heads that take the path run one after the other,
+            // so each extra head is one more pass over the LM head's rows.
+            let used = tree.depth();
             let params = HeadsParams {
                 model: model_shard.clone(),
-                heads: h.count(),
+                heads: used,
                 top_k,
                 batch: options.slots,
                 vocab,
@@ -254,7 +257,7 @@ pub fn compile(
                 neff(HEADS_KERNEL, &params.io(), &params)?,
             ));
             Some(HeadsEntry {
-                count: h.count(),
+                count: used,
                 top_k,
                 tree: tree.paths().to_vec(),
                 takes_next: h.conditioning().takes_next(),
@@ -301,7 +304,15 @@ pub fn compile(
             std::fs::write(&path, bytes).map_err(|e| Error::io(&path, "write", e))?;
             manifest.graphs.push(entry);
         }
-        write_weights(model, heads, dir, tp, split_vocab, progress)?;
+        let heads_used = manifest.heads.as_ref().map_or(0, |h| h.count);
+        write_weights(
+            model,
+            heads.map(|h| (h, heads_used)),
+            dir,
+            tp,
+            split_vocab,
+            progress,
+        )?;
         for file in copy_text_files(model.path(), dir)? {
             manifest.text_files.push(file);
         }
@@ -348,12 +359,12 @@ fn neff(kernel: &str, io: &[TensorSpec], params: &impl serde::Serialize) -> Resu
 }
 
 /// Writes each rank's shard: the model's weights split for tensor parallelism, plus the
-/// heads' weights (replicated) when there are heads. Matrices are stored in the layout the
-/// mock graphs take ([`stored_weight_shape`]), as a device compiler lays weights out for its
-/// program.
+/// weights of the heads used (the first ones; replicated) when there are heads. Matrices are
+/// stored in the layout the mock graphs take ([`stored_weight_shape`]), as a device compiler
+/// lays weights out for its program.
 fn write_weights(
     model: &ModelDir,
-    heads: Option<&MedusaHeads>,
+    heads: Option<(&MedusaHeads, usize)>,
     dir: &Path,
     tp: usize,
     split_vocab: bool,
@@ -363,7 +374,10 @@ fn write_weights(
     std::fs::create_dir_all(&weights_dir)
         .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
     let tensors = model.config().expected_tensors();
-    let head_count = heads.map_or(0, MedusaHeads::count);
+    let (heads, head_count) = match heads {
+        Some((file, used)) => (Some(file), used),
+        None => (None, 0),
+    };
     // Each head's parts: `weight`, `bias`, then the matrices of the tokens it takes.
     let head_parts = |h: usize| -> Vec<String> {
         let token_parts = heads.map_or_else(Vec::new, |f| f.conditioning().token_parts(h));

@@ -30,14 +30,21 @@ pub struct CostModel {
     /// `(width, cost)` of each compiled verify bucket, narrowest first; width 1 is a decode
     /// step.
     pub widths: Vec<(usize, f64)>,
-    /// Cost of one run of the heads (paid once per pass when the tree has candidates).
+    /// Cost of one run of the heads (paid once per pass when the tree has candidates), or,
+    /// with `heads_per_depth`, of one head.
     pub heads: f64,
+    /// Whether the heads run one after the other (heads that take the path), so that a tree
+    /// of depth `d` pays `d` times `heads`; otherwise they run together and cost `heads`
+    /// whatever the depth.
+    #[serde(default)]
+    pub heads_per_depth: bool,
 }
 
 impl CostModel {
     /// A device whose pass costs the same for every width up to `max_width` (what a
-    /// NeuronCore's cost curve looks like), with heads costing `heads` of a decode step.
-    pub fn flat(max_width: usize, heads: f64) -> Self {
+    /// NeuronCore's cost curve looks like), with heads costing `heads` of a decode step (per
+    /// depth with `heads_per_depth`).
+    pub fn flat(max_width: usize, heads: f64, heads_per_depth: bool) -> Self {
         let mut widths = vec![(1, 1.0)];
         let mut w = 2;
         while w <= max_width {
@@ -51,11 +58,13 @@ impl CostModel {
             source: format!("modeled: flat up to {max_width} tokens"),
             widths,
             heads,
+            heads_per_depth,
         }
     }
 
     /// Reads a cost table (for a Neuron device, say): JSON
-    /// `{"widths": [[1, 1.0], [2, 1.01], ...], "heads": 0.05}`, in any one unit.
+    /// `{"widths": [[1, 1.0], [2, 1.01], ...], "heads": 0.05, "heads_per_depth": true}`, in any
+    /// one unit (`heads_per_depth` may be left out: false).
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Json`] naming the file; [`Error::Setting`] for a table
@@ -66,6 +75,8 @@ impl CostModel {
             widths: Vec<(usize, f64)>,
             #[serde(default)]
             heads: f64,
+            #[serde(default)]
+            heads_per_depth: bool,
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "read", e))?;
         let t: Table = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -76,6 +87,7 @@ impl CostModel {
             source: path.display().to_string(),
             widths: t.widths,
             heads: t.heads,
+            heads_per_depth: t.heads_per_depth,
         };
         model.validate()?;
         Ok(model)
@@ -121,7 +133,16 @@ impl CostModel {
             .map(|&(_, c)| c)
     }
 
-    /// The widest width.
+    /// The cost of running the heads for a tree of depth `depth`.
+    pub fn heads_for(&self, depth: usize) -> f64 {
+        if self.heads_per_depth {
+            self.heads * depth as f64
+        } else {
+            self.heads
+        }
+    }
+
+    /// The widest pass measured.
     pub fn max_width(&self) -> usize {
         self.widths.iter().map(|&(w, _)| w).max().unwrap_or(1)
     }
@@ -206,13 +227,15 @@ pub fn choose_tree(stats: &PathStats, cost: &CostModel, limits: &TreeLimits) -> 
         speedup: 1.0,
     }];
     let mut accepted = 0.0;
-    for (n, (_, p)) in paths.iter().take(max_nodes - 1).enumerate() {
+    let mut depth = 0;
+    for (n, (path, p)) in paths.iter().take(max_nodes - 1).enumerate() {
         accepted += p;
+        depth = depth.max(path.len());
         let nodes = n + 2;
         let Some(pass) = cost.pass(nodes) else {
             break;
         };
-        let c = pass + cost.heads;
+        let c = pass + cost.heads_for(depth);
         let throughput = (1.0 + accepted) / c;
         options.push(TreeOption {
             nodes,
@@ -303,6 +326,7 @@ mod tests {
             source: "hand".into(),
             widths: vec![(1, 1.0), (2, 1.1), (4, 1.2), (8, 2.0)],
             heads: 0.1,
+            heads_per_depth: false,
         };
         let c = choose_tree(&stats(), &cost, &LIMITS).unwrap();
         assert_eq!(c.tree.paths(), &[vec![0], vec![0, 0], vec![1]]);
@@ -310,8 +334,18 @@ mod tests {
         assert!((c.best.expected_tau - 2.1).abs() < 1e-9);
         assert!((c.best.speedup - 2.1 / 1.3).abs() < 1e-9);
         assert_eq!(c.options.len(), 8);
+        // Heads that run one after the other cost 0.1 per depth: 3 nodes (depth 2) pay 0.2,
+        // and the same tree wins by less: 2.1 / 1.4.
+        let sequential = CostModel {
+            heads_per_depth: true,
+            ..cost.clone()
+        };
+        assert!((sequential.heads_for(3) - 0.3).abs() < 1e-12);
+        let c = choose_tree(&stats(), &sequential, &LIMITS).unwrap();
+        assert_eq!(c.best.nodes, 4);
+        assert!((c.best.speedup - 2.1 / 1.4).abs() < 1e-9);
         // On a flat device, every observed path is worth adding.
-        let flat = choose_tree(&stats(), &CostModel::flat(32, 0.1), &LIMITS).unwrap();
+        let flat = choose_tree(&stats(), &CostModel::flat(32, 0.1, false), &LIMITS).unwrap();
         assert_eq!(flat.tree.len(), 7);
         assert!((flat.best.expected_tau - 2.4).abs() < 1e-9);
         // When heads cost more than they bring, plain decoding wins: an empty tree.
