@@ -248,6 +248,16 @@ fn pass_costs_follow_the_passes_that_run_and_stay_well_formed() {
     assert_ne!(after, before, "the costs did not follow the passes");
     assert_eq!(after[0], 1.0);
     assert!(after.windows(2).all(|w| w[0] <= w[1]), "{after:?}");
+    // Assumed flat, the costs stay flat whatever the passes take.
+    c.model.assume_flat_cost();
+    let row = TreeRow {
+        slot: 0,
+        cache_len: 4,
+        tree: &tree,
+    };
+    c.model.verify(&[row]).unwrap();
+    assert!(c.model.info().tree_cost.iter().all(|&x| x == 1.0));
+    assert_eq!(c.model.info().tree_cost.len(), c.model.info().max_tree);
 }
 
 #[test]

@@ -39,6 +39,13 @@ pub struct Args {
     /// Widths of the tree passes timed for the cost curve.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VERIFY_BUCKETS)]
     cost_widths: Vec<usize>,
+    /// Let the strategies size their trees as if every pass cost the same as a one-token pass
+    /// (a NeuronCore's cost curve, flat up to tens of tokens) rather than by the costs
+    /// measured here: the tau reported is then the one such a device would see (pair it with
+    /// a heads file tuned with a flat cost table); tokens per second are still this
+    /// machine's, where those trees cost more.
+    #[arg(long)]
+    assume_flat_cost: bool,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -112,6 +119,9 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         )
         .max(1);
     let curve = cost_curve(&mut model, &widths, context, 5)?;
+    if args.assume_flat_cost {
+        model.assume_flat_cost();
+    }
     let weight_bytes = model.config().parameter_count() as f64 * 4.0;
     let step = curve
         .iter()

@@ -326,6 +326,17 @@ impl NeuronModel {
         }
     }
 
+    /// From now on, proposers see a pass of any width as costing the same as a one-node pass
+    /// (the heads keeping their measured cost), instead of the costs measured here: the trees
+    /// they propose are then those a device with a flat cost curve, such as a NeuronCore up
+    /// to tens of tokens, would verify. Their tau carries over to that device; their speed
+    /// here does not.
+    pub fn assume_flat_cost(&mut self) {
+        self.refresh_costs();
+        self.costs = None;
+        self.info.tree_cost = vec![1.0; self.info.max_tree];
+    }
+
     /// The artifacts directory.
     pub fn dir(&self) -> &Path {
         &self.dir

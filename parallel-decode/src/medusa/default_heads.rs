@@ -3,15 +3,16 @@
 //! The file is committed at `parallel-decode/data/` and compiled into the library, so that an
 //! installed `neuron-decode` has it too: [`ensure`] writes it into the cache once and returns
 //! its path, which is what commands use when the model is the default one and no heads file is
-//! given. The heads take the next token (heads format version 2, see
-//! [`crate::medusa::train`]). The file was made with `neuron-decode train-heads --out FILE`
-//! (the defaults: 4 heads, 3 epochs, seed 0, the built-in 1614 prompts, a vocabulary of the
-//! 8192 tokens the answers use most; 20 minutes to distil, 33 to train on two cores), then
-//! `neuron-decode tune --heads FILE` on the mock;
-//! its `tree` metadata is the tree chosen there, for the mock's cost curve on a two-core
-//! machine (rerun `tune` where passes cost differently: on a NeuronCore the best tree is
-//! larger). Its held-out evaluation is committed beside it
-//! (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
+//! given. The heads take the path (heads format version 3, see [`crate::medusa::train`]): each
+//! takes the token just chosen and the best candidates of the heads before it. The file was
+//! made with `neuron-decode train-heads --heads 5 --out FILE` (otherwise the defaults: 3
+//! epochs, seed 0, the built-in 2333 prompts, a vocabulary of the 8192 tokens the answers use
+//! most; 20 to 28 minutes to distil and 15 to train on two cores), then
+//! `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the tree chosen
+//! there, for the mock's cost curve on a two-core machine (rerun `tune` where passes cost
+//! differently: on a NeuronCore the best tree is larger and deeper, which is why the file has
+//! five heads where the mock's tree uses three). Its held-out evaluation is committed beside
+//! it (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "76e6dbf6ccd445a0025b222b0ea4c7bfca8c41116e12291664714b317852b92a";
+pub const SHA256: &str = "ee728d3e452aaa638b54212d4b0517a46e3b89734bb4a8302679d18603614809";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
@@ -75,7 +76,7 @@ pub fn ensure(home: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loading::medusa_heads::MedusaHeads;
+    use crate::loading::medusa_heads::{Conditioning, MedusaHeads};
 
     /// SmolLM2-135M's width.
     const HIDDEN: usize = 576;
@@ -96,14 +97,21 @@ mod tests {
         assert!(!tree.is_empty() && tree.depth() <= heads.count());
         assert!(tree.top_k_per_head().iter().all(|&k| k <= 10));
         assert!(heads.base_model().is_some());
-        assert!(
-            heads.conditioning().takes_next(),
-            "the default heads take the next token"
+        assert_eq!(
+            heads.conditioning(),
+            Conditioning::Path,
+            "the default heads take the path"
         );
         let t = heads.head(0).unwrap();
         assert!(
             t.token_weights[0].iter().any(|&x| x != 0.0),
             "N of head 0 is trained, not zero"
+        );
+        let last = heads.head(heads.count() - 1).unwrap();
+        assert_eq!(last.token_weights.len(), heads.count());
+        assert!(
+            last.token_weights.iter().all(|m| m.iter().any(|&x| x != 0.0)),
+            "every path matrix of the last head is trained"
         );
         let (w, b) = (t.weight, t.bias);
         assert_eq!((w.len(), b.len()), (HIDDEN * HIDDEN, HIDDEN));
