@@ -110,7 +110,9 @@ mod tests {
         let last = heads.head(heads.count() - 1).unwrap();
         assert_eq!(last.token_weights.len(), heads.count());
         assert!(
-            last.token_weights.iter().all(|m| m.iter().any(|&x| x != 0.0)),
+            last.token_weights
+                .iter()
+                .all(|m| m.iter().any(|&x| x != 0.0)),
             "every path matrix of the last head is trained"
         );
         let (w, b) = (t.weight, t.bias);
