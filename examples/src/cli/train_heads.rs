@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long, short, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Number of heads (head k predicts the token k + 2 positions ahead).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 5)]
     heads: usize,
     /// Passes over the training data.
     #[arg(long, default_value_t = 3)]

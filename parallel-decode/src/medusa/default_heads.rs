@@ -5,9 +5,9 @@
 //! its path, which is what commands use when the model is the default one and no heads file is
 //! given. The heads take the path (heads format version 3, see [`crate::medusa::train`]): each
 //! takes the token just chosen and the best candidates of the heads before it. The file was
-//! made with `neuron-decode train-heads --heads 5 --out FILE` (otherwise the defaults: 3
-//! epochs, seed 0, the built-in 2333 prompts, a vocabulary of the 8192 tokens the answers use
-//! most; 20 to 28 minutes to distil and 15 to train on two cores), then
+//! made with `neuron-decode train-heads --out FILE` (the defaults: 5 heads, 3 epochs, seed 0,
+//! the built-in 2333 prompts, a vocabulary of the 8192 tokens the answers use most; 20 to 28
+//! minutes to distil and 15 to train on two cores), then
 //! `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the tree chosen
 //! there, for the mock's cost curve on a two-core machine (rerun `tune` where passes cost
 //! differently: on a NeuronCore the best tree is larger and deeper, which is why the file has

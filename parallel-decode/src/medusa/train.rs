@@ -221,7 +221,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            heads: 4,
+            heads: 5,
             epochs: 3,
             batch: 256,
             learning_rate: 2e-3,
