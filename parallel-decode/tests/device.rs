@@ -17,7 +17,7 @@ use parallel_decode::artifacts::{CompileOptions, compile};
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::backend::{CommitRow, LanguageModel, TreeRow};
 use parallel_decode::engine::{GenerateConfig, generate};
-use parallel_decode::loading::medusa_heads::{HEADS_FORMAT, MedusaHeads};
+use parallel_decode::loading::medusa_heads::{Conditioning, HEADS_FORMAT, MedusaHeads};
 use parallel_decode::loading::safetensors::SafetensorsWriter;
 use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
 use parallel_decode::loading::{Dtype, ModelDir, NoProgress};
@@ -55,11 +55,12 @@ fn heads_file(
     hidden: usize,
     seed: u64,
     vocab: Option<&[u32]>,
+    conditioning: Conditioning,
 ) -> std::path::PathBuf {
     let path = dir.join("medusa_heads.safetensors");
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), HEADS_FORMAT.to_string());
-    meta.insert("version".to_string(), "1".to_string());
+    meta.insert("version".to_string(), conditioning.version().to_string());
     meta.insert("heads".to_string(), count.to_string());
     meta.insert("hidden".to_string(), hidden.to_string());
     if let Some(vocab) = vocab {
@@ -67,10 +68,16 @@ fn heads_file(
     }
     let plan: Vec<(String, Vec<usize>)> = (0..count)
         .flat_map(|h| {
+            let tokens = conditioning
+                .token_parts(h)
+                .into_iter()
+                .map(move |part| (format!("medusa.{h}.{part}"), vec![hidden, hidden]));
             [
                 (format!("medusa.{h}.weight"), vec![hidden, hidden]),
                 (format!("medusa.{h}.bias"), vec![hidden]),
             ]
+            .into_iter()
+            .chain(tokens)
         })
         .collect();
     let mut w = SafetensorsWriter::create(&path, Dtype::F32, plan.clone(), &meta).unwrap();
@@ -91,22 +98,33 @@ fn heads_file(
     path
 }
 
+/// A tiny model compiled with `heads` random heads of the default kind (taking the path;
+/// none if 0).
 fn compiled(spec: &TinyLlama, options: CompileOptions, heads: usize) -> Compiled {
-    compiled_with_heads(spec, options, heads, None)
+    compiled_with_heads(spec, options, heads, None, Conditioning::Path)
 }
 
-/// A tiny model compiled with `heads` random heads (none if 0) scoring `vocab`.
+/// A tiny model compiled with `heads` random heads of kind `conditioning` (none if 0) scoring
+/// `vocab`.
 fn compiled_with_heads(
     spec: &TinyLlama,
     options: CompileOptions,
     heads: usize,
     vocab: Option<&[u32]>,
+    conditioning: Conditioning,
 ) -> Compiled {
     let model_dir = tempfile::tempdir().unwrap();
     write_tiny_llama(model_dir.path(), spec).unwrap();
     let source = ModelDir::open(model_dir.path()).unwrap();
     let heads = (heads > 0).then(|| {
-        let path = heads_file(model_dir.path(), heads, spec.hidden_size, spec.seed, vocab);
+        let path = heads_file(
+            model_dir.path(),
+            heads,
+            spec.hidden_size,
+            spec.seed,
+            vocab,
+            conditioning,
+        );
         MedusaHeads::open(&path, spec.hidden_size).unwrap()
     });
     let artifacts = tempfile::tempdir().unwrap();
@@ -524,8 +542,15 @@ fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {
         },
         2,
         None,
+        Conditioning::HiddenOnly,
     );
-    let mut restricted = compiled_with_heads(&spec, small_options(), 2, Some(&vocab));
+    let mut restricted = compiled_with_heads(
+        &spec,
+        small_options(),
+        2,
+        Some(&vocab),
+        Conditioning::HiddenOnly,
+    );
     let mut hidden = Vec::new();
     for c in [&mut whole, &mut restricted] {
         c.model.prefill(0, &PROMPT).unwrap();
@@ -646,8 +671,8 @@ fn only_the_heads_the_tree_reaches_are_compiled() {
         medusa_tree: Some(chain(depth)),
         ..small_options()
     };
-    let mut all = compiled_with_heads(&spec, options(3), 3, None);
-    let mut two = compiled_with_heads(&spec, options(2), 3, None);
+    let mut all = compiled_with_heads(&spec, options(3), 3, None, Conditioning::Path);
+    let mut two = compiled_with_heads(&spec, options(2), 3, None, Conditioning::Path);
     assert_eq!(all.model.info().heads, 3);
     assert_eq!(two.model.info().heads, 2);
     all.model.prefill(0, &PROMPT).unwrap();
@@ -668,8 +693,8 @@ fn heads_report_probabilities_that_sum_to_one_and_agree_across_ranks() {
         ..small_options()
     };
     // One rank scores the whole vocabulary; two ranks each half, merged on the device.
-    let mut one = compiled_with_heads(&spec, options(1), 2, None);
-    let mut two = compiled_with_heads(&spec, options(2), 2, None);
+    let mut one = compiled_with_heads(&spec, options(1), 2, None, Conditioning::Path);
+    let mut two = compiled_with_heads(&spec, options(2), 2, None, Conditioning::Path);
     one.model.prefill(0, &PROMPT).unwrap();
     let mut hidden = Vec::new();
     one.model.hidden(0, 0, &mut hidden).unwrap();
