@@ -16,24 +16,12 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use neuron_mock::kernels::llama::packed::{
     Packed, PackedProduct, PackedScratch, matmul_packed, pack,
 };
+use neuron_mock::testing::pseudo_random as values;
 
 const LAYERS: usize = 30;
 const HIDDEN: usize = 576;
 const KV: usize = 192;
 const FFN: usize = 1536;
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
 
 /// One layer's packed matrices: (rows, cols, data) for qkv, o, gate+up, down.
 struct Layer {

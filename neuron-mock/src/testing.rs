@@ -2,6 +2,8 @@
 //!
 //! - [`library_path`]: where the built mock library (`libneuron_mock.so`) is, checked to be
 //!   built from the same sources as this crate, so that tests never run against a stale mock.
+//! - [`pseudo_random`]: deterministic values for weights and activations in kernel tests and
+//!   benches.
 //! - [`live_handles`] and [`last_error`]: ask the loaded mock how many models, tensors, tensor
 //!   sets and tensor-info arrays are alive and how much device memory is in use (a leak check),
 //!   and what its last failure message on this thread was (to check that an error names the
@@ -225,6 +227,21 @@ pub fn last_error(lib: &neuron_sys::Library) -> Result<String, TestingError> {
         buf.truncate(len.min(buf.len() - 1));
         String::from_utf8_lossy(&buf).into_owned()
     })
+}
+
+/// `n` deterministic values in [-1, 1) from `seed` (an xorshift sequence): weights and
+/// activations for kernel tests and benches that must not depend on a random crate's
+/// version.
+pub fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ pub fn argmax(values: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::llama::pseudo_random;
+    use crate::testing::pseudo_random;
 
     fn naive(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
         let mut y = vec![0.0; rows * tokens];

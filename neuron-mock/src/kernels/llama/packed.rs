@@ -346,7 +346,7 @@ fn portable_panels(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::llama::pseudo_random;
+    use crate::testing::pseudo_random;
 
     /// The exact definition: fused multiply-adds in column order from zero.
     fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
