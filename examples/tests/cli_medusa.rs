@@ -152,6 +152,48 @@ fn trains_heads_then_tunes_their_tree() {
     assert_eq!(file.vocab().map(<[u32]>::len), Some(20));
     drop(file);
 
+    // Measuring the heads on other prompts writes nothing and reports every prompt.
+    let before = std::fs::read(&heads).unwrap();
+    let eval_before = std::fs::read(dir.path().join("heads.eval.json")).unwrap();
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(
+        &other,
+        "{\"prompt\": \"a new question\"}\n{\"prompt\": \"and another\"}\n",
+    )
+    .unwrap();
+    let mut c = neuron_decode(&home);
+    c.args(["train-heads", "--evaluate-only", "--model"])
+        .arg(&model)
+        .arg("--prompts")
+        .arg(&other)
+        .arg("--out")
+        .arg(&heads)
+        .args(["--max-new-tokens", "10", "--rows", "2"]);
+    let out = ok(&mut c);
+    assert!(out.contains("generated in"), "{out}");
+    assert!(
+        out.contains("heads.safetensors on ") && out.contains("other.jsonl (2 prompts"),
+        "{out}"
+    );
+    assert!(out.contains("chain"), "{out}");
+    assert!(!out.contains("trained"), "{out}");
+    assert_eq!(std::fs::read(&heads).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.path().join("heads.eval.json")).unwrap(),
+        eval_before
+    );
+    // No heads file to measure: one clear error naming it.
+    let mut c = neuron_decode(&home);
+    c.args(["train-heads", "--evaluate-only", "--model"])
+        .arg(&model)
+        .arg("--prompts")
+        .arg(&other)
+        .arg("--out")
+        .arg(dir.path().join("missing.safetensors"))
+        .args(["--max-new-tokens", "10", "--rows", "2"]);
+    let err = one_error(&mut c);
+    assert!(err.contains("missing.safetensors"), "{err}");
+
     // Missing evaluation: one clear error naming the file.
     std::fs::remove_file(dir.path().join("heads.eval.json")).unwrap();
     let err = one_error(&mut tune(&["--cost-table", table.to_str().unwrap()]));

@@ -80,8 +80,14 @@ pub struct Args {
     vocab_size: usize,
     /// Keep the weights of the existing heads file --out instead of training: recompute its
     /// vocabulary and evaluation only (the distilled data comes from the cache).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evaluate_only")]
     reuse_weights: bool,
+    /// Train nothing and write nothing: measure the existing heads file --out on every one of
+    /// --prompts (distilled like training data, and cached), for example on your own traffic
+    /// or on the benchmark prompts, which the held-out split (prompts like the training
+    /// ones) can flatter. Prints the same table as training's evaluation.
+    #[arg(long)]
+    evaluate_only: bool,
     /// Element type of the written heads (f16 keeps a 135M model's heads at a few MB).
     #[arg(long, value_enum, default_value_t = HeadsType::F16)]
     dtype: HeadsType,
@@ -157,8 +163,40 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         cache.display()
     );
 
-    let (train_prompts, held_out) = prompts::split(dataset.sequences.len());
     let lm = LmHead::from_model(&model)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| model.path().join(HEADS_FILE));
+    if args.evaluate_only {
+        let file = MedusaHeads::open(&out, dataset.hidden)
+            .with_context(|| format!("--evaluate-only: cannot use {}", out.display()))?;
+        let heads = read_heads(&file, dataset.hidden)?;
+        let every: Vec<usize> = (0..dataset.sequences.len()).collect();
+        let evaluation = evaluate(
+            &dataset,
+            &every,
+            &lm,
+            &heads,
+            file.vocab(),
+            EVAL_TOP_K,
+            &bars,
+        );
+        print_evaluation(
+            &evaluation,
+            &format!(
+                "accuracy of {} on {}",
+                out.display(),
+                args.prompts.as_deref().map_or_else(
+                    || "the built-in training prompts".into(),
+                    |p| p.display().to_string()
+                )
+            ),
+            every.len(),
+        );
+        return Ok(());
+    }
+    let (train_prompts, held_out) = prompts::split(dataset.sequences.len());
     let vocab = heads_vocabulary(&dataset, &train_prompts, args.vocab_size, lm.vocab());
     match &vocab {
         Some(v) => println!(
@@ -178,10 +216,6 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         vocab: vocab.clone(),
         ..TrainOptions::default()
     };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| model.path().join(HEADS_FILE));
     let (heads, tree) = if args.reuse_weights {
         let file = MedusaHeads::open(&out, dataset.hidden)
             .with_context(|| format!("--reuse-weights: cannot use {}", out.display()))?;
@@ -231,7 +265,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(&evaluation)?;
     std::fs::write(&eval_path, json)
         .with_context(|| format!("cannot write {}", eval_path.display()))?;
-    print_evaluation(&evaluation, held_out.len());
+    print_evaluation(&evaluation, "held-out accuracy", held_out.len());
     println!("wrote {} and {}", out.display(), eval_path.display());
     println!(
         "next: neuron-decode tune --heads {} (chooses the candidate tree and records it in the file)",
@@ -298,23 +332,30 @@ fn distill_on_device(
     data::distill(&mut device, prompts, options, bars)
 }
 
-fn print_evaluation(e: &Evaluation, prompts: usize) {
+/// The evaluation as a table: per head its top-k accuracy (each head on the candidates the
+/// heads before it chose, as served) and the chain rate (it and every head before it right
+/// with their first candidate: what a chain tree of that depth accepts).
+fn print_evaluation(e: &Evaluation, what: &str, prompts: usize) {
     println!(
-        "held-out accuracy ({} prompts, {} positions; base model top-1 on its own answers: {:.3}):",
+        "{what} ({} prompts, {} positions; base model top-1 on its own answers: {:.3}):",
         prompts, e.paths.positions, e.base_top1
     );
-    println!("  head  predicts  examples   top-1   top-2   top-3   top-5  top-10");
+    println!("  head  predicts  examples   top-1   top-2   top-3   top-5  top-10   chain");
+    let mut chain_path = Vec::new();
     for (h, a) in e.heads.iter().enumerate() {
         let at = |k: usize| a.top.get(k - 1).copied().unwrap_or(0.0);
+        chain_path.push(0);
+        let chain = e.paths.probability(&chain_path);
         println!(
-            "  {h:>4}  t+{:<7} {:>8}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}",
+            "  {h:>4}  t+{:<7} {:>8}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}  {:>6.3}",
             h + 2,
             a.examples,
             at(1),
             at(2),
             at(3),
             at(5),
-            at(10)
+            at(10),
+            chain
         );
     }
 }
