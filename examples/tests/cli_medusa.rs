@@ -161,15 +161,18 @@ fn trains_heads_then_tunes_their_tree() {
         "{\"prompt\": \"a new question\"}\n{\"prompt\": \"and another\"}\n",
     )
     .unwrap();
-    let mut c = neuron_decode(&home);
-    c.args(["train-heads", "--evaluate-only", "--model"])
-        .arg(&model)
-        .arg("--prompts")
-        .arg(&other)
-        .arg("--out")
-        .arg(&heads)
-        .args(["--max-new-tokens", "10", "--rows", "2"]);
-    let out = ok(&mut c);
+    let evaluate_only = |file: &Path| {
+        let mut c = neuron_decode(&home);
+        c.args(["train-heads", "--evaluate-only", "--model"])
+            .arg(&model)
+            .arg("--prompts")
+            .arg(&other)
+            .arg("--out")
+            .arg(file)
+            .args(["--max-new-tokens", "10", "--rows", "2"]);
+        c
+    };
+    let out = ok(&mut evaluate_only(&heads));
     assert!(out.contains("generated in"), "{out}");
     assert!(
         out.contains("heads.safetensors on ") && out.contains("other.jsonl (2 prompts"),
@@ -183,15 +186,7 @@ fn trains_heads_then_tunes_their_tree() {
         eval_before
     );
     // No heads file to measure: one clear error naming it.
-    let mut c = neuron_decode(&home);
-    c.args(["train-heads", "--evaluate-only", "--model"])
-        .arg(&model)
-        .arg("--prompts")
-        .arg(&other)
-        .arg("--out")
-        .arg(dir.path().join("missing.safetensors"))
-        .args(["--max-new-tokens", "10", "--rows", "2"]);
-    let err = one_error(&mut c);
+    let err = one_error(&mut evaluate_only(&dir.path().join("missing.safetensors")));
     assert!(err.contains("missing.safetensors"), "{err}");
 
     // Missing evaluation: one clear error naming the file.
