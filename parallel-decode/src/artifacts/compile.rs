@@ -378,18 +378,12 @@ fn write_weights(
         Some((file, used)) => (Some(file), used),
         None => (None, 0),
     };
-    // Each head's parts: `weight`, `bias`, then the matrices of the tokens it takes.
-    let head_parts = |h: usize| -> Vec<String> {
-        let token_parts = heads.map_or_else(Vec::new, |f| f.conditioning().token_parts(h));
-        ["weight".to_string(), "bias".to_string()]
-            .into_iter()
-            .chain(token_parts)
-            .collect()
-    };
+    let d = model.config().hidden_size;
+    // Each head's parts and shapes: `weight`, `bias`, then the matrices of the tokens it takes.
+    let head_parts = |h: usize| heads.map_or_else(Vec::new, |f| f.conditioning().head_parts(h, d));
     let head_tensors: usize = (0..head_count).map(|h| head_parts(h).len()).sum();
     let total = (tensors.len() + head_tensors) as u64 * tp as u64;
     let step = progress.start("writing weight shards", Some(total), Unit::Items);
-    let d = model.config().hidden_size;
     for rank in 0..tp {
         let mut plan: Vec<(String, Vec<usize>)> = tensors
             .iter()
@@ -405,8 +399,7 @@ fn write_weights(
             })
             .collect();
         for h in 0..head_count {
-            for part in head_parts(h) {
-                let shape = if part == "bias" { vec![d] } else { vec![d, d] };
+            for (part, shape) in head_parts(h) {
                 plan.push((head_tensor(h, &part), shape));
             }
         }

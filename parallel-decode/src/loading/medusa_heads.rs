@@ -89,6 +89,22 @@ impl Conditioning {
         self == Conditioning::Path
     }
 
+    /// Every tensor part of head `h` with its shape for a model of width `hidden`: `weight`,
+    /// `bias`, then the [`token_parts`](Self::token_parts).
+    pub fn head_parts(self, h: usize, hidden: usize) -> Vec<(String, Vec<usize>)> {
+        [
+            ("weight".to_string(), vec![hidden, hidden]),
+            ("bias".to_string(), vec![hidden]),
+        ]
+        .into_iter()
+        .chain(
+            self.token_parts(h)
+                .into_iter()
+                .map(|part| (part, vec![hidden, hidden])),
+        )
+        .collect()
+    }
+
     /// The parts of head `h` that multiply token embeddings, in the order of the tokens:
     /// the next token's, then the path's.
     pub fn token_parts(self, h: usize) -> Vec<String> {
@@ -175,17 +191,7 @@ impl MedusaHeads {
             )));
         }
         for h in 0..count {
-            let mut parts = vec![
-                ("weight".to_string(), vec![hidden, hidden]),
-                ("bias".to_string(), vec![hidden]),
-            ];
-            parts.extend(
-                conditioning
-                    .token_parts(h)
-                    .into_iter()
-                    .map(|part| (part, vec![hidden, hidden])),
-            );
-            for (part, shape) in parts {
+            for (part, shape) in conditioning.head_parts(h, hidden) {
                 let name = tensor_name(h, &part);
                 let info = file
                     .tensors()

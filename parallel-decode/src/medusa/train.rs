@@ -332,15 +332,25 @@ fn resize(a: &mut Array2<f32>, rows: usize, cols: usize) {
 /// Copies the states `ids` into the rows of `s.x`, and the embeddings of each column of
 /// `tokens` (`tokens[t][i]`: token `t` taken at example `i`) into the rows of `s.e[t]`.
 fn gather(data: &Dataset, lm: &LmHead, ids: &[usize], tokens: &[&[u32]], s: &mut Scratch) {
+    gather_states(data, ids, s);
+    gather_tokens(lm, data.hidden, tokens, s);
+}
+
+/// Copies the states `ids` into the rows of `s.x`.
+fn gather_states(data: &Dataset, ids: &[usize], s: &mut Scratch) {
     resize(&mut s.x, ids.len(), data.hidden);
     for (mut row, &i) in s.x.axis_iter_mut(Axis(0)).zip(ids) {
         row.as_slice_mut()
             .unwrap_or(&mut [])
             .copy_from_slice(data.state(i));
     }
+}
+
+/// Copies the embeddings of each column of `tokens` into the rows of `s.e` (see [`gather`]).
+fn gather_tokens(lm: &LmHead, hidden: usize, tokens: &[&[u32]], s: &mut Scratch) {
     s.e.resize_with(tokens.len(), Default::default);
     for (e, column) in s.e.iter_mut().zip(tokens) {
-        resize(e, column.len(), data.hidden);
+        resize(e, column.len(), hidden);
         for (mut row, &t) in e.axis_iter_mut(Axis(0)).zip(column.iter()) {
             row.as_slice_mut()
                 .unwrap_or(&mut [])
@@ -694,7 +704,6 @@ pub fn train(
 pub(crate) struct HeadInputs<'a> {
     data: &'a Dataset,
     lm: &'a LmHead,
-    ids: Vec<usize>,
     next: Vec<u32>,
     scratch: Scratch,
 }
@@ -704,7 +713,6 @@ impl<'a> HeadInputs<'a> {
         HeadInputs {
             data,
             lm,
-            ids: Vec::new(),
             next: Vec::new(),
             scratch: Scratch::default(),
         }
@@ -712,9 +720,9 @@ impl<'a> HeadInputs<'a> {
 
     /// Loads the states and next tokens of `examples`.
     pub(crate) fn load(&mut self, examples: &[Example]) {
-        self.ids = examples.iter().map(|e| e.state).collect();
+        let ids: Vec<usize> = examples.iter().map(|e| e.state).collect();
         self.next = examples.iter().map(|e| e.next).collect();
-        gather(self.data, self.lm, &self.ids, &[], &mut self.scratch);
+        gather_states(self.data, &ids, &mut self.scratch);
     }
 
     /// The loaded hidden states `[examples, hidden]`.
@@ -729,7 +737,7 @@ impl<'a> HeadInputs<'a> {
             .chain(path.iter().map(Vec::as_slice))
             .take(head.token_weights.len())
             .collect();
-        gather(self.data, self.lm, &self.ids, &tokens, &mut self.scratch);
+        gather_tokens(self.lm, self.data.hidden, &tokens, &mut self.scratch);
         head_forward(head, &mut self.scratch);
         self.scratch.z.view()
     }
