@@ -21,7 +21,6 @@
 //! execution is writing. Both are races the caller must avoid; the results are unspecified.
 
 use std::alloc::{self, Layout};
-use std::cell::Cell;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -356,7 +355,9 @@ impl LockedBindings<'_> {
     pub(crate) fn views(&self) -> ExecViews<'_> {
         ExecViews {
             bindings: self.bindings,
-            taken: vec![Cell::new(false); self.bindings.outputs.len()].into_boxed_slice(),
+            taken: (0..self.bindings.outputs.len())
+                .map(|_| AtomicBool::new(false))
+                .collect(),
         }
     }
 }
@@ -381,11 +382,11 @@ pub(crate) enum ViewError {
 }
 
 /// Hands out a kernel's byte views for one run: shared views of inputs, and each output's
-/// exclusive view at most once. Not `Sync` (the taken flags are `Cell`s), so it stays on the
-/// executing thread; the slices it returns may be sent to worker threads.
+/// exclusive view at most once. The taken flags are atomic, so a kernel may run on a thread
+/// of the pool and ask for its views there.
 pub(crate) struct ExecViews<'a> {
     bindings: &'a Bindings,
-    taken: Box<[Cell<bool>]>,
+    taken: Box<[AtomicBool]>,
 }
 
 impl<'a> ExecViews<'a> {
@@ -411,7 +412,8 @@ impl<'a> ExecViews<'a> {
     pub(crate) fn output(&self, j: usize) -> Result<&'a mut [u8], ViewError> {
         let binding = self.bindings.outputs.get(j).ok_or(ViewError::OutOfRange)?;
         let flag = self.taken.get(j).ok_or(ViewError::OutOfRange)?;
-        if flag.replace(true) {
+        // One swap: of any threads asking at once, exactly one sees `false`.
+        if flag.swap(true, Ordering::AcqRel) {
             return Err(ViewError::AlreadyTaken);
         }
         // SAFETY: in range and alive as for inputs. Exclusive: outputs do not overlap each

@@ -1,0 +1,162 @@
+//! Whole forward passes of a SmolLM2-135M-shaped model (random weights, 30 layers, width 576,
+//! 9 query and 3 key/value heads, MLP 1536, 49,152-token LM head) over a 256-token context:
+//! what a decode step (1 token) and a verify pass (a chain of `T` tokens) cost, products,
+//! attention, norms and the thread pool's wake-ups included (the `packed` bench times the
+//! products alone, back to back).
+//!
+//! - `forward/outside_pool/T`: the pass called from a thread outside the pool, as a client's
+//!   execution thread would: every parallel product hands its work to the pool and waits.
+//! - `forward/in_pool/T`: the same pass run on a pool thread (`rayon::scope`), which works on
+//!   the products itself and wakes only the other workers.
+//!
+//! `cargo bench -p neuron-mock --bench forward`; compare within one run.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use neuron_mock::kernels::llama::forward::{
+    Batch, Dims, LayerWeights, OutputAt, Outputs, Row, Scratch, SingleRank, Weights, forward,
+};
+use neuron_mock::kernels::llama::linalg::rope_inv_freq;
+use neuron_mock::kernels::llama::packed::{Packed, pack};
+use neuron_mock::testing::pseudo_random;
+
+const VOCAB: usize = 49_152;
+const HIDDEN: usize = 576;
+const FFN: usize = 1536;
+const LAYERS: usize = 30;
+const Q_HEADS: usize = 9;
+const KV_HEADS: usize = 3;
+const HEAD_DIM: usize = 64;
+const CONTEXT: usize = 256;
+
+struct Layer {
+    norm: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    down: Vec<f32>,
+}
+
+/// Small random weights (so that activations stay finite over 30 layers), packed.
+fn matrix(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
+    let w: Vec<f32> = pseudo_random(rows * cols, seed)
+        .into_iter()
+        .map(|v| v * 0.02)
+        .collect();
+    pack(&w, rows, cols)
+}
+
+fn layer(seed: u32) -> Layer {
+    let (qw, kvw) = (Q_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    Layer {
+        norm: vec![1.0; HIDDEN],
+        q: matrix(qw, HIDDEN, seed),
+        k: matrix(kvw, HIDDEN, seed + 1),
+        v: matrix(kvw, HIDDEN, seed + 2),
+        o: matrix(HIDDEN, qw, seed + 3),
+        gate: matrix(FFN, HIDDEN, seed + 4),
+        up: matrix(FFN, HIDDEN, seed + 5),
+        down: matrix(HIDDEN, FFN, seed + 6),
+    }
+}
+
+fn view(data: &[f32], rows: usize, cols: usize) -> Packed<'_> {
+    Packed::new(data, rows, cols).unwrap()
+}
+
+fn forward_pass(c: &mut Criterion) {
+    let (qw, kvw) = (Q_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let layers: Vec<Layer> = (0..LAYERS as u32).map(|l| layer(10 * l + 1)).collect();
+    let embed = matrix(VOCAB, HIDDEN, 7);
+    let final_norm = vec![1.0; HIDDEN];
+    let weights = Weights {
+        embed: view(&embed, VOCAB, HIDDEN),
+        layers: layers
+            .iter()
+            .map(|l| LayerWeights {
+                input_norm: &l.norm,
+                q_proj: view(&l.q, qw, HIDDEN),
+                k_proj: view(&l.k, kvw, HIDDEN),
+                v_proj: view(&l.v, kvw, HIDDEN),
+                o_proj: view(&l.o, HIDDEN, qw),
+                post_norm: &l.norm,
+                gate_proj: view(&l.gate, FFN, HIDDEN),
+                up_proj: view(&l.up, FFN, HIDDEN),
+                down_proj: view(&l.down, HIDDEN, FFN),
+            })
+            .collect(),
+        final_norm: &final_norm,
+        lm_head: view(&embed, VOCAB, HIDDEN),
+    };
+    let dims = Dims {
+        vocab: VOCAB,
+        hidden: HIDDEN,
+        intermediate: FFN,
+        layers: LAYERS,
+        q_heads: Q_HEADS,
+        kv_heads: KV_HEADS,
+        head_dim: HEAD_DIM,
+        rope_inv_freq: rope_inv_freq(10_000.0, HEAD_DIM),
+        rms_eps: 1e-5,
+        max_len: CONTEXT + 64,
+        slots: 1,
+        vocab_offset: 0,
+        vocab_local: VOCAB,
+    };
+    let mut kv = pseudo_random(dims.kv_cache_len(), 3);
+    let mut scratch = Scratch::default();
+    let mut group = c.benchmark_group("forward");
+    group.sample_size(20);
+    for tokens in [1usize, 4, 8, 16] {
+        let ids: Vec<i32> = (0..tokens as i32).map(|t| 100 + t).collect();
+        let positions: Vec<i32> = (0..tokens as i32).map(|t| CONTEXT as i32 + t).collect();
+        let at: Vec<usize> = (0..tokens).collect();
+        let mut logits = vec![0.0; tokens * VOCAB];
+        let mut next = vec![0; tokens];
+        let mut pass = || {
+            let rows = [Row {
+                slot: 0,
+                cache_len: CONTEXT,
+                tokens: &ids,
+                positions: &positions,
+                mask: None,
+                width: tokens,
+            }];
+            let batch = Batch {
+                rows: &rows,
+                output_at: OutputAt::All,
+            };
+            let out = Outputs {
+                at: &at,
+                logits: Some(&mut logits),
+                hidden: None,
+                next_token: Some(&mut next),
+            };
+            forward(
+                &dims,
+                &weights,
+                &mut kv,
+                batch,
+                out,
+                &SingleRank,
+                &mut scratch,
+            )
+            .unwrap();
+        };
+        group.throughput(Throughput::Elements(tokens as u64));
+        group.bench_with_input(BenchmarkId::new("outside_pool", tokens), &tokens, |b, _| {
+            b.iter(&mut pass)
+        });
+        group.bench_with_input(BenchmarkId::new("in_pool", tokens), &tokens, |b, _| {
+            b.iter(|| rayon::scope(|_| pass()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward_pass);
+criterion_main!(benches);
