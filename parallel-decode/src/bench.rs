@@ -48,75 +48,124 @@ pub struct StrategyReport {
     pub modeled_flat_speedup: Option<f64>,
 }
 
-/// Runs `proposer` over `prompts` (token ids) with `config`; returns the report and every
-/// output.
+/// Running totals of one strategy's generations.
+#[derive(Default)]
+struct Tally {
+    prompts: usize,
+    tokens: usize,
+    passes: u64,
+    total: Duration,
+    ttft: Duration,
+    tpot: Duration,
+    decode_tokens: usize,
+    decode_time: Duration,
+    /// (attempted, accepted) per tree depth.
+    depths: Vec<(u64, u64)>,
+    outputs: Vec<Vec<u32>>,
+}
+
+impl Tally {
+    fn add(&mut self, g: Generation) {
+        self.prompts += 1;
+        self.tokens += g.tokens.len();
+        self.passes += g.target_passes;
+        self.total += g.total_time;
+        self.ttft += g.time_to_first_token;
+        self.tpot += g.time_per_output_token();
+        self.decode_tokens += g.tokens.len().saturating_sub(1);
+        self.decode_time += g.total_time.saturating_sub(g.time_to_first_token);
+        for (d, a) in g.depth_acceptance.iter().enumerate() {
+            if self.depths.len() <= d {
+                self.depths.resize(d + 1, (0, 0));
+            }
+            self.depths[d].0 += a.attempted;
+            self.depths[d].1 += a.accepted;
+        }
+        self.outputs.push(g.tokens);
+    }
+
+    fn report(&self, strategy: &str) -> StrategyReport {
+        let n = self.prompts.max(1) as f64;
+        let per_s = |count: usize, time: Duration| {
+            if time.is_zero() {
+                0.0
+            } else {
+                count as f64 / time.as_secs_f64()
+            }
+        };
+        StrategyReport {
+            strategy: strategy.to_string(),
+            prompts: self.prompts,
+            tokens: self.tokens,
+            tokens_per_s: per_s(self.tokens, self.total),
+            decode_tokens_per_s: per_s(self.decode_tokens, self.decode_time),
+            ttft_ms: self.ttft.as_secs_f64() * 1e3 / n,
+            tpot_ms: self.tpot.as_secs_f64() * 1e3 / n,
+            tau: if self.passes == 0 {
+                0.0
+            } else {
+                self.tokens as f64 / self.passes as f64
+            },
+            target_passes: self.passes,
+            acceptance_per_depth: self
+                .depths
+                .iter()
+                .map(|&(t, a)| if t == 0 { 0.0 } else { a as f64 / t as f64 })
+                .collect(),
+            speedup_vs_ar: None,
+            decode_speedup_vs_ar: None,
+            identical_to_ar: None,
+            modeled_flat_speedup: None,
+        }
+    }
+}
+
+/// Runs every proposer over `prompts` with `config` and reports each, the first being the
+/// baseline (autoregressive decoding) of the others' speed-ups and output comparison.
+///
+/// The runs are interleaved: every strategy decodes a prompt before any decodes the next, so
+/// that a change in the machine's load during the run weighs on all of them alike (on a
+/// shared machine, running one strategy over the whole set and then the next measured the
+/// load as much as the strategies). `each(prompt, strategy)` is called after each
+/// generation, for progress.
 ///
 /// # Errors
 /// As [`generate`].
-pub fn run_strategy(
+pub fn run_strategies(
     model: &mut dyn LanguageModel,
-    proposer: &mut dyn Proposer,
+    proposers: &mut [&mut dyn Proposer],
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
-    mut each: impl FnMut(usize, &Generation),
-) -> Result<(StrategyReport, Vec<Vec<u32>>)> {
-    let mut outputs = Vec::with_capacity(prompts.len());
-    let (mut tokens, mut passes, mut total, mut ttft, mut tpot) =
-        (0usize, 0u64, Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let (mut decode_tokens, mut decode_time) = (0usize, Duration::ZERO);
-    let mut depths: Vec<(u64, u64)> = Vec::new();
+    mut each: impl FnMut(usize, usize),
+) -> Result<Vec<StrategyReport>> {
+    let mut tallies: Vec<Tally> = proposers.iter().map(|_| Tally::default()).collect();
     for (i, prompt) in prompts.iter().enumerate() {
-        let g = generate(model, proposer, prompt, config, &mut |_: &[u32]| true)?;
-        tokens += g.tokens.len();
-        passes += g.target_passes;
-        total += g.total_time;
-        ttft += g.time_to_first_token;
-        tpot += g.time_per_output_token();
-        decode_tokens += g.tokens.len().saturating_sub(1);
-        decode_time += g.total_time.saturating_sub(g.time_to_first_token);
-        for (d, a) in g.depth_acceptance.iter().enumerate() {
-            if depths.len() <= d {
-                depths.resize(d + 1, (0, 0));
-            }
-            depths[d].0 += a.attempted;
-            depths[d].1 += a.accepted;
+        for (s, proposer) in proposers.iter_mut().enumerate() {
+            let g = generate(
+                model,
+                &mut **proposer,
+                prompt,
+                config,
+                &mut |_: &[u32]| true,
+            )?;
+            tallies[s].add(g);
+            each(i, s);
         }
-        each(i, &g);
-        outputs.push(g.tokens);
     }
-    let n = prompts.len().max(1) as f64;
-    let report = StrategyReport {
-        strategy: proposer.name().to_string(),
-        prompts: prompts.len(),
-        tokens,
-        tokens_per_s: if total.is_zero() {
-            0.0
-        } else {
-            tokens as f64 / total.as_secs_f64()
-        },
-        decode_tokens_per_s: if decode_time.is_zero() {
-            0.0
-        } else {
-            decode_tokens as f64 / decode_time.as_secs_f64()
-        },
-        ttft_ms: ttft.as_secs_f64() * 1e3 / n,
-        tpot_ms: tpot.as_secs_f64() * 1e3 / n,
-        tau: if passes == 0 {
-            0.0
-        } else {
-            tokens as f64 / passes as f64
-        },
-        target_passes: passes,
-        acceptance_per_depth: depths
-            .iter()
-            .map(|&(t, a)| if t == 0 { 0.0 } else { a as f64 / t as f64 })
-            .collect(),
-        speedup_vs_ar: None,
-        decode_speedup_vs_ar: None,
-        identical_to_ar: None,
-        modeled_flat_speedup: None,
-    };
-    Ok((report, outputs))
+    let mut reports: Vec<StrategyReport> = tallies
+        .iter()
+        .zip(proposers.iter())
+        .map(|(t, p)| t.report(p.name()))
+        .collect();
+    if let Some((base, base_outputs)) = reports.first().cloned().zip(tallies.first()) {
+        for (r, t) in reports.iter_mut().zip(&tallies) {
+            r.speedup_vs_ar = Some(r.tokens_per_s / base.tokens_per_s);
+            r.decode_speedup_vs_ar = Some(r.decode_tokens_per_s / base.decode_tokens_per_s);
+            r.identical_to_ar = Some(t.outputs == base_outputs.outputs);
+            r.modeled_flat_speedup = Some(r.tau / base.tau);
+        }
+    }
+    Ok(reports)
 }
 
 /// The time of one tree pass of each width in `widths` (a chain of that many tokens after
@@ -190,15 +239,29 @@ mod tests {
             max_tokens: 10,
             ..GenerateConfig::default()
         };
-        let (ar, outputs) =
-            run_strategy(&mut m, &mut Autoregressive, &prompts, &config, |_, _| {}).unwrap();
-        assert_eq!(ar.tokens, 20);
-        assert_eq!(ar.target_passes, 20);
+        let mut ar = Autoregressive;
+        let mut pl = PromptLookup::new(PromptLookupConfig::default());
+        let mut order = Vec::new();
+        let reports = run_strategies(
+            &mut m,
+            &mut [&mut ar, &mut pl],
+            &prompts,
+            &config,
+            |prompt, strategy| order.push((prompt, strategy)),
+        )
+        .unwrap();
+        // Interleaved: both strategies decode a prompt before the next one.
+        assert_eq!(order, vec![(0, 0), (0, 1), (1, 0), (1, 1)]);
+        let (ar, pl) = (&reports[0], &reports[1]);
+        assert_eq!((ar.prompts, ar.tokens, ar.target_passes), (2, 20, 20));
         assert!((ar.tau - 1.0).abs() < 1e-9);
         assert!(ar.decode_tokens_per_s.is_finite() && ar.decode_tokens_per_s > 0.0);
-        let mut pl = PromptLookup::new(PromptLookupConfig::default());
-        let (_, same) = run_strategy(&mut m, &mut pl, &prompts, &config, |_, _| {}).unwrap();
-        assert_eq!(same, outputs);
+        assert_eq!(ar.speedup_vs_ar, Some(1.0));
+        assert_eq!(pl.identical_to_ar, Some(true));
+        assert_eq!(pl.tokens, 20);
+        let ratio = pl.tokens_per_s / ar.tokens_per_s;
+        assert!((pl.speedup_vs_ar.unwrap() - ratio).abs() < 1e-12);
+        assert!((pl.modeled_flat_speedup.unwrap() - pl.tau).abs() < 1e-12);
     }
 
     #[test]

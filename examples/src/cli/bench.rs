@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use parallel_decode::artifacts::DEFAULT_VERIFY_BUCKETS;
 use parallel_decode::backend::LanguageModel;
-use parallel_decode::bench::{StrategyReport, cost_curve, memory_bandwidth, run_strategy};
+use parallel_decode::bench::{cost_curve, memory_bandwidth, run_strategies};
+use parallel_decode::loading::{Progress, Unit};
+use parallel_decode::strategy::proposer::Proposer;
 use serde_json::json;
 
 use super::GlobalOpts;
 use super::generate::SamplingArgs;
+use super::progress::Bars;
 use super::session::{DeviceArgs, DraftArgs, Strategy, encode_prompt, proposer};
 
 /// Measure decoding strategies on a prompt set: tokens per second, time to first token, time
@@ -30,7 +33,9 @@ pub struct Args {
     /// At most this many prompts.
     #[arg(long)]
     limit: Option<usize>,
-    /// Strategies to measure, comma separated; `ar` is always measured first as the baseline.
+    /// Strategies to measure, comma separated; `ar` is always measured too, as the baseline.
+    /// Each prompt is decoded by every strategy in turn before the next prompt, so that the
+    /// machine's load changing during the run weighs on all of them alike.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Strategy::Ar, Strategy::PromptLookup])]
     strategy: Vec<Strategy>,
     /// Print one JSON object per strategy (and one for the device) instead of a table.
@@ -145,43 +150,39 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             .filter(|s| *s != Strategy::Ar),
     );
     strategies.dedup();
-    let mut reports: Vec<StrategyReport> = Vec::new();
-    // Tokens per second, tau and outputs of autoregressive decoding.
-    // The autoregressive run: tokens/s, decode-phase tokens/s, tau, outputs.
-    let mut baseline: Option<(f64, f64, f64, Vec<Vec<u32>>)> = None;
-    for strategy in strategies {
-        let mut p = proposer(
-            strategy,
-            &model,
-            draft.as_ref(),
-            args.draft.draft_len,
-            config.sampling,
-            config.seed,
-        )?;
-        let (mut report, outputs) =
-            run_strategy(&mut model, p.as_mut(), &prompts, &config, |_, _| {})?;
+    let mut proposers = strategies
+        .iter()
+        .map(|&strategy| {
+            proposer(
+                strategy,
+                &model,
+                draft.as_ref(),
+                args.draft.draft_len,
+                config.sampling,
+                config.seed,
+            )
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut each: Vec<&mut dyn Proposer> = proposers
+        .iter_mut()
+        .map(|p| p.as_mut() as &mut dyn Proposer)
+        .collect();
+    let bars = Bars::new(global);
+    let progress = bars.start(
+        &format!(
+            "decoding {} prompts x {} strategies",
+            prompts.len(),
+            strategies.len()
+        ),
+        Some((prompts.len() * strategies.len()) as u64),
+        Unit::Items,
+    );
+    let mut reports = run_strategies(&mut model, &mut each, &prompts, &config, |_, _| {
+        progress.advance(1)
+    })?;
+    drop(progress);
+    for (report, strategy) in reports.iter_mut().zip(&strategies) {
         report.strategy = strategy.name().to_string();
-        match &baseline {
-            None => {
-                baseline = Some((
-                    report.tokens_per_s,
-                    report.decode_tokens_per_s,
-                    report.tau,
-                    outputs,
-                ));
-                report.speedup_vs_ar = Some(1.0);
-                report.decode_speedup_vs_ar = Some(1.0);
-                report.identical_to_ar = Some(true);
-                report.modeled_flat_speedup = Some(1.0);
-            }
-            Some((tps, decode_tps, tau, ar_outputs)) => {
-                report.speedup_vs_ar = Some(report.tokens_per_s / tps);
-                report.decode_speedup_vs_ar = Some(report.decode_tokens_per_s / decode_tps);
-                report.identical_to_ar = Some(&outputs == ar_outputs);
-                report.modeled_flat_speedup = Some(report.tau / tau);
-            }
-        }
-        reports.push(report);
     }
 
     if args.json {
