@@ -171,6 +171,10 @@ pub fn run_strategies(
 /// The time of one tree pass of each width in `widths` (a chain of that many tokens after
 /// `context` cached positions in slot 0), the best of `repeats` runs.
 ///
+/// The repeats go round all the widths in turn rather than timing one width `repeats` times
+/// and then the next: a burst of load on a shared machine then spoils one run of several
+/// widths, not every run of one, and the best of each survives.
+///
 /// # Errors
 /// As [`LanguageModel::verify`].
 pub fn cost_curve(
@@ -181,25 +185,29 @@ pub fn cost_curve(
 ) -> Result<Vec<(usize, Duration)>> {
     let prompt: Vec<u32> = (0..context.max(1)).map(|i| (i % 100 + 10) as u32).collect();
     model.prefill(0, &prompt)?;
-    let mut curve = Vec::with_capacity(widths.len());
-    for &w in widths {
-        let mut tree = TokenTree::new(7);
-        for i in 1..w {
-            tree.push(i - 1, (i % 50 + 20) as u32);
-        }
-        let mut best = Duration::MAX;
-        for _ in 0..repeats.max(1) {
+    let trees: Vec<TokenTree> = widths
+        .iter()
+        .map(|&w| {
+            let mut tree = TokenTree::new(7);
+            for i in 1..w {
+                tree.push(i - 1, (i % 50 + 20) as u32);
+            }
+            tree
+        })
+        .collect();
+    let mut best = vec![Duration::MAX; widths.len()];
+    for _ in 0..repeats.max(1) {
+        for (tree, best) in trees.iter().zip(&mut best) {
             let start = Instant::now();
             model.verify(&[crate::backend::TreeRow {
                 slot: 0,
                 cache_len: prompt.len(),
-                tree: &tree,
+                tree,
             }])?;
-            best = best.min(start.elapsed());
+            *best = (*best).min(start.elapsed());
         }
-        curve.push((w, best));
     }
-    Ok(curve)
+    Ok(widths.iter().copied().zip(best).collect())
 }
 
 /// Read bandwidth of this machine's memory in bytes per second: the best of a few passes
