@@ -9,7 +9,7 @@
 
 use super::linalg::{
     argmax, rms_norm, rope_angles, rope_in_place, row_products, softmax_in_place, swiglu_in_place,
-    weighted_sum,
+    weighted_sums,
 };
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
@@ -560,16 +560,17 @@ fn attention(
     let visible = row.cache_len + n;
     let width = dims.q_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Buffers for a task's queries (scaled), their scores by key, and one head's scores.
+    // Buffers for a task's queries (scaled), their scores by key, and the probabilities of
+    // each query head sharing the key/value head, head by head.
     let buffers = || {
         (
             vec![0.0; group * hd],
             vec![0.0; visible * group],
-            vec![0.0; visible],
+            vec![0.0; group * visible],
         )
     };
     let token = |bufs: &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, out): (usize, &mut [f32])| {
-        let (queries, scores_t, scores) = bufs;
+        let (queries, scores_t, probs) = bufs;
         for (g, out) in out.chunks_exact_mut(group * hd).enumerate() {
             let keys = dims.kv_index(layer, 0, row.slot, g, 0);
             let values = dims.kv_index(layer, 1, row.slot, g, 0);
@@ -583,22 +584,19 @@ fn attention(
                 hd,
                 group,
             );
-            let v_rows = &kv_cache[values..values + visible * hd];
-            for (h, o) in out.chunks_exact_mut(hd).enumerate() {
-                for (s, &t) in scores
-                    .iter_mut()
-                    .zip(scores_t.iter().skip(h).step_by(group))
-                {
-                    *s = t;
+            for (h, p) in probs.chunks_exact_mut(visible).enumerate() {
+                for (p, &t) in p.iter_mut().zip(scores_t.iter().skip(h).step_by(group)) {
+                    *p = t;
                 }
-                for (j, score) in scores[row.cache_len..].iter_mut().enumerate() {
+                for (j, p) in p[row.cache_len..].iter_mut().enumerate() {
                     if !row.attends(i, j) {
-                        *score = f32::NEG_INFINITY;
+                        *p = f32::NEG_INFINITY;
                     }
                 }
-                softmax_in_place(scores);
-                weighted_sum(scores, v_rows, o);
+                softmax_in_place(p);
             }
+            // The group's heads share one pass over the values.
+            weighted_sums(probs, &kv_cache[values..values + visible * hd], out, hd);
         }
     };
     let out = &mut out[..n * width];

@@ -136,40 +136,105 @@ pub fn row_products(w: &[f32], x: &[f32], yt: &mut [f32], k: usize, tokens: usiz
     rows_dispatch(w, x, yt, 0, k, tokens);
 }
 
-/// `out = Σ_j weights[j] · rows[j]` (`rows` is `[weights.len()][out.len()]`), skipping zero
-/// weights: the attention output of one head from its probabilities and the values.
+/// `out[q] = Σ_j weights[q][j] · rows[j]` for every query `q`, skipping zero weights: the
+/// attention outputs of the query heads that share one value head, from their probabilities.
+/// `weights` is `[queries][positions]`, `rows` `[positions][width]`, `out` `[queries][width]`.
 ///
-/// Each output element is the same sum in position order as a plain loop would give; runs of
-/// 32 elements keep their accumulators in registers through the loop over positions.
-pub fn weighted_sum(weights: &[f32], rows: &[f32], out: &mut [f32]) {
-    const RUN: usize = 32;
-    let width = out.len();
+/// Each output element is the same sum in position order as a plain loop would give, however
+/// many queries there are. Up to [`QUERIES_PER_PASS`] queries share one pass over the values
+/// (each value row loaded once for all of them), their accumulators for a run of output
+/// elements kept in vector registers through the loop over positions.
+///
+/// # Panics
+/// If `out` is not a whole number of `width`-long rows or the slices are shorter than that
+/// number of queries needs (a kernel bug, caught by the mock's guard).
+pub fn weighted_sums(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
+    assert!(width > 0 && out.len().is_multiple_of(width));
+    let queries = out.len() / width;
+    assert!(queries == 0 || weights.len().is_multiple_of(queries));
+    let positions = weights.len().checked_div(queries).unwrap_or(0);
+    assert!(rows.len() >= positions * width);
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::weighted_sums(weights, rows, out, width) {
+        return;
+    }
+    weighted_sums_portable::<32>(weights, rows, out, width);
+}
+
+/// Queries that share one pass over the values in [`weighted_sums`].
+pub const QUERIES_PER_PASS: usize = 3;
+
+/// [`weighted_sums`] in plain Rust, `RUN` output elements per pass over the values: the SIMD
+/// paths compile this same code for their instruction sets, with runs that fill their
+/// registers. Every path gives the same bits (a run only groups elements; each element's sum
+/// is the same).
+#[inline(always)]
+pub(super) fn weighted_sums_portable<const RUN: usize>(
+    weights: &[f32],
+    rows: &[f32],
+    out: &mut [f32],
+    width: usize,
+) {
+    let queries = out.len() / width;
+    let Some(positions) = weights.len().checked_div(queries) else {
+        return;
+    };
+    let mut q = 0;
+    while q < queries {
+        let n = (queries - q).min(QUERIES_PER_PASS);
+        let w = &weights[q * positions..(q + n) * positions];
+        let o = &mut out[q * width..(q + n) * width];
+        match n {
+            1 => weighted_pass::<1, RUN>(w, rows, o, width),
+            2 => weighted_pass::<2, RUN>(w, rows, o, width),
+            _ => weighted_pass::<QUERIES_PER_PASS, RUN>(w, rows, o, width),
+        }
+        q += n;
+    }
+}
+
+/// `Q` queries of [`weighted_sums`], one run of `RUN` output elements at a time (the tail of
+/// a width that is not a multiple of `RUN` in one shorter run).
+#[inline(always)]
+fn weighted_pass<const Q: usize, const RUN: usize>(
+    weights: &[f32],
+    rows: &[f32],
+    out: &mut [f32],
+    width: usize,
+) {
+    let positions = weights.len() / Q;
+    let weight = |q: usize, j: usize| weights[q * positions + j];
     let mut start = 0;
     while start < width {
-        if start + RUN <= width {
-            let mut acc = [0.0f32; RUN];
-            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
-                if *w != 0.0 {
-                    let run: &[f32; RUN] = row[start..start + RUN].try_into().expect("a run");
-                    for (a, x) in acc.iter_mut().zip(run) {
-                        *a += w * x;
+        let len = RUN.min(width - start);
+        let mut acc = [[0.0f32; RUN]; Q];
+        for (j, row) in rows.chunks_exact(width).take(positions).enumerate() {
+            if len == RUN {
+                let x: &[f32; RUN] = row[start..start + RUN].try_into().expect("a run");
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let w = weight(q, j);
+                    if w != 0.0 {
+                        for (a, x) in acc.iter_mut().zip(x) {
+                            *a += w * x;
+                        }
+                    }
+                }
+            } else {
+                let x = &row[start..start + len];
+                for (q, acc) in acc.iter_mut().enumerate() {
+                    let w = weight(q, j);
+                    if w != 0.0 {
+                        for (a, x) in acc.iter_mut().zip(x) {
+                            *a += w * x;
+                        }
                     }
                 }
             }
-            out[start..start + RUN].copy_from_slice(&acc);
-            start += RUN;
-        } else {
-            let tail = &mut out[start..];
-            tail.fill(0.0);
-            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
-                if *w != 0.0 {
-                    for (a, x) in tail.iter_mut().zip(&row[start..]) {
-                        *a += w * x;
-                    }
-                }
-            }
-            start = width;
         }
+        for (q, acc) in acc.iter().enumerate() {
+            out[q * width + start..q * width + start + len].copy_from_slice(&acc[..len]);
+        }
+        start += len;
     }
 }
 
@@ -313,23 +378,40 @@ mod tests {
     }
 
     #[test]
-    fn weighted_sum_is_the_plain_loop_bit_for_bit() {
+    fn weighted_sums_are_the_plain_loop_bit_for_bit() {
+        let positions = 23;
         for width in [1, 31, 32, 64, 70] {
-            let positions = 23;
-            let mut weights = pseudo_random(positions, 8);
-            weights[3] = 0.0;
-            let rows = pseudo_random(positions * width, 9);
-            let mut out = vec![f32::NAN; width];
-            weighted_sum(&weights, &rows, &mut out);
-            let mut expected = vec![0.0f32; width];
-            for (w, row) in weights.iter().zip(rows.chunks_exact(width)) {
-                if *w != 0.0 {
-                    for (e, x) in expected.iter_mut().zip(row) {
-                        *e += w * x;
+            for queries in 1..=7 {
+                let mut weights = pseudo_random(queries * positions, 8);
+                // Zero weights (masked positions) in the first query and the last.
+                weights[3] = 0.0;
+                weights[(queries - 1) * positions + 5] = 0.0;
+                let rows = pseudo_random(positions * width, 9);
+                // The path this CPU takes, and the portable one.
+                let mut out = vec![f32::NAN; queries * width];
+                weighted_sums(&weights, &rows, &mut out, width);
+                let mut portable = vec![f32::NAN; queries * width];
+                weighted_sums_portable::<32>(&weights, &rows, &mut portable, width);
+                for q in 0..queries {
+                    let mut expected = vec![0.0f32; width];
+                    let w = &weights[q * positions..(q + 1) * positions];
+                    for (w, row) in w.iter().zip(rows.chunks_exact(width)) {
+                        if *w != 0.0 {
+                            for (e, x) in expected.iter_mut().zip(row) {
+                                *e += w * x;
+                            }
+                        }
+                    }
+                    for got in [&out, &portable] {
+                        let got = &got[q * width..(q + 1) * width];
+                        let same = got
+                            .iter()
+                            .zip(&expected)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "width {width}, query {q} of {queries}");
                     }
                 }
             }
-            assert_eq!(out, expected, "width {width}");
         }
     }
 

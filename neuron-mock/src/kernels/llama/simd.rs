@@ -104,6 +104,39 @@ fn rows_avx512(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize,
     }
 }
 
+/// [`super::linalg::weighted_sums`] compiled for the widest instruction set the CPU has;
+/// returns `false` (having done nothing) without one. The same plain code as the portable
+/// path (multiplies and adds, never fused), so the bits are the same on every path.
+pub(super) fn weighted_sums(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) -> bool {
+    match level() {
+        Level::None => false,
+        Level::Avx2 => {
+            // SAFETY: avx2 and fma were detected at run time (level()); the function is safe
+            // Rust apart from requiring those features.
+            unsafe { weighted_sums_avx2(weights, rows, out, width) };
+            true
+        }
+        Level::Avx512 => {
+            // SAFETY: avx2, fma and avx512f were detected at run time (level()); the function
+            // is safe Rust apart from requiring those features.
+            unsafe { weighted_sums_avx512(weights, rows, out, width) };
+            true
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn weighted_sums_avx2(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
+    // Three queries' accumulators of 32 floats: 12 of the 16 registers.
+    super::linalg::weighted_sums_portable::<32>(weights, rows, out, width)
+}
+
+#[target_feature(enable = "avx2,fma,avx512f")]
+fn weighted_sums_avx512(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
+    // Three queries' accumulators of 64 floats (a whole head of 64): 12 of the 32 registers.
+    super::linalg::weighted_sums_portable::<64>(weights, rows, out, width)
+}
+
 /// Asks the CPU to bring the cache line holding `v` into the cache level `HINT` names
 /// (`_MM_HINT_T0`: L1, `_MM_HINT_T1`: L2); it never faults.
 #[inline]
