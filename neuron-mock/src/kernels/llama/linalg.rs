@@ -286,11 +286,11 @@ pub fn rope_in_place(row: &mut [f32], angles: &[(f32, f32)]) {
 /// Softmax of a row in place (max-subtracted; `-inf` entries become 0).
 pub fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut total = 0.0;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        total += *v;
+        *v -= max;
     }
+    exp_in_place(row);
+    let total: f32 = row.iter().sum();
     let inv = 1.0 / total;
     for v in row.iter_mut() {
         *v *= inv;
@@ -299,9 +299,80 @@ pub fn softmax_in_place(row: &mut [f32]) {
 
 /// SiLU(gate) · up, elementwise, into `gate`.
 pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        let s = *g / (1.0 + (-*g).exp());
-        *g = s * u;
+    const CHUNK: usize = 64;
+    let mut e = [0.0f32; CHUNK];
+    for (gate, up) in gate.chunks_mut(CHUNK).zip(up.chunks(CHUNK)) {
+        let e = &mut e[..gate.len()];
+        for (e, g) in e.iter_mut().zip(gate.iter()) {
+            *e = -g;
+        }
+        exp_in_place(e);
+        for ((g, u), e) in gate.iter_mut().zip(up).zip(e.iter()) {
+            let s = *g / (1.0 + e);
+            *g = s * u;
+        }
+    }
+}
+
+/// Below this, `e^x` is taken as 0 (it is under `f32::MIN_POSITIVE`, 2^-126).
+const EXP_MIN: f32 = -87.33;
+/// Above this, `e^x` is taken as `e^EXP_MAX` (about 1.65e38, the largest power that cannot
+/// overflow the scaling by 2^n).
+const EXP_MAX: f32 = 88.0;
+
+/// `e^x` for every element, in place. For the attention's softmax and the MLP's SiLU, which
+/// take an exponential of every score and every unit: libm's `expf` is a call per element,
+/// which made a tenth of a verify pass; this is plain arithmetic that the compiler turns into
+/// vector instructions.
+///
+/// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, `e^r` by a degree-7 polynomial (Cephes' `expf`
+/// coefficients), times `2^n` built in the exponent bits. Within 2 ulp of `e^x` for
+/// `EXP_MIN <= x <= EXP_MAX`; exactly 0 below (so that masked scores give weights of
+/// exactly 0), `e^EXP_MAX` above, NaN for NaN. Every path gives the same bits: the SIMD paths
+/// compile this same code, and the operations are IEEE's, never fused.
+pub fn exp_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::exp_in_place(xs) {
+        return;
+    }
+    exp_portable(xs);
+}
+
+/// [`exp_in_place`] in plain Rust (the SIMD paths compile this for their instruction sets).
+#[inline(always)]
+pub(super) fn exp_portable(xs: &mut [f32]) {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts: `n · LN2_HI` is exact for the n that occur, so `r` keeps its bits.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ];
+    for x in xs.iter_mut() {
+        let v = *x;
+        // Comparisons are false for NaN, which then flows through to the result.
+        let c = if v > EXP_MAX { EXP_MAX } else { v };
+        let c = if c < EXP_MIN { EXP_MIN } else { c };
+        let n = (c * LOG2E + 0.5).floor();
+        let r = (c - n * LN2_HI) - n * LN2_LO;
+        let mut p = P[0];
+        for coefficient in &P[1..] {
+            p = p * r + coefficient;
+        }
+        let y = p * (r * r) + r + 1.0;
+        // 2^n from its exponent bits; n is within -126..=127 after the clamp. Adding 2^23
+        // puts the integer n + 127 in the low bits of the float (exactly), which a vector
+        // unit reads without a float-to-integer conversion (`as i32` saturates, lane by lane).
+        let biased = (n + (127.0 + 8_388_608.0))
+            .to_bits()
+            .wrapping_sub(0x4B00_0000);
+        let scale = f32::from_bits(biased << 23);
+        *x = if v < EXP_MIN { 0.0 } else { y * scale };
     }
 }
 
@@ -412,6 +483,60 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_and_the_same_on_every_path() {
+        let mut xs: Vec<f32> = (0..20_000).map(|i| -87.3 + i as f32 * 0.00876).collect();
+        xs.extend([
+            0.0, -0.0, 1.0, -1.0, 1e-8, -1e-8, 0.346, -0.347, 88.0, -87.33,
+        ]);
+        let mut got = xs.clone();
+        exp_in_place(&mut got);
+        let mut portable = xs.clone();
+        exp_portable(&mut portable);
+        for ((&x, &y), &p) in xs.iter().zip(&got).zip(&portable) {
+            assert_eq!(y.to_bits(), p.to_bits(), "exp({x}) differs between paths");
+            let exact = (x as f64).exp();
+            let ulp = (exact as f32).to_bits().abs_diff(y.to_bits());
+            assert!(ulp <= 2, "exp({x}) = {y}, exactly {exact}: {ulp} ulp");
+        }
+    }
+
+    #[test]
+    fn exp_of_the_extremes() {
+        let mut xs = [
+            f32::NEG_INFINITY,
+            -1000.0,
+            -87.4,
+            89.0,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        exp_in_place(&mut xs);
+        assert_eq!(&xs[..3], &[0.0, 0.0, 0.0]);
+        assert!(xs[3].is_finite() && xs[3] > 1e38 && xs[4] == xs[3]);
+        assert!(xs[5].is_nan());
+        // A row with masked entries: exactly 0 where masked, summing to 1.
+        let mut row = [0.5, f32::NEG_INFINITY, -3.0, f32::NEG_INFINITY];
+        softmax_in_place(&mut row);
+        assert_eq!((row[1], row[3]), (0.0, 0.0));
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn swiglu_matches_the_formula() {
+        let gate: Vec<f32> = (0..150).map(|i| (i as f32 - 75.0) * 0.3).collect();
+        let up: Vec<f32> = (0..150).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let mut got = gate.clone();
+        swiglu_in_place(&mut got, &up);
+        for ((&g, &u), &y) in gate.iter().zip(&up).zip(&got) {
+            let exact = g as f64 / (1.0 + (-g as f64).exp()) * u as f64;
+            assert!(
+                (y as f64 - exact).abs() <= 1e-6 * exact.abs().max(1.0),
+                "{g}: {y} vs {exact}"
+            );
         }
     }
 

@@ -137,6 +137,37 @@ fn weighted_sums_avx512(weights: &[f32], rows: &[f32], out: &mut [f32], width: u
     super::linalg::weighted_sums_portable::<64>(weights, rows, out, width)
 }
 
+/// [`super::linalg::exp_in_place`] compiled for the widest instruction set the CPU has;
+/// returns `false` (having done nothing) without one. The same plain code as the portable
+/// path, so the same bits.
+pub(super) fn exp_in_place(xs: &mut [f32]) -> bool {
+    match level() {
+        Level::None => false,
+        Level::Avx2 => {
+            // SAFETY: avx2 and fma were detected at run time (level()); the function is safe
+            // Rust apart from requiring those features.
+            unsafe { exp_avx2(xs) };
+            true
+        }
+        Level::Avx512 => {
+            // SAFETY: avx2, fma and avx512f were detected at run time (level()); the function
+            // is safe Rust apart from requiring those features.
+            unsafe { exp_avx512(xs) };
+            true
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn exp_avx2(xs: &mut [f32]) {
+    super::linalg::exp_portable(xs)
+}
+
+#[target_feature(enable = "avx2,fma,avx512f")]
+fn exp_avx512(xs: &mut [f32]) {
+    super::linalg::exp_portable(xs)
+}
+
 /// Asks the CPU to bring the cache line holding `v` into the cache level `HINT` names
 /// (`_MM_HINT_T0`: L1, `_MM_HINT_T1`: L2); it never faults.
 #[inline]
