@@ -157,11 +157,11 @@ pub fn run_strategies(
         .zip(proposers.iter())
         .map(|(t, p)| t.report(p.name()))
         .collect();
-    if let Some((base, base_outputs)) = reports.first().cloned().zip(tallies.first()) {
+    if let Some((base, base_tally)) = reports.first().cloned().zip(tallies.first()) {
         for (r, t) in reports.iter_mut().zip(&tallies) {
             r.speedup_vs_ar = Some(r.tokens_per_s / base.tokens_per_s);
             r.decode_speedup_vs_ar = Some(r.decode_tokens_per_s / base.decode_tokens_per_s);
-            r.identical_to_ar = Some(t.outputs == base_outputs.outputs);
+            r.identical_to_ar = Some(t.outputs == base_tally.outputs);
             r.modeled_flat_speedup = Some(r.tau / base.tau);
         }
     }
