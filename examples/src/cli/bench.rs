@@ -163,7 +163,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             )
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut each: Vec<&mut dyn Proposer> = proposers
+    let mut proposer_refs: Vec<&mut dyn Proposer> = proposers
         .iter_mut()
         .map(|p| p.as_mut() as &mut dyn Proposer)
         .collect();
@@ -177,7 +177,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         Some((prompts.len() * strategies.len()) as u64),
         Unit::Items,
     );
-    let mut reports = run_strategies(&mut model, &mut each, &prompts, &config, |_, _| {
+    let mut reports = run_strategies(&mut model, &mut proposer_refs, &prompts, &config, |_, _| {
         progress.advance(1)
     })?;
     drop(progress);

@@ -203,32 +203,19 @@ fn weighted_pass<const Q: usize, const RUN: usize>(
     width: usize,
 ) {
     let positions = weights.len() / Q;
-    let weight = |q: usize, j: usize| weights[q * positions + j];
     let mut start = 0;
     while start < width {
         let len = RUN.min(width - start);
         let mut acc = [[0.0f32; RUN]; Q];
         for (j, row) in rows.chunks_exact(width).take(positions).enumerate() {
+            let weight = |q: usize| weights[q * positions + j];
             if len == RUN {
+                // A whole run as an array: the compiler sees its length and keeps the
+                // accumulators in registers.
                 let x: &[f32; RUN] = row[start..start + RUN].try_into().expect("a run");
-                for (q, acc) in acc.iter_mut().enumerate() {
-                    let w = weight(q, j);
-                    if w != 0.0 {
-                        for (a, x) in acc.iter_mut().zip(x) {
-                            *a += w * x;
-                        }
-                    }
-                }
+                accumulate(&mut acc, x, weight);
             } else {
-                let x = &row[start..start + len];
-                for (q, acc) in acc.iter_mut().enumerate() {
-                    let w = weight(q, j);
-                    if w != 0.0 {
-                        for (a, x) in acc.iter_mut().zip(x) {
-                            *a += w * x;
-                        }
-                    }
-                }
+                accumulate(&mut acc, &row[start..start + len], weight);
             }
         }
         for (q, acc) in acc.iter().enumerate() {
@@ -290,6 +277,9 @@ pub fn softmax_in_place(row: &mut [f32]) {
         *v -= max;
     }
     exp_in_place(row);
+    // In position order, one after the other: a token's ancestors sit at other positions in a
+    // verify pass than in a decode step, with masked zeros between them, and only a sequential
+    // sum gives the same bits in both (greedy verification must match decoding exactly).
     let total: f32 = row.iter().sum();
     let inv = 1.0 / total;
     for v in row.iter_mut() {
@@ -310,6 +300,23 @@ pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
         for ((g, u), e) in gate.iter_mut().zip(up).zip(e.iter()) {
             let s = *g / (1.0 + e);
             *g = s * u;
+        }
+    }
+}
+
+/// `acc[q] += weight(q) · x` for every query whose weight is not zero.
+#[inline(always)]
+fn accumulate<const Q: usize, const RUN: usize>(
+    acc: &mut [[f32; RUN]; Q],
+    x: &[f32],
+    weight: impl Fn(usize) -> f32,
+) {
+    for (q, acc) in acc.iter_mut().enumerate() {
+        let w = weight(q);
+        if w != 0.0 {
+            for (a, x) in acc.iter_mut().zip(x) {
+                *a += w * x;
+            }
         }
     }
 }

@@ -104,68 +104,61 @@ fn rows_avx512(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize,
     }
 }
 
-/// [`super::linalg::weighted_sums`] compiled for the widest instruction set the CPU has;
-/// returns `false` (having done nothing) without one. The same plain code as the portable
-/// path (multiplies and adds, never fused), so the bits are the same on every path.
-pub(super) fn weighted_sums(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) -> bool {
-    match level() {
-        Level::None => false,
-        Level::Avx2 => {
-            // SAFETY: avx2 and fma were detected at run time (level()); the function is safe
-            // Rust apart from requiring those features.
-            unsafe { weighted_sums_avx2(weights, rows, out, width) };
-            true
+/// Defines `pub(super) fn $name(args) -> bool`: runs `$avx2` or `$avx512` (plain Rust, usually
+/// a portable kernel) compiled for the widest instruction set the CPU has (see [`level`]), or
+/// returns `false` having done nothing when it has neither.
+macro_rules! at_widest_level {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) {
+        avx2: $avx2:expr,
+        avx512: $avx512:expr $(,)?
+    }) => {
+        $(#[$doc])*
+        pub(super) fn $name($($arg: $ty),*) -> bool {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) {
+                $avx2
+            }
+            #[target_feature(enable = "avx2,fma,avx512f")]
+            fn avx512($($arg: $ty),*) {
+                $avx512
+            }
+            match level() {
+                Level::None => false,
+                Level::Avx2 => {
+                    // SAFETY: avx2 and fma were detected at run time (level()); the function
+                    // is safe Rust apart from requiring those features.
+                    unsafe { avx2($($arg),*) };
+                    true
+                }
+                Level::Avx512 => {
+                    // SAFETY: avx2, fma and avx512f were detected at run time (level()); the
+                    // function is safe Rust apart from requiring those features.
+                    unsafe { avx512($($arg),*) };
+                    true
+                }
+            }
         }
-        Level::Avx512 => {
-            // SAFETY: avx2, fma and avx512f were detected at run time (level()); the function
-            // is safe Rust apart from requiring those features.
-            unsafe { weighted_sums_avx512(weights, rows, out, width) };
-            true
-        }
+    };
+}
+
+at_widest_level! {
+    /// [`super::linalg::weighted_sums`] in vector instructions: the same plain code as the
+    /// portable path (multiplies and adds, never fused), so the same bits.
+    fn weighted_sums(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
+        // Three queries' accumulators of 32 floats: 12 of the 16 registers.
+        avx2: super::linalg::weighted_sums_portable::<32>(weights, rows, out, width),
+        // Three queries' accumulators of 64 floats (a whole head of 64): 12 of the 32.
+        avx512: super::linalg::weighted_sums_portable::<64>(weights, rows, out, width),
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-fn weighted_sums_avx2(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
-    // Three queries' accumulators of 32 floats: 12 of the 16 registers.
-    super::linalg::weighted_sums_portable::<32>(weights, rows, out, width)
-}
-
-#[target_feature(enable = "avx2,fma,avx512f")]
-fn weighted_sums_avx512(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
-    // Three queries' accumulators of 64 floats (a whole head of 64): 12 of the 32 registers.
-    super::linalg::weighted_sums_portable::<64>(weights, rows, out, width)
-}
-
-/// [`super::linalg::exp_in_place`] compiled for the widest instruction set the CPU has;
-/// returns `false` (having done nothing) without one. The same plain code as the portable
-/// path, so the same bits.
-pub(super) fn exp_in_place(xs: &mut [f32]) -> bool {
-    match level() {
-        Level::None => false,
-        Level::Avx2 => {
-            // SAFETY: avx2 and fma were detected at run time (level()); the function is safe
-            // Rust apart from requiring those features.
-            unsafe { exp_avx2(xs) };
-            true
-        }
-        Level::Avx512 => {
-            // SAFETY: avx2, fma and avx512f were detected at run time (level()); the function
-            // is safe Rust apart from requiring those features.
-            unsafe { exp_avx512(xs) };
-            true
-        }
+at_widest_level! {
+    /// [`super::linalg::exp_in_place`] in vector instructions: the same plain code as the
+    /// portable path, so the same bits.
+    fn exp_in_place(xs: &mut [f32]) {
+        avx2: super::linalg::exp_portable(xs),
+        avx512: super::linalg::exp_portable(xs),
     }
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn exp_avx2(xs: &mut [f32]) {
-    super::linalg::exp_portable(xs)
-}
-
-#[target_feature(enable = "avx2,fma,avx512f")]
-fn exp_avx512(xs: &mut [f32]) {
-    super::linalg::exp_portable(xs)
 }
 
 /// Asks the CPU to bring the cache line holding `v` into the cache level `HINT` names
