@@ -194,3 +194,74 @@ fn trains_heads_then_tunes_their_tree() {
     let err = one_error(&mut tune(&["--cost-table", table.to_str().unwrap()]));
     assert!(err.contains("heads.eval.json"), "{err}");
 }
+
+/// `tune` with no `--heads`: the default model's shipped heads are tuned in a copy beside the
+/// model (which the device commands prefer), the shipped copy in the cache stays as built; a
+/// model without heads gets one error saying what to pass.
+#[test]
+fn tune_without_heads_tunes_a_copy_of_the_shipped_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // The default model, fetched into the shared test cache (scripts/test.sh), seen through
+    // links from a directory of this test's own, so that what tune writes stays here.
+    let mut fetch = Command::new(env!("CARGO_BIN_EXE_neuron-decode"));
+    let fetched = ok(fetch.args(["--no-progress", "fetch"]));
+    let model = dir.path().join("SmolLM2-135M-Instruct");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(fetched.trim()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("medusa_heads") {
+            std::os::unix::fs::symlink(entry.path(), model.join(name)).unwrap();
+        }
+    }
+    let table = dir.path().join("cost.json");
+    std::fs::write(&table, r#"{"widths": [[1, 1.0], [8, 1.0]], "heads": 0.03}"#).unwrap();
+    let tune = |extra: &[&str]| {
+        let mut c = neuron_decode(&home);
+        c.args(["tune", "--model"])
+            .arg(&model)
+            .arg("--cost-table")
+            .arg(&table)
+            .args(["--max-nodes", "8"])
+            .args(extra);
+        c
+    };
+    let beside = model.join("medusa_heads.safetensors");
+    let out = ok(&mut tune(&["--dry-run"]));
+    assert!(out.contains("chosen tree"), "{out}");
+    assert!(!beside.exists(), "--dry-run copies nothing");
+
+    let o = run(&mut tune(&[]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tuning a copy of the shipped heads"));
+    assert!(model.join("medusa_heads.eval.json").is_file());
+    let tuned = MedusaHeads::open(&beside, 576).unwrap();
+    let tree = tuned.tree().expect("the tree is recorded").clone();
+    assert!(tree.len() <= 7, "{tree:?}");
+    drop(tuned);
+    let shipped = parallel_decode::medusa::default_heads::cached_path(&home);
+    assert_eq!(
+        std::fs::read(shipped).unwrap(),
+        parallel_decode::medusa::default_heads::BYTES
+    );
+    // The copy is what a second run tunes.
+    let o = run(&mut tune(&[]));
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("tuning a copy"));
+
+    // A model that is not the default one and has no heads file.
+    let tiny = dir.path().join("tiny");
+    write_tiny_llama(&tiny, &TinyLlama::default()).unwrap();
+    let err = one_error(
+        neuron_decode(&home)
+            .args(["tune", "--model"])
+            .arg(&tiny)
+            .arg("--cost-table")
+            .arg(&table),
+    );
+    assert!(
+        err.contains("has no heads file") && err.contains("--heads"),
+        "{err}"
+    );
+}

@@ -93,5 +93,45 @@ pub fn init_logging(global: &GlobalOpts) {
 
 /// Prints an error as one line: the outermost context, then each cause.
 pub fn report_error(e: &anyhow::Error) {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", error_line(e));
+}
+
+/// The outermost context, then each cause, joined by `: `; a cause whose text a message
+/// before it already includes is left out (the library's errors name their cause in their
+/// own sentence, and also expose it as their source).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(parallel_decode::Error::Io {
+            path: "/x/heads.safetensors".into(),
+            action: "open".into(),
+            source: io,
+        })
+        .context("cannot open the heads file /x/heads.safetensors");
+        assert_eq!(
+            error_line(&e),
+            "cannot open the heads file /x/heads.safetensors: /x/heads.safetensors: open failed: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_line(&plain), "outer: inner");
+    }
 }

@@ -140,7 +140,7 @@ pub fn encode_prompt(
 
 /// The project's trained heads (written into the cache from the copy built into the program),
 /// when `model` is the default model.
-fn default_heads(model: &ModelDir) -> anyhow::Result<Option<PathBuf>> {
+pub fn default_heads(model: &ModelDir) -> anyhow::Result<Option<PathBuf>> {
     if !default_model::is_default_model(model.path()) {
         return Ok(None);
     }

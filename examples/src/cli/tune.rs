@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use parallel_decode::artifacts::{CompileOptions, DEFAULT_VERIFY_BUCKETS, compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
@@ -33,7 +33,10 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 pub struct Args {
     #[command(flatten)]
     model: ModelArg,
-    /// The heads file. Default: medusa_heads.safetensors in the model directory.
+    /// The heads file, where the chosen tree is recorded. Default: medusa_heads.safetensors in
+    /// the model directory; for the default model without one, a copy of the shipped heads
+    /// made there (which generate and bench then use; delete it to go back to the shipped
+    /// tree).
     #[arg(long, value_name = "FILE")]
     heads: Option<PathBuf>,
     /// The heads' evaluation. Default: FILE.eval.json beside the heads file.
@@ -66,10 +69,7 @@ const HEADS_TOP_K: usize = 10;
 pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let model = args.model.open(global)?;
     let hidden = model.config().hidden_size;
-    let heads_path = args
-        .heads
-        .clone()
-        .unwrap_or_else(|| model.path().join(HEADS_FILE));
+    let heads_path = heads_to_tune(&model, args)?;
     let heads = MedusaHeads::open(&heads_path, hidden)
         .with_context(|| format!("cannot open the heads file {}", heads_path.display()))?;
     let eval_file = args.eval.clone().unwrap_or_else(|| eval_path(&heads_path));
@@ -132,6 +132,41 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         println!("recorded the tree in {}", heads_path.display());
     }
     Ok(())
+}
+
+/// The heads file to tune (see [`Args::heads`]).
+fn heads_to_tune(model: &ModelDir, args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.heads {
+        return Ok(path.clone());
+    }
+    let beside_model = model.path().join(HEADS_FILE);
+    if beside_model.is_file() {
+        return Ok(beside_model);
+    }
+    let Some(shipped) = super::session::default_heads(model)? else {
+        bail!(
+            "{} has no heads file; pass --heads FILE (made by neuron-decode train-heads)",
+            model.path().display()
+        );
+    };
+    if args.dry_run {
+        return Ok(shipped);
+    }
+    // The cached copy of the shipped heads is rewritten whenever it differs from the
+    // program's, so the tree is recorded in a copy beside the model, which the device
+    // commands prefer.
+    for (from, to) in [
+        (shipped.clone(), beside_model.clone()),
+        (eval_path(&shipped), eval_path(&beside_model)),
+    ] {
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    eprintln!(
+        "tuning a copy of the shipped heads: {} (generate and bench use it from now on; delete it to go back to the shipped tree)",
+        beside_model.display()
+    );
+    Ok(beside_model)
 }
 
 /// Compiles the model with its heads into a scratch directory and measures a pass of every

@@ -30,6 +30,13 @@ pub const SHA256: &str = "ee728d3e452aaa638b54212d4b0517a46e3b89734bb4a8302679d1
 pub const BYTES: &[u8] =
     include_bytes!("../../data/smollm2-135m-instruct.medusa_heads.safetensors");
 
+/// The heads' held-out evaluation (what `neuron-decode tune` reads), named as
+/// `train-heads` names it: the heads file's name with `.eval.json` for `.safetensors`.
+pub const EVAL_FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.eval.json";
+
+/// The evaluation's text.
+pub const EVAL: &str = include_str!("../../data/smollm2-135m-instruct.medusa_heads.eval.json");
+
 /// The committed file in the source tree (present in a checkout of the repository).
 pub fn source_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,26 +58,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The default model's heads file under the cache directory `home`, written from the copy
-/// compiled into the library when it is missing or differs (atomically).
+/// compiled into the library when it is missing or differs (atomically), with its evaluation
+/// beside it.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be written.
+/// [`Error::Io`] when a file cannot be written.
 pub fn ensure(home: &Path) -> Result<PathBuf> {
     let path = cached_path(home);
+    let eval = path.with_file_name(EVAL_FILE_NAME);
+    if std::fs::read(&eval).ok().as_deref() != Some(EVAL.as_bytes()) {
+        write_atomically(&eval, EVAL.as_bytes())?;
+    }
     if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == SHA256) {
         return Ok(path);
     }
-    let dir = path.parent().unwrap_or(home);
+    write_atomically(&path, BYTES)?;
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it, readable by all.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".medusa-heads-")
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, "create a temporary file", e))?;
-    std::io::Write::write_all(&mut tmp, BYTES).map_err(|e| Error::io(tmp.path(), "write", e))?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(tmp.path(), "write", e))?;
     super::file::readable_by_all(tmp.as_file(), tmp.path())?;
-    tmp.persist(&path)
-        .map_err(|e| Error::io(&path, "replace", e.error))?;
-    Ok(path)
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "replace", e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -122,6 +140,19 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_evaluation_covers_the_heads() {
+        let eval: crate::medusa::eval::Evaluation = serde_json::from_str(EVAL).unwrap();
+        let heads = MedusaHeads::open(&source_path(), HIDDEN).unwrap();
+        assert_eq!(eval.heads.len(), heads.count());
+        assert!(eval.paths.positions > 0 && !eval.paths.counts.is_empty());
+        assert!(
+            source_path()
+                .with_extension("eval.json")
+                .ends_with(EVAL_FILE_NAME)
+        );
+    }
+
+    #[test]
     fn ensure_writes_the_heads_once() {
         let home = tempfile::tempdir().unwrap();
         let path = ensure(home.path()).unwrap();
@@ -131,5 +162,12 @@ mod tests {
         std::fs::write(&path, b"junk").unwrap();
         assert_eq!(ensure(home.path()).unwrap(), path);
         assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), SHA256);
+        // The evaluation is beside it, under the name tune looks for.
+        let eval = home.path().join("medusa-heads").join(EVAL_FILE_NAME);
+        assert_eq!(eval, path.with_extension("eval.json"));
+        assert_eq!(std::fs::read_to_string(&eval).unwrap(), EVAL);
+        std::fs::write(&eval, "{}").unwrap();
+        ensure(home.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&eval).unwrap(), EVAL);
     }
 }
