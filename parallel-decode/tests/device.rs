@@ -527,6 +527,32 @@ fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
     assert!(!out.exists(), "a failed compile leaves nothing behind");
 }
 
+#[test]
+fn a_verify_bucket_longer_than_the_context_is_refused() {
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let out = model_dir.path().join("art");
+    let err = compile(
+        &source,
+        None,
+        &out,
+        &CompileOptions {
+            max_len: 8,
+            verify_buckets: vec![1, 4, 8],
+            ..small_options()
+        },
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("a pass of 8 tokens does not fit a context of 8 positions"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a failed compile leaves nothing behind");
+}
+
 /// Greedy generation on the device with each strategy equals plain greedy decoding.
 #[test]
 fn heads_with_a_vocabulary_rank_its_tokens_as_the_whole_heads_do() {

@@ -55,10 +55,14 @@ pub struct DeviceArgs {
 impl DeviceArgs {
     fn options(&self, model: &ModelDir) -> CompileOptions {
         let max_len = default_max_len(self.max_len, model);
+        // The verify buckets that fit the context (a short --max-len leaves room for fewer).
+        let mut verify_buckets = CompileOptions::default().verify_buckets;
+        verify_buckets.retain(|&w| w < max_len);
         CompileOptions {
             tp: self.tp,
             slots: self.slots,
             max_len,
+            verify_buckets,
             ..CompileOptions::default()
         }
     }

@@ -94,6 +94,15 @@ impl CompileOptions {
                 "need at least one size, none of them 0".into(),
             );
         }
+        if let Some(&w) = self.verify_buckets.iter().find(|&&w| w >= self.max_len) {
+            return bad(
+                "verify buckets",
+                format!(
+                    "a pass of {w} tokens does not fit a context of {} positions (it follows at least one cached token): use smaller buckets or a larger maximum length",
+                    self.max_len
+                ),
+            );
+        }
         if config.attention_bias || config.mlp_bias {
             return bad(
                 "model",
