@@ -257,6 +257,8 @@ pub fn compile(
                 heads: used,
                 top_k,
                 batch: options.slots,
+                // The vocabulary's rows are stored in f16 (see `write_weights`).
+                half_lm_head: !vocab.is_empty(),
                 vocab,
                 takes_next: h.conditioning().takes_next(),
                 takes_path: h.conditioning().takes_path(),
@@ -422,18 +424,25 @@ fn write_weights(
                 _ => data.to_vec(),
             }
         };
-        let plan: Vec<(String, Vec<usize>)> = plan
+        // Everything in f32 but the heads vocabulary's LM-head rows: the heads stream them
+        // once per head and step, and only rank candidates with them (the model verifies), so
+        // they are stored in f16, half the bytes.
+        let plan: Vec<(String, Vec<usize>, Dtype)> = plan
             .into_iter()
             .map(|(name, shape)| {
                 let s = stored_weight_shape(&name, &shape);
-                (name, s)
+                let dtype = match name.as_str() {
+                    HEADS_LM_HEAD => Dtype::F16,
+                    _ => Dtype::F32,
+                };
+                (name, s, dtype)
             })
             .collect();
         let path = weights_dir.join(format!("rank{rank}.safetensors"));
         let mut meta = BTreeMap::new();
         meta.insert("rank".to_string(), rank.to_string());
         meta.insert("tp".to_string(), tp.to_string());
-        let mut writer = SafetensorsWriter::create(&path, Dtype::F32, plan, &meta)?;
+        let mut writer = SafetensorsWriter::create_mixed(&path, plan, &meta)?;
         for (name, shape) in &tensors {
             let full = model.weights().f32(name, shape)?;
             let (data, shard_shape) =

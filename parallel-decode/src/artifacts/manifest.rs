@@ -16,7 +16,9 @@ pub const FORMAT: &str = "neuron-decode-artifacts";
 /// graph returns its candidates' log-probabilities (`head_logprobs`, was `head_logits`). 4: the
 /// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`). 5:
 /// heads may take the path (the heads entry's `takes_path`, the heads' `path.{i}` matrices).
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: the heads vocabulary's LM-head rows are stored in f16 (the heads graph's
+/// `half_lm_head`).
+pub const FORMAT_VERSION: u32 = 6;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -454,22 +454,20 @@ fn load_shard(
     let file = SafetensorsFile::open(path)?;
     let mut tensors = HashMap::with_capacity(file.tensors().len());
     for (name, info) in file.tensors() {
-        if info.dtype != crate::loading::Dtype::F32 {
-            return Err(artifacts(
-                path,
-                format!(
-                    "tensor `{name}` is {}, the mock graphs take f32",
-                    info.dtype
-                ),
-            ));
-        }
+        let dtype = match info.dtype {
+            crate::loading::Dtype::F32 => neuron_rt::DType::F32,
+            crate::loading::Dtype::F16 => neuron_rt::DType::F16,
+            other => {
+                return Err(artifacts(
+                    path,
+                    format!("tensor `{name}` is {other}, the graphs take f32 or f16 weights"),
+                ));
+            }
+        };
         let bytes = file.data(info);
         let t = Tensor::allocate(runtime, Placement::Device(core), bytes.len().max(1), name)?;
         t.write_bytes(0, bytes)?;
-        tensors.insert(
-            name.clone(),
-            Arc::new(t.with_shape(neuron_rt::DType::F32, &info.shape)?),
-        );
+        tensors.insert(name.clone(), Arc::new(t.with_shape(dtype, &info.shape)?));
     }
     Ok(tensors)
 }

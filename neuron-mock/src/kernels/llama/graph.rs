@@ -348,7 +348,8 @@ impl CommitParams {
 ///
 /// With a heads vocabulary (`vocab`, strictly increasing token ids), the LM head input is
 /// instead `medusa.lm_head` `[vocab.len(), hidden]`: those tokens' rows, the same on every
-/// rank (no collective), and the candidates are among those tokens only.
+/// rank (no collective), and the candidates are among those tokens only; f32, or f16 with
+/// `half_lm_head`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadsParams {
@@ -370,6 +371,10 @@ pub struct HeadsParams {
     /// so that the heads run one after the other (only with `takes_next`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_path: bool,
+    /// Whether the vocabulary's LM-head rows (`medusa.lm_head`) are f16: half the bytes each
+    /// head streams (only with a vocabulary; see [`super::packed_half`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub half_lm_head: bool,
 }
 
 /// The name of the embedding input (the model's, full vocabulary on every rank).
@@ -410,7 +415,13 @@ impl HeadsParams {
         ];
         let lm_head_is_embedding = self.vocab.is_empty() && m.tied_embeddings;
         if !self.vocab.is_empty() {
-            io.push(weight_spec(HEADS_LM_HEAD, &[self.vocab.len(), d]));
+            let dtype = if self.half_lm_head {
+                DType::F16
+            } else {
+                DType::F32
+            };
+            let shape = stored_weight_shape(HEADS_LM_HEAD, &[self.vocab.len(), d]);
+            io.push(spec(HEADS_LM_HEAD, dtype, &shape, Usage::Input));
         } else if m.tied_embeddings {
             io.push(weight_spec(EMBEDDING, &[m.vocab, d]));
         } else {

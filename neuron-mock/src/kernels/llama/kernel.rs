@@ -12,6 +12,7 @@ use super::graph::{
     head_tensor, head_token_parts,
 };
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
+use super::packed_half::{PackedHalf, matmul_packed_half};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
 use crate::neff::{TensorSpec, Usage};
 
@@ -411,6 +412,23 @@ struct HeadsScratch {
     packed: PackedScratch,
 }
 
+/// The rows the heads score: the model's LM head (or this rank's slice of it), or the heads
+/// vocabulary's rows in f32 or f16.
+#[derive(Clone, Copy)]
+enum LmHead<'a> {
+    Full(Packed<'a>),
+    Half(PackedHalf<'a>),
+}
+
+impl LmHead<'_> {
+    fn rows(&self) -> usize {
+        match self {
+            LmHead::Full(w) => w.rows(),
+            LmHead::Half(w) => w.rows(),
+        }
+    }
+}
+
 fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     let params: HeadsParams = ctx.params()?;
     let m = &params.model;
@@ -421,6 +439,9 @@ fn build_heads(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     };
     if params.takes_path && !params.takes_next {
         return Err(ctx.params_error("heads that take the path must take the next token too"));
+    }
+    if params.half_lm_head && params.vocab.is_empty() {
+        return Err(ctx.params_error("an f16 LM head is for a heads vocabulary only"));
     }
     if params.heads == 0 || params.top_k == 0 || params.batch == 0 || params.top_k > scored {
         return Err(ctx.params_error(
@@ -495,8 +516,13 @@ impl Kernel for Heads {
         };
         // The rows scored and the token id of the first: the heads' vocabulary (the same on
         // every rank), or this rank's slice of the whole vocabulary.
-        let (lm_head, offset) = if !p.vocab.is_empty() {
-            (packed(at.lm_head, p.vocab.len())?, 0)
+        let (lm_head, offset) = if p.half_lm_head {
+            let rows = ctx.input::<half::f16>(at.lm_head)?;
+            let view = PackedHalf::new(rows, p.vocab.len(), d)
+                .map_err(|message| KernelError::BadInput { message })?;
+            (LmHead::Half(view), 0)
+        } else if !p.vocab.is_empty() {
+            (LmHead::Full(packed(at.lm_head, p.vocab.len())?), 0)
         } else {
             let offset = m.vocab_offset(self.rank);
             let lm_head = if m.tied_embeddings {
@@ -504,7 +530,7 @@ impl Kernel for Heads {
             } else {
                 packed(at.lm_head, m.vocab_local)?
             };
-            (lm_head, offset)
+            (LmHead::Full(lm_head), offset)
         };
         let rows_scored = lm_head.rows();
         let token_id = |row: usize| match p.vocab.get(row) {
@@ -607,11 +633,16 @@ impl Kernel for Heads {
                 }
                 let n = rows * g;
                 s.logits.resize(n * rows_scored, 0.0);
-                let logits = PackedProduct {
-                    w: lm_head,
-                    y: &mut s.logits,
-                };
-                matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
+                match lm_head {
+                    LmHead::Full(w) => {
+                        let logits = PackedProduct {
+                            w,
+                            y: &mut s.logits,
+                        };
+                        matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
+                    }
+                    LmHead::Half(w) => matmul_packed_half(w, &s.z, n, &mut s.logits),
+                }
                 // Local top-k per (row, head), as (token id, logit) pairs, then each (row,
                 // head)'s log-sum-exp over the tokens scored here (for the candidates'
                 // log-probabilities).
@@ -669,6 +700,7 @@ mod tests {
         CommitParams, ForwardParams, HEADS_LM_HEAD, HeadsParams, ModelShard, OutputsAt,
     };
     use crate::kernels::llama::packed::pack;
+    use crate::kernels::llama::packed_half::to_half;
     use crate::kernels::test_support::{f32_bytes, f32_values, run};
     use crate::neff::{TensorSpec, Usage};
 
@@ -933,7 +965,7 @@ mod tests {
     /// computation over the tokens scored (`vocab`, or all of them when empty), with or
     /// without the next token as an input, and with head 1 taking head 0's best candidate
     /// when the heads take the path.
-    fn check_heads(vocab: Vec<u32>, takes_next: bool, takes_path: bool) {
+    fn check_heads(vocab: Vec<u32>, takes_next: bool, takes_path: bool, half_lm_head: bool) {
         const NEXT: usize = 5;
         let p = HeadsParams {
             model: shard(),
@@ -943,6 +975,7 @@ mod tests {
             vocab: vocab.clone(),
             takes_next,
             takes_path,
+            half_lm_head,
         };
         let (vocab_size, d) = (23, 16);
         let embedding = TensorSpec {
@@ -979,7 +1012,12 @@ mod tests {
                             .iter()
                             .flat_map(|&v| emb[v * d..(v + 1) * d].to_vec())
                             .collect();
-                        f32_bytes(&pack(&rows, scored.len(), d))
+                        let packed = pack(&rows, scored.len(), d);
+                        if half_lm_head {
+                            bytemuck::cast_slice(&to_half(&packed)).to_vec()
+                        } else {
+                            f32_bytes(&packed)
+                        }
                     }
                     "medusa.0.weight" => f32_bytes(&pack(&head_w[0], d, d)),
                     "medusa.1.weight" => f32_bytes(&pack(&head_w[1], d, d)),
@@ -1028,9 +1066,14 @@ mod tests {
                     x[i] + a / (1.0 + (-a).exp())
                 })
                 .collect();
+            // The LM head's weights as the kernel holds them.
+            let weight = |v: usize, j: usize| match half_lm_head {
+                true => half::f16::from_f32(emb[v * d + j]).to_f32(),
+                false => emb[v * d + j],
+            };
             let logits: Vec<f32> = scored
                 .iter()
-                .map(|&v| (0..d).map(|j| emb[v * d + j] * z[j]).sum())
+                .map(|&v| (0..d).map(|j| weight(v, j) * z[j]).sum())
                 .collect();
             let expected = top_k(&logits, 3);
             let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln() as f32;
@@ -1076,24 +1119,30 @@ mod tests {
 
     #[test]
     fn heads_return_the_top_candidates_of_each_head() {
-        check_heads(Vec::new(), false, false);
+        check_heads(Vec::new(), false, false, false);
     }
 
     #[test]
     fn heads_with_a_vocabulary_return_only_its_tokens() {
-        check_heads(vec![1, 4, 7, 10, 15, 22], false, false);
+        check_heads(vec![1, 4, 7, 10, 15, 22], false, false, false);
     }
 
     #[test]
     fn heads_that_take_the_next_token_add_its_embedding() {
-        check_heads(Vec::new(), true, false);
-        check_heads(vec![1, 4, 7, 10, 15, 22], true, false);
+        check_heads(Vec::new(), true, false, false);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true, false, false);
     }
 
     #[test]
     fn heads_that_take_the_path_add_the_best_candidates_before_them() {
-        check_heads(Vec::new(), true, true);
-        check_heads(vec![1, 4, 7, 10, 15, 22], true, true);
+        check_heads(Vec::new(), true, true, false);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true, true, false);
+    }
+
+    #[test]
+    fn heads_with_an_f16_lm_head_score_its_rounded_rows() {
+        check_heads(vec![1, 4, 7, 10, 15, 22], false, false, true);
+        check_heads(vec![1, 4, 7, 10, 15, 22], true, true, true);
     }
 
     #[test]
@@ -1107,6 +1156,7 @@ mod tests {
                 vocab,
                 takes_next: false,
                 takes_path: false,
+                half_lm_head: false,
             };
             let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
                 .unwrap_err()
@@ -1122,11 +1172,27 @@ mod tests {
             vocab: Vec::new(),
             takes_next: false,
             takes_path: true,
+            half_lm_head: false,
         };
         let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("take the next token too"), "{err}");
+        // An f16 LM head is for a vocabulary's rows only.
+        let p = HeadsParams {
+            model: shard(),
+            heads: 1,
+            top_k: 1,
+            batch: 1,
+            vocab: Vec::new(),
+            takes_next: false,
+            takes_path: false,
+            half_lm_head: true,
+        };
+        let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f16 LM head"), "{err}");
     }
 
     #[test]

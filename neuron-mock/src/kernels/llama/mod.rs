@@ -6,6 +6,7 @@ pub mod graph;
 mod kernel;
 pub mod linalg;
 pub mod packed;
+pub mod packed_half;
 #[cfg(target_arch = "x86_64")]
 mod packed_simd;
 #[cfg(target_arch = "x86_64")]

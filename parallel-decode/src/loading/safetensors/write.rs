@@ -19,8 +19,8 @@ use crate::loading::dtype::{Dtype, encode_f32};
 pub struct SafetensorsWriter {
     path: PathBuf,
     out: BufWriter<File>,
-    dtype: Dtype,
-    plan: Vec<(String, Vec<usize>)>,
+    /// Each tensor's name, shape and stored dtype, in writing order.
+    plan: Vec<(String, Vec<usize>, Dtype)>,
     next: usize,
     buf: Vec<u8>,
 }
@@ -46,12 +46,40 @@ impl SafetensorsWriter {
                 dtype: dtype.to_string(),
             });
         }
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, shape)| (name, shape, dtype))
+            .collect();
+        Self::create_mixed(path, tensors, metadata)
+    }
+
+    /// As [`SafetensorsWriter::create`], each tensor with its own stored dtype.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedDtype`] naming the first tensor whose dtype is not `F32`, `F16` or
+    /// `BF16`; [`Error::Io`] if the file cannot be created or written.
+    pub fn create_mixed(
+        path: &Path,
+        tensors: Vec<(String, Vec<usize>, Dtype)>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        if let Some((name, _, dtype)) = tensors
+            .iter()
+            .find(|(_, _, d)| !matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16))
+        {
+            return Err(Error::UnsupportedDtype {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                dtype: dtype.to_string(),
+            });
+        }
         let mut header = Map::new();
         if !metadata.is_empty() {
             header.insert("__metadata__".into(), json!(metadata));
         }
         let mut offset = 0usize;
-        for (name, shape) in &tensors {
+        for (name, shape, dtype) in &tensors {
             let len = shape.iter().product::<usize>() * dtype.size();
             header.insert(
                 name.clone(),
@@ -72,7 +100,6 @@ impl SafetensorsWriter {
         Ok(Self {
             path: path.to_path_buf(),
             out,
-            dtype,
             plan: tensors,
             next: 0,
             buf: Vec::new(),
@@ -86,7 +113,7 @@ impl SafetensorsWriter {
     /// [`Error::ShapeMismatch`] if `name` is not the next tensor or `data` has the wrong
     /// length; [`Error::Io`] if writing fails.
     pub fn write_next(&mut self, name: &str, data: &[f32]) -> Result<()> {
-        let Some((expected_name, shape)) = self.plan.get(self.next) else {
+        let Some((expected_name, shape, dtype)) = self.plan.get(self.next) else {
             return Err(self.mismatch(name, Vec::new(), vec![data.len()]));
         };
         let elements: usize = shape.iter().product();
@@ -94,7 +121,7 @@ impl SafetensorsWriter {
             return Err(self.mismatch(name, shape.clone(), vec![data.len()]));
         }
         self.buf.clear();
-        encode_f32(self.dtype, data, &mut self.buf);
+        encode_f32(*dtype, data, &mut self.buf);
         self.out
             .write_all(&self.buf)
             .map_err(|e| Error::io(&self.path, "write", e))?;
@@ -109,7 +136,7 @@ impl SafetensorsWriter {
     /// [`Error::MissingTensor`] naming the first tensor never written; [`Error::Io`] if
     /// flushing fails.
     pub fn finish(self) -> Result<()> {
-        if let Some((name, _)) = self.plan.get(self.next) {
+        if let Some((name, _, _)) = self.plan.get(self.next) {
             return Err(Error::MissingTensor {
                 path: self.path,
                 tensor: name.clone(),
@@ -127,7 +154,7 @@ impl SafetensorsWriter {
         let expected_name = self
             .plan
             .get(self.next)
-            .map_or("(none left)", |(n, _)| n.as_str());
+            .map_or("(none left)", |(n, _, _)| n.as_str());
         Error::ShapeMismatch {
             path: self.path.clone(),
             tensor: format!("{name} (writer expected `{expected_name}` next)"),
@@ -181,5 +208,31 @@ mod tests {
         let err = w.finish().unwrap_err().to_string();
         assert!(err.ends_with("tensor `b` is missing"), "{err}");
         assert!(SafetensorsWriter::create(&p, Dtype::I8, vec![], &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn tensors_may_each_have_their_own_dtype() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let plan = vec![
+            ("a".to_string(), vec![3], Dtype::F32),
+            ("b".to_string(), vec![2], Dtype::F16),
+        ];
+        let mut w = SafetensorsWriter::create_mixed(&p, plan, &BTreeMap::new()).unwrap();
+        w.write_next("a", &[1.0, 2.0, 3.0]).unwrap();
+        w.write_next("b", &[0.5, -2.0]).unwrap();
+        w.finish().unwrap();
+        let f = SafetensorsFile::open(&p).unwrap();
+        assert_eq!(f.tensors()["a"].dtype, Dtype::F32);
+        let b = &f.tensors()["b"];
+        assert_eq!(b.dtype, Dtype::F16);
+        let halves: Vec<u8> = [0.5f32, -2.0]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        assert_eq!(f.data(b), halves.as_slice());
+        let bad = vec![("c".to_string(), vec![1], Dtype::I8)];
+        let err = SafetensorsWriter::create_mixed(&p, bad, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains('c'), "{err}");
     }
 }
