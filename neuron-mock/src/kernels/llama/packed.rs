@@ -154,13 +154,15 @@ pub struct PackedScratch {
     out: Vec<f32>,
 }
 
-/// Token tiles: how many tokens a block multiplies at once, widest first, the rest in one
-/// tile (the kernels take any width up to the widest: each tile reads the weights once more).
+/// Token tiles: how many tokens a block multiplies at once. As few tiles as the widest
+/// allows (each tile reads the weights once more), of widths as even as possible, wider first
+/// (16 tokens at 6 a tile are 6 + 5 + 5: a narrow last tile would cost a pass for little).
 fn tiles(tokens: usize, widest: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
+    let count = tokens.div_ceil(widest.max(1));
+    let mut out = Vec::with_capacity(count);
     let mut t = 0;
-    while t < tokens {
-        let width = widest.min(tokens - t);
+    for i in 0..count {
+        let width = tokens / count + usize::from(i < tokens % count);
         out.push((t, width));
         t += width;
     }
@@ -513,5 +515,8 @@ mod tests {
         assert_eq!(tiles(3, 4), vec![(0, 3)]);
         assert_eq!(tiles(8, 4), vec![(0, 4), (4, 4)]);
         assert_eq!(tiles(3, 1), vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(tiles(16, 6), vec![(0, 6), (6, 5), (11, 5)]);
+        assert_eq!(tiles(13, 6), vec![(0, 5), (5, 4), (9, 4)]);
+        assert!(tiles(0, 6).is_empty());
     }
 }
