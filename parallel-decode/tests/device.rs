@@ -502,55 +502,43 @@ fn tensor_parallel_4_in_child() {
     tensor_parallel_matches_one_core(4);
 }
 
-#[test]
-fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
+/// Compiles the tiny model with `options`, which must be refused; returns the error, having
+/// checked that the failed compile left nothing behind.
+fn refused_compile(options: CompileOptions) -> String {
     let model_dir = tempfile::tempdir().unwrap();
     write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
     let source = ModelDir::open(model_dir.path()).unwrap();
     let out = model_dir.path().join("art");
-    let err = compile(
-        &source,
-        None,
-        &out,
-        &CompileOptions {
-            tp: 3,
-            ..small_options()
-        },
-        &NoProgress,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = compile(&source, None, &out, &options, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(!out.exists(), "a failed compile leaves nothing behind");
+    err
+}
+
+#[test]
+fn a_tensor_parallel_degree_that_does_not_divide_the_heads_is_refused() {
+    let err = refused_compile(CompileOptions {
+        tp: 3,
+        ..small_options()
+    });
     assert!(
         err.contains("tensor parallelism 3") && err.contains("degrees that do: 1, 2"),
         "{err}"
     );
-    assert!(!out.exists(), "a failed compile leaves nothing behind");
 }
 
 #[test]
 fn a_verify_bucket_longer_than_the_context_is_refused() {
-    let model_dir = tempfile::tempdir().unwrap();
-    write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
-    let source = ModelDir::open(model_dir.path()).unwrap();
-    let out = model_dir.path().join("art");
-    let err = compile(
-        &source,
-        None,
-        &out,
-        &CompileOptions {
-            max_len: 8,
-            verify_buckets: vec![1, 4, 8],
-            ..small_options()
-        },
-        &NoProgress,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused_compile(CompileOptions {
+        max_len: 8,
+        verify_buckets: vec![1, 4, 8],
+        ..small_options()
+    });
     assert!(
         err.contains("a pass of 8 tokens does not fit a context of 8 positions"),
         "{err}"
     );
-    assert!(!out.exists(), "a failed compile leaves nothing behind");
 }
 
 /// Greedy generation on the device with each strategy equals plain greedy decoding.
