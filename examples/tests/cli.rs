@@ -222,6 +222,13 @@ fn bad_input_is_one_clear_error() {
             .arg("1 x"),
     );
     assert!(err.contains("is not a list of token ids"), "{err}");
+
+    // Refused before any model is touched.
+    let err = fails(neuron_decode().args(["generate", "-p", "hi", "--max-tokens", "0"]));
+    assert!(
+        err.contains("--max-tokens") && err.contains("must be at least 1"),
+        "{err}"
+    );
 }
 
 #[test]

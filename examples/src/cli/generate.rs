@@ -44,8 +44,8 @@ pub struct Args {
 /// How tokens are chosen.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SamplingArgs {
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    /// Most tokens to generate (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy (the default).
     #[arg(long, default_value_t = 0.0)]
@@ -195,4 +195,13 @@ fn report(g: &Generation, strategy: &str, note: &str, stop_string: bool) {
         g.target_passes,
         depths.join(" "),
     );
+}
+
+/// Parses a count that must be at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
