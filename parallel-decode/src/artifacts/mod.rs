@@ -4,7 +4,8 @@
 //! manifest.json                 format version, model config, tp degree, slots, max length,
 //!                               graphs (role, width, batch, NEFF path), weight shards, heads
 //! graphs/<role>-<width>.neff    one mock NEFF per role and bucket (per rank when they differ)
-//! weights/rank{r}.safetensors   each rank's shard, Hugging Face tensor names
+//! weights/rank{r}.safetensors   each rank's shard, Hugging Face tensor names; f32, but for
+//!                               the heads vocabulary's LM-head rows (`medusa.lm_head`), f16
 //! tokenizer.json, ...           the tokenizer and its companion files
 //! ```
 
