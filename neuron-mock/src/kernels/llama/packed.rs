@@ -32,6 +32,23 @@ pub fn packed_len(rows: usize, cols: usize) -> usize {
     rows.div_ceil(PANEL) * cols * PANEL
 }
 
+/// Checks that `len` values (of `kind`, e.g. "f16 ", or "" for f32) are exactly a packed
+/// `[rows][cols]` matrix.
+pub(super) fn check_packed_len(
+    len: usize,
+    rows: usize,
+    cols: usize,
+    kind: &str,
+) -> Result<(), String> {
+    let expected = packed_len(rows, cols);
+    if len != expected {
+        return Err(format!(
+            "a packed {rows} x {cols} {kind}matrix holds {expected} values, this one {len}"
+        ));
+    }
+    Ok(())
+}
+
 /// The tensor shape of a packed `[rows][cols]` matrix: `[panels, cols, PANEL]`.
 pub fn packed_shape(rows: usize, cols: usize) -> [usize; 3] {
     [rows.div_ceil(PANEL), cols, PANEL]
@@ -68,13 +85,7 @@ impl<'a> Packed<'a> {
     /// # Errors
     /// A sentence when `data` does not hold exactly [`packed_len`] values.
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, String> {
-        let expected = packed_len(rows, cols);
-        if data.len() != expected {
-            return Err(format!(
-                "a packed {rows} x {cols} matrix holds {expected} values, this one {}",
-                data.len()
-            ));
-        }
+        check_packed_len(data.len(), rows, cols, "")?;
         Ok(Packed {
             data,
             first: 0,
@@ -140,10 +151,10 @@ pub struct PackedProduct<'a> {
 
 /// Products whose total work is below this many multiply-adds run on the calling thread:
 /// waking the pool costs more than they do (the key or value projection of one token, say).
-const SERIAL_WORK: usize = 1 << 17;
+pub(super) const SERIAL_WORK: usize = 1 << 17;
 /// Tasks per pool thread: enough that a thread slowed by other work on the machine is
 /// balanced by the others, few enough that each task streams a long run of weights.
-const TASKS_PER_THREAD: usize = 4;
+pub(super) const TASKS_PER_THREAD: usize = 4;
 
 /// Scratch space reused across calls so that a step allocates nothing in steady state.
 #[derive(Default)]

@@ -13,10 +13,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::packed::{PANEL, packed_len};
-
-/// Products below this many multiply-adds run on the calling thread.
-const SERIAL_WORK: usize = 1 << 17;
+use super::packed::{PANEL, SERIAL_WORK, TASKS_PER_THREAD, check_packed_len};
 
 /// A packed `[rows][cols]` matrix of f16 weights.
 #[derive(Debug, Clone, Copy)]
@@ -30,15 +27,9 @@ impl<'a> PackedHalf<'a> {
     /// Views `data` as a packed `[rows][cols]` matrix.
     ///
     /// # Errors
-    /// A sentence when `data` does not hold exactly [`packed_len`] values.
+    /// A sentence when `data` does not hold exactly [`super::packed::packed_len`] values.
     pub fn new(data: &'a [f16], rows: usize, cols: usize) -> Result<Self, String> {
-        let expected = packed_len(rows, cols);
-        if data.len() != expected {
-            return Err(format!(
-                "a packed {rows} x {cols} f16 matrix holds {expected} values, this one {}",
-                data.len()
-            ));
-        }
+        check_packed_len(data.len(), rows, cols, "f16 ")?;
         Ok(PackedHalf { data, rows, cols })
     }
 
@@ -69,7 +60,7 @@ pub fn matmul_packed_half(w: PackedHalf<'_>, x: &[f32], tokens: usize, y: &mut [
     let per_task = if panels * PANEL * k * tokens <= SERIAL_WORK {
         panels
     } else {
-        panels.div_ceil(rayon::current_num_threads().max(1) * 4)
+        panels.div_ceil(rayon::current_num_threads().max(1) * TASKS_PER_THREAD)
     };
     let run = |(i, part): (usize, &mut [f32])| {
         let first = i * per_task;
