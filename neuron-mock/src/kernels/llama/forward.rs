@@ -8,8 +8,8 @@
 //! attention output and the MLP down projection) are summed across ranks.
 
 use super::linalg::{
-    argmax, rms_norm, rope_angles, rope_in_place, row_products, softmax_in_place, swiglu_in_place,
-    weighted_sums,
+    argmax, attention_scores, rms_norm, rope_angles, rope_in_place, softmax_in_place,
+    swiglu_in_place, weighted_sums,
 };
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
@@ -560,34 +560,19 @@ fn attention(
     let visible = row.cache_len + n;
     let width = dims.q_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Buffers for a task's queries (scaled), their scores by key, and the probabilities of
-    // each query head sharing the key/value head, head by head.
-    let buffers = || {
-        (
-            vec![0.0; group * hd],
-            vec![0.0; visible * group],
-            vec![0.0; group * visible],
-        )
-    };
-    let token = |bufs: &mut (Vec<f32>, Vec<f32>, Vec<f32>), (i, out): (usize, &mut [f32])| {
-        let (queries, scores_t, probs) = bufs;
+    // Buffers for a task's queries (scaled) and their scores, then probabilities, by key:
+    // the query heads sharing one key/value head, head by head.
+    let buffers = || (vec![0.0; group * hd], vec![0.0; group * visible]);
+    let token = |bufs: &mut (Vec<f32>, Vec<f32>), (i, out): (usize, &mut [f32])| {
+        let (queries, probs) = bufs;
         for (g, out) in out.chunks_exact_mut(group * hd).enumerate() {
             let keys = dims.kv_index(layer, 0, row.slot, g, 0);
             let values = dims.kv_index(layer, 1, row.slot, g, 0);
             for (d, v) in queries.iter_mut().zip(&q[i * width + g * group * hd..]) {
                 *d = v * scale;
             }
-            row_products(
-                &kv_cache[keys..keys + visible * hd],
-                queries,
-                scores_t,
-                hd,
-                group,
-            );
-            for (h, p) in probs.chunks_exact_mut(visible).enumerate() {
-                for (p, &t) in p.iter_mut().zip(scores_t.iter().skip(h).step_by(group)) {
-                    *p = t;
-                }
+            attention_scores(&kv_cache[keys..keys + visible * hd], queries, probs, hd);
+            for p in probs.chunks_exact_mut(visible) {
                 for (j, p) in p[row.cache_len..].iter_mut().enumerate() {
                     if !row.attends(i, j) {
                         *p = f32::NEG_INFINITY;

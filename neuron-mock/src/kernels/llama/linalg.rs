@@ -1,147 +1,96 @@
-//! Dense linear algebra for the Llama kernels on row-major operands, and the small
-//! elementwise operations around the products.
+//! The attention's arithmetic on row-major operands (scores against the keys of the KV cache,
+//! sums of the values weighted by the probabilities) and the small elementwise operations
+//! around the products. (Weight matrices are stored packed and multiplied by
+//! [`super::packed`].)
 //!
-//! The row kernels compute `y[t][o] = Σ_k w[o][k] · x[t][k]` with `w` row-major
-//! (`[out][in]`); the model uses them through [`row_products`] for the attention scores, whose
-//! "weights" are the keys in the KV cache. (Weight matrices are stored packed and multiplied
-//! by [`super::packed`].) Every output is summed in the same order whatever the number of
-//! rows and tokens, so a position scores the same in a decode step and in a verify pass.
-//!
-//! On x86_64 CPUs with AVX2 and FMA (chosen at run time) the inner loops are the explicit
-//! SIMD micro-kernels of the `simd` module; elsewhere they are the portable loops below.
+//! Every result is computed in one fixed order whatever the number of queries, positions and
+//! threads, so a position scores the same in a decode step and in a verify pass, which is
+//! what makes greedy parallel decoding reproduce greedy decoding exactly. On x86_64 CPUs with
+//! AVX2 and FMA (chosen at run time) the loops run as vector instructions (the `simd`
+//! module), with the same bits as the portable code here.
 
-/// Lanes per accumulator: one AVX2 register of f32.
-const LANES: usize = 8;
-/// Weight rows processed together (each row's block is reused for every token).
-const ROWS: usize = 4;
-/// Tokens processed together against one block of rows.
-const COLS: usize = 2;
+/// Partial sums an attention score is made of (one AVX-512 vector of f32).
+pub const SCORE_LANES: usize = 16;
 
-/// `acc[r][c] += Σ_k w[r][k] x[c][k]` over the first `k_main` columns (a multiple of LANES).
-#[inline(always)]
-fn block<const R: usize, const C: usize>(
-    w: [&[f32]; R],
-    x: [&[f32]; C],
-    k_main: usize,
-) -> [[f32; C]; R] {
-    let mut acc = [[[0.0f32; LANES]; C]; R];
-    let mut k = 0;
-    while k < k_main {
-        let xs: [&[f32]; C] = std::array::from_fn(|c| &x[c][k..k + LANES]);
-        for r in 0..R {
-            let wr = &w[r][k..k + LANES];
-            for c in 0..C {
-                let xc = xs[c];
-                for l in 0..LANES {
-                    acc[r][c][l] += wr[l] * xc[l];
-                }
-            }
-        }
-        k += LANES;
-    }
-    let mut out = [[0.0f32; C]; R];
-    for r in 0..R {
-        for c in 0..C {
-            // Pairwise horizontal sum: the same order on every path keeps results stable.
-            let a = acc[r][c];
-            let s4 = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-            let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
-            let mut s = s2[0] + s2[1];
-            for kk in k_main..w[r].len() {
-                s += w[r][kk] * x[c][kk];
-            }
-            out[r][c] = s;
-        }
-    }
-    out
-}
-
-/// Computes rows `first_row..` of the product into `yt` (layout `[row][token]`).
-/// The portable path.
-fn rows_into_baseline(
-    w: &[f32],
-    x: &[f32],
-    yt: &mut [f32],
-    first_row: usize,
-    k: usize,
-    tokens: usize,
-) {
-    if tokens == 1 {
-        // A single token has no activation reuse: more rows in flight hide the FMA latency.
-        rows_into_blocked::<8, 1>(w, x, yt, first_row, k, tokens)
-    } else {
-        rows_into_blocked::<ROWS, COLS>(w, x, yt, first_row, k, tokens)
-    }
-}
-
-#[inline(always)]
-fn rows_into_blocked<const R: usize, const C: usize>(
-    w: &[f32],
-    x: &[f32],
-    yt: &mut [f32],
-    first_row: usize,
-    k: usize,
-    tokens: usize,
-) {
-    let n_rows = yt.len() / tokens;
-    let k_main = k - k % LANES;
-    let row = |r: usize| &w[(first_row + r) * k..(first_row + r + 1) * k];
-    let tok = |t: usize| &x[t * k..(t + 1) * k];
-    let mut r = 0;
-    while r + R <= n_rows {
-        let ws: [&[f32]; R] = std::array::from_fn(|i| row(r + i));
-        let mut t = 0;
-        while t + C <= tokens {
-            let out = block::<R, C>(ws, std::array::from_fn(|c| tok(t + c)), k_main);
-            for (i, o) in out.iter().enumerate() {
-                yt[(r + i) * tokens + t..(r + i) * tokens + t + C].copy_from_slice(o);
-            }
-            t += C;
-        }
-        while t < tokens {
-            let out = block::<R, 1>(ws, [tok(t)], k_main);
-            for (i, o) in out.iter().enumerate() {
-                yt[(r + i) * tokens + t] = o[0];
-            }
-            t += 1;
-        }
-        r += R;
-    }
-    while r < n_rows {
-        for t in 0..tokens {
-            yt[r * tokens + t] = block::<1, 1>([row(r)], [tok(t)], k_main)[0][0];
-        }
-        r += 1;
-    }
-}
-
-fn rows_dispatch(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::rows_into(w, x, yt, first_row, k, tokens) {
-        return;
-    }
-    rows_into_baseline(w, x, yt, first_row, k, tokens)
-}
-
-/// `yt[r][t] = Σ_c w[r][c] x[t][c]` for every row of `w` (`[rows][k]`) and token of `x`
-/// (`[tokens][k]`), the result laid out `[row][token]`, on the calling thread: the attention
-/// scores of the query heads sharing one key head, against every key.
+/// `out[q][j] = Σ_d queries[q][d] · keys[j][d]` for every query (`[queries][width]`) and key
+/// (`[positions][width]`), `out` being `[queries][positions]`: the attention scores of the
+/// query heads that share one key head.
+///
+/// Each score is defined exactly, so that every path gives the same bits: [`SCORE_LANES`]
+/// partial sums, lane `l` summing the products of the elements `d ≡ l (mod 16)` in increasing
+/// `d` with fused multiply-adds from zero, then added pairwise by halving (lane `l` with
+/// `l + 8`, then `+ 4`, `+ 2`, `+ 1`). That order lets the vector path reduce 16 scores at once
+/// with a few shuffles instead of summing each one across its vector.
 ///
 /// # Panics
-/// If `yt` is not `rows · tokens` long or `w`, `x` are shorter than their dimensions say (a
-/// kernel bug, caught by the mock's guard).
-pub fn row_products(w: &[f32], x: &[f32], yt: &mut [f32], k: usize, tokens: usize) {
-    assert!(tokens > 0 && yt.len().is_multiple_of(tokens));
-    assert!(w.len() >= yt.len() / tokens * k && x.len() >= tokens * k);
-    rows_dispatch(w, x, yt, 0, k, tokens);
+/// If `out` is not a whole number of rows of `positions` for the queries, or `keys` is shorter
+/// than `positions` rows (a kernel bug, caught by the mock's guard).
+pub fn attention_scores(keys: &[f32], queries: &[f32], out: &mut [f32], width: usize) {
+    assert!(width > 0 && queries.len().is_multiple_of(width));
+    let count = queries.len() / width;
+    assert!(count == 0 || out.len().is_multiple_of(count));
+    let positions = out.len().checked_div(count).unwrap_or(0);
+    assert!(keys.len() >= positions * width);
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::attention_scores(keys, queries, out, width) {
+        return;
+    }
+    attention_scores_portable(keys, queries, out, width);
+}
+
+/// [`attention_scores`] in plain Rust (the AVX2 path compiles this same code).
+#[inline(always)]
+pub(super) fn attention_scores_portable(
+    keys: &[f32],
+    queries: &[f32],
+    out: &mut [f32],
+    width: usize,
+) {
+    let count = queries.len() / width;
+    let Some(positions) = out.len().checked_div(count) else {
+        return;
+    };
+    for (query, out) in queries
+        .chunks_exact(width)
+        .zip(out.chunks_exact_mut(positions.max(1)))
+    {
+        for (key, o) in keys.chunks_exact(width).zip(out.iter_mut()) {
+            *o = score(key, query);
+        }
+    }
+}
+
+/// One score of [`attention_scores`].
+#[inline(always)]
+fn score(key: &[f32], query: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; SCORE_LANES];
+    for (k, q) in key.chunks(SCORE_LANES).zip(query.chunks(SCORE_LANES)) {
+        for ((lane, &k), &q) in lanes.iter_mut().zip(k).zip(q) {
+            *lane = k.mul_add(q, *lane);
+        }
+    }
+    halving_sum(lanes)
+}
+
+/// The sum of the lanes of [`attention_scores`]: `l` with `l + 8`, then `+ 4`, `+ 2`, `+ 1`.
+#[inline(always)]
+pub(super) fn halving_sum(mut lanes: [f32; SCORE_LANES]) -> f32 {
+    let mut half = SCORE_LANES / 2;
+    while half > 0 {
+        for i in 0..half {
+            lanes[i] += lanes[i + half];
+        }
+        half /= 2;
+    }
+    lanes[0]
 }
 
 /// `out[q] = Σ_j weights[q][j] · rows[j]` for every query `q`, skipping zero weights: the
 /// attention outputs of the query heads that share one value head, from their probabilities.
 /// `weights` is `[queries][positions]`, `rows` `[positions][width]`, `out` `[queries][width]`.
 ///
-/// Each output element is the same sum in position order as a plain loop would give, however
-/// many queries there are. Up to [`QUERIES_PER_PASS`] queries share one pass over the values
+/// Each output element is the same sum in position order (fused multiply-adds from zero) as a
+/// plain loop would give, however many queries there are. Up to [`QUERIES_PER_PASS`] queries share one pass over the values
 /// (each value row loaded once for all of them), their accumulators for a run of output
 /// elements kept in vector registers through the loop over positions.
 ///
@@ -304,7 +253,7 @@ pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// `acc[q] += weight(q) · x` for every query whose weight is not zero.
+/// `acc[q] += weight(q) · x` (fused) for every query whose weight is not zero.
 #[inline(always)]
 fn accumulate<const Q: usize, const RUN: usize>(
     acc: &mut [[f32; RUN]; Q],
@@ -314,8 +263,8 @@ fn accumulate<const Q: usize, const RUN: usize>(
     for (q, acc) in acc.iter_mut().enumerate() {
         let w = weight(q);
         if w != 0.0 {
-            for (a, x) in acc.iter_mut().zip(x) {
-                *a += w * x;
+            for (a, &x) in acc.iter_mut().zip(x) {
+                *a = w.mul_add(x, *a);
             }
         }
     }
@@ -399,58 +348,80 @@ mod tests {
     use super::*;
     use crate::testing::pseudo_random;
 
-    fn naive(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
-        let mut y = vec![0.0; rows * tokens];
-        for t in 0..tokens {
-            for o in 0..rows {
-                y[t * rows + o] = (0..k)
-                    .map(|i| w[o * k + i] as f64 * x[t * k + i] as f64)
-                    .sum::<f64>() as f32;
-            }
+    /// The definition of a score: 16 lanes of fused multiply-adds, then the halving sum.
+    fn defined_score(key: &[f32], query: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; SCORE_LANES];
+        for (d, (&k, &q)) in key.iter().zip(query).enumerate() {
+            lanes[d % SCORE_LANES] = k.mul_add(q, lanes[d % SCORE_LANES]);
         }
-        y
+        let mut half = 8;
+        while half > 0 {
+            for i in 0..half {
+                lanes[i] += lanes[i + half];
+            }
+            half /= 2;
+        }
+        lanes[0]
     }
 
     #[test]
-    fn row_products_match_naive_for_awkward_shapes() {
-        for &(rows, k, tokens) in &[
-            (1, 1, 1),
-            (3, 7, 1),
-            (5, 9, 3),
-            (64, 576, 1),
-            (130, 64, 5),
-            (67, 17, 16),
-            (1001, 64, 3),
-        ] {
-            let w = pseudo_random(rows * k, 1);
-            let x = pseudo_random(tokens * k, 2);
-            let mut yt = vec![f32::NAN; rows * tokens];
-            row_products(&w, &x, &mut yt, k, tokens);
-            let expected = naive(&w, &x, rows, k, tokens);
-            for t in 0..tokens {
-                for r in 0..rows {
-                    let (a, b) = (yt[r * tokens + t], expected[t * rows + r]);
-                    assert!(
-                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                        "{rows}x{k}x{tokens}: {a} vs {b}"
-                    );
+    fn scores_are_the_definition_bit_for_bit_on_every_path() {
+        for width in [1, 8, 16, 40, 64, 128] {
+            for positions in [1, 5, 16, 17, 37, 64] {
+                for queries in 1..=4 {
+                    let keys = pseudo_random(positions * width, 3);
+                    let q = pseudo_random(queries * width, 4);
+                    let mut out = vec![f32::NAN; queries * positions];
+                    attention_scores(&keys, &q, &mut out, width);
+                    let mut portable = vec![f32::NAN; queries * positions];
+                    attention_scores_portable(&keys, &q, &mut portable, width);
+                    for i in 0..queries {
+                        for j in 0..positions {
+                            let expected = defined_score(
+                                &keys[j * width..(j + 1) * width],
+                                &q[i * width..(i + 1) * width],
+                            );
+                            let exact: f64 = (0..width)
+                                .map(|d| keys[j * width + d] as f64 * q[i * width + d] as f64)
+                                .sum();
+                            assert!((expected as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()));
+                            for got in [&out, &portable] {
+                                assert_eq!(
+                                    got[i * positions + j].to_bits(),
+                                    expected.to_bits(),
+                                    "width {width}, {positions} keys, query {i} of {queries}, key {j}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }
     }
 
     #[test]
-    fn a_score_has_the_same_bits_whatever_the_number_of_queries() {
-        let (rows, k) = (37, 64);
-        let w = pseudo_random(rows * k, 6);
-        let x = pseudo_random(5 * k, 7);
-        for tokens in 1..=5 {
-            let mut yt = vec![0.0; rows * tokens];
-            row_products(&w, &x, &mut yt, k, tokens);
-            let mut alone = vec![0.0; rows];
-            row_products(&w, &x[(tokens - 1) * k..], &mut alone, k, 1);
-            for r in 0..rows {
-                assert_eq!(yt[r * tokens + tokens - 1].to_bits(), alone[r].to_bits());
+    fn a_score_has_the_same_bits_whatever_else_is_scored() {
+        // A decode step scores one query against the cache; a verify pass scores more queries
+        // against more keys (its own tokens too), which moves keys between vector blocks.
+        let width = 64;
+        let keys = pseudo_random(50 * width, 6);
+        let q = pseudo_random(5 * width, 7);
+        let mut alone = vec![0.0; 33];
+        attention_scores(&keys[..33 * width], &q[..width], &mut alone, width);
+        for (positions, queries) in [(34, 1), (40, 3), (50, 5)] {
+            let mut all = vec![0.0; queries * positions];
+            attention_scores(
+                &keys[..positions * width],
+                &q[..queries * width],
+                &mut all,
+                width,
+            );
+            for j in 0..33 {
+                assert_eq!(
+                    all[j].to_bits(),
+                    alone[j].to_bits(),
+                    "key {j} of {positions}"
+                );
             }
         }
     }
@@ -475,8 +446,8 @@ mod tests {
                     let w = &weights[q * positions..(q + 1) * positions];
                     for (w, row) in w.iter().zip(rows.chunks_exact(width)) {
                         if *w != 0.0 {
-                            for (e, x) in expected.iter_mut().zip(row) {
-                                *e += w * x;
+                            for (e, &x) in expected.iter_mut().zip(row) {
+                                *e = w.mul_add(x, *e);
                             }
                         }
                     }
@@ -544,20 +515,6 @@ mod tests {
                 (y as f64 - exact).abs() <= 1e-6 * exact.abs().max(1.0),
                 "{g}: {y} vs {exact}"
             );
-        }
-    }
-
-    #[test]
-    fn baseline_and_simd_paths_agree() {
-        let (rows, k, tokens) = (9, 40, 3);
-        let w = pseudo_random(rows * k, 3);
-        let x = pseudo_random(tokens * k, 4);
-        let mut a = vec![0.0; rows * tokens];
-        let mut b = vec![0.0; rows * tokens];
-        rows_into_baseline(&w, &x, &mut a, 0, k, tokens);
-        rows_dispatch(&w, &x, &mut b, 0, k, tokens);
-        for (p, q) in a.iter().zip(&b) {
-            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
         }
     }
 

@@ -1,21 +1,21 @@
-//! x86_64 micro-kernels for the weight-times-activations product, chosen at run time.
+//! x86_64 vector code for the attention's arithmetic and the elementwise operations, chosen
+//! at run time (the weight products have their own kernels, `packed_simd`).
 //!
-//! A block of `R` weight rows is multiplied with `C` activation rows at once, keeping the
-//! `R x C` accumulators in vector registers: each weight vector loaded is used `C` times and each
-//! activation vector `R` times. With AVX2 there are 16 vector registers, enough for 4 x 2
-//! accumulators; with AVX-512 there are 32 registers of twice the width, enough for 4 x 4,
-//! which halves the loads per multiply-add and the instructions per flop. A single token (a
-//! decode step) has nothing to reuse: 8 rows x 1 keeps enough independent accumulators in
-//! flight to stream the weights at memory speed.
+//! Most of it is the portable code of [`super::linalg`] compiled for the widest instruction
+//! set the CPU has, which gives the same bits as the portable path. The attention scores have
+//! a hand-written AVX-512 kernel (`zmm_scores`, for the usual head widths) that computes 16 scores at once: each
+//! score's 16 partial sums sit in one vector, and the 16 vectors are reduced together by a
+//! transposing tree of shuffles and adds (45 instructions for 16 scores, against about 8 a
+//! score to sum each vector across), in exactly the order the portable code defines.
 //!
 //! Everything here is safe code: the intrinsics are safe inside functions compiled for the
 //! features they need, and vectors are built from slices through `bytemuck`. The only unsafe
-//! operation is calling such a function, after checking that the CPU has the features. The
-//! weights of the next row block are prefetched while the current one is computed, so that
-//! the memory stream and the arithmetic overlap.
+//! operation is calling such a function, after checking that the CPU has the features.
 
-use std::arch::x86_64::_mm_prefetch;
+use std::arch::x86_64::*;
 use std::sync::OnceLock;
+
+use super::linalg::SCORE_LANES;
 
 /// The instruction sets the kernels can use.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,56 +52,6 @@ pub(super) fn level() -> Level {
             _ => Level::Avx512,
         }
     })
-}
-
-/// Computes rows `first_row..` of the product into `yt` (`[row][token]`) if the CPU has a
-/// SIMD path; returns `false` (having done nothing) otherwise.
-pub(super) fn rows_into(
-    w: &[f32],
-    x: &[f32],
-    yt: &mut [f32],
-    first_row: usize,
-    k: usize,
-    tokens: usize,
-) -> bool {
-    match level() {
-        Level::None => false,
-        Level::Avx2 => {
-            // SAFETY: avx2 and fma were detected at run time (level()); the function is safe
-            // Rust apart from requiring those features.
-            unsafe { rows_avx2(w, x, yt, first_row, k, tokens) };
-            true
-        }
-        Level::Avx512 => {
-            // SAFETY: avx2, fma and avx512f were detected at run time (level()); the function
-            // is safe Rust apart from requiring those features.
-            unsafe { rows_avx512(w, x, yt, first_row, k, tokens) };
-            true
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn rows_avx2(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
-    if tokens == 1 {
-        ymm::rows::<8, 1>(w, x, yt, first_row, k, tokens)
-    } else {
-        ymm::rows::<4, 2>(w, x, yt, first_row, k, tokens)
-    }
-}
-
-#[target_feature(enable = "avx2,fma,avx512f")]
-fn rows_avx512(w: &[f32], x: &[f32], yt: &mut [f32], first_row: usize, k: usize, tokens: usize) {
-    if !k.is_multiple_of(zmm::LANES) {
-        // Rows that do not fill 512-bit vectors (narrow heads, odd widths): the 256-bit path.
-        return rows_avx2(w, x, yt, first_row, k, tokens);
-    }
-    match tokens {
-        1 => zmm::rows::<8, 1>(w, x, yt, first_row, k, tokens),
-        2 => zmm::rows::<6, 2>(w, x, yt, first_row, k, tokens),
-        3 => zmm::rows::<5, 3>(w, x, yt, first_row, k, tokens),
-        _ => zmm::rows::<4, 4>(w, x, yt, first_row, k, tokens),
-    }
 }
 
 /// Defines `pub(super) fn $name(args) -> bool`: runs `$avx2` or `$avx512` (plain Rust, usually
@@ -142,8 +92,108 @@ macro_rules! at_widest_level {
 }
 
 at_widest_level! {
+    /// [`super::linalg::attention_scores`] in vector instructions, with the same bits.
+    fn attention_scores(keys: &[f32], queries: &[f32], out: &mut [f32], width: usize) {
+        avx2: super::linalg::attention_scores_portable(keys, queries, out, width),
+        // The usual head widths have a kernel each (all offsets constant); others, rare, the
+        // portable code compiled for AVX-512.
+        avx512: match width {
+            64 => zmm_scores::<64>(keys, queries, out),
+            128 => zmm_scores::<128>(keys, queries, out),
+            32 => zmm_scores::<32>(keys, queries, out),
+            _ => super::linalg::attention_scores_portable(keys, queries, out, width),
+        },
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f")]
+fn load(s: &[f32]) -> __m512 {
+    let lanes: [f32; SCORE_LANES] = s.try_into().unwrap_or([0.0; SCORE_LANES]);
+    bytemuck::cast(lanes)
+}
+
+/// [`super::linalg::attention_scores`] for keys and queries of `W` values (a multiple of 16),
+/// 16 keys at a time: accumulator `a` of a block holds the 16 partial sums of key
+/// `4·(a % 4) + a / 4`, the order in which [`reduce16`] leaves the scores in key order.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f")]
+fn zmm_scores<const W: usize>(keys: &[f32], queries: &[f32], out: &mut [f32]) {
+    let (queries, _) = queries.as_chunks::<W>();
+    let Some(positions) = out.len().checked_div(queries.len()) else {
+        return;
+    };
+    let keys = &keys.as_chunks::<W>().0[..positions];
+    let mut first = 0;
+    while first < positions {
+        let n = (positions - first).min(SCORE_LANES);
+        // A whole block as an array (a short last one padded with zero keys, which add
+        // nothing): every load below is at a constant offset, with no bounds checks.
+        let mut padded = [[0.0f32; W]; SCORE_LANES];
+        let block: &[[f32; W]; SCORE_LANES] = match keys[first..first + n].try_into() {
+            Ok(block) => block,
+            Err(_) => {
+                padded[..n].copy_from_slice(&keys[first..first + n]);
+                &padded
+            }
+        };
+        // Each query against the block: its keys stay in L1 for the next query.
+        for (q, query) in queries.iter().enumerate() {
+            let mut acc = [_mm512_setzero_ps(); SCORE_LANES];
+            for c in (0..W).step_by(SCORE_LANES) {
+                let qv = load(&query[c..c + SCORE_LANES]);
+                for (a, acc) in acc.iter_mut().enumerate() {
+                    let key = &block[4 * (a % 4) + a / 4];
+                    *acc = _mm512_fmadd_ps(load(&key[c..c + SCORE_LANES]), qv, *acc);
+                }
+            }
+            let scores: [f32; SCORE_LANES] = bytemuck::cast(reduce16(acc));
+            out[q * positions + first..q * positions + first + n].copy_from_slice(&scores[..n]);
+        }
+        first += n;
+    }
+}
+
+/// Sums each of 16 vectors across its lanes, all at once, in the order of
+/// [`super::linalg::halving_sum`] (lanes `l` and `l + 8`, then `+ 4`, `+ 2`, `+ 1`): the sum of
+/// `v[4·r + q]` lands in lane `4·q + r`.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f")]
+fn reduce16(v: [__m512; SCORE_LANES]) -> __m512 {
+    // Lanes l + 8 (128-bit quarters 0, 1 with 2, 3): two vectors' 8 sums in one.
+    let b: [__m512; 8] = std::array::from_fn(|m| {
+        let (x, y) = (v[2 * m], v[2 * m + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+        )
+    });
+    // Lanes l + 4 (quarters 0 with 1, 2 with 3): four vectors' 4 sums, a quarter each.
+    let c: [__m512; 4] = std::array::from_fn(|m| {
+        let (x, y) = (b[2 * m], b[2 * m + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+        )
+    });
+    // Lanes l + 2, within each quarter: two sums per vector and quarter.
+    let d: [__m512; 2] = std::array::from_fn(|m| {
+        let (x, y) = (c[2 * m], c[2 * m + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0b01_00_01_00>(x, y),
+            _mm512_shuffle_ps::<0b11_10_11_10>(x, y),
+        )
+    });
+    // Lanes l + 1: one sum per vector.
+    _mm512_add_ps(
+        _mm512_shuffle_ps::<0b10_00_10_00>(d[0], d[1]),
+        _mm512_shuffle_ps::<0b11_01_11_01>(d[0], d[1]),
+    )
+}
+
+at_widest_level! {
     /// [`super::linalg::weighted_sums`] in vector instructions: the same plain code as the
-    /// portable path (multiplies and adds, never fused), so the same bits.
+    /// portable path, so the same bits.
     fn weighted_sums(weights: &[f32], rows: &[f32], out: &mut [f32], width: usize) {
         // Three queries' accumulators of 32 floats: 12 of the 16 registers.
         avx2: super::linalg::weighted_sums_portable::<32>(weights, rows, out, width),
@@ -172,159 +222,3 @@ pub(super) fn prefetch<const HINT: i32>(v: &f32) {
 
 /// Floats per 64-byte cache line.
 pub(super) const LINE: usize = 16;
-
-/// The row-block driver and the register-blocked micro-kernel, for one vector width. The two
-/// instances differ only in the vector type and its operations.
-macro_rules! micro_kernels {
-    ($features:literal, $vector:ty, $lanes:expr, $zero:expr, $fma:path, $hsum:path) => {
-        use super::{LINE, prefetch};
-        use std::arch::x86_64::*;
-
-        /// f32 lanes per vector.
-        pub(super) const LANES: usize = $lanes;
-
-        /// Computes rows `first_row..` of the product into `yt` (`[row][token]`), `R` rows by
-        /// `C` tokens at a time.
-        #[inline]
-        #[target_feature(enable = $features)]
-        pub(super) fn rows<const R: usize, const C: usize>(
-            w: &[f32],
-            x: &[f32],
-            yt: &mut [f32],
-            first_row: usize,
-            k: usize,
-            tokens: usize,
-        ) {
-            let n_rows = yt.len() / tokens;
-            let row = |r: usize| &w[(first_row + r) * k..(first_row + r + 1) * k];
-            let tok = |t: usize| &x[t * k..(t + 1) * k];
-            // The weights of the next row block are prefetched while this one is computed,
-            // spread over the token blocks: without it the memory stream and the arithmetic
-            // take turns.
-            let blocks_per_row_block = tokens.div_ceil(C).max(1);
-            let mut r = 0;
-            while r + R <= n_rows {
-                let ws: [&[f32]; R] = std::array::from_fn(|i| row(r + i));
-                let next = &w[((first_row + r + R) * k).min(w.len())
-                    ..((first_row + r + 2 * R) * k).min(w.len())];
-                let share = next.len().div_ceil(blocks_per_row_block);
-                let mut t = 0;
-                while t + C <= tokens {
-                    let from = (t / C * share).min(next.len());
-                    let pf = &next[from..(from + share).min(next.len())];
-                    let out = block::<R, C>(ws, std::array::from_fn(|c| tok(t + c)), pf);
-                    for (i, o) in out.iter().enumerate() {
-                        yt[(r + i) * tokens + t..(r + i) * tokens + t + C].copy_from_slice(o);
-                    }
-                    t += C;
-                }
-                while t < tokens {
-                    let out = block::<R, 1>(ws, [tok(t)], &[]);
-                    for (i, o) in out.iter().enumerate() {
-                        yt[(r + i) * tokens + t] = o[0];
-                    }
-                    t += 1;
-                }
-                r += R;
-            }
-            while r < n_rows {
-                for t in 0..tokens {
-                    yt[r * tokens + t] = block::<1, 1>([row(r)], [tok(t)], &[])[0][0];
-                }
-                r += 1;
-            }
-        }
-
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn load(s: &[f32]) -> $vector {
-            let lanes: [f32; LANES] = s.try_into().unwrap_or([0.0; LANES]);
-            bytemuck::cast(lanes)
-        }
-
-        /// `Σ_k w[r][k] x[c][k]` for every pair, all rows of equal length; prefetches `pf` on
-        /// the way.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn block<const R: usize, const C: usize>(
-            w: [&[f32]; R],
-            x: [&[f32]; C],
-            pf: &[f32],
-        ) -> [[f32; C]; R] {
-            let k = w[0].len();
-            let k_main = k - k % LANES;
-            // Slices of exactly k_main elements let the compiler drop the bounds checks below.
-            let wm: [&[f32]; R] = std::array::from_fn(|r| &w[r][..k_main]);
-            let xm: [&[f32]; C] = std::array::from_fn(|c| &x[c][..k_main]);
-            let mut acc: [[$vector; C]; R] = [[$zero; C]; R];
-            // Every cache line of pf is prefetched, spread evenly over the steps.
-            let steps = (k_main / LANES).max(1);
-            let lines_per_step = pf.len().div_ceil(LINE).div_ceil(steps);
-            let mut next_pf = 0;
-            let mut i = 0;
-            while i + LANES <= k_main {
-                for _ in 0..lines_per_step {
-                    if next_pf < pf.len() {
-                        prefetch::<_MM_HINT_T0>(&pf[next_pf]);
-                        next_pf += LINE;
-                    }
-                }
-                let xv: [$vector; C] = std::array::from_fn(|c| load(&xm[c][i..i + LANES]));
-                for r in 0..R {
-                    let wv = load(&wm[r][i..i + LANES]);
-                    for c in 0..C {
-                        acc[r][c] = $fma(wv, xv[c], acc[r][c]);
-                    }
-                }
-                i += LANES;
-            }
-            let mut out = [[0.0f32; C]; R];
-            for r in 0..R {
-                for c in 0..C {
-                    let mut s = $hsum(acc[r][c]);
-                    for j in k_main..k {
-                        s = w[r][j].mul_add(x[c][j], s);
-                    }
-                    out[r][c] = s;
-                }
-            }
-            out
-        }
-    };
-}
-
-/// 256-bit kernels (AVX2 + FMA).
-mod ymm {
-    micro_kernels!(
-        "avx2,fma",
-        __m256,
-        8,
-        _mm256_setzero_ps(),
-        _mm256_fmadd_ps,
-        horizontal_sum
-    );
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn horizontal_sum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps::<1>(v);
-        let s4 = _mm_add_ps(lo, hi);
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
-        _mm_cvtss_f32(s1)
-    }
-}
-
-/// 512-bit kernels (AVX-512F): twice the lanes per instruction and 32 registers, so a 4 x 4
-/// block of accumulators fits with room to spare.
-mod zmm {
-    micro_kernels!(
-        "avx2,fma,avx512f",
-        __m512,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_fmadd_ps,
-        _mm512_reduce_add_ps
-    );
-}
