@@ -52,8 +52,10 @@ pub struct Args {
     /// Cached positions before the measured passes (a typical prompt plus answer).
     #[arg(long, default_value_t = 256)]
     context: usize,
-    /// Runs of each measured pass (the fastest counts).
-    #[arg(long, default_value_t = 7)]
+    /// Runs of each measured pass (the fastest counts). Fewer are quicker but, on a busy
+    /// machine, let one burst of load tip the choice between trees whose expected speeds are
+    /// close (7 runs chose a 4- or a 6-node tree from run to run on a shared two-core machine).
+    #[arg(long, default_value_t = 21)]
     repeats: usize,
     /// Print the choice without writing it into the heads file.
     #[arg(long)]

@@ -9,9 +9,10 @@
 //! the built-in 2333 prompts, a vocabulary of the 8192 tokens the answers use most; 20 to 28
 //! minutes to distil and 15 to train on two cores), then
 //! `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the tree chosen
-//! there, for the mock's cost curve on a two-core machine (rerun `tune` where passes cost
-//! differently: on a NeuronCore the best tree is larger and deeper, which is why the file has
-//! five heads where the mock's tree uses three). Its held-out evaluation is committed beside
+//! there, for the mock's cost curve on a two-core machine: `[[0], [0, 0], [0, 0, 0], [1],
+//! [0, 0, 0, 0]]` (rerun `tune` where passes cost differently: on a NeuronCore the best tree
+//! is larger and deeper, which is why the file has five heads where the mock's tree uses
+//! four). Its held-out evaluation is committed beside
 //! it (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "ee728d3e452aaa638b54212d4b0517a46e3b89734bb4a8302679d18603614809";
+pub const SHA256: &str = "5a52ba8277d399afca6c23556a8fb5b84147eccb41e8889141b72e1192627074";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
