@@ -11,6 +11,7 @@ use super::graph::{
     CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, NEXT_IDS, OutputsAt,
     head_tensor, head_token_parts,
 };
+use super::linalg::exp_in_place;
 use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
 use super::packed_half::{PackedHalf, matmul_packed_half};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
@@ -407,6 +408,8 @@ struct HeadsScratch {
     /// `T e` for every row.
     token_proj: Vec<f32>,
     logits: Vec<f32>,
+    /// A row's logits less their maximum, exponentiated.
+    exps: Vec<f32>,
     local: Vec<f32>,
     gathered: Vec<f32>,
     packed: PackedScratch,
@@ -487,13 +490,17 @@ fn top_k(values: &[f32], k: usize) -> Vec<(usize, f32)> {
 }
 
 /// `ln Σ exp(v)`, computed from the largest value so that nothing overflows; `-inf` for no
-/// values.
-fn log_sum_exp(values: impl Iterator<Item = f32> + Clone) -> f32 {
-    let max = values.clone().fold(f32::NEG_INFINITY, f32::max);
+/// values. The exponentials are the vectorised ones of the attention's softmax (a head scores
+/// thousands of tokens per row, and libm's `expf` is a call per value).
+fn log_sum_exp(values: &[f32], scratch: &mut Vec<f32>) -> f32 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         return max;
     }
-    max + values.map(|v| (v - max).exp()).sum::<f32>().ln()
+    scratch.clear();
+    scratch.extend(values.iter().map(|v| v - max));
+    exp_in_place(scratch);
+    max + scratch.iter().sum::<f32>().ln()
 }
 
 impl Kernel for Heads {
@@ -656,7 +663,7 @@ impl Kernel for Heads {
                         s.local[(q * k + j) * 2] = token_id(row) as f32;
                         s.local[(q * k + j) * 2 + 1] = v;
                     }
-                    s.local[pairs + q] = log_sum_exp(row_logits.iter().copied());
+                    s.local[pairs + q] = log_sum_exp(row_logits, &mut s.exps);
                 }
                 let merged: &[f32] = if m.vocab_local == m.vocab || !p.vocab.is_empty() {
                     &s.local
@@ -677,8 +684,10 @@ impl Kernel for Heads {
                         })
                         .collect();
                     candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                    let lse =
-                        log_sum_exp((0..shards).map(|rank| merged[rank * per_rank + pairs + q]));
+                    let sums: Vec<f32> = (0..shards)
+                        .map(|rank| merged[rank * per_rank + pairs + q])
+                        .collect();
+                    let lse = log_sum_exp(&sums, &mut s.exps);
                     let (r, h) = (q / g, group.start + q % g);
                     for (j, (id, v)) in candidates.into_iter().take(k).enumerate() {
                         ids[(r * p.heads + h) * k + j] = id as i32;
