@@ -108,7 +108,10 @@ fn trains_heads_then_tunes_their_tree() {
         "--max-nodes",
         "8",
     ]));
-    assert!(out.contains("chosen tree"), "{out}");
+    assert!(
+        out.contains("chosen tree") && out.contains("recorded tree"),
+        "{out}"
+    );
     let file = MedusaHeads::open(&heads, 16).unwrap();
     let tree = file.tree().expect("tune records the tree").clone();
     assert!(tree.len() <= 7 && tree.depth() <= 2);
@@ -133,6 +136,15 @@ fn trains_heads_then_tunes_their_tree() {
         .collect();
     assert_eq!(widths, [1, 2, 3, 4], "{v}");
     assert!(v["chosen"]["expected_tau"].as_f64().unwrap() >= 1.0);
+    // The recorded tree starts with the chosen one.
+    let (chosen, recorded) = (
+        v["tree"].as_array().unwrap(),
+        v["recorded"].as_array().unwrap(),
+    );
+    assert!(
+        recorded.len() >= chosen.len() && recorded[..chosen.len()] == chosen[..],
+        "{v}"
+    );
     let file = MedusaHeads::open(&heads, 16).unwrap();
     assert_eq!(file.tree(), Some(&tree), "--dry-run leaves the file alone");
     drop(file);

