@@ -257,8 +257,10 @@ pub fn compile(
                 heads: used,
                 top_k,
                 batch: options.slots,
-                // The vocabulary's rows are stored in f16 (see `write_weights`).
+                // The vocabulary's rows and the heads' matrices are stored in f16 (see
+                // `write_weights`).
                 half_lm_head: !vocab.is_empty(),
+                half_matrices: true,
                 vocab,
                 takes_next: h.conditioning().takes_next(),
                 takes_path: h.conditioning().takes_path(),
@@ -424,16 +426,19 @@ fn write_weights(
                 _ => data.to_vec(),
             }
         };
-        // Everything in f32 but the heads vocabulary's LM-head rows: the heads stream them
-        // once per head and step, and only rank candidates with them (the model verifies), so
-        // they are stored in f16, half the bytes.
+        // Everything in f32 but what only the heads read: the heads vocabulary's LM-head rows
+        // and the heads' own [d, d] matrices. The heads stream them once per head and step and
+        // only rank candidates with them (the model verifies), so they are stored in f16, half
+        // the bytes (heads files written by `train-heads` hold their matrices in f16 already,
+        // so by default nothing is rounded).
         let plan: Vec<(String, Vec<usize>, Dtype)> = plan
             .into_iter()
             .map(|(name, shape)| {
                 let s = stored_weight_shape(&name, &shape);
-                let dtype = match name.as_str() {
-                    HEADS_LM_HEAD => Dtype::F16,
-                    _ => Dtype::F32,
+                let heads_matrix = name.starts_with("medusa.") && shape.len() == 2;
+                let dtype = match heads_matrix {
+                    true => Dtype::F16,
+                    false => Dtype::F32,
                 };
                 (name, s, dtype)
             })

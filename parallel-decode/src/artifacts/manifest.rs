@@ -17,8 +17,8 @@ pub const FORMAT: &str = "neuron-decode-artifacts";
 /// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`). 5:
 /// heads may take the path (the heads entry's `takes_path`, the heads' `path.{i}` matrices).
 /// 6: the heads vocabulary's LM-head rows are stored in f16 (the heads graph's
-/// `half_lm_head`).
-pub const FORMAT_VERSION: u32 = 6;
+/// `half_lm_head`). 7: so are the heads' `[hidden, hidden]` matrices (`half_matrices`).
+pub const FORMAT_VERSION: u32 = 7;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 //!                               graphs (role, width, batch, NEFF path), weight shards, heads
 //! graphs/<role>-<width>.neff    one mock NEFF per role and bucket (per rank when they differ)
 //! weights/rank{r}.safetensors   each rank's shard, Hugging Face tensor names; f32, but for
-//!                               the heads vocabulary's LM-head rows (`medusa.lm_head`), f16
+//!                               what only the heads read, f16: the heads vocabulary's LM-head
+//!                               rows (`medusa.lm_head`) and the heads' matrices
 //! tokenizer.json, ...           the tokenizer and its companion files
 //! ```
 

@@ -375,6 +375,11 @@ pub struct HeadsParams {
     /// head streams (only with a vocabulary; see [`super::packed_half`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub half_lm_head: bool,
+    /// Whether the heads' own `[hidden, hidden]` matrices (`weight`, `next_token.weight`,
+    /// `path.{i}.weight`) are f16, as heads files store them: half the bytes each head streams
+    /// (see [`super::packed_half`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub half_matrices: bool,
 }
 
 /// The name of the embedding input (the model's, full vocabulary on every rank).
@@ -433,11 +438,24 @@ impl HeadsParams {
                 io.push(weight_spec(EMBEDDING, &[m.vocab, d]));
             }
         }
+        let matrix = |name: &str| {
+            let dtype = if self.half_matrices {
+                DType::F16
+            } else {
+                DType::F32
+            };
+            spec(
+                name,
+                dtype,
+                &stored_weight_shape(name, &[d, d]),
+                Usage::Input,
+            )
+        };
         for h in 0..self.heads {
-            io.push(weight_spec(&head_tensor(h, "weight"), &[d, d]));
+            io.push(matrix(&head_tensor(h, "weight")));
             io.push(weight_spec(&head_tensor(h, "bias"), &[d]));
             for part in head_token_parts(h, self.takes_next, self.takes_path) {
-                io.push(weight_spec(&head_tensor(h, &part), &[d, d]));
+                io.push(matrix(&head_tensor(h, &part)));
             }
         }
         io.push(spec(

@@ -415,19 +415,31 @@ struct HeadsScratch {
     packed: PackedScratch,
 }
 
-/// The rows the heads score: the model's LM head (or this rank's slice of it), or the heads
-/// vocabulary's rows in f32 or f16.
+/// A packed matrix the heads multiply with, in f32 or f16: the rows they score (the model's LM
+/// head, this rank's slice of it, or the heads vocabulary's rows) or one of their own
+/// `[hidden, hidden]` matrices.
 #[derive(Clone, Copy)]
-enum LmHead<'a> {
+enum Matrix<'a> {
     Full(Packed<'a>),
     Half(PackedHalf<'a>),
 }
 
-impl LmHead<'_> {
+impl Matrix<'_> {
     fn rows(&self) -> usize {
         match self {
-            LmHead::Full(w) => w.rows(),
-            LmHead::Half(w) => w.rows(),
+            Matrix::Full(w) => w.rows(),
+            Matrix::Half(w) => w.rows(),
+        }
+    }
+
+    /// `y[t] = W x[t]` for `tokens` rows of `x`.
+    fn product(self, x: &[f32], tokens: usize, y: &mut [f32], scratch: &mut PackedScratch) {
+        match self {
+            Matrix::Full(w) => {
+                let cols = w.cols();
+                matmul_packed(&mut [PackedProduct { w, y }], x, cols, tokens, scratch);
+            }
+            Matrix::Half(w) => matmul_packed_half(w, x, tokens, y),
         }
     }
 }
@@ -521,15 +533,26 @@ impl Kernel for Heads {
             Packed::new(ctx.input::<f32>(at)?, rows, d)
                 .map_err(|message| KernelError::BadInput { message })
         };
+        let bad = |message| KernelError::BadInput { message };
+        // A head's own [d, d] matrix.
+        let square = |at: usize| -> Result<Matrix<'_>, KernelError> {
+            Ok(match p.half_matrices {
+                true => {
+                    Matrix::Half(PackedHalf::new(ctx.input::<half::f16>(at)?, d, d).map_err(bad)?)
+                }
+                false => Matrix::Full(packed(at, d)?),
+            })
+        };
         // The rows scored and the token id of the first: the heads' vocabulary (the same on
         // every rank), or this rank's slice of the whole vocabulary.
         let (lm_head, offset) = if p.half_lm_head {
             let rows = ctx.input::<half::f16>(at.lm_head)?;
-            let view = PackedHalf::new(rows, p.vocab.len(), d)
-                .map_err(|message| KernelError::BadInput { message })?;
-            (LmHead::Half(view), 0)
+            (
+                Matrix::Half(PackedHalf::new(rows, p.vocab.len(), d).map_err(bad)?),
+                0,
+            )
         } else if !p.vocab.is_empty() {
-            (LmHead::Full(packed(at.lm_head, p.vocab.len())?), 0)
+            (Matrix::Full(packed(at.lm_head, p.vocab.len())?), 0)
         } else {
             let offset = m.vocab_offset(self.rank);
             let lm_head = if m.tied_embeddings {
@@ -537,7 +560,7 @@ impl Kernel for Heads {
             } else {
                 packed(at.lm_head, m.vocab_local)?
             };
-            (LmHead::Full(lm_head), offset)
+            (Matrix::Full(lm_head), offset)
         };
         let rows_scored = lm_head.rows();
         let token_id = |row: usize| match p.vocab.get(row) {
@@ -595,11 +618,7 @@ impl Kernel for Heads {
                 for h in group.clone() {
                     let (w, bias, ref tokens) = at.heads[h];
                     let bias = ctx.input::<f32>(bias)?;
-                    let proj = PackedProduct {
-                        w: packed(w, d)?,
-                        y: &mut s.proj,
-                    };
-                    matmul_packed(&mut [proj], &hidden[..rows * d], d, rows, &mut s.packed);
+                    square(w)?.product(&hidden[..rows * d], rows, &mut s.proj, &mut s.packed);
                     // Heads take tokens only with `next_ids`, hence with the embedding.
                     for (t, &weight) in tokens.iter().enumerate() {
                         let Some(embedding) = &embedding else { break };
@@ -614,11 +633,12 @@ impl Kernel for Heads {
                             let id = usize::try_from(id).unwrap_or(0);
                             embedding.row_into(id, &mut s.embedded[r * d..(r + 1) * d]);
                         }
-                        let product = PackedProduct {
-                            w: packed(weight, d)?,
-                            y: &mut s.token_proj,
-                        };
-                        matmul_packed(&mut [product], &s.embedded, d, rows, &mut s.packed);
+                        square(weight)?.product(
+                            &s.embedded,
+                            rows,
+                            &mut s.token_proj,
+                            &mut s.packed,
+                        );
                         for (pr, &tp) in s.proj.iter_mut().zip(&s.token_proj) {
                             *pr += tp;
                         }
@@ -640,16 +660,7 @@ impl Kernel for Heads {
                 }
                 let n = rows * g;
                 s.logits.resize(n * rows_scored, 0.0);
-                match lm_head {
-                    LmHead::Full(w) => {
-                        let logits = PackedProduct {
-                            w,
-                            y: &mut s.logits,
-                        };
-                        matmul_packed(&mut [logits], &s.z, d, n, &mut s.packed);
-                    }
-                    LmHead::Half(w) => matmul_packed_half(w, &s.z, n, &mut s.logits),
-                }
+                lm_head.product(&s.z, n, &mut s.logits, &mut s.packed);
                 // Local top-k per (row, head), as (token id, logit) pairs, then each (row,
                 // head)'s log-sum-exp over the tokens scored here (for the candidates'
                 // log-probabilities).
@@ -973,8 +984,10 @@ mod tests {
     /// Runs the heads graph on filled inputs and checks both heads of row 0 against a direct
     /// computation over the tokens scored (`vocab`, or all of them when empty), with or
     /// without the next token as an input, and with head 1 taking head 0's best candidate
-    /// when the heads take the path.
-    fn check_heads(vocab: Vec<u32>, takes_next: bool, takes_path: bool, half_lm_head: bool) {
+    /// when the heads take the path. With `half`, the heads' matrices are f16, and so are the
+    /// vocabulary's LM-head rows when there is a vocabulary.
+    fn check_heads(vocab: Vec<u32>, takes_next: bool, takes_path: bool, half: bool) {
+        let half_lm_head = half && !vocab.is_empty();
         const NEXT: usize = 5;
         let p = HeadsParams {
             model: shard(),
@@ -985,6 +998,7 @@ mod tests {
             takes_next,
             takes_path,
             half_lm_head,
+            half_matrices: half,
         };
         let (vocab_size, d) = (23, 16);
         let embedding = TensorSpec {
@@ -1004,9 +1018,24 @@ mod tests {
             shape: vec![d, d],
             ..embedding.clone()
         };
-        let head_w: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 20 + h))).collect();
-        let head_n: Vec<Vec<f32>> = (0..2).map(|h| f32_values(&fill(&square, 30 + h))).collect();
-        let head_1_path = f32_values(&fill(&square, 40));
+        // With `half`, values an f16 holds exactly: the kernel's f16 matrices are these.
+        let matrix = |seed: u32| -> Vec<f32> {
+            let m = f32_values(&fill(&square, seed));
+            match half {
+                true => m.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+                false => m,
+            }
+        };
+        let head_w: Vec<Vec<f32>> = (0..2).map(|h| matrix(20 + h)).collect();
+        let head_n: Vec<Vec<f32>> = (0..2).map(|h| matrix(30 + h)).collect();
+        let head_1_path = matrix(40);
+        let stored = |m: &[f32]| {
+            let packed = pack(m, d, d);
+            match half {
+                true => bytemuck::cast_slice(&to_half(&packed)).to_vec(),
+                false => f32_bytes(&packed),
+            }
+        };
         let io = p.io();
         let inputs: Vec<(TensorSpec, Vec<u8>)> = io
             .iter()
@@ -1028,11 +1057,11 @@ mod tests {
                             f32_bytes(&packed)
                         }
                     }
-                    "medusa.0.weight" => f32_bytes(&pack(&head_w[0], d, d)),
-                    "medusa.1.weight" => f32_bytes(&pack(&head_w[1], d, d)),
-                    "medusa.0.next_token.weight" => f32_bytes(&pack(&head_n[0], d, d)),
-                    "medusa.1.next_token.weight" => f32_bytes(&pack(&head_n[1], d, d)),
-                    "medusa.1.path.0.weight" => f32_bytes(&pack(&head_1_path, d, d)),
+                    "medusa.0.weight" => stored(&head_w[0]),
+                    "medusa.1.weight" => stored(&head_w[1]),
+                    "medusa.0.next_token.weight" => stored(&head_n[0]),
+                    "medusa.1.next_token.weight" => stored(&head_n[1]),
+                    "medusa.1.path.0.weight" => stored(&head_1_path),
                     _ => fill(s, 9),
                 };
                 (s.clone(), bytes)
@@ -1149,9 +1178,11 @@ mod tests {
     }
 
     #[test]
-    fn heads_with_an_f16_lm_head_score_its_rounded_rows() {
+    fn heads_with_f16_weights_use_their_rounded_values() {
         check_heads(vec![1, 4, 7, 10, 15, 22], false, false, true);
         check_heads(vec![1, 4, 7, 10, 15, 22], true, true, true);
+        // f16 matrices, f32 LM head (no vocabulary).
+        check_heads(Vec::new(), true, true, true);
     }
 
     #[test]
@@ -1166,6 +1197,7 @@ mod tests {
                 takes_next: false,
                 takes_path: false,
                 half_lm_head: false,
+                half_matrices: false,
             };
             let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
                 .unwrap_err()
@@ -1182,6 +1214,7 @@ mod tests {
             takes_next: false,
             takes_path: true,
             half_lm_head: false,
+            half_matrices: false,
         };
         let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
             .unwrap_err()
@@ -1197,6 +1230,7 @@ mod tests {
             takes_next: false,
             takes_path: false,
             half_lm_head: true,
+            half_matrices: false,
         };
         let err = run("llama.heads", serde_json::to_value(&p).unwrap(), &[], &[])
             .unwrap_err()
