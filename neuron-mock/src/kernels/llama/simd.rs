@@ -124,12 +124,13 @@ fn zmm_scores<const W: usize>(keys: &[f32], queries: &[f32], out: &mut [f32]) {
         return;
     };
     let keys = &keys.as_chunks::<W>().0[..positions];
+    // Zeroed once: only the last block can be short, and it is the only one copied here.
+    let mut padded = [[0.0f32; W]; SCORE_LANES];
     let mut first = 0;
     while first < positions {
         let n = (positions - first).min(SCORE_LANES);
         // A whole block as an array (a short last one padded with zero keys, which add
         // nothing): every load below is at a constant offset, with no bounds checks.
-        let mut padded = [[0.0f32; W]; SCORE_LANES];
         let block: &[[f32; W]; SCORE_LANES] = match keys[first..first + n].try_into() {
             Ok(block) => block,
             Err(_) => {
