@@ -437,12 +437,13 @@ mod tests {
     #[test]
     fn large_products_split_between_threads_agree_with_the_definition() {
         // Above the serial threshold: tasks over panels on the pool, with every tile plan
-        // (one tile, a full and a partial one, several with prefetching).
+        // (one tile, a full and a partial one, several with prefetching, tiles of 7 and 8
+        // tokens taking the panels two at a time).
         let (rows, k) = (1000, 96);
         let w = pseudo_random(rows * k, 9);
         let packed = pack(&w, rows, k);
         let view = Packed::new(&packed, rows, k).unwrap();
-        for tokens in [3, 5, 6, 9, 12] {
+        for tokens in [3, 5, 6, 7, 8, 9, 12, 15, 16] {
             let x = pseudo_random(tokens * k, 10);
             let mut y = vec![0.0; tokens * rows];
             matmul_packed(
@@ -528,6 +529,8 @@ mod tests {
         assert_eq!(tiles(3, 1), vec![(0, 1), (1, 1), (2, 1)]);
         assert_eq!(tiles(16, 6), vec![(0, 6), (6, 5), (11, 5)]);
         assert_eq!(tiles(13, 6), vec![(0, 5), (5, 4), (9, 4)]);
+        assert_eq!(tiles(16, 8), vec![(0, 8), (8, 8)]);
+        assert_eq!(tiles(15, 8), vec![(0, 8), (8, 7)]);
         assert!(tiles(0, 6).is_empty());
     }
 }
