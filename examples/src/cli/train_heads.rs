@@ -9,7 +9,7 @@ use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::medusa_heads::{Conditioning, HEADS_FILE, MedusaHeads};
 use parallel_decode::loading::{Dtype, Message, ModelDir};
-use parallel_decode::medusa::data::{self, Dataset, DistillOptions};
+use parallel_decode::medusa::data::{self, DistillOptions};
 use parallel_decode::medusa::eval::{Evaluation, evaluate};
 use parallel_decode::medusa::file::{HeadsMetadata, read_heads, write_heads};
 use parallel_decode::medusa::prompts::{self, TRAIN_PROMPTS};
@@ -22,7 +22,8 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 ///
 /// 1. Generates the model's greedy answer to every prompt on the device (or the mock),
 ///    recording the final hidden state at every position; the result is cached in
-///    $NEURON_DECODE_HOME/medusa-data, so a rerun starts training at once.
+///    $NEURON_DECODE_HOME/medusa-data in chunks of 256 prompts, so a rerun starts training at
+///    once and prompts added at the end of a set are the only ones distilled.
 /// 2. Trains each head k (z = x + SiLU(W x + N e + sum_i P_i c_i + b), scored by the model's
 ///    own LM head, e being the embedding of the token the model has just chosen and c_i those
 ///    of the candidates of the heads before it) to predict the token k + 2 positions ahead,
@@ -139,28 +140,43 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         stop_tokens: model.eos_token_ids().to_vec(),
     };
     let home = home_dir()?;
-    let cache = data::cache_dir(&home, model.path(), &tokenized, &options);
     let start = std::time::Instant::now();
     // Started here even when the data is cached: one runtime per process, and its errors
     // (no libnrt, no mock) are the CLI's to explain.
     let runtime = super::session::runtime(global)?;
-    let (dataset, was_cached) = data::cached(&cache, || {
-        distill_on_device(
-            &model, &tokenized, &options, args.rows, &home, &runtime, &bars,
-        )
-    })
+    // The model is compiled for distilling only if a chunk is missing from the cache, once
+    // for all the missing chunks.
+    let mut device: Option<DistillDevice> = None;
+    let (dataset, read) = data::cached_in_chunks(
+        &home,
+        model.path(),
+        &tokenized,
+        &options,
+        data::CHUNK_PROMPTS,
+        |chunk| {
+            let device = match &mut device {
+                Some(device) => device,
+                None => device.insert(DistillDevice::open(
+                    &model, &tokenized, &options, args.rows, &home, &runtime, &bars,
+                )?),
+            };
+            data::distill(&mut device.model, chunk, &options, &bars)
+        },
+    )
     .context("cannot generate the training data")?;
+    drop(device);
     let tokens: usize = dataset.sequences.iter().map(|s| s.tokens.len()).sum();
     println!(
-        "training data: {} answers, {} tokens, {} hidden states of width {} ({:.0} MiB), {} in {:.1} s ({})",
+        "training data: {} answers, {} tokens, {} hidden states of width {} ({:.0} MiB), {} of {} prompts' answers read from the cache ({}) and the rest generated, in {:.1} s",
         dataset.sequences.len(),
         tokens,
         dataset.len(),
         dataset.hidden,
         (dataset.states.len() * 4) as f64 / (1 << 20) as f64,
-        if was_cached { "read" } else { "generated" },
+        read,
+        tokenized.len(),
+        home.join("medusa-data").display(),
         start.elapsed().as_secs_f64(),
-        cache.display()
     );
 
     let lm = LmHead::from_model(&model)?;
@@ -295,41 +311,51 @@ fn fmt_losses(l: &[f64]) -> String {
 
 /// Compiles the model for distillation (`rows` slots, decode graph only), opens it on the
 /// runtime and generates the answers.
-fn distill_on_device(
-    model: &ModelDir,
-    prompts: &[Vec<u32>],
-    options: &DistillOptions,
-    rows: usize,
-    home: &Path,
-    runtime: &Arc<neuron_rt::Runtime>,
-    bars: &Bars,
-) -> parallel_decode::Result<Dataset> {
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
-    let max_len = (longest + options.max_new_tokens + 1)
-        .next_multiple_of(64)
-        .min(model.config().max_position_embeddings);
-    let compile_options = CompileOptions {
-        slots: rows.max(1),
-        max_len,
-        prefill_buckets: vec![128, 512],
-        verify_buckets: vec![1],
-        ..CompileOptions::default()
-    };
-    std::fs::create_dir_all(home).map_err(|e| parallel_decode::Error::Artifacts {
-        path: home.to_path_buf(),
-        message: format!("cannot create the cache directory: {e}"),
-    })?;
-    let work = tempfile::Builder::new()
-        .prefix(".medusa-distill-")
-        .tempdir_in(home)
-        .map_err(|e| parallel_decode::Error::Artifacts {
+/// The base model compiled for distilling (one-token passes, `rows` slots), in a work
+/// directory that lives as long as it.
+struct DistillDevice {
+    model: NeuronModel,
+    _work: tempfile::TempDir,
+}
+
+impl DistillDevice {
+    /// Compiles and loads `model` with room for the longest of `prompts` and its answer.
+    fn open(
+        model: &ModelDir,
+        prompts: &[Vec<u32>],
+        options: &DistillOptions,
+        rows: usize,
+        home: &Path,
+        runtime: &Arc<neuron_rt::Runtime>,
+        bars: &Bars,
+    ) -> parallel_decode::Result<Self> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
+        let max_len = (longest + options.max_new_tokens + 1)
+            .next_multiple_of(64)
+            .min(model.config().max_position_embeddings);
+        let compile_options = CompileOptions {
+            slots: rows.max(1),
+            max_len,
+            prefill_buckets: vec![128, 512],
+            verify_buckets: vec![1],
+            ..CompileOptions::default()
+        };
+        std::fs::create_dir_all(home).map_err(|e| parallel_decode::Error::Artifacts {
             path: home.to_path_buf(),
-            message: format!("cannot create a work directory: {e}"),
+            message: format!("cannot create the cache directory: {e}"),
         })?;
-    let artifacts = work.path().join("artifacts");
-    compile(model, None, &artifacts, &compile_options, bars)?;
-    let mut device = NeuronModel::open(runtime, &artifacts, bars)?;
-    data::distill(&mut device, prompts, options, bars)
+        let work = tempfile::Builder::new()
+            .prefix(".medusa-distill-")
+            .tempdir_in(home)
+            .map_err(|e| parallel_decode::Error::Artifacts {
+                path: home.to_path_buf(),
+                message: format!("cannot create a work directory: {e}"),
+            })?;
+        let artifacts = work.path().join("artifacts");
+        compile(model, None, &artifacts, &compile_options, bars)?;
+        let model = NeuronModel::open(runtime, &artifacts, bars)?;
+        Ok(DistillDevice { model, _work: work })
+    }
 }
 
 /// The evaluation as a table: per head its top-k accuracy (each head on the candidates the
