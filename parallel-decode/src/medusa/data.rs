@@ -492,7 +492,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let model = Path::new("toy");
         let mut made = Vec::new();
-        let mut run = |m: &mut ToyModel, prompts: &[Vec<u32>], made: &mut Vec<usize>| {
+        let run = |m: &mut ToyModel, prompts: &[Vec<u32>], made: &mut Vec<usize>| {
             cached_in_chunks(home.path(), model, prompts, &options, 3, |chunk| {
                 made.push(chunk.len());
                 distill(m, chunk, &options, &NoProgress)
