@@ -77,12 +77,19 @@ fn trains_heads_then_tunes_their_tree() {
         ok(&mut c)
     };
     let out = train(&[]);
-    assert!(out.contains("0 of 12 prompts' answers read"), "{out}");
+    assert!(
+        out.contains("answers to 0 prompts read from the cache")
+            && out.contains("and to 12 generated"),
+        "{out}"
+    );
     assert!(out.contains("held-out accuracy (2 prompts"), "{out}");
     let first = std::fs::read(&heads).unwrap();
     // A rerun reads the cached data and, with the same seed, writes the same heads.
     let out = train(&[]);
-    assert!(out.contains("12 of 12 prompts' answers read"), "{out}");
+    assert!(
+        out.contains("answers to 12 prompts read") && out.contains("and to 0 generated"),
+        "{out}"
+    );
     assert_eq!(std::fs::read(&heads).unwrap(), first);
     assert!(dir.path().join("heads.eval.json").is_file());
 
@@ -185,7 +192,7 @@ fn trains_heads_then_tunes_their_tree() {
         c
     };
     let out = ok(&mut evaluate_only(&heads));
-    assert!(out.contains("0 of 2 prompts' answers read"), "{out}");
+    assert!(out.contains("and to 2 generated"), "{out}");
     assert!(
         out.contains("heads.safetensors on ") && out.contains("other.jsonl (2 prompts"),
         "{out}"

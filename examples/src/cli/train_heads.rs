@@ -167,15 +167,15 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     drop(device);
     let tokens: usize = dataset.sequences.iter().map(|s| s.tokens.len()).sum();
     println!(
-        "training data: {} answers, {} tokens, {} hidden states of width {} ({:.0} MiB), {} of {} prompts' answers read from the cache ({}) and the rest generated, in {:.1} s",
+        "training data: {} answers, {} tokens, {} hidden states of width {} ({:.0} MiB), answers to {} prompts read from the cache ({}) and to {} generated, in {:.1} s",
         dataset.sequences.len(),
         tokens,
         dataset.len(),
         dataset.hidden,
         (dataset.states.len() * 4) as f64 / (1 << 20) as f64,
         read,
-        tokenized.len(),
         home.join("medusa-data").display(),
+        tokenized.len() - read,
         start.elapsed().as_secs_f64(),
     );
 
