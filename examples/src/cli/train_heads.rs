@@ -309,8 +309,6 @@ fn fmt_losses(l: &[f64]) -> String {
         .join("/")
 }
 
-/// Compiles the model for distillation (`rows` slots, decode graph only), opens it on the
-/// runtime and generates the answers.
 /// The base model compiled for distilling (one-token passes, `rows` slots), in a work
 /// directory that lives as long as it.
 struct DistillDevice {

@@ -363,9 +363,10 @@ pub fn cached_in_chunks(
     chunk: usize,
     mut make: impl FnMut(&[Vec<u32>]) -> Result<Dataset>,
 ) -> Result<(Dataset, usize)> {
+    let chunk = chunk.max(1);
     let mut all: Option<Dataset> = None;
     let mut read = 0;
-    for (c, prompts) in prompts.chunks(chunk.max(1)).enumerate() {
+    for (c, prompts) in prompts.chunks(chunk).enumerate() {
         let dir = cache_dir(home, model, prompts, options);
         let (part, was_cached) = cached(&dir, || make(prompts))?;
         if was_cached {
@@ -395,15 +396,12 @@ pub fn cached_in_chunks(
                 ..s
             }));
     }
-    let hidden = all.as_ref().map_or(0, |d| d.hidden);
-    Ok((
-        all.unwrap_or(Dataset {
-            hidden,
-            states: Vec::new(),
-            sequences: Vec::new(),
-        }),
-        read,
-    ))
+    let empty = || Dataset {
+        hidden: 0,
+        states: Vec::new(),
+        sequences: Vec::new(),
+    };
+    Ok((all.unwrap_or_else(empty), read))
 }
 
 /// Where the training data for a model, prompt set and options is cached: a directory under
