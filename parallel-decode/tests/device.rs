@@ -262,8 +262,15 @@ fn pass_costs_follow_the_passes_that_run_and_stay_well_formed() {
     }
     let after = c.model.info().tree_cost.clone();
     // Twenty timed passes of the 8-wide bucket moved its estimate (times are never exactly
-    // the measured median), and the costs are still relative to one node and monotone.
-    assert_ne!(after, before, "the costs did not follow the passes");
+    // the measured median), and the costs are still relative to one node and monotone. On
+    // this tiny model an 8-wide pass can time no dearer than a one-node pass on a busy
+    // machine, and relative costs are clamped to 1.0, so a move is only visible when a cost
+    // is above 1.0 (`backend::costs`' unit tests check the estimate itself moves).
+    let flat = |c: &[f32]| c.iter().all(|&x| x == 1.0);
+    assert!(
+        after != before || (flat(&before) && flat(&after)),
+        "the costs did not follow the passes: {after:?}"
+    );
     assert_eq!(after[0], 1.0);
     assert!(after.windows(2).all(|w| w[0] <= w[1]), "{after:?}");
     // Assumed flat, the costs stay flat whatever the passes take.
