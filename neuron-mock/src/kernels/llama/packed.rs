@@ -202,7 +202,7 @@ pub fn matmul_packed(
         return;
     }
     let kernel = Kernel::detect();
-    let plan = tiles(tokens, kernel.widest_tile());
+    let plan = tiles(tokens, kernel.widest_tile(tokens));
     // Activations regrouped per tile as [k][width]: a column step reads one short run.
     let tiles_buf = &mut scratch.tiles;
     tiles_buf.clear();
@@ -289,12 +289,12 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// Tokens per block at most (the accumulators must fit in the vector registers).
-    fn widest_tile(self) -> usize {
+    /// Tokens per block at most in a pass of `tokens` tokens.
+    fn widest_tile(self, tokens: usize) -> usize {
         match self {
             Kernel::Portable => 1,
             #[cfg(target_arch = "x86_64")]
-            Kernel::Simd(level) => super::packed_simd::widest_tile(level),
+            Kernel::Simd(level) => super::packed_simd::widest_tile(level, tokens),
         }
     }
 

@@ -5,7 +5,8 @@
 //! held in registers. With AVX-512 a panel is one vector and a block of 4 panels x up to 6
 //! tokens keeps 24 accumulators (of 32 registers), while a tile of 7 or 8 tokens takes the
 //! block two panels at a time (2 x 8 accumulators); with AVX2 a panel is two vectors and the
-//! 16 registers hold 1 panel x 4 tokens (8 accumulators). A single token streams 4 panels at once, enough
+//! 16 registers hold 1 panel x 6 tokens (12 accumulators; a pass of 7 or 8 tokens takes one
+//! tile whose accumulators spill, see [`widest_tile`]). A single token streams 4 panels at once, enough
 //! independent sums to cover the multiply-add latency while memory streams (each panel is
 //! one sequential stream, which the hardware prefetchers follow; explicit prefetches
 //! measured no faster). Several tokens make the arithmetic dense enough that the
@@ -17,11 +18,19 @@
 use super::packed::PANEL;
 use super::simd::Level;
 
-/// Widest token tile for `level`.
-pub(super) fn widest_tile(level: Level) -> usize {
+/// Widest token tile for `level` in a pass of `tokens` tokens.
+pub(super) fn widest_tile(level: Level, tokens: usize) -> usize {
     match level {
         Level::None => 1,
-        Level::Avx2 => 4,
+        // 1 panel x 6 tokens: 12 accumulators, 2 weight vectors and a broadcast in the 16
+        // registers. Every tile is another pass over the weights, and on AVX2 (a Zen 3
+        // without AVX-512) a tile cost nearly as much with 4 tokens as with 6: against tiles
+        // of 4, whole passes of 5-6 tokens (one tile, not two) measured 21-35% faster, 12
+        // tokens 6-18% and 16 tokens 11-17% (three tiles, not four). A pass of 7 or 8 tokens
+        // is one tile even so: its accumulators spill to L1, and that measured 15-22% faster
+        // than two tiles, whereas in wider passes tiles of 8 were 11-25% slower than of 6.
+        Level::Avx2 if tokens <= 8 => 8,
+        Level::Avx2 => 6,
         // 4 panels x 6 tokens: 24 accumulators, 4 weight vectors and a broadcast in the 32
         // registers. Wider than 4 saves the second pass over the weights that verify passes
         // of 5 to 6 tokens (and a third of 12) made: 6-13% less time for those passes. Tiles
