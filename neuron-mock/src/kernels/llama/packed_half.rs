@@ -86,11 +86,20 @@ pub fn matmul_packed_half(w: PackedHalf<'_>, x: &[f32], tokens: usize, y: &mut [
 /// `[panel][token][PANEL]`, with the widest instructions the CPU has.
 fn panels_into(weights: &[f16], k: usize, x: &[f32], tokens: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::simd::level() == super::simd::Level::Avx512 {
-        // SAFETY: level() detected avx2, fma and avx512f at run time; the function is safe
-        // Rust apart from requiring those features.
-        unsafe { zmm_panels(weights, k, x, tokens, out) };
-        return;
+    match super::simd::level() {
+        super::simd::Level::Avx512 => {
+            // SAFETY: level() detected avx2, fma, f16c and avx512f at run time; the function
+            // is safe Rust apart from requiring those features.
+            unsafe { zmm::panels(weights, k, x, tokens, out) };
+            return;
+        }
+        super::simd::Level::Avx2 => {
+            // SAFETY: level() detected avx2, fma and f16c at run time; the function is safe
+            // Rust apart from requiring those features.
+            unsafe { ymm::panels(weights, k, x, tokens, out) };
+            return;
+        }
+        super::simd::Level::None => {}
     }
     for (panel, out) in weights
         .chunks_exact(k * PANEL)
@@ -107,59 +116,107 @@ fn panels_into(weights: &[f16], k: usize, x: &[f32], tokens: usize, out: &mut [f
     }
 }
 
-/// The AVX-512 path: four panels at a time (four independent sums in flight while the
-/// weights stream), each column's 16 halves widened by one instruction.
+/// The vector paths: four panels at a time (four independent sums per vector in flight while
+/// the weights stream), each column's halves widened by one instruction per vector (16 lanes
+/// with AVX-512, 8 with F16C).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,avx512f")]
-fn zmm_panels(weights: &[f16], k: usize, x: &[f32], tokens: usize, out: &mut [f32]) {
-    use std::arch::x86_64::*;
+macro_rules! half_kernels {
+    ($features:literal, $vector:ty, $halves:ty, $lanes:expr, $zero:expr, $widen:path,
+     $fma:path, $set1:path) => {
+        use std::arch::x86_64::*;
 
-    /// Panels `p..p + N` times token `t`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    fn block<const N: usize>(
-        weights: &[f16],
-        k: usize,
-        p: usize,
-        xt: &[f32],
-        out: [&mut [f32]; N],
-    ) {
-        let columns: [&[[f16; PANEL]]; N] =
-            std::array::from_fn(|i| weights[(p + i) * k * PANEL..][..k * PANEL].as_chunks().0);
-        let mut acc = [_mm512_setzero_ps(); N];
-        for (c, &xc) in xt.iter().enumerate() {
-            let xv = _mm512_set1_ps(xc);
-            for i in 0..N {
-                let w = _mm512_cvtph_ps(bytemuck::cast::<[f16; PANEL], __m256i>(columns[i][c]));
-                acc[i] = _mm512_fmadd_ps(w, xv, acc[i]);
+        use super::{PANEL, f16};
+
+        const LANES: usize = $lanes;
+        /// Vectors per panel.
+        const V: usize = PANEL / LANES;
+
+        /// Panels `p..p + N` times token `t`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn block<const N: usize>(
+            weights: &[f16],
+            k: usize,
+            p: usize,
+            xt: &[f32],
+            out: [&mut [f32]; N],
+        ) {
+            let columns: [&[[f16; PANEL]]; N] =
+                std::array::from_fn(|i| weights[(p + i) * k * PANEL..][..k * PANEL].as_chunks().0);
+            let mut acc = [[$zero; V]; N];
+            for (c, &xc) in xt.iter().enumerate() {
+                let xv = $set1(xc);
+                for i in 0..N {
+                    let (vectors, _) = columns[i][c].as_chunks::<LANES>();
+                    for v in 0..V {
+                        let w = $widen(bytemuck::cast::<[f16; LANES], $halves>(vectors[v]));
+                        acc[i][v] = $fma(w, xv, acc[i][v]);
+                    }
+                }
+            }
+            for (a, o) in acc.into_iter().zip(out) {
+                for (v, lanes) in a.into_iter().zip(o.chunks_exact_mut(LANES)) {
+                    lanes.copy_from_slice(&bytemuck::cast::<$vector, [f32; LANES]>(v));
+                }
             }
         }
-        for (a, o) in acc.into_iter().zip(out) {
-            o.copy_from_slice(&bytemuck::cast::<__m512, [f32; PANEL]>(a));
-        }
-    }
 
-    const N: usize = 4;
-    let count = weights.len() / (k * PANEL).max(1);
-    let mut p = 0;
-    while p < count {
-        let n = if p + N <= count { N } else { 1 };
-        for (t, xt) in x.chunks_exact(k).enumerate().take(tokens) {
-            let at = |i: usize| ((p + i) * tokens + t) * PANEL;
-            if n == N {
-                // Four disjoint 16-lane runs of `out`, one per panel.
-                let mut runs = out
-                    .chunks_exact_mut(PANEL)
-                    .skip(at(0) / PANEL)
-                    .step_by(tokens);
-                let out: [&mut [f32]; N] = std::array::from_fn(|_| runs.next().unwrap_or_default());
-                block::<N>(weights, k, p, xt, out);
-            } else {
-                block::<1>(weights, k, p, xt, [&mut out[at(0)..at(0) + PANEL]]);
+        #[target_feature(enable = $features)]
+        pub(super) fn panels(weights: &[f16], k: usize, x: &[f32], tokens: usize, out: &mut [f32]) {
+            const N: usize = 4;
+            let count = weights.len() / (k * PANEL).max(1);
+            let mut p = 0;
+            while p < count {
+                let n = if p + N <= count { N } else { 1 };
+                for (t, xt) in x.chunks_exact(k).enumerate().take(tokens) {
+                    let at = |i: usize| ((p + i) * tokens + t) * PANEL;
+                    if n == N {
+                        // Four disjoint 16-lane runs of `out`, one per panel.
+                        let mut runs = out
+                            .chunks_exact_mut(PANEL)
+                            .skip(at(0) / PANEL)
+                            .step_by(tokens);
+                        let out: [&mut [f32]; N] =
+                            std::array::from_fn(|_| runs.next().unwrap_or_default());
+                        block::<N>(weights, k, p, xt, out);
+                    } else {
+                        block::<1>(weights, k, p, xt, [&mut out[at(0)..at(0) + PANEL]]);
+                    }
+                }
+                p += n;
             }
         }
-        p += n;
-    }
+    };
+}
+
+/// 512-bit kernels (AVX-512F): a panel's 16 halves are one vector.
+#[cfg(target_arch = "x86_64")]
+mod zmm {
+    half_kernels!(
+        "avx2,fma,f16c,avx512f",
+        __m512,
+        __m256i,
+        16,
+        _mm512_setzero_ps(),
+        _mm512_cvtph_ps,
+        _mm512_fmadd_ps,
+        _mm512_set1_ps
+    );
+}
+
+/// 256-bit kernels (AVX2, FMA and F16C): a panel's 16 halves are two vectors.
+#[cfg(target_arch = "x86_64")]
+mod ymm {
+    half_kernels!(
+        "avx2,fma,f16c",
+        __m256,
+        __m128i,
+        8,
+        _mm256_setzero_ps(),
+        _mm256_cvtph_ps,
+        _mm256_fmadd_ps,
+        _mm256_set1_ps
+    );
 }
 
 #[cfg(test)]

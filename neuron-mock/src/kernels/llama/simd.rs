@@ -22,7 +22,8 @@ use super::linalg::SCORE_LANES;
 pub(super) enum Level {
     /// Neither: the portable loops.
     None,
-    /// AVX2 and FMA: 256-bit vectors, 16 registers.
+    /// AVX2, FMA and F16C (which every CPU with the first two has): 256-bit vectors, 16
+    /// registers.
     Avx2,
     /// AVX-512F as well: 512-bit vectors, 32 registers.
     Avx512,
@@ -33,7 +34,10 @@ pub(super) enum Level {
 pub(super) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let detected = if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        let detected = if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
             Level::None
         } else if is_x86_feature_detected!("avx512f") {
             Level::Avx512
