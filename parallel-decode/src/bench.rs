@@ -1,5 +1,5 @@
 //! Measuring decoding: strategies over a prompt set, the device's cost of a tree pass by
-//! width, and the machine's memory bandwidth (the bound a memory-bound decode step approaches).
+//! width and of a run of the heads, and the machine's memory bandwidth (the bound a memory-bound decode step approaches).
 
 use std::time::{Duration, Instant};
 
@@ -210,6 +210,33 @@ pub fn cost_curve(
     Ok(widths.iter().copied().zip(best).collect())
 }
 
+/// The time of one run of the model's heads (`top_k` candidates from each) on the hidden state
+/// after the first node of the last pass, the best of `repeats` runs; `None` for a model
+/// without heads. Call it after a pass, [`cost_curve`] for instance.
+///
+/// # Errors
+/// As [`LanguageModel::hidden`] and [`LanguageModel::heads`].
+pub fn heads_time(
+    model: &mut dyn LanguageModel,
+    top_k: usize,
+    repeats: usize,
+) -> Result<Option<Duration>> {
+    let heads = model.info().heads;
+    if heads == 0 {
+        return Ok(None);
+    }
+    let mut hidden = Vec::new();
+    model.hidden(0, 0, &mut hidden)?;
+    let top_k = vec![top_k; heads];
+    let mut best = Duration::MAX;
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        model.heads(&hidden, 0, &top_k)?;
+        best = best.min(start.elapsed());
+    }
+    Ok(Some(best))
+}
+
 /// Read bandwidth of this machine's memory in bytes per second: the best of a few passes
 /// summing `bytes` of memory with every thread of the pool (the way the kernels read weights).
 pub fn memory_bandwidth(bytes: usize) -> f64 {
@@ -277,6 +304,22 @@ mod tests {
         let mut m = ToyModel::new(ToyConfig::default());
         let curve = cost_curve(&mut m, &[1, 4, 8], 5, 2).unwrap();
         assert_eq!(curve.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 4, 8]);
+    }
+
+    #[test]
+    fn heads_are_timed_only_when_the_model_has_them() {
+        let mut plain = ToyModel::new(ToyConfig {
+            heads: 0,
+            ..ToyConfig::default()
+        });
+        cost_curve(&mut plain, &[1], 5, 1).unwrap();
+        assert_eq!(heads_time(&mut plain, 4, 2).unwrap(), None);
+        let mut with_heads = ToyModel::new(ToyConfig {
+            heads: 3,
+            ..ToyConfig::default()
+        });
+        cost_curve(&mut with_heads, &[1], 5, 1).unwrap();
+        assert!(heads_time(&mut with_heads, 4, 2).unwrap().is_some());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use parallel_decode::artifacts::DEFAULT_VERIFY_BUCKETS;
 use parallel_decode::backend::LanguageModel;
-use parallel_decode::bench::{cost_curve, memory_bandwidth, run_strategies};
+use parallel_decode::bench::{cost_curve, heads_time, memory_bandwidth, run_strategies};
 use parallel_decode::loading::{Progress, Unit};
 use parallel_decode::strategy::proposer::Proposer;
 use serde_json::json;
@@ -15,6 +15,7 @@ use super::GlobalOpts;
 use super::generate::SamplingArgs;
 use super::progress::Bars;
 use super::session::{DeviceArgs, DraftArgs, Strategy, encode_prompt, proposer};
+use super::tune::HEADS_TOP_K;
 
 /// Measure decoding strategies on a prompt set: tokens per second, time to first token, time
 /// per output token, tau (tokens per target pass), speed-up over autoregressive decoding and
@@ -124,6 +125,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         )
         .max(1);
     let curve = cost_curve(&mut model, &widths, context, 5)?;
+    let heads = heads_time(&mut model, HEADS_TOP_K, 5)?;
     if args.assume_flat_cost {
         model.assume_flat_cost();
     }
@@ -140,6 +142,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         "bandwidth_bound_ms": weight_bytes / bandwidth * 1e3,
         "fraction_of_bandwidth_bound": step.map(|s| weight_bytes / bandwidth / s),
         "cost_curve_ms": curve.iter().map(|(w, d)| json!({"tokens": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
+        "heads_ms": heads.map(|d| d.as_secs_f64() * 1e3),
     });
 
     let mut strategies = vec![Strategy::Ar];
@@ -208,6 +211,13 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             "cost of a tree pass by tokens (relative to 1): {}",
             costs.join(", ")
         );
+        if let Some(heads) = heads {
+            println!(
+                "cost of a run of the heads: {:.2} ms = {:.2}x",
+                heads.as_secs_f64() * 1e3,
+                heads.as_secs_f64() / base
+            );
+        }
         println!(
             "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>7}",
             "strategy",

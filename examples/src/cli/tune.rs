@@ -1,13 +1,11 @@
 //! `neuron-decode tune`: choose the Medusa candidate tree by measurement.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use parallel_decode::artifacts::{CompileOptions, DEFAULT_VERIFY_BUCKETS, compile};
-use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
-use parallel_decode::bench::cost_curve;
+use parallel_decode::bench::{cost_curve, heads_time};
 use parallel_decode::loading::ModelDir;
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
@@ -69,7 +67,7 @@ pub struct Args {
 }
 
 /// Candidates the heads graph returns per head (the compile default).
-const HEADS_TOP_K: usize = 10;
+pub(crate) const HEADS_TOP_K: usize = 10;
 
 pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let model = args.model.open(global)?;
@@ -231,15 +229,8 @@ fn measure(
     let runtime = super::session::runtime(global)?;
     let mut device = NeuronModel::open(&runtime, &artifacts, &bars)?;
     let curve = cost_curve(&mut device, &widths, context, args.repeats)?;
-    let mut hidden = Vec::new();
-    device.hidden(0, 0, &mut hidden)?;
-    let top_k = vec![HEADS_TOP_K; heads.count()];
-    let mut best = Duration::MAX;
-    for _ in 0..args.repeats.max(1) {
-        let start = Instant::now();
-        device.heads(&hidden, 0, &top_k)?;
-        best = best.min(start.elapsed());
-    }
+    let best = heads_time(&mut device, HEADS_TOP_K, args.repeats)?
+        .context("the compiled model has no heads")?;
     Ok(CostModel {
         source: format!(
             "measured on {} after {} cached positions",
