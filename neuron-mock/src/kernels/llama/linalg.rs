@@ -366,8 +366,8 @@ mod tests {
 
     #[test]
     fn scores_are_the_definition_bit_for_bit_on_every_path() {
-        for width in [1, 8, 16, 40, 64, 128] {
-            for positions in [1, 5, 16, 17, 37, 64] {
+        for width in [1, 8, 16, 32, 40, 64, 128] {
+            for positions in [1, 5, 8, 9, 16, 17, 37, 64] {
                 for queries in 1..=4 {
                     let keys = pseudo_random(positions * width, 3);
                     let q = pseudo_random(queries * width, 4);
