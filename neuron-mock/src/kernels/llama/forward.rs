@@ -533,8 +533,6 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
     Ok(())
 }
 
-/// Weighted value sums smaller than this many multiply-adds run on the calling thread (waking
-/// the pool would cost more).
 /// Attention whose total multiply-adds are below this many runs on the calling thread (a
 /// decode step's few queries over a short context): waking the pool would cost more.
 const SERIAL_ATTENTION_WORK: usize = 1 << 17;
@@ -656,4 +654,72 @@ pub fn commit_kv(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::pseudo_random;
+
+    /// A causal chain of new tokens after `cache_len` cached positions.
+    fn row(cache_len: usize, tokens: &[i32]) -> Row<'_> {
+        Row {
+            slot: 0,
+            cache_len,
+            tokens,
+            positions: tokens,
+            mask: None,
+            width: tokens.len(),
+        }
+    }
+
+    #[test]
+    fn attention_of_many_tokens_equals_each_token_alone() {
+        // Large enough to run on the pool (a verify pass's 9 tokens, a prefill's 37), with the
+        // head width the AVX2 and AVX-512 score kernels take; each token alone is a decode
+        // step over the same cache, run on the calling thread.
+        let dims = Dims {
+            vocab: 1,
+            hidden: 1,
+            intermediate: 1,
+            layers: 2,
+            q_heads: 6,
+            kv_heads: 2,
+            head_dim: 64,
+            rope_inv_freq: Vec::new(),
+            rms_eps: 1e-5,
+            max_len: 256,
+            slots: 1,
+            vocab_offset: 0,
+            vocab_local: 1,
+        };
+        let kv = pseudo_random(dims.kv_cache_len(), 1);
+        let width = dims.q_heads * dims.head_dim;
+        for (cache_len, n) in [(150, 9), (40, 37)] {
+            assert!(n * dims.q_heads * (cache_len + n) * dims.head_dim > SERIAL_ATTENTION_WORK);
+            let q = pseudo_random(n * width, n as u32);
+            let tokens = vec![0; n];
+            let mut all = vec![f32::NAN; n * width];
+            attention(&dims, 1, &kv, &row(cache_len, &tokens), &q, &mut all);
+            assert!(all.iter().all(|v| v.is_finite()) && all.iter().any(|&v| v != 0.0));
+            for i in 0..n {
+                let mut one = vec![f32::NAN; width];
+                let q1 = &q[i * width..(i + 1) * width];
+                attention(
+                    &dims,
+                    1,
+                    &kv,
+                    &row(cache_len + i, &tokens[..1]),
+                    q1,
+                    &mut one,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&all[i * width..(i + 1) * width]),
+                    bits(&one),
+                    "token {i} of {n} after {cache_len}"
+                );
+            }
+        }
+    }
 }
