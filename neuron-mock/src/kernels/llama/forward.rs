@@ -540,9 +540,10 @@ const SERIAL_ATTENTION_WORK: usize = 1 << 17;
 /// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
 /// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
 ///
-/// One task per new token covers all its query heads, and the tasks of a row share one
-/// wake-up of the pool. The query heads sharing a key/value head are scored together against
-/// its keys (contiguous in the cache), each score summed by the row kernel of
+/// One task per new token and key/value head covers the query heads sharing that head
+/// (a decode step's attention thus runs on every thread of the pool, not on one), and the
+/// tasks of a row share one wake-up of the pool. Those query heads are scored together
+/// against the head's keys (contiguous in the cache), each score summed by the row kernel of
 /// [`super::linalg`] in an order that does not depend on how many queries there are: a
 /// position scores the same in a decode step and in a verify pass.
 fn attention(
@@ -556,42 +557,41 @@ fn attention(
     let (hd, n) = (dims.head_dim, row.new_len());
     let group = dims.q_heads / dims.kv_heads;
     let visible = row.cache_len + n;
-    let width = dims.q_heads * hd;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Buffers for a task's queries (scaled) and their scores, then probabilities, by key:
-    // the query heads sharing one key/value head, head by head.
+    // Buffers for a task's queries (scaled) and their scores, then probabilities, by key.
     let buffers = || (vec![0.0; group * hd], vec![0.0; group * visible]);
-    let token = |bufs: &mut (Vec<f32>, Vec<f32>), (i, out): (usize, &mut [f32])| {
+    // `out` and `q` are `[token][kv head][group · hd]`: task t is token t / kv_heads and key/value
+    // head t % kv_heads, its queries and outputs chunk t of `group · hd` values.
+    let task = |bufs: &mut (Vec<f32>, Vec<f32>), (t, out): (usize, &mut [f32])| {
         let (queries, probs) = bufs;
-        for (g, out) in out.chunks_exact_mut(group * hd).enumerate() {
-            let keys = dims.kv_index(layer, 0, row.slot, g, 0);
-            let values = dims.kv_index(layer, 1, row.slot, g, 0);
-            for (d, v) in queries.iter_mut().zip(&q[i * width + g * group * hd..]) {
-                *d = v * scale;
-            }
-            attention_scores(&kv_cache[keys..keys + visible * hd], queries, probs, hd);
-            for p in probs.chunks_exact_mut(visible) {
-                for (j, p) in p[row.cache_len..].iter_mut().enumerate() {
-                    if !row.attends(i, j) {
-                        *p = f32::NEG_INFINITY;
-                    }
-                }
-                softmax_in_place(p);
-            }
-            // The group's heads share one pass over the values.
-            weighted_sums(probs, &kv_cache[values..values + visible * hd], out, hd);
+        let (i, g) = (t / dims.kv_heads, t % dims.kv_heads);
+        let keys = dims.kv_index(layer, 0, row.slot, g, 0);
+        let values = dims.kv_index(layer, 1, row.slot, g, 0);
+        for (d, v) in queries.iter_mut().zip(&q[t * group * hd..]) {
+            *d = v * scale;
         }
+        attention_scores(&kv_cache[keys..keys + visible * hd], queries, probs, hd);
+        for p in probs.chunks_exact_mut(visible) {
+            for (j, p) in p[row.cache_len..].iter_mut().enumerate() {
+                if !row.attends(i, j) {
+                    *p = f32::NEG_INFINITY;
+                }
+            }
+            softmax_in_place(p);
+        }
+        // The group's heads share one pass over the values.
+        weighted_sums(probs, &kv_cache[values..values + visible * hd], out, hd);
     };
-    let out = &mut out[..n * width];
+    let out = &mut out[..n * dims.q_heads * hd];
     if n * dims.q_heads * visible * hd <= SERIAL_ATTENTION_WORK {
         let mut bufs = buffers();
-        out.chunks_mut(width)
+        out.chunks_mut(group * hd)
             .enumerate()
-            .for_each(|task| token(&mut bufs, task));
+            .for_each(|t| task(&mut bufs, t));
     } else {
-        out.par_chunks_mut(width)
+        out.par_chunks_mut(group * hd)
             .enumerate()
-            .for_each_init(buffers, token);
+            .for_each_init(buffers, task);
     }
 }
 
