@@ -90,9 +90,10 @@ pub(super) fn halving_sum(mut lanes: [f32; SCORE_LANES]) -> f32 {
 /// `weights` is `[queries][positions]`, `rows` `[positions][width]`, `out` `[queries][width]`.
 ///
 /// Each output element is the same sum in position order (fused multiply-adds from zero) as a
-/// plain loop would give, however many queries there are. Up to [`QUERIES_PER_PASS`] queries share one pass over the values
-/// (each value row loaded once for all of them), their accumulators for a run of output
-/// elements kept in vector registers through the loop over positions.
+/// plain loop would give, however many queries there are. Up to [`QUERIES_PER_PASS`] queries
+/// share one pass over the values (each value row loaded once for all of them), their
+/// accumulators for a run of output elements kept in vector registers through the loop over
+/// positions.
 ///
 /// # Panics
 /// If `out` is not a whole number of `width`-long rows or the slices are shorter than that
