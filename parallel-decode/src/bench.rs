@@ -1,5 +1,6 @@
 //! Measuring decoding: strategies over a prompt set, the device's cost of a tree pass by
-//! width and of a run of the heads, and the machine's memory bandwidth (the bound a memory-bound decode step approaches).
+//! width and of a run of the heads, and the machine's memory bandwidth (the bound a
+//! memory-bound decode step approaches).
 
 use std::time::{Duration, Instant};
 
