@@ -57,6 +57,13 @@ pub struct Args {
     /// Seed of the example order (same data and seed, same heads).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How much of each head's target is the base model's own next-token distribution at the
+    /// target's position (its 32 most likely tokens; soft targets, computed once from the
+    /// distilled hidden states), the rest being the greedy token: 0 trains on the greedy
+    /// tokens alone. The distribution tells a head which tokens the model nearly chose, which
+    /// is what a tree's second and third candidates are for.
+    #[arg(long, default_value_t = 0.0, value_name = "0..1")]
+    teacher_weight: f32,
     /// What each head takes besides the hidden state: `path` (the token the model has just
     /// chosen and the best candidates of the heads before it, so that a head predicts the
     /// token after the ones proposed before it; heads format version 3), `next-token` (the
@@ -230,6 +237,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         seed: args.seed,
         conditioning: args.inputs.into(),
         vocab: vocab.clone(),
+        teacher_weight: args.teacher_weight,
         ..TrainOptions::default()
     };
     let (heads, tree) = if args.reuse_weights {
@@ -251,6 +259,13 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..])),
             100.0 * report.outside_vocab
         );
+        if let Some(agreement) = report.teacher_agreement {
+            println!(
+                "soft targets (weight {}): the base model's distribution from the stored states, whose most likely token is the answer's at {:.2}% of the positions",
+                args.teacher_weight,
+                100.0 * agreement
+            );
+        }
         (heads, None)
     };
     let dtype = match args.dtype {

@@ -216,7 +216,16 @@ pub struct TrainOptions {
     /// training several times cheaper than over the whole vocabulary. Targets outside it are
     /// skipped (the heads could never propose them). `None`: the whole vocabulary.
     pub vocab: Option<Vec<u32>>,
+    /// How much of each head's target is the base model's own distribution at the target's
+    /// position (its [`TEACHER_TOP`] most likely tokens), the rest being the greedy token
+    /// itself: 0 trains on the greedy tokens alone. The distribution says which other tokens
+    /// the model nearly chose, which a tree's second and third candidates are for.
+    pub teacher_weight: f32,
 }
+
+/// Tokens of the base model's distribution kept as a soft target (the rest of its mass, a
+/// few percent at most where it matters, is dropped and the kept part renormalised).
+pub const TEACHER_TOP: usize = 32;
 
 impl Default for TrainOptions {
     fn default() -> Self {
@@ -229,6 +238,7 @@ impl Default for TrainOptions {
             seed: 0,
             conditioning: Conditioning::Path,
             vocab: None,
+            teacher_weight: 0.0,
         }
     }
 }
@@ -246,6 +256,10 @@ pub struct TrainReport {
     pub epoch_loss: Vec<Vec<f64>>,
     /// Mean cross-entropy of each head at the start (the zero heads, over the first step).
     pub initial_loss: Vec<f64>,
+    /// With soft targets, the fraction of the answers' tokens that are the most likely token
+    /// of the teacher's distribution there (about 1; much less means the hidden states and
+    /// the LM head do not belong together).
+    pub teacher_agreement: Option<f64>,
     /// Wall-clock time.
     pub time: Duration,
 }
@@ -394,9 +408,64 @@ pub(crate) fn lm_logits(lm: &LmHead, z: ArrayView2<'_, f32>, logits: &mut Array2
     gemm(z, lm.view().t(), 0.0, logits.view_mut());
 }
 
-/// Turns each row of logits into the gradient of the mean cross-entropy against `targets`
-/// (softmax minus one-hot, over the rows); returns the summed loss.
-fn softmax_grad(logits: &mut Array2<f32>, targets: &[u32]) -> f64 {
+/// The target distribution of every example of a batch, as a few weighted rows of the LM
+/// head each (weights summing to one): the one-hot greedy token, or a mixture of it and the
+/// base model's own distribution at the target's position ([`TrainOptions::teacher_weight`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Targets {
+    /// `entries[starts[i]..starts[i + 1]]` are example `i`'s (row, weight) pairs.
+    starts: Vec<usize>,
+    entries: Vec<(u32, f32)>,
+}
+
+impl Targets {
+    fn clear(&mut self) {
+        self.starts.clear();
+        self.entries.clear();
+    }
+
+    /// Adds an example whose target is `hard` with weight `1 - teacher_weight`, and the
+    /// (row, probability) pairs of `teacher` (summing to one) scaled by `teacher_weight`.
+    fn push(&mut self, hard: u32, teacher: &[(u32, f32)], teacher_weight: f32) {
+        self.starts.push(self.entries.len());
+        if teacher.is_empty() || teacher_weight <= 0.0 {
+            self.entries.push((hard, 1.0));
+            return;
+        }
+        self.entries.push((hard, 1.0 - teacher_weight));
+        self.entries
+            .extend(teacher.iter().map(|&(r, p)| (r, p * teacher_weight)));
+    }
+
+    /// One-hot targets on `rows`.
+    #[cfg(test)]
+    fn one_hot(rows: &[u32]) -> Self {
+        let mut t = Targets::default();
+        for &r in rows {
+            t.push(r, &[], 0.0);
+        }
+        t
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn rows(&self) -> impl IndexedParallelIterator<Item = &[(u32, f32)]> + '_ {
+        (0..self.len()).into_par_iter().map(|i| {
+            let end = self
+                .starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(self.entries.len());
+            &self.entries[self.starts[i]..end]
+        })
+    }
+}
+
+/// Turns each row of logits into the gradient of the mean cross-entropy against the target
+/// distributions `targets` (softmax minus the target, over the rows); returns the summed loss.
+fn softmax_grad(logits: &mut Array2<f32>, targets: &Targets) -> f64 {
     let (n, v) = logits.dim();
     let rows = n as f32;
     let Some(all) = logits.as_slice_mut() else {
@@ -404,29 +473,140 @@ fn softmax_grad(logits: &mut Array2<f32>, targets: &[u32]) -> f64 {
     };
     let losses: Vec<f64> = all
         .par_chunks_mut(v)
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
+        .zip(targets.rows())
+        .map(|(row, target)| {
             let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let mut sum = 0.0f64;
             for v in row.iter_mut() {
                 *v = (*v - max).exp();
                 sum += f64::from(*v);
             }
-            let t = t as usize;
-            let p_target = f64::from(row[t]) / sum;
+            let loss: f64 = target
+                .iter()
+                .map(|&(t, w)| -f64::from(w) * (f64::from(row[t as usize]) / sum).max(1e-30).ln())
+                .sum();
             let scale = (1.0 / sum) as f32 / rows;
             row.iter_mut().for_each(|v| *v *= scale);
-            row[t] -= 1.0 / rows;
-            -p_target.max(1e-30).ln()
+            for &(t, w) in target {
+                row[t as usize] -= w / rows;
+            }
+            loss
         })
         .collect();
     losses.iter().sum()
 }
 
+/// The base model's own next-token distribution at hidden states, kept as its `top` most
+/// likely rows of the LM head (renormalised to sum to one): the soft targets of
+/// [`TrainOptions::teacher_weight`].
+struct Teacher {
+    top: usize,
+    /// `[states, top]` (row, probability) pairs, most likely first; empty rows for states
+    /// not computed.
+    entries: Vec<(u32, f32)>,
+    /// Which states were computed.
+    computed: Vec<bool>,
+    /// Fraction of the computed states whose most likely token is the one the answer has
+    /// next (1 but for rounding: the states are the ones the answers were decoded from).
+    agreement: f64,
+}
+
+impl Teacher {
+    /// Scores the states of `sequences` with `lm` (in batches, as training does).
+    fn compute(
+        data: &Dataset,
+        sequences: &[usize],
+        lm: &LmHead,
+        top: usize,
+        progress: &dyn Progress,
+    ) -> Self {
+        let top = top.clamp(1, lm.scored());
+        let mut teacher = Teacher {
+            top,
+            entries: vec![(0, 0.0); data.len() * top],
+            computed: vec![false; data.len()],
+            agreement: 0.0,
+        };
+        // Each state, and the row of the token the answer has after it.
+        let (states, next): (Vec<usize>, Vec<Option<usize>>) = sequences
+            .iter()
+            .flat_map(|&s| {
+                let seq = &data.sequences[s];
+                (seq.first_state..).zip(seq.tokens.iter().map(|&t| lm.row_of(t)))
+            })
+            .unzip();
+        let mut agreed = 0usize;
+        const CHUNK: usize = 512;
+        let bar = progress.start(
+            "scoring the answers with the base model (soft targets)",
+            Some(states.len() as u64),
+            Unit::Items,
+        );
+        let mut s = Scratch::default();
+        let mut logits = Array2::zeros((0, 0));
+        for (chunk, next) in states.chunks(CHUNK).zip(next.chunks(CHUNK)) {
+            gather_states(data, chunk, &mut s);
+            lm_logits(lm, s.x.view(), &mut logits);
+            let v = logits.ncols();
+            let tops: Vec<Vec<(u32, f32)>> = logits
+                .as_slice()
+                .unwrap_or(&[])
+                .par_chunks(v)
+                .map(|row| top_probabilities(row, top))
+                .collect();
+            for ((&state, best), next) in chunk.iter().zip(tops).zip(next) {
+                agreed += usize::from(Some(best[0].0 as usize) == *next);
+                teacher.entries[state * top..(state + 1) * top].copy_from_slice(&best);
+                teacher.computed[state] = true;
+            }
+            bar.advance(chunk.len() as u64);
+        }
+        teacher.agreement = agreed as f64 / states.len().max(1) as f64;
+        teacher
+    }
+
+    /// The distribution at `state` (empty when it was not computed).
+    fn at(&self, state: usize) -> &[(u32, f32)] {
+        if self.computed.get(state).copied().unwrap_or(false) {
+            &self.entries[state * self.top..(state + 1) * self.top]
+        } else {
+            &[]
+        }
+    }
+}
+
+/// The `top` most likely entries of `softmax(logits)` (ties to the lower index, as the heads
+/// graph breaks them), renormalised to sum to one.
+fn top_probabilities(logits: &[f32], top: usize) -> Vec<(u32, f32)> {
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let by_score = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    let top = top.min(order.len());
+    if top < order.len() {
+        order.select_nth_unstable_by(top, by_score);
+        order.truncate(top);
+    }
+    order.sort_by(by_score);
+    let max = order.first().map_or(0.0, |&i| logits[i as usize]);
+    let weights: Vec<f32> = order
+        .iter()
+        .map(|&i| (logits[i as usize] - max).exp())
+        .collect();
+    let sum: f32 = weights.iter().sum();
+    order
+        .into_iter()
+        .zip(weights)
+        .map(|(i, w)| (i, w / sum))
+        .collect()
+}
+
 /// Runs `head` on the gathered batch and leaves the gradients of the mean cross-entropy
 /// against `targets` (rows of `lm`) in `s.dw` (of `W`), `s.dt` (of the token matrices) and
 /// `s.db`; returns the summed loss.
-fn forward_backward(lm: &LmHead, head: &Head, targets: &[u32], s: &mut Scratch) -> f64 {
+fn forward_backward(lm: &LmHead, head: &Head, targets: &Targets, s: &mut Scratch) -> f64 {
     let (n, d) = s.x.dim();
     head_forward(head, s);
     lm_logits(lm, s.z.view(), &mut s.logits);
@@ -471,7 +651,7 @@ fn head_step(
     lm: &LmHead,
     head: &mut Head,
     adam: &mut HeadAdam,
-    batch: (&[usize], &[&[u32]], &[u32]),
+    batch: (&[usize], &[&[u32]], &Targets),
     lr: f32,
     t: i32,
     s: &mut Scratch,
@@ -575,6 +755,15 @@ pub fn train(
             message: "heads, batch and epochs must be at least 1".into(),
         });
     }
+    if !(0.0..=1.0).contains(&options.teacher_weight) {
+        return Err(Error::Setting {
+            field: "training",
+            message: format!(
+                "the teacher's weight must be between 0 and 1, not {}",
+                options.teacher_weight
+            ),
+        });
+    }
     let mut examples = examples(data, sequences, options.heads);
     if examples.is_empty() {
         return Err(Error::Setting {
@@ -618,12 +807,15 @@ pub fn train(
     let total = steps_per_epoch * options.epochs;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut scratch = Scratch::default();
+    let teacher = (options.teacher_weight > 0.0)
+        .then(|| Teacher::compute(data, sequences, lm, TEACHER_TOP, progress));
     let mut report = TrainReport {
         steps: 0,
         examples: examples.len(),
         outside_vocab: outside as f64 / targets_total.max(1) as f64,
         epoch_loss: Vec::new(),
         initial_loss: Vec::new(),
+        teacher_agreement: teacher.as_ref().map(|t| t.agreement),
         time: Duration::ZERO,
     };
     let bar = progress.start(
@@ -636,7 +828,7 @@ pub fn train(
         Some(total as u64),
         Unit::Items,
     );
-    let (mut ids, mut targets) = (Vec::new(), Vec::new());
+    let (mut ids, mut targets) = (Vec::new(), Targets::default());
     let mut columns: Vec<Vec<u32>> = Vec::new();
     for epoch in 0..options.epochs {
         examples.shuffle(&mut rng);
@@ -656,7 +848,9 @@ pub fn train(
                         continue;
                     };
                     ids.push(e.state);
-                    targets.push(row as u32);
+                    // The distribution the base model predicted the target from.
+                    let soft = teacher.as_ref().map_or(&[][..], |t| t.at(e.state + h + 1));
+                    targets.push(row as u32, soft, options.teacher_weight);
                     // The tokens taken: the next one, then (teacher forcing) the true ones
                     // before this head's target, which the best candidates are when the
                     // path is accepted that far.
@@ -668,7 +862,7 @@ pub fn train(
                     continue;
                 }
                 let tokens: Vec<&[u32]> = columns.iter().map(Vec::as_slice).collect();
-                let batch = (&ids[..], &tokens[..], &targets[..]);
+                let batch = (&ids[..], &tokens[..], &targets);
                 let loss = head_step(data, lm, head, adam, batch, lr, t, &mut scratch);
                 sums[h].0 += loss;
                 sums[h].1 += ids.len();
@@ -773,7 +967,7 @@ mod tests {
             sequences: vec![],
         };
         // Head 2 of heads that take the path: the next token, then two path tokens.
-        let (ids, targets) = ([0, 1, 2], [3u32, 7, 1]);
+        let ids = [0, 1, 2];
         let tokens: [&[u32]; 3] = [&[4, 9, 0], &[1, 2, 3], &[5, 6, 10]];
         let mut head = Head::zero(d, 2, Conditioning::Path);
         assert_eq!(head.token_weights.len(), 3);
@@ -786,13 +980,32 @@ mod tests {
             }
         }
         head.bias = (0..d).map(|i| i as f32 / 20.0).collect();
+        // One-hot targets, and targets mixed with a teacher's distribution.
+        let one_hot = Targets::one_hot(&[3, 7, 1]);
+        let mut mixed = Targets::default();
+        mixed.push(3, &[(3, 0.5), (4, 0.3), (0, 0.2)], 0.6);
+        mixed.push(7, &[(2, 0.9), (7, 0.1)], 0.3);
+        mixed.push(1, &[], 0.5);
+        for targets in [&one_hot, &mixed] {
+            check_gradient(&data, &lm, &head, &ids, &tokens, targets);
+        }
+    }
+
+    fn check_gradient(
+        data: &Dataset,
+        lm: &LmHead,
+        head: &Head,
+        ids: &[usize],
+        tokens: &[&[u32]],
+        targets: &Targets,
+    ) {
         let run = |head: &Head| {
             let mut s = Scratch::default();
-            gather(&data, &lm, &ids, &tokens, &mut s);
-            let loss = forward_backward(&lm, head, &targets, &mut s) / ids.len() as f64;
+            gather(data, lm, ids, tokens, &mut s);
+            let loss = forward_backward(lm, head, targets, &mut s) / ids.len() as f64;
             (loss, s)
         };
-        let (_, analytic) = run(&head);
+        let (_, analytic) = run(head);
         let eps = 1e-3;
         for (r, c) in [(0, 0), (2, 5), (5, 1), (3, 3)] {
             // None: W; Some(t): token matrix t.
@@ -869,7 +1082,12 @@ mod tests {
         );
         assert!(before.base_top1 > 0.9, "{}", before.base_top1);
         assert!(before.heads[0].top[0] < 0.2, "{:?}", before.heads[0]);
-        for conditioning in Conditioning::ALL {
+        // Every kind of head on the greedy tokens, and one on soft targets too.
+        let runs = Conditioning::ALL
+            .map(|c| (c, 0.0))
+            .into_iter()
+            .chain([(Conditioning::Path, 0.5)]);
+        for (conditioning, teacher_weight) in runs {
             let options = TrainOptions {
                 heads: 2,
                 epochs: 150,
@@ -879,9 +1097,17 @@ mod tests {
                 seed: 1,
                 conditioning,
                 vocab: None,
+                teacher_weight,
             };
             let (heads, report) =
                 train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
+            if teacher_weight > 0.0 {
+                // The base model predicts each answer's next token from its state.
+                let agreement = report.teacher_agreement.unwrap();
+                assert!(agreement > 0.95, "{agreement}");
+            } else {
+                assert_eq!(report.teacher_agreement, None);
+            }
             for (h, head) in heads.iter().enumerate() {
                 assert_eq!(head.token_weights.len(), conditioning.token_parts(h).len());
             }
@@ -921,6 +1147,7 @@ mod tests {
             seed: 1,
             conditioning: Conditioning::Path,
             vocab: Some(vocab.clone()),
+            teacher_weight: 0.0,
         };
         let (heads, report) =
             train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
@@ -948,6 +1175,25 @@ mod tests {
         };
         let err = train(&data, &all, &lm, &bad, &crate::loading::NoProgress).unwrap_err();
         assert!(err.to_string().contains("strictly increasing"), "{err}");
+        let bad = TrainOptions {
+            teacher_weight: 1.5,
+            ..options
+        };
+        let err = train(&data, &all, &lm, &bad, &crate::loading::NoProgress).unwrap_err();
+        assert!(err.to_string().contains("teacher's weight"), "{err}");
+    }
+
+    #[test]
+    fn teacher_keeps_the_most_likely_tokens_renormalised() {
+        // softmax of [ln 1, ln 3, ln 3, ln 2]: the two threes tie, the lower index first.
+        let logits = [0.0f32, 3f32.ln(), 3f32.ln(), 2f32.ln()];
+        let top = top_probabilities(&logits, 3);
+        let ids: Vec<u32> = top.iter().map(|&(i, _)| i).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        for (&(_, p), want) in top.iter().zip([3.0 / 8.0, 3.0 / 8.0, 2.0 / 8.0]) {
+            assert!((p - want).abs() < 1e-6, "{top:?}");
+        }
+        assert_eq!(top_probabilities(&logits, 9).len(), 4);
     }
 
     #[test]
