@@ -76,6 +76,7 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
         conditioning: Conditioning::Path,
         vocab: None,
         teacher_weight: 0.0,
+        weight_decay: 0.0,
     };
     let (heads, report) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();
     let last = report.epoch_loss.last().unwrap();

@@ -64,6 +64,10 @@ pub struct Args {
     /// is what a tree's second and third candidates are for.
     #[arg(long, default_value_t = 0.0, value_name = "0..1")]
     teacher_weight: f32,
+    /// Decoupled weight decay of the heads' matrices (AdamW), per unit of learning rate:
+    /// pulls the heads towards the base model's prediction, against over-fitting. 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
     /// What each head takes besides the hidden state: `path` (the token the model has just
     /// chosen and the best candidates of the heads before it, so that a head predicts the
     /// token after the ones proposed before it; heads format version 3), `next-token` (the
@@ -238,6 +242,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         conditioning: args.inputs.into(),
         vocab: vocab.clone(),
         teacher_weight: args.teacher_weight,
+        weight_decay: args.weight_decay,
         ..TrainOptions::default()
     };
     let (heads, tree) = if args.reuse_weights {

@@ -221,6 +221,10 @@ pub struct TrainOptions {
     /// itself: 0 trains on the greedy tokens alone. The distribution says which other tokens
     /// the model nearly chose, which a tree's second and third candidates are for.
     pub teacher_weight: f32,
+    /// Decoupled weight decay of the heads' matrices (AdamW), per unit of learning rate: it
+    /// pulls the heads towards the base model's own prediction, against over-fitting a
+    /// training set of a few hundred thousand positions. 0: none.
+    pub weight_decay: f32,
 }
 
 /// Tokens of the base model's distribution kept as a soft target (the rest of its mass, a
@@ -239,6 +243,7 @@ impl Default for TrainOptions {
             conditioning: Conditioning::Path,
             vocab: None,
             teacher_weight: 0.0,
+            weight_decay: 0.0,
         }
     }
 }
@@ -278,7 +283,9 @@ impl Adam {
         }
     }
 
-    fn step(&mut self, param: &mut [f32], grad: &[f32], lr: f32, t: i32) {
+    /// One Adam step of `param`, with decoupled weight decay `decay` (AdamW: the parameters
+    /// shrink by `lr * decay` of themselves, whatever their gradient).
+    fn step(&mut self, param: &mut [f32], grad: &[f32], lr: f32, decay: f32, t: i32) {
         const B1: f32 = 0.9;
         const B2: f32 = 0.999;
         const EPS: f32 = 1e-8;
@@ -293,7 +300,7 @@ impl Adam {
                 for i in 0..p.len() {
                     m[i] = B1 * m[i] + (1.0 - B1) * g[i];
                     v[i] = B2 * v[i] + (1.0 - B2) * g[i] * g[i];
-                    p[i] -= lr * (m[i] / c1) / ((v[i] / c2).sqrt() + EPS);
+                    p[i] -= lr * ((m[i] / c1) / ((v[i] / c2).sqrt() + EPS) + decay * p[i]);
                 }
             });
     }
@@ -644,7 +651,8 @@ fn forward_backward(lm: &LmHead, head: &Head, targets: &Targets, s: &mut Scratch
 }
 
 /// One step of one head on the examples whose states are `ids`, taking the token columns
-/// `tokens` (see [`gather`]), against `targets` (rows of `lm`); returns the summed loss.
+/// `tokens` (see [`gather`]), against `targets` (rows of `lm`), at learning rate `lr` with
+/// weight decay `decay` on the matrices; returns the summed loss.
 #[allow(clippy::too_many_arguments)]
 fn head_step(
     data: &Dataset,
@@ -652,7 +660,7 @@ fn head_step(
     head: &mut Head,
     adam: &mut HeadAdam,
     batch: (&[usize], &[&[u32]], &Targets),
-    lr: f32,
+    (lr, decay): (f32, f32),
     t: i32,
     s: &mut Scratch,
 ) -> f64 {
@@ -660,7 +668,7 @@ fn head_step(
     gather(data, lm, ids, tokens, s);
     let loss = forward_backward(lm, head, targets, s);
     if let (Some(w), Some(g)) = (head.weight.as_slice_mut(), s.dw.as_slice()) {
-        adam.weight.step(w, g, lr, t);
+        adam.weight.step(w, g, lr, decay, t);
     }
     for ((w, a), g) in head
         .token_weights
@@ -669,10 +677,10 @@ fn head_step(
         .zip(&s.dt)
     {
         if let (Some(w), Some(g)) = (w.as_slice_mut(), g.as_slice()) {
-            a.step(w, g, lr, t);
+            a.step(w, g, lr, decay, t);
         }
     }
-    adam.bias.step(&mut head.bias, &s.db, lr, t);
+    adam.bias.step(&mut head.bias, &s.db, lr, 0.0, t);
     loss
 }
 
@@ -761,6 +769,15 @@ pub fn train(
             message: format!(
                 "the teacher's weight must be between 0 and 1, not {}",
                 options.teacher_weight
+            ),
+        });
+    }
+    if !(options.weight_decay.is_finite() && options.weight_decay >= 0.0) {
+        return Err(Error::Setting {
+            field: "training",
+            message: format!(
+                "the weight decay must be 0 or more, not {}",
+                options.weight_decay
             ),
         });
     }
@@ -863,7 +880,8 @@ pub fn train(
                 }
                 let tokens: Vec<&[u32]> = columns.iter().map(Vec::as_slice).collect();
                 let batch = (&ids[..], &tokens[..], &targets);
-                let loss = head_step(data, lm, head, adam, batch, lr, t, &mut scratch);
+                let rates = (lr, options.weight_decay);
+                let loss = head_step(data, lm, head, adam, batch, rates, t, &mut scratch);
                 sums[h].0 += loss;
                 sums[h].1 += ids.len();
                 first.push(loss / ids.len() as f64);
@@ -1098,6 +1116,7 @@ mod tests {
                 conditioning,
                 vocab: None,
                 teacher_weight,
+                weight_decay: 0.0,
             };
             let (heads, report) =
                 train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
@@ -1148,6 +1167,7 @@ mod tests {
             conditioning: Conditioning::Path,
             vocab: Some(vocab.clone()),
             teacher_weight: 0.0,
+            weight_decay: 0.0,
         };
         let (heads, report) =
             train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
