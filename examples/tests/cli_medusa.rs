@@ -92,6 +92,30 @@ fn trains_heads_then_tunes_their_tree() {
     );
     assert_eq!(std::fs::read(&heads).unwrap(), first);
     assert!(dir.path().join("heads.eval.json").is_file());
+    // Soft targets: the base model's distribution, scored from the stored states, names the
+    // answers' own tokens; they train other heads.
+    let out = train(&["--teacher-weight", "0.5"]);
+    assert!(out.contains("soft targets (weight 0.5)"), "{out}");
+    assert!(
+        out.contains("the answer's at 100.00% of the positions"),
+        "{out}"
+    );
+    assert_ne!(std::fs::read(&heads).unwrap(), first);
+    let err = one_error(&mut {
+        let mut c = neuron_decode(&home);
+        c.args(["train-heads", "--model"])
+            .arg(&model)
+            .arg("--prompts")
+            .arg(&prompts)
+            .args(["--max-new-tokens", "10", "--teacher-weight", "2"])
+            .arg("--out")
+            .arg(dir.path().join("unused.safetensors"));
+        c
+    });
+    assert!(
+        err.contains("--teacher-weight") && err.contains("must be between 0 and 1"),
+        "{err}"
+    );
 
     // A flat cost table: every observed path up to the width is worth taking.
     let table = dir.path().join("cost.json");
@@ -117,6 +141,11 @@ fn trains_heads_then_tunes_their_tree() {
     ]));
     assert!(
         out.contains("chosen tree") && out.contains("recorded tree"),
+        "{out}"
+    );
+    // The table's costs are printed as given, in its own unit.
+    assert!(
+        out.contains("cost in the table's unit") && out.contains("      2     1.00      1.00"),
         "{out}"
     );
     let file = MedusaHeads::open(&heads, 16).unwrap();

@@ -62,11 +62,11 @@ pub struct Args {
     /// distilled hidden states), the rest being the greedy token: 0 trains on the greedy
     /// tokens alone. The distribution tells a head which tokens the model nearly chose, which
     /// is what a tree's second and third candidates are for.
-    #[arg(long, default_value_t = 0.0, value_name = "0..1")]
+    #[arg(long, default_value_t = 0.0, value_name = "0..1", value_parser = fraction)]
     teacher_weight: f32,
     /// Decoupled weight decay of the heads' matrices (AdamW), per unit of learning rate:
     /// pulls the heads towards the base model's prediction, against over-fitting. 0: none.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = not_negative)]
     weight_decay: f32,
     /// What each head takes besides the hidden state: `path` (the token the model has just
     /// chosen and the best candidates of the heads before it, so that a head predicts the
@@ -129,6 +129,24 @@ enum HeadsType {
     F32,
     F16,
     Bf16,
+}
+
+/// A number from 0 to 1 (checked before the long work starts, not after distilling).
+fn fraction(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        Ok(_) => Err("must be between 0 and 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number of 0 or more.
+fn not_negative(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Ok(_) => Err("must be a number of 0 or more".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Candidates per head measured in the evaluation (the heads graph's default top-k).

@@ -111,7 +111,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             })
         );
     } else {
-        print_cost(&cost);
+        print_cost(&cost, args.cost_table.is_none());
         print_options(&choice, &cost.source);
         println!(
             "modeled (flat cost up to {} tokens, heads {:.0}% of a step): best {} nodes, expected tau {:.2}, speed-up {:.2}x",
@@ -246,19 +246,26 @@ fn measure(
     })
 }
 
-fn print_cost(cost: &CostModel) {
+/// Prints the cost of each width: in milliseconds when `measured` (the model holds seconds),
+/// otherwise in the table's own unit, as given.
+fn print_cost(cost: &CostModel, measured: bool) {
     let decode = cost.pass(1).unwrap_or(1.0);
-    println!("cost of a pass ({}):", cost.source);
+    let (scale, unit) = if measured {
+        (1e3, "ms")
+    } else {
+        (1.0, "the table's unit")
+    };
+    println!("cost of a pass ({}; cost in {unit}):", cost.source);
     println!("  width     cost  x decode");
     for &(w, c) in &cost.widths {
-        println!("  {w:>5}  {:>7.2}  {:>8.2}", c * 1e3, c / decode);
+        println!("  {w:>5}  {:>7.2}  {:>8.2}", c * scale, c / decode);
     }
     println!(
-        "  heads  {:>7.2}  {:>8.2}   (cost in ms when measured{})",
-        cost.heads * 1e3,
+        "  heads  {:>7.2}  {:>8.2}{}",
+        cost.heads * scale,
         cost.heads / decode,
         if cost.heads_per_depth {
-            "; per depth: these heads run one after the other"
+            "   (per depth: these heads run one after the other)"
         } else {
             ""
         }
