@@ -4,7 +4,9 @@
 //! vocabulary with the base model's own LM head `E` (`logits = E z`). It is trained with the
 //! cross-entropy of those logits against the token `h + 2` positions after `x`'s (see
 //! [`super::data`]). `W_h` and `b_h` start at zero, so every head starts as the base model's
-//! own next-token prediction, as in Medusa, and only has to learn the shift.
+//! own next-token prediction, as in Medusa, and only has to learn the shift. The target may
+//! also be soft: a mixture of that token and the base model's own distribution at its
+//! position, scored once from the stored hidden states (`TrainOptions::teacher_weight`).
 //!
 //! A head may also take the token the model chose from `x` (the one just emitted, which the
 //! engine knows before it runs the heads): `z = x + SiLU(W_h x + N_h e + b_h)` with `e` that
