@@ -78,16 +78,26 @@ fn heads_learn_the_tiny_models_continuations_reproducibly() {
         teacher_weight: 0.0,
         weight_decay: 0.0,
     };
-    let (heads, report) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();
+    let (heads, report) = train(&data, &train_seqs, &held_out, &lm, &options, &NoProgress).unwrap();
+    assert_eq!(report.held_out_loss.len(), 30);
+    assert!(
+        report
+            .held_out_loss
+            .iter()
+            .flatten()
+            .all(|l| l.is_finite() && *l >= 0.0),
+        "{:?}",
+        report.held_out_loss
+    );
     let last = report.epoch_loss.last().unwrap();
     for (h, (end, start)) in last.iter().zip(&report.initial_loss).enumerate() {
         assert!(end < &(0.7 * start), "head {h}: loss {start} -> {end}");
     }
     // The same seed gives the same heads, bit for bit; another seed does not.
-    let (again, _) = train(&data, &train_seqs, &lm, &options, &NoProgress).unwrap();
+    let (again, _) = train(&data, &train_seqs, &[], &lm, &options, &NoProgress).unwrap();
     assert_eq!(heads, again);
     let other = TrainOptions { seed: 8, ..options };
-    let (different, _) = train(&data, &train_seqs, &lm, &other, &NoProgress).unwrap();
+    let (different, _) = train(&data, &train_seqs, &[], &lm, &other, &NoProgress).unwrap();
     assert_ne!(heads, different);
 
     // Written, reopened, evaluated. The tiny model's greedy answers repeat a token for a

@@ -269,7 +269,14 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         println!("kept the {} heads of {}", file.count(), out.display());
         (read_heads(&file, dataset.hidden)?, file.tree().cloned())
     } else {
-        let (heads, report) = train(&dataset, &train_prompts, &lm, &train_options, &bars)?;
+        let (heads, report) = train(
+            &dataset,
+            &train_prompts,
+            &held_out,
+            &lm,
+            &train_options,
+            &bars,
+        )?;
         println!(
             "trained {} heads in {:.1} s: {} examples x {} epochs ({} steps of {}); loss per head {} -> {}; {:.1}% of the targets outside the heads vocabulary (skipped)",
             args.heads,
@@ -281,6 +288,15 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             fmt_losses(&report.initial_loss),
             fmt_losses(report.epoch_loss.last().map_or(&[][..], |l| &l[..])),
             100.0 * report.outside_vocab
+        );
+        println!(
+            "held-out loss per head after each epoch (greedy targets): {}",
+            report
+                .held_out_loss
+                .iter()
+                .map(|l| fmt_losses(l))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if let Some(agreement) = report.teacher_agreement {
             println!(

@@ -261,6 +261,9 @@ pub struct TrainReport {
     pub outside_vocab: f64,
     /// Mean cross-entropy of each head over each epoch: `[epoch][head]`.
     pub epoch_loss: Vec<Vec<f64>>,
+    /// Mean cross-entropy of each head against the greedy tokens on the held-out sequences
+    /// after each epoch: `[epoch][head]` (empty without held-out sequences).
+    pub held_out_loss: Vec<Vec<f64>>,
     /// Mean cross-entropy of each head at the start (the zero heads, over the first step).
     pub initial_loss: Vec<f64>,
     /// With soft targets, the fraction of the answers' tokens that are the most likely token
@@ -686,6 +689,85 @@ fn head_step(
     loss
 }
 
+/// One head's share of a batch of examples: the states that have a target for it, the
+/// tokens it takes and its targets.
+#[derive(Default)]
+struct HeadBatch {
+    ids: Vec<usize>,
+    /// `columns[t][i]`: the `t`-th token example `i` takes (see [`gather`]).
+    columns: Vec<Vec<u32>>,
+    targets: Targets,
+}
+
+impl HeadBatch {
+    /// Head `h`'s share of `batch`: targets outside `lm`'s rows are skipped; `soft(state)`
+    /// is the teacher's distribution at a state, mixed in with weight `teacher_weight`.
+    fn fill<'t>(
+        &mut self,
+        batch: &[Example],
+        h: usize,
+        head: &Head,
+        lm: &LmHead,
+        soft: &dyn Fn(usize) -> &'t [(u32, f32)],
+        teacher_weight: f32,
+    ) {
+        self.ids.clear();
+        self.targets.clear();
+        self.columns.resize_with(head.token_weights.len(), Vec::new);
+        self.columns.iter_mut().for_each(Vec::clear);
+        for e in batch {
+            let target = e.targets.get(h).copied().flatten();
+            let Some(row) = target.and_then(|t| lm.row_of(t)) else {
+                continue;
+            };
+            self.ids.push(e.state);
+            // The distribution the base model predicted the target from.
+            self.targets
+                .push(row as u32, soft(e.state + h + 1), teacher_weight);
+            // The tokens taken: the next one, then (teacher forcing) the true ones before
+            // this head's target, which the best candidates are when the path is accepted
+            // that far.
+            for (column, token) in self.columns.iter_mut().zip(e.taken()) {
+                column.push(token);
+            }
+        }
+    }
+}
+
+/// The mean cross-entropy of each head against the greedy tokens (teacher forcing, as in
+/// training) on `examples`, in batches of `batch`: the held-out counterpart of the
+/// training loss, which shows over-fitting as it happens.
+fn held_out_loss(
+    data: &Dataset,
+    lm: &LmHead,
+    heads: &[Head],
+    examples: &[Example],
+    batch: usize,
+    s: &mut Scratch,
+) -> Vec<f64> {
+    let mut hb = HeadBatch::default();
+    heads
+        .iter()
+        .enumerate()
+        .map(|(h, head)| {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for chunk in examples.chunks(batch.max(1)) {
+                hb.fill(chunk, h, head, lm, &|_| &[], 0.0);
+                if hb.ids.is_empty() {
+                    continue;
+                }
+                let tokens: Vec<&[u32]> = hb.columns.iter().map(Vec::as_slice).collect();
+                gather(data, lm, &hb.ids, &tokens, s);
+                head_forward(head, s);
+                lm_logits(lm, s.z.view(), &mut s.logits);
+                sum += softmax_grad(&mut s.logits, &hb.targets);
+                n += hb.ids.len();
+            }
+            if n == 0 { 0.0 } else { sum / n as f64 }
+        })
+        .collect()
+}
+
 /// A position the heads are trained or evaluated at.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Example {
@@ -736,7 +818,8 @@ fn schedule(options: &TrainOptions, step: usize, total: usize) -> f32 {
 }
 
 /// Trains `options.heads` heads on the states of `sequences` (indices into
-/// `data.sequences`), starting from zero.
+/// `data.sequences`), starting from zero, measuring the loss on `held_out` (other indices,
+/// possibly none) after each epoch.
 ///
 /// # Errors
 /// [`Error::Setting`] when the data and the LM head disagree in width, a target is outside
@@ -744,6 +827,7 @@ fn schedule(options: &TrainOptions, step: usize, total: usize) -> f32 {
 pub fn train(
     data: &Dataset,
     sequences: &[usize],
+    held_out: &[usize],
     lm: &LmHead,
     options: &TrainOptions,
     progress: &dyn Progress,
@@ -783,6 +867,7 @@ pub fn train(
             ),
         });
     }
+    let held_examples = examples(data, held_out, options.heads);
     let mut examples = examples(data, sequences, options.heads);
     if examples.is_empty() {
         return Err(Error::Setting {
@@ -834,6 +919,7 @@ pub fn train(
         outside_vocab: outside as f64 / targets_total.max(1) as f64,
         epoch_loss: Vec::new(),
         initial_loss: Vec::new(),
+        held_out_loss: Vec::new(),
         teacher_agreement: teacher.as_ref().map(|t| t.agreement),
         time: Duration::ZERO,
     };
@@ -847,8 +933,8 @@ pub fn train(
         Some(total as u64),
         Unit::Items,
     );
-    let (mut ids, mut targets) = (Vec::new(), Targets::default());
-    let mut columns: Vec<Vec<u32>> = Vec::new();
+    let mut hb = HeadBatch::default();
+    let soft = |state: usize| teacher.as_ref().map_or(&[][..], |t| t.at(state));
     for epoch in 0..options.epochs {
         examples.shuffle(&mut rng);
         let mut sums = vec![(0.0f64, 0usize); options.heads];
@@ -857,36 +943,17 @@ pub fn train(
             let t = (report.steps + 1) as i32;
             let mut first = Vec::new();
             for (h, (head, adam)) in heads.iter_mut().zip(&mut adams).enumerate() {
-                ids.clear();
-                targets.clear();
-                columns.resize_with(head.token_weights.len(), Vec::new);
-                columns.iter_mut().for_each(Vec::clear);
-                for e in batch {
-                    let target = e.targets.get(h).copied().flatten();
-                    let Some(row) = target.and_then(|t| lm.row_of(t)) else {
-                        continue;
-                    };
-                    ids.push(e.state);
-                    // The distribution the base model predicted the target from.
-                    let soft = teacher.as_ref().map_or(&[][..], |t| t.at(e.state + h + 1));
-                    targets.push(row as u32, soft, options.teacher_weight);
-                    // The tokens taken: the next one, then (teacher forcing) the true ones
-                    // before this head's target, which the best candidates are when the
-                    // path is accepted that far.
-                    for (column, token) in columns.iter_mut().zip(e.taken()) {
-                        column.push(token);
-                    }
-                }
-                if ids.is_empty() {
+                hb.fill(batch, h, head, lm, &soft, options.teacher_weight);
+                if hb.ids.is_empty() {
                     continue;
                 }
-                let tokens: Vec<&[u32]> = columns.iter().map(Vec::as_slice).collect();
-                let batch = (&ids[..], &tokens[..], &targets);
+                let tokens: Vec<&[u32]> = hb.columns.iter().map(Vec::as_slice).collect();
+                let batch = (&hb.ids[..], &tokens[..], &hb.targets);
                 let rates = (lr, options.weight_decay);
                 let loss = head_step(data, lm, head, adam, batch, rates, t, &mut scratch);
                 sums[h].0 += loss;
-                sums[h].1 += ids.len();
-                first.push(loss / ids.len() as f64);
+                sums[h].1 += hb.ids.len();
+                first.push(loss / hb.ids.len() as f64);
             }
             if report.steps == 0 {
                 report.initial_loss = first;
@@ -908,6 +975,25 @@ pub fn train(
                 .join(" ")
         );
         report.epoch_loss.push(means);
+        if !held_examples.is_empty() {
+            let loss = held_out_loss(
+                data,
+                lm,
+                &heads,
+                &held_examples,
+                options.batch,
+                &mut scratch,
+            );
+            tracing::info!(
+                "epoch {}: held-out loss per head {}",
+                epoch + 1,
+                loss.iter()
+                    .map(|l| format!("{l:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            report.held_out_loss.push(loss);
+        }
     }
     drop(bar);
     report.time = start.elapsed();
@@ -1120,8 +1206,20 @@ mod tests {
                 teacher_weight,
                 weight_decay: 0.0,
             };
-            let (heads, report) =
-                train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
+            let (heads, report) = train(
+                &data,
+                &all,
+                &all[..4],
+                &lm,
+                &options,
+                &crate::loading::NoProgress,
+            )
+            .unwrap();
+            // Measured after every epoch, on greedy targets: the shift is learned there too
+            // (a uniform guess over the 8 tokens costs ln 8 = 2.08).
+            assert_eq!(report.held_out_loss.len(), options.epochs);
+            let held = report.held_out_loss.last().unwrap();
+            assert!(held.iter().all(|&l| l < 0.5), "{conditioning:?}: {held:?}");
             if teacher_weight > 0.0 {
                 // The base model predicts each answer's next token from its state.
                 let agreement = report.teacher_agreement.unwrap();
@@ -1172,7 +1270,8 @@ mod tests {
             weight_decay: 0.0,
         };
         let (heads, report) =
-            train(&data, &all, &lm, &options, &crate::loading::NoProgress).unwrap();
+            train(&data, &all, &[], &lm, &options, &crate::loading::NoProgress).unwrap();
+        assert!(report.held_out_loss.is_empty());
         // Token 7 is one target in eight.
         assert!(
             (report.outside_vocab - 1.0 / 8.0).abs() < 0.05,
@@ -1195,13 +1294,13 @@ mod tests {
             vocab: Some(vec![3, 2]),
             ..options
         };
-        let err = train(&data, &all, &lm, &bad, &crate::loading::NoProgress).unwrap_err();
+        let err = train(&data, &all, &[], &lm, &bad, &crate::loading::NoProgress).unwrap_err();
         assert!(err.to_string().contains("strictly increasing"), "{err}");
         let bad = TrainOptions {
             teacher_weight: 1.5,
             ..options
         };
-        let err = train(&data, &all, &lm, &bad, &crate::loading::NoProgress).unwrap_err();
+        let err = train(&data, &all, &[], &lm, &bad, &crate::loading::NoProgress).unwrap_err();
         assert!(err.to_string().contains("teacher's weight"), "{err}");
     }
 
