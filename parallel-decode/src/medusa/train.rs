@@ -615,14 +615,20 @@ fn top_probabilities(logits: &[f32], top: usize) -> Vec<(u32, f32)> {
         .collect()
 }
 
+/// Runs `head` on the gathered batch and returns the summed cross-entropy against `targets`,
+/// leaving its gradient with respect to the logits in `s.logits`.
+fn forward_loss(lm: &LmHead, head: &Head, targets: &Targets, s: &mut Scratch) -> f64 {
+    head_forward(head, s);
+    lm_logits(lm, s.z.view(), &mut s.logits);
+    softmax_grad(&mut s.logits, targets)
+}
+
 /// Runs `head` on the gathered batch and leaves the gradients of the mean cross-entropy
 /// against `targets` (rows of `lm`) in `s.dw` (of `W`), `s.dt` (of the token matrices) and
 /// `s.db`; returns the summed loss.
 fn forward_backward(lm: &LmHead, head: &Head, targets: &Targets, s: &mut Scratch) -> f64 {
     let (n, d) = s.x.dim();
-    head_forward(head, s);
-    lm_logits(lm, s.z.view(), &mut s.logits);
-    let loss = softmax_grad(&mut s.logits, targets);
+    let loss = forward_loss(lm, head, targets, s);
     // dL/dz = G E.
     resize(&mut s.dz, n, d);
     gemm(s.logits.view(), lm.view(), 0.0, s.dz.view_mut());
@@ -700,6 +706,11 @@ struct HeadBatch {
 }
 
 impl HeadBatch {
+    /// The token columns, as [`gather`] takes them.
+    fn tokens(&self) -> Vec<&[u32]> {
+        self.columns.iter().map(Vec::as_slice).collect()
+    }
+
     /// Head `h`'s share of `batch`: targets outside `lm`'s rows are skipped; `soft(state)`
     /// is the teacher's distribution at a state, mixed in with weight `teacher_weight`.
     fn fill<'t>(
@@ -756,11 +767,8 @@ fn held_out_loss(
                 if hb.ids.is_empty() {
                     continue;
                 }
-                let tokens: Vec<&[u32]> = hb.columns.iter().map(Vec::as_slice).collect();
-                gather(data, lm, &hb.ids, &tokens, s);
-                head_forward(head, s);
-                lm_logits(lm, s.z.view(), &mut s.logits);
-                sum += softmax_grad(&mut s.logits, &hb.targets);
+                gather(data, lm, &hb.ids, &hb.tokens(), s);
+                sum += forward_loss(lm, head, &hb.targets, s);
                 n += hb.ids.len();
             }
             if n == 0 { 0.0 } else { sum / n as f64 }
@@ -947,7 +955,7 @@ pub fn train(
                 if hb.ids.is_empty() {
                     continue;
                 }
-                let tokens: Vec<&[u32]> = hb.columns.iter().map(Vec::as_slice).collect();
+                let tokens = hb.tokens();
                 let batch = (&hb.ids[..], &tokens[..], &hb.targets);
                 let rates = (lr, options.weight_decay);
                 let loss = head_step(data, lm, head, adam, batch, rates, t, &mut scratch);
