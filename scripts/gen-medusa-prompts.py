@@ -8,6 +8,11 @@ benchmark measures the heads on text they were not trained on. Grounded prompts 
 layout as the benchmark's (a product description, then a customer question), because that is
 the traffic the heads serve; open prompts cover shopping advice and general questions.
 
+It has two parts: the first set (2333 prompts), then a second set with new products, things and
+subjects (cooking, explanations, writing tasks, repairs, work, pets and plants, history),
+appended after it so that the first set's prompts keep their places and their cached answers.
+Add new content the same way: as a further set at the end, never by editing the earlier lists.
+
 Usage: scripts/gen-medusa-prompts.py [OUT]   (standard library only; output is deterministic)
 """
 import json
@@ -438,21 +443,6 @@ BENCH_SUBJECTS = [
 ]
 
 
-def advice_prompts(rng, per_template):
-    """A seeded sample of every advice template's combinations."""
-    rows = []
-    for template, slots in ADVICE_TEMPLATES:
-        combos = [[]]
-        for slot in slots:
-            combos = [c + [v] for c in combos for v in SLOTS[slot]]
-        prompts = []
-        for values in combos:
-            prompt = template.format(**dict(zip(slots, values)))
-            prompts.append(prompt[0].upper() + prompt[1:])
-        rows.extend(rng.sample(prompts, min(per_template, len(prompts))))
-    return rows
-
-
 def bench_prompts():
     """The benchmark's prompts (bench/prompts.jsonl beside this script's repository)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "prompts.jsonl")
@@ -465,33 +455,368 @@ def describe(product):
     return f"Product: {name}\nDescription: {text}"
 
 
+def grounded(product, question):
+    """A grounded prompt: the product's description, then a customer's question about it."""
+    return (
+        describe(product)
+        + "\n\nUsing the description above, answer the customer's question.\nQuestion: "
+        + question
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The second set (added later): more products, things and subjects, appended after the first
+# set's rows so that the first set's prompts keep their places (the distillation cache keeps
+# answers in chunks of 256 prompts, by content). Distilling 2100 prompts gave heads clearly
+# better than 461 did; this set is new content, not new combinations of the first set's lists.
+
+SECOND_SEED = 20261203
+
+# Questions drawn for each of the second set's products.
+SECOND_QUESTIONS_PER_PRODUCT = 14
+
+SECOND_PRODUCTS = [
+    ("HearthGlow Electric Fireplace", "electric fireplace", ["A wall-mounted electric fireplace 127 cm wide with a realistic flame effect", "two heat settings of 750 W and 1500 W, or flames without heat", "12 flame colours and a remote control", "thermostat and an 8-hour timer"], 349),
+    ("SkyLens Camera Drone", "drone", ["A folding camera drone weighing 249 g", "4K video at 30 frames per second on a three-axis gimbal", "31 minutes of flight per battery and a range of 10 km", "returns home automatically when the battery is low", "obstacle sensors at the front and bottom"], 459),
+    ("RiverStone Pour-Over Set", "pour-over coffee set", ["A ceramic pour-over dripper with a 600 ml glass server", "a gooseneck kettle of 800 ml for the stove", "comes with 100 paper filters", "makes one to four cups"], 59),
+    ("FitTrack Rowing Machine", "rowing machine", ["A magnetic rowing machine with 16 resistance levels", "display shows time, strokes, distance and calories", "folds upright to 70 by 50 cm of floor space", "aluminium rail for users up to 190 cm and 150 kg"], 549),
+    ("PageTurner Bookshelf", "bookshelf", ["A five-shelf bookcase in solid pine, 180 by 80 by 30 cm", "each shelf holds up to 25 kg", "two of the shelves are adjustable in height", "wall anchor included and it needs assembly"], 139),
+    ("CloudStep Slippers", "slippers", ["Memory foam slippers with a wool-blend lining", "non-slip rubber soles for indoors and a quick trip outside", "machine washable at 30 C", "sizes 36 to 46"], 35),
+    ("TurboBlend Pro Blender", "blender", ["A 1500 W countertop blender with a 2-litre Tritan jug", "eight speeds and programmes for smoothies, soup and ice", "hardened steel blades with six points", "the jug and lid are dishwasher safe", "seven-year motor warranty"], 169),
+    ("SafeHome Video Doorbell", "video doorbell", ["A wireless video doorbell with a 1080p camera and a 160-degree view", "two-way audio and motion alerts on your phone", "battery lasts about six months per charge", "night vision up to 5 m", "cloud storage needs a monthly plan"], 99),
+    ("PedalPal Kids Balance Bike", "balance bike", ["A balance bike for children aged 2 to 5 with a lightweight aluminium frame", "air-free foam tyres that never go flat", "seat height adjusts from 30 to 42 cm", "weighs 3 kg"], 89),
+    ("StillWater Aquarium Kit", "aquarium", ["A 60-litre glass aquarium kit with a lid", "includes an internal filter, a heater and LED lighting", "the light has day and night modes", "a guide to cycling the water for beginners"], 129),
+    ("GripMaster Cordless Drill", "cordless drill", ["An 18 V cordless drill driver with two 2 Ah batteries", "two speeds and 21 torque settings", "hammer mode for drilling into brick", "comes with a charger and a 30-piece bit set in a case"], 119),
+    ("ComfyPaws Orthopaedic Dog Bed", "dog bed", ["An orthopaedic dog bed with a 10 cm memory foam base", "removable cover that is machine washable", "waterproof liner under the cover", "sizes M, L and XL"], 79),
+    ("StarGazer 70 Telescope", "telescope", ["A refractor telescope with a 70 mm lens and a 700 mm focal length", "two eyepieces and a 3x Barlow lens", "aluminium tripod and a finder scope", "a smartphone adapter for taking photos"], 149),
+    ("EverFresh Bread Maker", "bread maker", ["A bread maker with 15 programmes including gluten-free and jam", "makes loaves of 500 g, 750 g or 1 kg", "13-hour delay timer and a keep-warm function", "fruit and nut dispenser"], 99),
+    ("TrueNorth GPS Watch", "GPS watch", ["An outdoor GPS watch with maps and a barometric altimeter", "battery lasts 14 days as a watch and 30 hours with GPS", "heart rate and blood oxygen sensor", "water resistant to 100 m"], 299),
+    ("SereneSound White Noise Machine", "white noise machine", ["A white noise machine with 30 sounds including fans, rain and waves", "timer of 30, 60 or 90 minutes, or all night", "headphone socket and a night light", "powered by USB-C"], 35),
+    ("AlpineRidge Trekking Poles", "trekking poles", ["A pair of carbon fibre trekking poles weighing 210 g each", "adjustable from 105 to 135 cm with flick locks", "cork grips and foam extensions", "rubber tips and snow baskets included"], 89),
+    ("BrightWash Washing Machine", "washing machine", ["A front-loading washing machine with a 9 kg drum and 1400 rpm spin", "energy class A and a quick 15-minute wash", "steam programme to reduce creases", "delay start of up to 24 hours", "inverter motor with a ten-year warranty"], 499),
+    ("PrintEase Ink Tank Printer", "printer", ["An all-in-one ink tank printer that prints, scans and copies", "bottles of ink print up to 7,500 pages in colour", "Wi-Fi and printing from the phone app", "automatic double-sided printing"], 229),
+    ("HarvestHome Raised Garden Bed", "raised garden bed", ["A galvanised steel raised garden bed of 180 by 90 by 30 cm", "no tools needed to assemble", "rust-resistant coating and rounded edges", "holds about 480 litres of soil"], 69),
+    ("SnugFit Baby Carrier", "baby carrier", ["An ergonomic baby carrier for babies from 3.5 to 20 kg", "front, hip and back carrying positions", "breathable mesh panel and a padded waist belt", "machine washable"], 119),
+    ("VaultKey Smart Lock", "smart lock", ["A smart door lock that opens with a fingerprint, a code, the app or a key", "stores up to 100 fingerprints", "auto-lock after a set time", "four AA batteries last about a year", "fits most standard doors 35 to 80 mm thick"], 199),
+    ("Sprout Silicone Baby Plates", "baby plates", ["A set of three silicone suction plates with divided sections", "food-grade silicone free of BPA", "the suction base keeps the plate on the table", "microwave and dishwasher safe"], 25),
+    ("FlowState Foam Roller", "foam roller", ["A 45 cm foam roller with a grid surface for massage", "hollow core that holds up to 250 kg", "comes with a guide to 20 exercises", "weighs 700 g"], 29),
+    ("NomadCook Cast Iron Skillet", "skillet", ["A 26 cm pre-seasoned cast iron skillet", "works on gas, electric, induction and over a campfire", "two pouring lips and a helper handle", "weighs 2.4 kg and lasts for generations with care"], 45),
+    ("ClearCall Conference Speaker", "conference speaker", ["A USB and Bluetooth speakerphone for video calls", "six microphones pick up voices from 3 m away", "echo and noise cancellation", "battery lasts 15 hours of talk time"], 129),
+    ("PureGlow Facial Steamer", "facial steamer", ["A nano-ionic facial steamer with a 60 ml tank", "heats up in 30 seconds and steams for 10 minutes", "turns off automatically when the tank is empty", "comes with a five-piece skin tool kit"], 39),
+    ("TideRunner Wetsuit", "wetsuit", ["A 3/2 mm full-length neoprene wetsuit", "back zip and glued, blind-stitched seams", "knee pads for surfing and paddling", "for water of 14 to 20 C", "sizes S to XXL"], 159),
+    ("QuickFix Sewing Machine", "sewing machine", ["A mechanical sewing machine with 32 stitch patterns", "one-step buttonhole and an automatic needle threader", "free arm for sleeves and trouser legs", "comes with four presser feet and a dust cover"], 179),
+    ("ArcLight Gaming Monitor", "gaming monitor", ["A 27-inch 1440p gaming monitor with a 165 Hz refresh rate", "1 ms response time and adaptive sync", "height-adjustable stand that tilts and swivels", "two HDMI ports and one DisplayPort"], 279),
+    ("GreenPath Compost Bin", "compost bin", ["A 330-litre garden compost bin made from recycled plastic", "a lid that locks against animals", "a hatch at the bottom to take out finished compost", "no base, so worms can get in"], 49),
+    ("TinyChef Kids Cooking Set", "kids cooking set", ["A cooking set for children aged 5 and up", "includes a nylon knife, a peeler, a whisk and an apron", "a recipe book with 20 simple dishes", "every tool is dishwasher safe"], 29),
+    ("ThermoLock Food Flask", "food flask", ["A 500 ml vacuum-insulated food flask", "keeps food hot for 9 hours or cold for 12", "wide mouth that is easy to fill and clean", "folding spoon in the lid"], 27),
+    ("SilverLine Robot Window Cleaner", "window cleaner", ["A robot window cleaner that sticks to glass by suction", "cleans a square metre in about two minutes", "safety rope and a backup battery in case of a power cut", "washable microfibre pads and a remote control"], 249),
+    ("EchoPlay Vinyl Turntable", "turntable", ["A belt-drive turntable that plays records at 33 and 45 rpm", "built-in phono stage and Bluetooth output", "aluminium platter and a replaceable cartridge", "dust cover included"], 199),
+    ("WildTrail Trail Camera", "trail camera", ["A wildlife camera that takes 24-megapixel photos and 1080p video", "infrared night vision up to 20 m without a visible flash", "runs for up to six months on eight AA batteries", "waterproof to IP66 and comes with a strap"], 79),
+]
+
+SECOND_QUESTIONS = [
+    "Is it safe?",
+    "How long does the battery last?",
+    "Does it come with everything I need to start?",
+    "Can I use it every day?",
+    "What is the most important thing it does well?",
+    "Who should not buy it?",
+    "Is it easy to repair?",
+    "How much space does it take up?",
+    "Is there anything I need to buy separately?",
+    "Could you explain its features to someone who is not technical?",
+    "Is it good value for the money?",
+    "How do I get the best results from it?",
+    "What do I need to know about looking after it?",
+    "Would it suit a small home?",
+    "What are three reasons to buy it?",
+    "Is it suitable for an older person?",
+    "Write a short review of it for a shop's website.",
+    "How does it work?",
+    "Can I give it as a wedding present?",
+    "What would you ask the seller before buying it?",
+]
+
+# Things the open templates of the second set ask about (none of them a benchmark subject);
+# `{a}` in a template is the article the thing takes.
+SECOND_ITEMS = [
+    "air conditioner", "dehumidifier", "electric blanket", "heated clothes airer", "steam iron",
+    "cordless vacuum cleaner", "carpet cleaner", "juicer", "stand mixer", "pasta maker",
+    "waffle iron", "sandwich toaster", "pizza oven", "barbecue grill", "smoker", "deep fryer",
+    "soda maker", "wine cooler", "chest freezer", "water softener", "electric toothbrush for a child",
+    "hair dryer", "hair straightener", "beard trimmer", "electric shaver", "massage gun",
+    "fitness tracker", "heart rate monitor", "bike computer", "turbo trainer", "climbing harness",
+    "ski jacket", "pair of snow boots", "wetsuit", "surfboard", "kayak paddle", "life jacket",
+    "hammock", "camping chair", "solar charger", "portable power station",
+    "walkie-talkie", "metal detector", "microscope for a child", "keyboard instrument", "ukulele",
+    "acoustic guitar", "drum kit", "microphone for podcasts", "pair of studio headphones",
+    "e-bike", "folding bike", "child's scooter", "trampoline", "paddling pool", "sandpit",
+    "garden shed", "greenhouse", "leaf blower", "chainsaw", "wheelbarrow", "compost bin",
+    "rain barrel", "bird feeder", "outdoor lighting", "security camera", "safe for valuables",
+    "label printer", "paper shredder", "laminator", "document scanner", "monitor arm",
+    "laptop stand", "USB hub", "network storage drive", "mesh wifi system", "smart speaker",
+    "smart light bulb", "smart thermostat", "electric toothbrush head", "water flosser",
+    "baby bath", "changing table", "cot", "nursing chair", "travel cot", "child's desk",
+]
+
+SECOND_OPEN_TEMPLATES = [
+    "I am thinking of buying {a} {item}. What questions should I ask first?",
+    "What is the most common reason people return {a} {item}?",
+    "Explain to a first-time buyer what to look for in {a} {item}.",
+    "How do I know when it is time to replace my {item}?",
+    "What makes one {item} safer than another?",
+    "Can you compare a basic and a premium {item} for me?",
+    "How can I make my {item} use less energy?",
+    "What should I check when {a} {item} arrives?",
+    "Give me a short guide to using {a} {item} for the first time.",
+    "What do reviewers usually complain about with {a} {item}?",
+    "Where is the best place in my home for {a} {item}?",
+    "What do I need to know about the warranty of {a} {item}?",
+    "How do I pick the right size of {item}?",
+    "Is {a} {item} a good idea in a small flat?",
+    "What should I avoid doing with a new {item}?",
+    "How do I store {a} {item} when I am not using it?",
+]
+
+SECOND_ADVICE_PER_TEMPLATE = 30
+
+SECOND_ADVICE_TEMPLATES = [
+    ("How do I cook {dish} for the first time?", ["dish"]),
+    ("Can you give me a simple recipe for {dish}?", ["dish"]),
+    ("What goes well with {dish}?", ["dish"]),
+    ("Explain {concept} in a way a teenager would understand.", ["concept"]),
+    ("What is {concept}, and why does it matter?", ["concept"]),
+    ("Why does {phenomenon}?", ["phenomenon"]),
+    ("Can you explain why {phenomenon}?", ["phenomenon"]),
+    ("Write {text_task}.", ["text_task"]),
+    ("Help me write {text_task}.", ["text_task"]),
+    ("What are the first steps to {project}?", ["project"]),
+    ("How long does it usually take to {project}, and what does it cost?", ["project"]),
+    ("How should I prepare for {event}?", ["event"]),
+    ("What should I bring to {event}?", ["event"]),
+    ("What are good ways to keep {audience} busy on {occasion}?", ["audience", "occasion"]),
+    ("What is a good gift for {recipient} for {gift_occasion}?", ["recipient", "gift_occasion"]),
+    ("How do I look after {living_thing}?", ["living_thing"]),
+    ("What does {living_thing} need to stay healthy?", ["living_thing"]),
+    ("What are the health benefits of {habit}?", ["habit"]),
+    ("How do I make {habit} part of my routine?", ["habit"]),
+    ("What is the history of {history_topic} in a few paragraphs?", ["history_topic"]),
+    ("Tell me something interesting about {history_topic}.", ["history_topic"]),
+    ("How do I use {software_task}?", ["software_task"]),
+    ("What are some tips for {work_task}?", ["work_task"]),
+    ("I have to {work_task} next week. How should I prepare?", ["work_task"]),
+    ("How do I fix {repair} myself?", ["repair"]),
+    ("Should I call a professional for {repair}, or can I do it myself?", ["repair"]),
+]
+
+SECOND_SLOTS = {
+    "dish": ["a mushroom risotto", "a vegetable curry", "pancakes", "a roast chicken", "lentil soup",
+             "a Greek salad", "fried rice", "banana bread", "a fish pie", "homemade pizza dough",
+             "a chilli con carne", "scrambled eggs", "a lemon tart", "hummus", "a beef stew",
+             "vegetable lasagne", "chocolate chip cookies", "a stir-fry with tofu", "guacamole",
+             "apple crumble", "a Spanish omelette", "overnight oats", "a tomato sauce for pasta",
+             "flatbreads", "a carrot cake"],
+    "concept": ["inflation", "interest rates", "supply and demand", "a carbon footprint",
+                "renewable energy", "cloud storage", "two-factor authentication", "a pension",
+                "a credit score", "the greenhouse effect", "machine learning", "encryption",
+                "a balanced diet", "compound interest", "a budget deficit", "biodiversity",
+                "an index fund", "the immune system", "a tax return", "a mortgage rate",
+                "a food chain", "the stock market", "a democracy", "recycling symbols",
+                "a calorie"],
+    "phenomenon": ["the sky look blue", "bread go stale", "ice float on water", "the moon change shape",
+                   "a phone battery get weaker over time", "milk go sour", "onions make people cry",
+                   "the sea taste salty", "leaves change colour in autumn", "cats purr",
+                   "a rainbow appear after rain", "metal feel colder than wood", "we get jet lag",
+                   "popcorn pop", "a kettle make noise before it boils", "dough rise",
+                   "the wind blow", "glasses fog up in the cold", "thunder follow lightning",
+                   "coffee keep people awake", "a bicycle stay upright", "socks go missing in the wash"],
+    "text_task": ["a short welcome message for new members of a book club",
+                  "an email asking my manager for a day off", "a thank-you card for a teacher",
+                  "a two-line advert for a garage sale", "a product description for handmade candles",
+                  "a polite reminder to a friend who owes me money", "a short speech for a friend's birthday",
+                  "a note to my neighbours about a party on Saturday", "a cover letter for a job in a shop",
+                  "a short bio for my photography website", "a message to cancel a gym membership",
+                  "an apology to a customer whose order was wrong", "a notice about a lost cat",
+                  "a description of a flat for rent", "a toast for my parents' anniversary",
+                  "instructions for feeding my cat while I am away",
+                  "a reply to a customer who wants to return shoes", "a short poem about autumn",
+                  "a menu description for a vegetarian burger", "a newsletter introduction for a bakery"],
+    "project": ["paint a bedroom", "build a garden path", "learn to swim as an adult",
+                "set up a small online shop", "renovate a bathroom", "learn basic Spanish",
+                "train for a 10 km run", "start a podcast", "sell old furniture",
+                "build a bookshelf", "lay a laminate floor", "make a family photo album",
+                "start a savings plan", "grow vegetables from seed", "learn to touch type",
+                "insulate a loft", "plan a garden party", "write a family cookbook"],
+    "event": ["a job interview", "a first day at a new school", "a marathon", "a wedding abroad",
+              "a long hospital stay", "a driving test", "a camping festival", "a baby's arrival",
+              "a house move", "a parents' evening", "a winter storm", "a dinner with my partner's family",
+              "a public speaking event", "a weekend of volunteering", "an exam week", "a charity bake sale"],
+    "audience": ["two toddlers", "a group of teenagers", "my elderly parents", "children aged six to eight",
+                 "a dog with lots of energy", "guests at a small party", "my nephews", "a class of ten-year-olds"],
+    "occasion": ["a long train journey", "a snowy day", "a hot afternoon", "a sleepover",
+                 "a power cut", "a wait at the airport", "a family reunion", "the school holidays"],
+    "recipient": ["my dad", "a new neighbour", "a colleague who is retiring", "my sister",
+                  "a ten-year-old", "a couple who just moved in together", "my best friend",
+                  "a teacher", "my grandfather", "a host who invited me to dinner"],
+    "gift_occasion": ["a birthday", "Christmas", "a graduation", "a housewarming", "a thank-you",
+                      "an anniversary", "a retirement party"],
+    "living_thing": ["a rabbit", "a hamster", "a budgie", "a tortoise", "a lemon tree in a pot",
+                     "an orchid", "a bonsai tree", "a sourdough starter", "chickens in the garden",
+                     "a rose bush", "a lawn in summer", "tomato plants", "a goldfish pond",
+                     "an older dog", "a kitten", "a cactus", "herbs on a windowsill", "a guinea pig"],
+    "habit": ["walking every day", "drinking more water", "stretching in the morning", "reading before bed",
+              "cycling to work", "eating more vegetables", "going to bed earlier", "keeping a journal",
+              "taking the stairs", "cooking at home", "spending less time on my phone",
+              "doing yoga", "swimming once a week", "eating breakfast"],
+    "history_topic": ["the printing press", "the bicycle", "chocolate", "the telephone", "coffee houses",
+                      "the Olympic Games", "paper money", "the light bulb", "public libraries",
+                      "the postal service", "pizza", "the railway", "jeans", "the umbrella",
+                      "board games", "the compass", "the supermarket", "vaccination", "tea in Britain",
+                      "the calendar"],
+    "software_task": ["a spreadsheet to track my spending", "a password manager",
+                      "cloud backups for my photos", "video calls with my grandparents",
+                      "a shared family calendar", "a to-do list app", "online banking safely",
+                      "a photo editing app", "a route planner for cycling", "automatic bill payments",
+                      "a language learning app"],
+    "work_task": ["give a presentation to my team", "run my first meeting", "ask for a pay rise",
+                  "write a report", "train a new colleague", "handle an angry customer",
+                  "work with a difficult colleague", "plan a project with a tight deadline",
+                  "answer emails faster", "start a new job remotely", "give feedback to someone",
+                  "take notes in meetings", "negotiate with a supplier", "organise a team event"],
+    "repair": ["a dripping tap", "a squeaky door", "a running toilet", "a flat bicycle tyre",
+               "a wobbly table", "a blocked sink", "a cracked phone screen", "a broken zip",
+               "peeling wallpaper", "a loose door handle", "a hole in a wall", "a stuck window",
+               "a tripped fuse", "a radiator that stays cold", "a torn sofa cushion", "a slow laptop"],
+}
+
+SECOND_GENERAL = [
+    "What is the difference between a virus on a computer and a virus in the body?",
+    "How do I make a weekly cleaning schedule for a family of four?",
+    "Give me ten ideas for cheap date nights at home.",
+    "What are the rules of a simple card game I can play with children?",
+    "How do I calculate how much paint I need for a wall?",
+    "What questions should I ask at a parents' meeting?",
+    "How do I teach my child to save pocket money?",
+    "Explain how to read a train timetable.",
+    "What should I do if I lose my wallet while travelling?",
+    "How can I make friends after moving to a new town?",
+    "What is the best way to learn the names of the planets?",
+    "Give me a simple plan to declutter my home in a month.",
+    "How do I write a shopping list that saves money?",
+    "What is the difference between a hurricane and a tornado?",
+    "How do I keep a conversation going with someone I just met?",
+    "Explain what a food label's best-before date means.",
+    "How can I be more patient with my children?",
+    "What are some good questions to ask a doctor at a check-up?",
+    "How do I make a simple budget spreadsheet?",
+    "Give me a three-day itinerary for a city I have never visited.",
+    "What is a healthy amount of screen time for a child?",
+    "Write a short story for a five-year-old about a brave snail.",
+    "What are some tips for driving at night?",
+    "How do I prepare my car for winter?",
+    "What is the difference between a cold and the flu?",
+    "How do I get better at remembering names?",
+    "Explain how a bill becomes a law in simple terms.",
+    "What should I do in my first week at university?",
+    "How can I help an elderly neighbour without being intrusive?",
+    "Give me five easy ways to use less water at home.",
+    "How do I start a conversation with my teenager about money?",
+    "What are the basics of a good CV?",
+    "How can I tell if an email is a scam?",
+    "What should I do if my flight is cancelled?",
+    "How do I choose a good book for a long holiday?",
+    "Describe a relaxing Sunday at home.",
+    "What are good stretches after a long day at a desk?",
+    "How do I keep track of my spending without an app?",
+    "What are the steps to change a car tyre?",
+    "How do solar eclipses happen?",
+    "What is a fair way to divide chores between flatmates?",
+    "Write a short, friendly out-of-office message.",
+    "How do I prepare a room for a newborn baby?",
+    "Give me tips for a long walk with a young child.",
+    "What are the most common mistakes new gardeners make?",
+    "How do I plan a surprise party without the guest finding out?",
+    "What is the difference between a museum and a gallery?",
+    "How can I keep my kitchen free of ants?",
+    "Explain what happens to my parcel after I order it online.",
+]
+
+
+def article(noun):
+    """The indefinite article before `noun` (by its first letter: "an e-bike", "a USB hub")."""
+    return "an" if noun[0] in "aeio" else "a"
+
+
+def expand(templates, slots, rng, per_template):
+    """A seeded sample of every template's combinations (each template names its slot lists)."""
+    rows = []
+    for template, names in templates:
+        combos = [[]]
+        for name in names:
+            combos = [c + [v] for c in combos for v in slots[name]]
+        prompts = []
+        for values in combos:
+            prompt = template.format(**dict(zip(names, values)))
+            prompts.append(prompt[0].upper() + prompt[1:])
+        rows.extend(rng.sample(prompts, min(per_template, len(prompts))))
+    return rows
+
+
+def second_set():
+    """The second set's rows, shuffled among themselves."""
+    rng = random.Random(SECOND_SEED)
+    rows = []
+    questions = QUESTIONS + SECOND_QUESTIONS
+    for product in SECOND_PRODUCTS:
+        for question in rng.sample(questions, SECOND_QUESTIONS_PER_PRODUCT):
+            rows.append({"kind": "grounded", "prompt": grounded(product, question)})
+    opens = [
+        template.format(item=item, a=article(item))
+        for item in SECOND_ITEMS
+        for template in rng.sample(SECOND_OPEN_TEMPLATES, 7)
+    ]
+    opens += SECOND_GENERAL
+    opens += expand(SECOND_ADVICE_TEMPLATES, SECOND_SLOTS, rng, SECOND_ADVICE_PER_TEMPLATE)
+    for prompt in opens:
+        rows.append({"kind": "open", "prompt": prompt})
+    rng.shuffle(rows)
+    return rows
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "parallel-decode/data/medusa_train_prompts.jsonl"
     rng = random.Random(SEED)
     rows = []
     for product in PRODUCTS:
         for question in rng.sample(QUESTIONS, 20):
-            prompt = (
-                describe(product)
-                + "\n\nUsing the description above, answer the customer's question.\nQuestion: "
-                + question
-            )
-            rows.append({"kind": "grounded", "prompt": prompt})
+            rows.append({"kind": "grounded", "prompt": grounded(product, question)})
     for item in ITEMS:
         for template in rng.sample(OPEN_TEMPLATES, 8):
             rows.append({"kind": "open", "prompt": template.format(item=item)})
     for prompt in GENERAL:
         rows.append({"kind": "open", "prompt": prompt})
-    everyday = EVERYDAY + advice_prompts(rng, ADVICE_PER_TEMPLATE)
+    everyday = EVERYDAY + expand(ADVICE_TEMPLATES, SLOTS, rng, ADVICE_PER_TEMPLATE)
     for prompt in everyday:
+        rows.append({"kind": "open", "prompt": prompt})
+    rng.shuffle(rows)
+    second = second_set()
+    advice = everyday + [row["prompt"] for row in second if row["kind"] == "open"]
+    for prompt in advice:
         if any(subject in prompt.lower() for subject in BENCH_SUBJECTS):
             raise SystemExit(f"an advice prompt is about a benchmark subject: {prompt!r}")
-        rows.append({"kind": "open", "prompt": prompt})
+    # The first set repeats a few prompts (kept: changing it would change its distilled
+    # chunks); the second set repeats none, of its own or of the first set's.
+    seen = {row["prompt"].strip().lower() for row in rows}
+    for row in second:
+        key = row["prompt"].strip().lower()
+        if key in seen:
+            raise SystemExit(f"a prompt of the second set appears twice: {row['prompt']!r}")
+        seen.add(key)
+    rows += second
     bench = bench_prompts()
     for row in rows:
         if row["prompt"].strip().lower() in bench:
             raise SystemExit(f"a training prompt is a benchmark prompt: {row['prompt']!r}")
-    rng.shuffle(rows)
     with open(out, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
