@@ -31,7 +31,8 @@ pub struct StrategyReport {
     pub ttft_ms: f64,
     /// Mean time per output token after the first.
     pub tpot_ms: f64,
-    /// Tokens emitted per target pass.
+    /// Tokens produced per target pass (tau), stop tokens included (see
+    /// [`crate::engine::Generation::tau`]).
     pub tau: f64,
     /// Target passes in all (prefills included).
     pub target_passes: u64,
@@ -54,6 +55,8 @@ pub struct StrategyReport {
 struct Tally {
     prompts: usize,
     tokens: usize,
+    /// Tokens the passes produced: `tokens` and the stop tokens that ended answers.
+    emitted: usize,
     passes: u64,
     total: Duration,
     ttft: Duration,
@@ -69,6 +72,7 @@ impl Tally {
     fn add(&mut self, g: Generation) {
         self.prompts += 1;
         self.tokens += g.tokens.len();
+        self.emitted += g.emitted_tokens();
         self.passes += g.target_passes;
         self.total += g.total_time;
         self.ttft += g.time_to_first_token;
@@ -105,7 +109,7 @@ impl Tally {
             tau: if self.passes == 0 {
                 0.0
             } else {
-                self.tokens as f64 / self.passes as f64
+                self.emitted as f64 / self.passes as f64
             },
             target_passes: self.passes,
             acceptance_per_depth: self

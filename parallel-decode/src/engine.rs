@@ -102,12 +102,19 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Mean tokens emitted per target pass (tau).
+    /// Tokens the target passes produced: the generated tokens and the stop token, when one
+    /// ended the generation (a pass produced it too, though it is not part of the answer).
+    pub fn emitted_tokens(&self) -> usize {
+        self.tokens.len() + usize::from(self.stop == StopReason::StopToken)
+    }
+
+    /// Mean tokens produced per target pass (tau), the stop token included: an answer that
+    /// ends with one gives autoregressive decoding a tau of exactly 1, as it should.
     pub fn tau(&self) -> f64 {
         if self.target_passes == 0 {
             0.0
         } else {
-            self.tokens.len() as f64 / self.target_passes as f64
+            self.emitted_tokens() as f64 / self.target_passes as f64
         }
     }
 

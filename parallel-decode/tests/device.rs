@@ -21,6 +21,8 @@ use parallel_decode::loading::medusa_heads::{Conditioning, HEADS_FORMAT, MedusaH
 use parallel_decode::loading::safetensors::SafetensorsWriter;
 use parallel_decode::loading::synthetic::{TinyLlama, write_tiny_llama};
 use parallel_decode::loading::{Dtype, ModelDir, NoProgress};
+use parallel_decode::strategy::answer_lookup::{AnswerIndex, AnswerLookup, AnswerLookupConfig};
+use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength};
 use parallel_decode::strategy::medusa::{Medusa, MedusaTree};
 use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
@@ -797,9 +799,39 @@ fn every_strategy_on_the_device_equals_greedy_decoding() {
     )
     .unwrap();
     assert_eq!(baseline.tokens.len(), 40);
+    // Proposers see flat costs (as on a NeuronCore) and so propose all they have: a tiny
+    // model's passes cost in proportion to their tokens, and would leave little to verify.
+    c.model.assume_flat_cost();
     let tree = c.model.medusa_tree().unwrap();
+    // Answers that agree with the greedy continuation in runs and then differ: answer lookup
+    // proposes chains the target partly accepts.
+    let answers: Vec<Vec<u32>> = (0..3u32)
+        .map(|k| {
+            let mut a = baseline.tokens.clone();
+            for (i, t) in a.iter_mut().enumerate() {
+                if i % (5 + k as usize) == 4 {
+                    *t = (*t + 1 + k) % 64;
+                }
+            }
+            a
+        })
+        .collect();
+    let index = Arc::new(AnswerIndex::new(answers.iter().map(Vec::as_slice), 4));
+    let answer_lookup = || AnswerLookup::new(Arc::clone(&index), AnswerLookupConfig::default());
     let mut strategies: Vec<Box<dyn Proposer>> = vec![
         Box::new(PromptLookup::new(PromptLookupConfig::default())),
+        Box::new(answer_lookup()),
+        Box::new(
+            Combined::new(
+                "hybrid",
+                vec![
+                    Box::new(PromptLookup::new(PromptLookupConfig::default())),
+                    Box::new(answer_lookup()),
+                    Box::new(Medusa::new(tree.clone())),
+                ],
+            )
+            .unwrap(),
+        ),
         Box::new(Medusa::new(tree)),
         Box::new(Medusa::new(MedusaTree::default_for(3))),
         Box::new(Draft::new(draft_model, 0, DraftLength::Adaptive(5), config.sampling, 0).unwrap()),
@@ -814,7 +846,63 @@ fn every_strategy_on_the_device_equals_greedy_decoding() {
         )
         .unwrap();
         assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
+        if s.name() == "answer-lookup" {
+            assert!(
+                g.tau() > 1.5,
+                "answer lookup barely helped: tau {}",
+                g.tau()
+            );
+        }
     }
+}
+
+/// The answers a heads file carries reach the compiled artifacts and the model's answer
+/// index; artifacts without them have none, and a damaged answers file is named.
+#[test]
+fn heads_answers_are_compiled_in_for_answer_lookup() {
+    use parallel_decode::medusa::file::{HeadsMetadata, read_heads, write_heads};
+    let spec = TinyLlama::default();
+    let model_dir = tempfile::tempdir().unwrap();
+    write_tiny_llama(model_dir.path(), &spec).unwrap();
+    let source = ModelDir::open(model_dir.path()).unwrap();
+    let plain = heads_file(
+        model_dir.path(),
+        2,
+        spec.hidden_size,
+        1,
+        None,
+        Conditioning::Path,
+    );
+    let heads = read_heads(
+        &MedusaHeads::open(&plain, spec.hidden_size).unwrap(),
+        spec.hidden_size,
+    )
+    .unwrap();
+    let with_answers = model_dir.path().join("with_answers.safetensors");
+    let answers = vec![vec![1, 2, 3, 4], vec![5, 6]];
+    let meta = HeadsMetadata {
+        answers: Some(answers.clone()),
+        ..HeadsMetadata::default()
+    };
+    write_heads(&with_answers, &heads, Dtype::F32, &meta).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (file, expected) in [(&plain, None), (&with_answers, Some((2, 6)))] {
+        let dir = out.path().join(file.file_stem().unwrap());
+        let h = MedusaHeads::open(file, spec.hidden_size).unwrap();
+        compile(&source, Some(&h), &dir, &small_options(), &NoProgress).unwrap();
+        let model = NeuronModel::open(&runtime(), &dir, &NoProgress).unwrap();
+        assert_eq!(model.has_answers(), expected.is_some());
+        let index = model.answer_index().unwrap();
+        assert_eq!(index.map(|i| (i.answers(), i.tokens())), expected);
+    }
+    // A truncated answers file is an error that names it.
+    let dir = out.path().join("with_answers");
+    let answers_file = dir.join(parallel_decode::artifacts::compile::ANSWERS_FILE);
+    let bytes = std::fs::read(&answers_file).unwrap();
+    std::fs::write(&answers_file, &bytes[..bytes.len() - 4]).unwrap();
+    let model = NeuronModel::open(&runtime(), &dir, &NoProgress).unwrap();
+    let err = model.answer_index().unwrap_err().to_string();
+    assert!(err.contains("medusa_answers.safetensors"), "{err}");
 }
 
 #[test]

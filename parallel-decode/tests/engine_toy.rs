@@ -141,6 +141,26 @@ fn stop_token_inside_an_accepted_run_ends_there() {
 }
 
 #[test]
+fn a_stop_token_counts_as_produced_in_tau() {
+    // Autoregressive decoding makes one token per pass, the stop token included: its tau is
+    // exactly 1 although the stop token is not part of the answer.
+    let m = target(7, 0, 0.0);
+    let expected = reference(&m, &[2, 4], 40);
+    let stop = expected[17];
+    let first = expected.iter().position(|&t| t == stop).unwrap();
+    let mut m = m;
+    let config = GenerateConfig {
+        stop_tokens: vec![stop],
+        ..greedy(40)
+    };
+    let g = run(&mut m, &mut Autoregressive, &[2, 4], &config);
+    assert_eq!(g.tokens, expected[..first]);
+    assert_eq!(g.target_passes, first as u64 + 1);
+    assert_eq!(g.emitted_tokens(), first + 1);
+    assert!((g.tau() - 1.0).abs() < 1e-12, "tau {}", g.tau());
+}
+
+#[test]
 fn max_tokens_reached_mid_run_is_exact() {
     for max in [1, 2, 7, 13] {
         let mut m = target(8, 4, 0.0);

@@ -16,6 +16,7 @@ use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
 use parallel_decode::loading::{Message, ModelDir, default_model};
 use parallel_decode::medusa;
 use parallel_decode::sampling::SamplingConfig;
+use parallel_decode::strategy::answer_lookup::{AnswerLookup, AnswerLookupConfig};
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
 use parallel_decode::strategy::medusa::Medusa;
@@ -188,7 +189,8 @@ pub fn runtime(global: &GlobalOpts) -> anyhow::Result<Arc<Runtime>> {
 /// A decoding strategy, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// Medusa heads and prompt lookup together when the model has heads, else prompt lookup.
+    /// The fastest the model allows: hybrid when its heads carry their training answers,
+    /// medusa-lookup when it has heads without them, else prompt lookup.
     Auto,
     /// Plain autoregressive decoding: one token per target pass.
     Ar,
@@ -200,6 +202,11 @@ pub enum Strategy {
     Medusa,
     /// Medusa heads and prompt lookup in one tree.
     MedusaLookup,
+    /// Candidates from the model's own earlier answers (the heads' training answers): what
+    /// followed the words just written there.
+    AnswerLookup,
+    /// Prompt lookup, answer lookup and Medusa heads in one tree.
+    Hybrid,
 }
 
 impl Strategy {
@@ -212,12 +219,15 @@ impl Strategy {
             Strategy::Draft => "draft",
             Strategy::Medusa => "medusa",
             Strategy::MedusaLookup => "medusa-lookup",
+            Strategy::AnswerLookup => "answer-lookup",
+            Strategy::Hybrid => "hybrid",
         }
     }
 
     /// What `auto` means for this model.
     pub fn resolve(self, model: &NeuronModel) -> Strategy {
         match self {
+            Strategy::Auto if model.info().heads > 0 && model.has_answers() => Strategy::Hybrid,
             Strategy::Auto if model.info().heads > 0 => Strategy::MedusaLookup,
             Strategy::Auto => Strategy::PromptLookup,
             other => other,
@@ -270,6 +280,18 @@ pub fn proposer(
         })?;
         Ok(Medusa::new(tree))
     };
+    let answers = || -> anyhow::Result<AnswerLookup> {
+        let index = model
+            .answer_index()
+            .with_context(|| format!("cannot read the answers in {}", model.dir().display()))?
+            .with_context(|| {
+                format!(
+                    "{} has no answers with its heads (heads files written by `neuron-decode train-heads` carry them); choose another --strategy",
+                    model.dir().display()
+                )
+            })?;
+        Ok(AnswerLookup::new(index, AnswerLookupConfig::default()))
+    };
     Ok(match strategy.resolve(model) {
         Strategy::Ar => Box::new(Autoregressive),
         Strategy::PromptLookup => Box::new(lookup()),
@@ -279,6 +301,17 @@ pub fn proposer(
         Strategy::MedusaLookup => Box::new(Combined::new(
             "medusa-lookup",
             vec![Box::new(lookup()), Box::new(medusa()?)],
+        )?),
+        Strategy::AnswerLookup => Box::new(answers()?),
+        // The surest candidates first: copying from the prompt, then the set phrases of the
+        // model's answers; the heads fill in what the remaining budget pays for.
+        Strategy::Hybrid => Box::new(Combined::new(
+            "hybrid",
+            vec![
+                Box::new(lookup()),
+                Box::new(answers()?),
+                Box::new(medusa()?),
+            ],
         )?),
         Strategy::Draft => {
             let Some(draft) = draft else {

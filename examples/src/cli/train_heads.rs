@@ -28,9 +28,10 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 ///    own LM head, e being the embedding of the token the model has just chosen and c_i those
 ///    of the candidates of the heads before it) to predict the token k + 2 positions ahead,
 ///    with the base model frozen, on every prompt but the held-out ones (every 10th).
-/// 3. Writes the heads file, then measures top-k accuracy per head and the joint acceptance
-///    of tree paths on the held-out prompts, into FILE.eval.json beside it (what
-///    `neuron-decode tune` reads to choose the candidate tree).
+/// 3. Writes the heads file with the training answers in it (answer lookup proposes what
+///    followed the words just written there), then measures top-k accuracy per head and the
+///    joint acceptance of tree paths on the held-out prompts, into FILE.eval.json beside it
+///    (what `neuron-decode tune` reads to choose the candidate tree).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -91,7 +92,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8192)]
     vocab_size: usize,
     /// Keep the weights of the existing heads file --out instead of training: recompute its
-    /// vocabulary and evaluation only (the distilled data comes from the cache).
+    /// vocabulary, answers and evaluation only (the distilled data comes from the cache).
     #[arg(long, conflicts_with = "evaluate_only")]
     reuse_weights: bool,
     /// Train nothing and write nothing: measure the existing heads file --out on every one of
@@ -316,6 +317,14 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         tree,
         base_model: Some(base_model_name(&model)),
         vocab,
+        // The training answers (not the held-out ones): decoding looks up what the model
+        // wrote after the words it has just written (answer lookup).
+        answers: Some(
+            train_prompts
+                .iter()
+                .map(|&i| dataset.sequences[i].tokens.clone())
+                .collect(),
+        ),
     };
     write_heads(&out, &heads, dtype, &metadata)
         .with_context(|| format!("cannot write {}", out.display()))?;

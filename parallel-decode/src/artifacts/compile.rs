@@ -20,7 +20,12 @@ use crate::error::{Error, Result};
 use crate::loading::medusa_heads::MedusaHeads;
 use crate::loading::safetensors::SafetensorsWriter;
 use crate::loading::{Dtype, ModelDir, Progress, Unit};
+use crate::medusa::file::write_answers;
 use crate::strategy::medusa::MedusaTree;
+
+/// The artifacts' copy of the answers the heads were trained on (see
+/// [`crate::loading::medusa_heads`]), named by the manifest's heads entry.
+pub const ANSWERS_FILE: &str = "medusa_answers.safetensors";
 
 /// Tree sizes the verify graphs take by default. Every size up to 4 and then steps of about
 /// 1.4x: a tree pads up to the next size, and where a pass costs in proportion to its tokens
@@ -214,6 +219,11 @@ pub fn compile(
         entry(Role::KvCommit, max_verify, options.slots),
         neff(KV_COMMIT_KERNEL, &commit.io(), &commit)?,
     ));
+    // The answers the heads were trained on, copied into the artifacts for answer lookup.
+    let answers = match heads {
+        Some(h) => h.answers(config.vocab_size)?,
+        None => None,
+    };
     let heads_entry = match heads {
         None => None,
         Some(h) => {
@@ -275,6 +285,7 @@ pub fn compile(
                 tree: tree.paths().to_vec(),
                 takes_next: h.conditioning().takes_next(),
                 takes_path: h.conditioning().takes_path(),
+                answers: answers.as_ref().map(|_| ANSWERS_FILE.to_string()),
             })
         }
     };
@@ -316,6 +327,9 @@ pub fn compile(
             let path = dir.join(&entry.path);
             std::fs::write(&path, bytes).map_err(|e| Error::io(&path, "write", e))?;
             manifest.graphs.push(entry);
+        }
+        if let Some(answers) = &answers {
+            write_answers(&dir.join(ANSWERS_FILE), answers)?;
         }
         let heads_used = manifest.heads.as_ref().map_or(0, |h| h.count);
         write_weights(

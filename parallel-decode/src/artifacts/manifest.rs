@@ -17,8 +17,9 @@ pub const FORMAT: &str = "neuron-decode-artifacts";
 /// heads graph may take the rows' next tokens (`next_ids`; the heads entry's `takes_next`). 5:
 /// heads may take the path (the heads entry's `takes_path`, the heads' `path.{i}` matrices).
 /// 6: the heads vocabulary's LM-head rows are stored in f16 (the heads graph's
-/// `half_lm_head`). 7: so are the heads' `[hidden, hidden]` matrices (`half_matrices`).
-pub const FORMAT_VERSION: u32 = 7;
+/// `half_lm_head`). 7: so are the heads' `[hidden, hidden]` matrices (`half_matrices`). 8: the
+/// heads entry may name a file of the answers the heads were trained on (`answers`).
+pub const FORMAT_VERSION: u32 = 8;
 
 /// What a graph computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -83,6 +84,10 @@ pub struct HeadsEntry {
     /// after the other).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takes_path: bool,
+    /// A file holding the base model's answers the heads were trained on (the heads file's
+    /// `answers` tensor, [`crate::loading::medusa_heads`]), for answer lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<String>,
 }
 
 /// The model the artifacts were compiled from.
@@ -278,6 +283,7 @@ impl Manifest {
             .map(|g| g.path.as_str())
             .chain(self.weights.iter().map(String::as_str))
             .chain(self.text_files.iter().map(String::as_str))
+            .chain(self.heads.iter().filter_map(|h| h.answers.as_deref()))
     }
 
     /// The graphs of one role, narrowest first.
@@ -390,6 +396,7 @@ mod tests {
                         tree: vec![vec![0]],
                         takes_next: false,
                         takes_path: false,
+                        answers: None,
                     })
                 }),
                 "no heads graph",

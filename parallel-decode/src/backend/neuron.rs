@@ -18,8 +18,10 @@ use super::costs::PassCosts;
 use super::{CommitRow, LanguageModel, ModelInfo, TreeRow};
 use crate::artifacts::manifest::{GraphEntry, Manifest, Role};
 use crate::error::{Error, Result};
+use crate::loading::medusa_heads::read_answers;
 use crate::loading::safetensors::SafetensorsFile;
 use crate::loading::{LlamaConfig, ModelText, Progress, Unit};
+use crate::strategy::answer_lookup::{AnswerIndex, AnswerLookupConfig};
 use crate::strategy::medusa::MedusaTree;
 use crate::strategy::proposer::HeadCandidates;
 
@@ -125,6 +127,8 @@ pub struct NeuronModel {
     scratch_i32: Vec<i32>,
     scratch_u8: Vec<u8>,
     runtime: Arc<Runtime>,
+    /// The heads' training answers indexed for answer lookup, built on first use.
+    answer_index: std::sync::OnceLock<Arc<AnswerIndex>>,
 }
 
 impl std::fmt::Debug for NeuronModel {
@@ -269,6 +273,7 @@ impl NeuronModel {
             scratch_i32: Vec::new(),
             scratch_u8: Vec::new(),
             runtime: Arc::clone(runtime),
+            answer_index: std::sync::OnceLock::new(),
         };
         model.costs = Some(model.measure_costs()?);
         model.refresh_costs();
@@ -364,6 +369,40 @@ impl NeuronModel {
             .heads
             .as_ref()
             .and_then(|h| MedusaTree::new(h.tree.clone()).ok())
+    }
+
+    /// Whether the artifacts carry the answers the heads were trained on.
+    pub fn has_answers(&self) -> bool {
+        self.manifest
+            .heads
+            .as_ref()
+            .is_some_and(|h| h.answers.is_some())
+    }
+
+    /// The answers the heads were trained on, indexed for answer lookup (built on first use,
+    /// then shared): `None` when the artifacts carry none.
+    ///
+    /// # Errors
+    /// [`Error::Artifacts`] when the answers file does not read as one (see
+    /// [`crate::loading::medusa_heads::read_answers`]).
+    pub fn answer_index(&self) -> Result<Option<Arc<AnswerIndex>>> {
+        let Some(file) = self
+            .manifest
+            .heads
+            .as_ref()
+            .and_then(|h| h.answers.as_ref())
+        else {
+            return Ok(None);
+        };
+        if let Some(index) = self.answer_index.get() {
+            return Ok(Some(Arc::clone(index)));
+        }
+        let path = self.dir.join(file);
+        let answers = read_answers(&SafetensorsFile::open(&path)?, self.info.vocab)?
+            .ok_or_else(|| artifacts(&path, "has no answers tensor"))?;
+        let depth = AnswerLookupConfig::default().max_ngram;
+        let index = Arc::new(AnswerIndex::new(answers.iter().map(Vec::as_slice), depth));
+        Ok(Some(Arc::clone(self.answer_index.get_or_init(|| index))))
     }
 
     /// Total time spent executing graphs since the model was opened. The rest of the time a

@@ -11,6 +11,7 @@
 //! | `medusa.{h}.bias` | `[hidden]` | F32, F16 or BF16 |
 //! | `medusa.{h}.next_token.weight` (versions 2 and 3) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
 //! | `medusa.{h}.path.{i}.weight` for `i < h` (version 3) | `[hidden, hidden]` (`[out, in]`) | F32, F16 or BF16 |
+//! | `answers` (optional, any version) | `[n]` | I32 |
 //!
 //! Head `h` maps the base model's final hidden state `x` (after the final norm) to
 //! `z = x + SiLU(W_h x + b_h)` and scores tokens with the base model's own LM head; it is
@@ -34,6 +35,10 @@
 //! | `vocab` (optional) | a JSON list of token ids, strictly increasing: the heads' vocabulary |
 //! | `base_model` (optional) | what the heads were trained for, for display |
 //!
+//! `answers` holds the base model's own answers the heads were trained on: every answer's
+//! token ids followed by -1. Decoding looks up the words just written among them and proposes
+//! what followed ([`crate::strategy::answer_lookup`]).
+//!
 //! With a vocabulary, the heads score only those tokens (the ones the model's answers use
 //! most, chosen when the heads are trained): their candidates are always among them, and the
 //! heads graph reads that many rows of the LM head instead of all of them, which is most of
@@ -50,6 +55,68 @@ use crate::strategy::medusa::MedusaTree;
 pub const HEADS_FILE: &str = "medusa_heads.safetensors";
 /// The `format` metadata value.
 pub const HEADS_FORMAT: &str = "medusa-heads";
+
+/// The optional tensor of the answers the heads were trained on.
+pub const ANSWERS_TENSOR: &str = "answers";
+
+/// Answers as the `answers` tensor stores them: each answer's token ids, then -1.
+///
+/// # Errors
+/// [`Error::Setting`] for a token id that does not fit an i32.
+pub fn encode_answers(answers: &[Vec<u32>]) -> Result<Vec<i32>> {
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum());
+    for answer in answers {
+        for &t in answer {
+            out.push(i32::try_from(t).map_err(|_| Error::Setting {
+                field: "answers",
+                message: format!("token id {t} does not fit the answers tensor (i32)"),
+            })?);
+        }
+        out.push(-1);
+    }
+    Ok(out)
+}
+
+/// Reads the `answers` tensor of `file`, if it has one, checking that it is a 1-D I32 tensor
+/// of token ids below `vocab_size`, each answer ended by -1.
+///
+/// # Errors
+/// [`Error::Artifacts`] naming the file and the first thing wrong.
+pub fn read_answers(file: &SafetensorsFile, vocab_size: usize) -> Result<Option<Vec<Vec<u32>>>> {
+    let Some(info) = file.tensors().get(ANSWERS_TENSOR) else {
+        return Ok(None);
+    };
+    let bad = |message: String| Error::Artifacts {
+        path: file.path().to_path_buf(),
+        message: format!("tensor `{ANSWERS_TENSOR}` {message}"),
+    };
+    if info.dtype != super::Dtype::I32 || info.shape.len() != 1 {
+        return Err(bad(format!(
+            "is {} {:?}, expected a 1-D I32 tensor",
+            info.dtype, info.shape
+        )));
+    }
+    let mut answers = Vec::new();
+    let mut current = Vec::new();
+    for (i, bytes) in file.data(info).chunks_exact(4).enumerate() {
+        let v = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        match u32::try_from(v) {
+            Ok(t) if (t as usize) < vocab_size => current.push(t),
+            _ if v == -1 => answers.push(std::mem::take(&mut current)),
+            _ => {
+                return Err(bad(format!(
+                    "holds {v} at {i}: neither a token id below {vocab_size} nor the -1 that ends an answer"
+                )));
+            }
+        }
+    }
+    if !current.is_empty() {
+        return Err(bad(
+            "does not end with -1 (the end of its last answer): is it truncated?".into(),
+        ));
+    }
+    Ok(Some(answers))
+}
 
 /// What Medusa heads see besides the hidden state; the heads format version says which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +354,14 @@ impl MedusaHeads {
             .tensors()
             .get(&tensor_name(0, "weight"))
             .map_or(super::Dtype::F32, |t| t.dtype)
+    }
+
+    /// The answers the heads were trained on, if the file carries them (see the format).
+    ///
+    /// # Errors
+    /// As [`read_answers`].
+    pub fn answers(&self, vocab_size: usize) -> Result<Option<Vec<Vec<u32>>>> {
+        read_answers(&self.file, vocab_size)
     }
 
     /// The `base_model` metadata: what the heads were trained for.

@@ -7,7 +7,8 @@ use super::train::Head;
 use crate::error::{Error, Result};
 use crate::loading::Dtype;
 use crate::loading::medusa_heads::{
-    Conditioning, HEADS_FORMAT, HeadTensors, MedusaHeads, tensor_name,
+    ANSWERS_TENSOR, Conditioning, HEADS_FORMAT, HeadTensors, MedusaHeads, encode_answers,
+    tensor_name,
 };
 use crate::loading::safetensors::SafetensorsWriter;
 use crate::strategy::medusa::MedusaTree;
@@ -21,16 +22,24 @@ pub struct HeadsMetadata {
     pub base_model: Option<String>,
     /// The tokens the heads score (strictly increasing ids), or `None` for all of them.
     pub vocab: Option<Vec<u32>>,
+    /// The base model's answers the heads were trained on, for answer lookup
+    /// ([`crate::strategy::answer_lookup`]); `None` to store none.
+    pub answers: Option<Vec<Vec<u32>>>,
 }
 
 impl HeadsMetadata {
-    /// The metadata recorded in an opened heads file.
-    pub fn of(file: &MedusaHeads) -> Self {
-        HeadsMetadata {
+    /// What an opened heads file records beside its weights.
+    ///
+    /// # Errors
+    /// When its answers tensor is malformed ([`crate::loading::medusa_heads::read_answers`]).
+    pub fn of(file: &MedusaHeads) -> Result<Self> {
+        Ok(HeadsMetadata {
             tree: file.tree().cloned(),
             base_model: file.base_model().map(str::to_string),
             vocab: file.vocab().map(<[u32]>::to_vec),
-        }
+            // Any id an i32 holds: the file does not know the model's vocabulary size.
+            answers: file.answers(i32::MAX as usize)?,
+        })
     }
 }
 
@@ -114,24 +123,54 @@ pub fn write_heads(
             t
         })
         .collect();
-    let plan = tensors
+    let answers = metadata
+        .answers
+        .as_deref()
+        .map(encode_answers)
+        .transpose()?;
+    let mut plan: Vec<(String, Vec<usize>, Dtype)> = tensors
         .iter()
-        .map(|(name, shape, _)| (name.clone(), shape.clone()))
+        .map(|(name, shape, _)| (name.clone(), shape.clone(), dtype))
         .collect();
+    if let Some(a) = &answers {
+        plan.push((ANSWERS_TENSOR.to_string(), vec![a.len()], Dtype::I32));
+    }
     let parent = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".medusa-heads-")
         .tempfile_in(parent)
         .map_err(|e| Error::io(parent, "create a temporary file", e))?;
-    let mut w = SafetensorsWriter::create(tmp.path(), dtype, plan, &meta)?;
+    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(Error::Setting {
+            field: "heads element type",
+            message: format!("must be F32, F16 or BF16, not {dtype}"),
+        });
+    }
+    let mut w = SafetensorsWriter::create_mixed(tmp.path(), plan, &meta)?;
     for (name, _, values) in &tensors {
         w.write_next(name, values)?;
+    }
+    if let Some(a) = &answers {
+        w.write_next_i32(ANSWERS_TENSOR, a)?;
     }
     w.finish()?;
     readable_by_all(tmp.as_file(), tmp.path())?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "replace", e.error))?;
     Ok(())
+}
+
+/// Writes `answers` alone to `path`: a safetensors file holding only the heads format's
+/// `answers` tensor (what compiled artifacts carry for answer lookup).
+///
+/// # Errors
+/// I/O errors naming the file; [`Error::Setting`] for a token id beyond i32.
+pub fn write_answers(path: &Path, answers: &[Vec<u32>]) -> Result<()> {
+    let values = encode_answers(answers)?;
+    let plan = vec![(ANSWERS_TENSOR.to_string(), vec![values.len()], Dtype::I32)];
+    let mut w = SafetensorsWriter::create_mixed(path, plan, &BTreeMap::new())?;
+    w.write_next_i32(ANSWERS_TENSOR, &values)?;
+    w.finish()
 }
 
 /// Gives a file written through a temporary file (created private) the usual permissions of
@@ -194,7 +233,7 @@ pub fn set_tree(path: &Path, hidden: usize, tree: &MedusaTree) -> Result<()> {
     let dtype = file.dtype();
     let metadata = HeadsMetadata {
         tree: Some(tree.clone()),
-        ..HeadsMetadata::of(&file)
+        ..HeadsMetadata::of(&file)?
     };
     drop(file);
     write_heads(path, &heads, dtype, &metadata)
@@ -216,10 +255,14 @@ mod tests {
             tree: None,
             base_model: Some("tiny".into()),
             vocab: Some(vec![0, 2, 3]),
+            answers: Some(vec![vec![5, 6, 7], vec![], vec![9]]),
         };
         write_heads(&path, &heads, Dtype::F16, &meta).unwrap();
         let file = MedusaHeads::open(&path, 4).unwrap();
         assert_eq!(file.count(), 2);
+        assert_eq!(file.answers(10).unwrap(), meta.answers);
+        let err = file.answers(8).unwrap_err().to_string();
+        assert!(err.contains("holds 9 at 5"), "{err}");
         assert!(file.tree().is_none());
         assert_eq!(read_heads(&file, 4).unwrap(), heads);
         drop(file);
@@ -234,6 +277,7 @@ mod tests {
             "set_tree keeps the vocabulary"
         );
         assert_eq!(file.dtype(), Dtype::F16);
+        assert_eq!(file.answers(10).unwrap(), meta.answers, "and the answers");
         assert_eq!(read_heads(&file, 4).unwrap(), heads);
         assert!(write_heads(&path, &[], Dtype::F16, &meta).is_err());
         let unsorted = HeadsMetadata {
@@ -241,6 +285,34 @@ mod tests {
             ..meta
         };
         assert!(write_heads(&path, &heads, Dtype::F16, &unsorted).is_err());
+    }
+
+    #[test]
+    fn malformed_answers_are_refused_with_the_reason() {
+        use crate::loading::safetensors::{SafetensorsFile, SafetensorsWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        let write = |dtype: Dtype, values: &[i32]| {
+            let plan = vec![(ANSWERS_TENSOR.to_string(), vec![values.len()], dtype)];
+            let mut w = SafetensorsWriter::create_mixed(&path, plan, &Default::default()).unwrap();
+            if dtype == Dtype::I32 {
+                w.write_next_i32(ANSWERS_TENSOR, values).unwrap();
+            } else {
+                let floats: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+                w.write_next(ANSWERS_TENSOR, &floats).unwrap();
+            }
+            w.finish().unwrap();
+            crate::loading::medusa_heads::read_answers(&SafetensorsFile::open(&path).unwrap(), 100)
+        };
+        assert_eq!(
+            write(Dtype::I32, &[1, 2, -1, 3, -1]).unwrap(),
+            Some(vec![vec![1, 2], vec![3]])
+        );
+        let err = |dtype, values: &[i32]| write(dtype, values).unwrap_err().to_string();
+        assert!(err(Dtype::I32, &[1, 2]).contains("truncated"));
+        assert!(err(Dtype::I32, &[1, -2, -1]).contains("holds -2 at 1"));
+        assert!(err(Dtype::I32, &[100, -1]).contains("below 100"));
+        assert!(err(Dtype::F32, &[1, -1]).contains("1-D I32"));
     }
 
     #[test]

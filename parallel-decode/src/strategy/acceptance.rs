@@ -48,6 +48,32 @@ pub fn pass_cost(tree_cost: &[f32], nodes: usize) -> f32 {
     }
 }
 
+/// The length `k` of a chain that maximises tokens per unit of cost, if any beats the tree
+/// without it: `gains[k - 1]` is the chain's expected accepted tokens at length `k` should it
+/// be reached, `expected` the tree's expected accepted tokens so far, `reach` the chance the
+/// chain is reached (the branches before it rejected), `nodes` the tree's size before it.
+pub fn best_chain_length(
+    gains: &[f32],
+    expected: f32,
+    reach: f32,
+    nodes: usize,
+    tree_cost: &[f32],
+) -> Option<usize> {
+    let base = (1.0 + expected) / pass_cost(tree_cost, nodes);
+    gains
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| {
+            (
+                i + 1,
+                (1.0 + expected + reach * g) / pass_cost(tree_cost, nodes + i + 1),
+            )
+        })
+        .max_by(|x, y| x.1.total_cmp(&y.1))
+        .filter(|&(_, rate)| rate > base)
+        .map(|(k, _)| k)
+}
+
 /// Length of the common prefix of two token sequences: how far an accepted path followed a
 /// proposed one (by tokens, so that it holds in a tree merged from several proposers).
 pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
@@ -79,5 +105,17 @@ mod tests {
         assert!((pass_cost(&[], 11) - 1.3).abs() < 1e-6);
         assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
         assert_eq!(common_prefix(&[], &[1]), 0);
+    }
+
+    #[test]
+    fn the_best_chain_length_pays_for_its_nodes() {
+        // Flat cost: the longest chain; a steep one: shorter; gains too small: none.
+        let gains = [0.9, 1.7, 2.4, 2.5];
+        assert_eq!(best_chain_length(&gains, 0.0, 1.0, 1, &[1.0; 8]), Some(4));
+        let steep = [1.0, 1.2, 1.4, 2.5, 4.0];
+        assert_eq!(best_chain_length(&gains, 0.0, 1.0, 1, &steep), Some(2));
+        assert_eq!(best_chain_length(&[0.1, 0.15], 0.0, 1.0, 1, &steep), None);
+        // A chain reached rarely (after other branches) is worth less.
+        assert_eq!(best_chain_length(&gains, 1.0, 0.1, 3, &steep), None);
     }
 }

@@ -2,6 +2,7 @@
 //! the whole tree in one pass, and a verification rule decides what is accepted.
 
 pub mod acceptance;
+pub mod answer_lookup;
 pub mod combined;
 pub mod draft;
 pub mod medusa;

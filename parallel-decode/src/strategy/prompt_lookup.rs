@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use super::acceptance::{Acceptance, common_prefix, pass_cost};
+use super::acceptance::{Acceptance, best_chain_length, common_prefix};
 use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
 use super::tree::TokenTree;
 
@@ -177,17 +177,9 @@ impl Proposer for PromptLookup {
         for c in candidates {
             let a = self.acceptance[c.ngram].rate();
             let room = ctx.max_nodes.saturating_sub(tree.len()).min(c.tokens.len());
-            let base = (1.0 + expected) / pass_cost(ctx.tree_cost, tree.len());
-            let best = (1..=room)
-                .map(|k| {
-                    (
-                        k,
-                        (1.0 + expected + reach * expected_accepted(a, k))
-                            / pass_cost(ctx.tree_cost, tree.len() + k),
-                    )
-                })
-                .max_by(|x, y| x.1.total_cmp(&y.1));
-            let Some((k, _)) = best.filter(|&(_, g)| g > base) else {
+            let gains: Vec<f32> = (1..=room).map(|k| expected_accepted(a, k)).collect();
+            let Some(k) = best_chain_length(&gains, expected, reach, tree.len(), ctx.tree_cost)
+            else {
                 continue;
             };
             let before = tree.len();

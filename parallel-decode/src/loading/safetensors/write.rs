@@ -57,8 +57,9 @@ impl SafetensorsWriter {
     ///
     /// # Errors
     ///
-    /// [`Error::UnsupportedDtype`] naming the first tensor whose dtype is not `F32`, `F16` or
-    /// `BF16`; [`Error::Io`] if the file cannot be created or written.
+    /// [`Error::UnsupportedDtype`] naming the first tensor whose dtype is not `F32`, `F16`,
+    /// `BF16` or `I32` (written with [`SafetensorsWriter::write_next_i32`]); [`Error::Io`] if
+    /// the file cannot be created or written.
     pub fn create_mixed(
         path: &Path,
         tensors: Vec<(String, Vec<usize>, Dtype)>,
@@ -66,7 +67,7 @@ impl SafetensorsWriter {
     ) -> Result<Self> {
         if let Some((name, _, dtype)) = tensors
             .iter()
-            .find(|(_, _, d)| !matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16))
+            .find(|(_, _, d)| !matches!(d, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::I32))
         {
             return Err(Error::UnsupportedDtype {
                 path: path.to_path_buf(),
@@ -113,15 +114,40 @@ impl SafetensorsWriter {
     /// [`Error::ShapeMismatch`] if `name` is not the next tensor or `data` has the wrong
     /// length; [`Error::Io`] if writing fails.
     pub fn write_next(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let dtype = self.check_next(name, data.len(), false)?;
+        self.buf.clear();
+        encode_f32(dtype, data, &mut self.buf);
+        self.write_buf()
+    }
+
+    /// Writes the data of the next tensor in the plan, which is stored as `I32`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SafetensorsWriter::write_next`], and [`Error::ShapeMismatch`] if the tensor is not
+    /// an `I32` one.
+    pub fn write_next_i32(&mut self, name: &str, data: &[i32]) -> Result<()> {
+        self.check_next(name, data.len(), true)?;
+        self.buf.clear();
+        self.buf.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+        self.write_buf()
+    }
+
+    /// The stored dtype of the next tensor, after checking that it is `name`, has `len`
+    /// elements and is (or, for float data, is not) an `I32` tensor.
+    fn check_next(&self, name: &str, len: usize, integers: bool) -> Result<Dtype> {
         let Some((expected_name, shape, dtype)) = self.plan.get(self.next) else {
-            return Err(self.mismatch(name, Vec::new(), vec![data.len()]));
+            return Err(self.mismatch(name, Vec::new(), vec![len]));
         };
         let elements: usize = shape.iter().product();
-        if expected_name != name || elements != data.len() {
-            return Err(self.mismatch(name, shape.clone(), vec![data.len()]));
+        if expected_name != name || elements != len || (*dtype == Dtype::I32) != integers {
+            let what = if integers { "i32 data" } else { "f32 data" };
+            return Err(self.mismatch(&format!("{name} ({what})"), shape.clone(), vec![len]));
         }
-        self.buf.clear();
-        encode_f32(*dtype, data, &mut self.buf);
+        Ok(*dtype)
+    }
+
+    fn write_buf(&mut self) -> Result<()> {
         self.out
             .write_all(&self.buf)
             .map_err(|e| Error::io(&self.path, "write", e))?;
@@ -217,12 +243,20 @@ mod tests {
         let plan = vec![
             ("a".to_string(), vec![3], Dtype::F32),
             ("b".to_string(), vec![2], Dtype::F16),
+            ("ids".to_string(), vec![2], Dtype::I32),
         ];
         let mut w = SafetensorsWriter::create_mixed(&p, plan, &BTreeMap::new()).unwrap();
         w.write_next("a", &[1.0, 2.0, 3.0]).unwrap();
         w.write_next("b", &[0.5, -2.0]).unwrap();
+        // Integers go through their own call, and floats cannot land in an integer tensor.
+        assert!(w.write_next("ids", &[1.0, 2.0]).is_err());
+        w.write_next_i32("ids", &[70_000, -1]).unwrap();
         w.finish().unwrap();
         let f = SafetensorsFile::open(&p).unwrap();
+        let ids = &f.tensors()["ids"];
+        assert_eq!(ids.dtype, Dtype::I32);
+        let bytes = [70_000i32.to_le_bytes(), (-1i32).to_le_bytes()].concat();
+        assert_eq!(f.data(ids), bytes.as_slice());
         assert_eq!(f.tensors()["a"].dtype, Dtype::F32);
         let b = &f.tensors()["b"];
         assert_eq!(b.dtype, Dtype::F16);
