@@ -14,8 +14,11 @@
 //! decode step): the chosen chain `[[0], [0, 0], [0, 0, 0]]`, then `[1]` and `[0, 1]` for the
 //! passes sized up (rerun `tune` where passes cost differently: on a NeuronCore the best tree
 //! is larger and deeper, which is why the file has five heads where the mock's tree uses
-//! three). Its held-out evaluation is committed beside
-//! it (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
+//! three). The file also carries the training answers (the `answers` tensor: 3606 answers,
+//! 517,249 tokens, 2 MB), which answer lookup and the `hybrid` strategy propose from; they were
+//! added with `neuron-decode train-heads --reuse-weights --out FILE` (same weights, tree and
+//! evaluation). Its held-out evaluation is committed beside it
+//! (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +30,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "25e73567da0e77c2a4e53a325ce062bc5ca99a25f2b55187ceeb67335374afc9";
+pub const SHA256: &str = "396d88b936e483e6184a27bb411ddaea3fbc537f449057ef2f327f6f645eb1fb";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
