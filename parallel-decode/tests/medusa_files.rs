@@ -1,5 +1,6 @@
 //! The files the Medusa tools read (prompt sets, cached training data, cost tables, heads
-//! evaluations) under random mutation: every read returns a value or an error, never a panic.
+//! evaluations, answers files) under random mutation: every read returns a value or an
+//! error, never a panic.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::cell::Cell;
@@ -117,4 +118,29 @@ fn mutated_training_data_caches_never_panic() {
         });
         std::fs::write(&path, &original).unwrap();
     }
+}
+
+#[test]
+fn mutated_answers_files_never_panic() {
+    use parallel_decode::loading::medusa_heads::read_answers;
+    use parallel_decode::loading::safetensors::SafetensorsFile;
+    use parallel_decode::medusa::file::write_answers;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("answers.safetensors");
+    let answers = vec![vec![5, 6, 7], vec![], vec![9, 3]];
+    write_answers(&path, &answers).unwrap();
+    let read = |path: &Path| read_answers(&SafetensorsFile::open(path)?, 10);
+    assert_eq!(read(&path).unwrap(), Some(answers));
+    let original = std::fs::read(&path).unwrap();
+    run("answers", &original, 1500, |bytes| {
+        std::fs::write(&path, bytes).unwrap();
+        match read(&path) {
+            Ok(Some(a)) => a.iter().flatten().all(|&t| t < 10),
+            Ok(None) => false,
+            Err(e) => {
+                assert!(e.to_string().contains("answers.safetensors"), "{e}");
+                false
+            }
+        }
+    });
 }
