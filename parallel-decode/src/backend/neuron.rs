@@ -371,12 +371,14 @@ impl NeuronModel {
             .and_then(|h| MedusaTree::new(h.tree.clone()).ok())
     }
 
+    /// The artifacts' answers file (relative), if they carry the heads' training answers.
+    fn answers_file(&self) -> Option<&str> {
+        self.manifest.heads.as_ref()?.answers.as_deref()
+    }
+
     /// Whether the artifacts carry the answers the heads were trained on.
     pub fn has_answers(&self) -> bool {
-        self.manifest
-            .heads
-            .as_ref()
-            .is_some_and(|h| h.answers.is_some())
+        self.answers_file().is_some()
     }
 
     /// The answers the heads were trained on, indexed for answer lookup (built on first use,
@@ -386,12 +388,7 @@ impl NeuronModel {
     /// [`Error::Artifacts`] when the answers file does not read as one (see
     /// [`crate::loading::medusa_heads::read_answers`]).
     pub fn answer_index(&self) -> Result<Option<Arc<AnswerIndex>>> {
-        let Some(file) = self
-            .manifest
-            .heads
-            .as_ref()
-            .and_then(|h| h.answers.as_ref())
-        else {
+        let Some(file) = self.answers_file() else {
             return Ok(None);
         };
         if let Some(index) = self.answer_index.get() {

@@ -123,6 +123,13 @@ pub fn write_heads(
             t
         })
         .collect();
+    // Checked here because the writer also takes I32 tensors (the answers).
+    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(Error::Setting {
+            field: "heads element type",
+            message: format!("must be F32, F16 or BF16, not {dtype}"),
+        });
+    }
     let answers = metadata
         .answers
         .as_deref()
@@ -140,12 +147,6 @@ pub fn write_heads(
         .prefix(".medusa-heads-")
         .tempfile_in(parent)
         .map_err(|e| Error::io(parent, "create a temporary file", e))?;
-    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-        return Err(Error::Setting {
-            field: "heads element type",
-            message: format!("must be F32, F16 or BF16, not {dtype}"),
-        });
-    }
     let mut w = SafetensorsWriter::create_mixed(tmp.path(), plan, &meta)?;
     for (name, _, values) in &tensors {
         w.write_next(name, values)?;
