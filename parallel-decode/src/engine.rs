@@ -95,6 +95,13 @@ pub struct Generation {
     pub proposed: u64,
     /// Acceptance per depth (index 0 is depth 1).
     pub depth_acceptance: Vec<DepthAcceptance>,
+    /// Modeled cost of the passes after the prefill, in one-node passes: each pass's cost by
+    /// its node count, plus the run of the heads it used, by the costs the proposers were
+    /// given when they proposed it ([`ModelInfo::tree_cost`], [`ModelInfo::heads_cost`]:
+    /// measured on the device, a table, or flat). Autoregressive decoding costs exactly one
+    /// per pass, so the tokens after the first over this is a modeled decode-phase speed-up
+    /// on that cost curve (a pass is charged as if its row ran alone).
+    pub modeled_cost: f64,
     /// Time to the first generated token.
     pub time_to_first_token: Duration,
     /// Time of the whole generation.
@@ -259,6 +266,7 @@ pub fn generate_batch(
                 target_passes: 0,
                 proposed: 0,
                 depth_acceptance: Vec::new(),
+                modeled_cost: 0.0,
                 time_to_first_token: Duration::ZERO,
                 total_time: Duration::ZERO,
             },
@@ -277,7 +285,15 @@ pub fn generate_batch(
             }
             proposals.push(if seq.stop.is_none() {
                 // The model's info fresh each pass: its costs follow the passes that ran.
-                Some(propose(seq, config, tree_cap, model.info())?)
+                let info = model.info();
+                let proposal = propose(seq, config, tree_cap, info)?;
+                let heads = if seq.heads.is_some() {
+                    info.heads_cost
+                } else {
+                    0.0
+                };
+                seq.stats.modeled_cost += f64::from(info.cost_of(proposal.tree.len()) + heads);
+                Some(proposal)
             } else {
                 None
             });

@@ -832,6 +832,17 @@ fn every_strategy_on_the_device_equals_greedy_decoding() {
             )
             .unwrap(),
         ),
+        Box::new(
+            Combined::global(
+                "hybrid-global",
+                vec![
+                    Box::new(PromptLookup::new(PromptLookupConfig::default())),
+                    Box::new(answer_lookup()),
+                    Box::new(Medusa::new(tree.clone())),
+                ],
+            )
+            .unwrap(),
+        ),
         Box::new(Medusa::new(tree)),
         Box::new(Medusa::new(MedusaTree::default_for(3))),
         Box::new(Draft::new(draft_model, 0, DraftLength::Adaptive(5), config.sampling, 0).unwrap()),

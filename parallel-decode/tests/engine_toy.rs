@@ -311,6 +311,10 @@ proptest! {
                 Box::new(PromptLookup::new(PromptLookupConfig { min_ngram: 1, ..Default::default() })),
                 Box::new(Medusa::new(MedusaTree::default_for(4))),
             ]).unwrap()),
+            Box::new(Combined::global("medusa-lookup-global", vec![
+                Box::new(PromptLookup::new(PromptLookupConfig { min_ngram: 1, ..Default::default() })),
+                Box::new(Medusa::new(MedusaTree::default_for(4))),
+            ]).unwrap()),
         ];
         for p in &mut proposers {
             let mut m = target(seed, 4, head_error);

@@ -8,6 +8,7 @@ use parallel_decode::artifacts::DEFAULT_VERIFY_BUCKETS;
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::bench::{cost_curve, heads_time, memory_bandwidth, run_strategies};
 use parallel_decode::loading::{Progress, Unit};
+use parallel_decode::medusa::tune::CostModel;
 use parallel_decode::strategy::proposer::Proposer;
 use serde_json::json;
 
@@ -52,6 +53,13 @@ pub struct Args {
     /// machine's, where those trees cost more.
     #[arg(long)]
     assume_flat_cost: bool,
+    /// Let the strategies size their trees by this cost table instead of the costs measured
+    /// here (JSON, as for `tune --cost-table`: `{"widths": [[1, 29.0], [2, 33.1], ...],
+    /// "heads": 1.9}`, in any one unit, up to the largest verify bucket). The tau and the
+    /// modeled speed-up reported are then those of the device the table describes, and they
+    /// do not depend on this machine's load; tokens per second are still this machine's.
+    #[arg(long, value_name = "FILE", conflicts_with = "assume_flat_cost")]
+    cost_table: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -126,9 +134,18 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         .max(1);
     let curve = cost_curve(&mut model, &widths, context, 5)?;
     let heads = heads_time(&mut model, HEADS_TOP_K, 5)?;
-    if args.assume_flat_cost {
+    // The costs the strategies size their trees by, and so the modeled speed-up's curve.
+    let sized_by = if let Some(path) = &args.cost_table {
+        let table = CostModel::read(path)?;
+        let (tree_cost, heads_cost) = table.relative(model.info().max_tree, model.info().heads)?;
+        model.assume_costs(tree_cost, heads_cost);
+        format!("cost table {}", path.display())
+    } else if args.assume_flat_cost {
         model.assume_flat_cost();
-    }
+        "flat (heads as measured here)".to_string()
+    } else {
+        "measured here, updated as the passes run".to_string()
+    };
     let weight_bytes = model.config().parameter_count() as f64 * 4.0;
     let step = curve
         .iter()
@@ -143,6 +160,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         "fraction_of_bandwidth_bound": step.map(|s| weight_bytes / bandwidth / s),
         "cost_curve_ms": curve.iter().map(|(w, d)| json!({"tokens": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
         "heads_ms": heads.map(|d| d.as_secs_f64() * 1e3),
+        "trees_sized_by": sized_by,
     });
 
     let mut strategies = vec![Strategy::Ar];
@@ -219,7 +237,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>7}",
+            "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}",
             "strategy",
             "prompts",
             "tokens",
@@ -231,11 +249,12 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             "speedup",
             "decode x†",
             "identical",
-            "flat*"
+            "flat*",
+            "model‡"
         );
         for r in &reports {
             println!(
-                "{:<16} {:>7} {:>7} {:>9.2} {:>8.1} {:>8.1} {:>6.2} {:>7} {:>7.2}x {:>8.2}x {:>9} {:>6.2}x",
+                "{:<16} {:>7} {:>7} {:>9.2} {:>8.1} {:>8.1} {:>6.2} {:>7} {:>7.2}x {:>8.2}x {:>9} {:>6.2}x {:>6.2}x",
                 r.strategy,
                 r.prompts,
                 r.tokens,
@@ -247,7 +266,8 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
                 r.speedup_vs_ar.unwrap_or(1.0),
                 r.decode_speedup_vs_ar.unwrap_or(1.0),
                 r.identical_to_ar.map_or("-".to_string(), |b| b.to_string()),
-                r.modeled_flat_speedup.unwrap_or(1.0)
+                r.modeled_flat_speedup.unwrap_or(1.0),
+                r.modeled_speedup.unwrap_or(1.0)
             );
         }
         println!(
@@ -258,6 +278,10 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         println!(
             "* flat: modeled, not measured: the speed-up on a device whose pass costs the same \
              for any tree up to the verify bucket (as on a NeuronCore), heads free: tau / tau(ar)"
+        );
+        println!(
+            "‡ model: modeled, not measured: the decode-phase speed-up on the costs the trees \
+             were sized by ({sized_by}), each pass charged its cost by node count plus the heads"
         );
     }
     Ok(())

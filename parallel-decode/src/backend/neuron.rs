@@ -338,8 +338,19 @@ impl NeuronModel {
     /// here does not.
     pub fn assume_flat_cost(&mut self) {
         self.refresh_costs();
+        let heads = self.info.heads_cost;
+        self.assume_costs(vec![1.0; self.info.max_tree], heads);
+    }
+
+    /// From now on, proposers see the given costs (relative to a one-node pass, entry `n - 1`
+    /// for `n` nodes; see [`ModelInfo::tree_cost`]) instead of the ones measured here, and the
+    /// passes that run no longer change them: what a given device's cost table says (see
+    /// [`crate::medusa::tune::CostModel::relative`]). As with [`Self::assume_flat_cost`], the
+    /// trees and their tau are that device's; the speed is still this one's.
+    pub fn assume_costs(&mut self, tree_cost: Vec<f32>, heads_cost: f32) {
         self.costs = None;
-        self.info.tree_cost = vec![1.0; self.info.max_tree];
+        self.info.tree_cost = tree_cost;
+        self.info.heads_cost = heads_cost;
     }
 
     /// The artifacts directory.

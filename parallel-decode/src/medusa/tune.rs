@@ -155,6 +155,30 @@ impl CostModel {
     pub fn max_width(&self) -> usize {
         self.widths.iter().map(|&(w, _)| w).max().unwrap_or(1)
     }
+
+    /// The costs relative to a decode step, as proposers see them
+    /// ([`crate::backend::ModelInfo::tree_cost`] and `heads_cost`): entry `n - 1` is the cost
+    /// of a pass over `n` nodes for `n` up to `max_tree`, and a run of all `heads` heads.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the table is invalid or stops short of `max_tree` tokens.
+    pub fn relative(&self, max_tree: usize, heads: usize) -> Result<(Vec<f32>, f32)> {
+        self.validate()?;
+        let one = self.pass(1).unwrap_or(1.0);
+        let tree = (1..=max_tree.max(1))
+            .map(|n| {
+                self.pass(n).map(|c| (c / one) as f32).ok_or_else(|| Error::Setting {
+                    field: "cost model",
+                    message: format!(
+                        "{}: the widest pass is {} tokens, this model verifies up to {max_tree}",
+                        self.source,
+                        self.max_width()
+                    ),
+                })
+            })
+            .collect::<Result<Vec<f32>>>()?;
+        Ok((tree, (self.heads_for(heads) / one) as f32))
+    }
 }
 
 /// Limits on the trees considered.

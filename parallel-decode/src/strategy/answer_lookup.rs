@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::acceptance::{best_chain_length, common_prefix};
-use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
+use super::proposer::{Outcome, Proposal, ProposeContext, Proposer, RankedCandidates};
 use super::tree::TokenTree;
 
 /// Between answers in [`AnswerIndex`]'s text: matches never cross it.
@@ -246,6 +246,48 @@ impl AnswerLookup {
     }
 }
 
+impl AnswerLookup {
+    /// This pass's chain with each node's chance: with `size`, as long as maximises tokens
+    /// per unit of cost (or none); without, as long as the budget allows, for a caller that
+    /// sizes the tree itself.
+    fn chain(&mut self, ctx: &ProposeContext<'_>, size: bool) -> RankedCandidates {
+        let mut ranked = RankedCandidates::none(*ctx.tokens.last().unwrap_or(&0));
+        self.last = None;
+        let Some(chain) = self.index.continuation(ctx.tokens, &self.config) else {
+            return ranked;
+        };
+        let factor = self.calibration[chain.ngram].factor();
+        let room = ctx.max_nodes.saturating_sub(1).min(chain.tokens.len());
+        let gains = expected_by_length(&chain.shares[..room], factor);
+        let k = if size {
+            best_chain_length(&gains, 0.0, 1.0, 1, ctx.tree_cost)
+        } else {
+            Some(room).filter(|&k| k > 0)
+        };
+        if let Some(k) = k {
+            // Each node's chance is what it adds to the expected accepted tokens.
+            let chances: Vec<f32> = (0..k)
+                .map(|i| gains[i] - if i == 0 { 0.0 } else { gains[i - 1] })
+                .collect();
+            ranked.add(&chain.tokens[..k], &chances);
+            self.last = Self::judged(chain, k);
+        }
+        ranked
+    }
+
+    /// The first `k` tokens of `chain` as the proposal to judge, with what the votes alone
+    /// expected of them (the calibration compares outcomes with it); `None` for `k = 0`.
+    fn judged(mut chain: Chain, k: usize) -> Option<(Chain, f32)> {
+        if k == 0 {
+            return None;
+        }
+        chain.tokens.truncate(k);
+        chain.shares.truncate(k);
+        let raw = expected_by_length(&chain.shares, 1.0)[k - 1];
+        Some((chain, raw))
+    }
+}
+
 /// Expected accepted tokens of the first `k` tokens of a chain, for k = 1..: each token is
 /// accepted only if those before it were, with chance `factor · share` (at most 0.99).
 fn expected_by_length(shares: &[f32], factor: f32) -> Vec<f32> {
@@ -267,24 +309,22 @@ impl Proposer for AnswerLookup {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
-        let mut tree = TokenTree::new(*ctx.tokens.last().unwrap_or(&0));
-        self.last = None;
-        let Some(chain) = self.index.continuation(ctx.tokens, &self.config) else {
-            return Ok(Proposal { tree, draft: None });
-        };
-        let factor = self.calibration[chain.ngram].factor();
-        let room = ctx.max_nodes.saturating_sub(1).min(chain.tokens.len());
-        let gains = expected_by_length(&chain.shares[..room], factor);
-        if let Some(k) = best_chain_length(&gains, 0.0, 1.0, 1, ctx.tree_cost) {
-            tree.add_path(0, &chain.tokens[..k], ctx.max_nodes);
-            let mut chain = chain;
-            chain.tokens.truncate(k);
-            chain.shares.truncate(k);
-            // What the votes alone expected: the calibration compares outcomes with it.
-            let raw = expected_by_length(&chain.shares, 1.0)[k - 1];
-            self.last = Some((chain, raw));
+        let ranked = self.chain(ctx, true);
+        Ok(Proposal {
+            tree: ranked.tree,
+            draft: None,
+        })
+    }
+
+    fn candidates(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Option<RankedCandidates>> {
+        Ok(Some(self.chain(ctx, false)))
+    }
+
+    fn keep_only(&mut self, tree: &TokenTree) {
+        if let Some((chain, _)) = self.last.take() {
+            let k = tree.follow(&chain.tokens).0;
+            self.last = Self::judged(chain, k);
         }
-        Ok(Proposal { tree, draft: None })
     }
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> crate::Result<()> {
@@ -369,6 +409,36 @@ mod tests {
             }
             assert_eq!(found, expected, "suffix {suffix:?}");
         }
+    }
+
+    #[test]
+    fn ranked_candidates_are_the_whole_chain_and_learning_covers_only_what_was_kept() {
+        let idx = index(&[&[1, 2, 3, 4, 5], &[1, 2, 3, 4, 6]]);
+        let mut p = AnswerLookup::new(idx, AnswerLookupConfig::default());
+        let steep: Vec<f32> = (0..32).map(|n| 1.0 + 3.0 * n as f32).collect();
+        let ranked = p
+            .candidates(&ProposeContext {
+                tokens: &[9, 1, 2],
+                max_nodes: 16,
+                heads: None,
+                tree_cost: &steep,
+                heads_cost: 0.0,
+            })
+            .unwrap()
+            .unwrap();
+        // Two votes of two for 3 and 4 (shares 2/3 with the +1 smoothing), then one for 5
+        // (1/3): each node's chance is the product along its path.
+        assert_eq!(ranked.tree.tokens(), &[2, 3, 4, 5]);
+        let expected = [1.0, 2.0 / 3.0, 4.0 / 9.0, 4.0 / 27.0];
+        for (c, e) in ranked.chances.iter().zip(expected) {
+            assert!((c - e).abs() < 1e-5, "{:?}", ranked.chances);
+        }
+        let mut kept = TokenTree::new(2);
+        kept.push(0, 3);
+        p.keep_only(&kept);
+        let (chain, raw) = p.last.clone().unwrap();
+        assert_eq!(chain.tokens, vec![3]);
+        assert!((raw - 2.0 / 3.0).abs() < 1e-6);
     }
 
     #[test]

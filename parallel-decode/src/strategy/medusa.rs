@@ -23,7 +23,9 @@
 //! one a small tree, where a fixed size would pay for the average.
 
 use super::acceptance::{Acceptance, common_prefix, pass_cost};
-use super::proposer::{HeadCandidates, Outcome, Proposal, ProposeContext, Proposer};
+use super::proposer::{
+    HeadCandidates, Outcome, Proposal, ProposeContext, Proposer, RankedCandidates,
+};
 use super::tree::TokenTree;
 use crate::{Error, Result};
 
@@ -301,21 +303,15 @@ impl Medusa {
         best.0
     }
 
-    /// The paths to propose this pass from the heads' probabilities (see the module
-    /// documentation), most likely first, at most `limit` and at least one; also each path's
-    /// last candidate's probability. `None` if the heads gave no probabilities.
-    fn sized_by_confidence(
-        &self,
-        heads: &HeadCandidates,
-        tree_cost: &[f32],
-        heads_cost: f32,
-        limit: usize,
-    ) -> Option<(Vec<usize>, Vec<Option<f32>>)> {
+    /// Each path's chance of being accepted whole this pass, from the heads' probabilities
+    /// (see the module documentation), and each path's last candidate's probability; `None`
+    /// if the heads gave no probabilities.
+    fn path_chances(&self, heads: &HeadCandidates) -> Option<(Vec<f32>, Vec<Option<f32>>)> {
         if heads.probs.len() < self.tree.depth() {
             return None;
         }
         let paths = self.tree.paths();
-        // Each path's chance of being accepted whole, parents before children.
+        // Parents before children.
         let mut chance = vec![0.0f32; paths.len()];
         let mut last_prob = vec![None; paths.len()];
         for (i, path) in paths.iter().enumerate() {
@@ -327,23 +323,89 @@ impl Medusa {
             chance[i] = parent * self.calibration.chance(depth, p);
             last_prob[i] = Some(p);
         }
-        let mut order: Vec<usize> = (0..paths.len())
+        Some((chance, last_prob))
+    }
+
+    /// The paths to propose this pass, most likely first, at most `limit`, and each path's
+    /// chance and last candidate's probability (`None`s without the heads' probabilities).
+    /// With `costs`, as many as maximise expected tokens per unit of cost (at least one);
+    /// without, all `limit` (for a caller that sizes the tree itself).
+    fn ranked_paths(
+        &self,
+        heads: &HeadCandidates,
+        costs: Option<(&[f32], f32)>,
+        limit: usize,
+    ) -> (Vec<usize>, Vec<f32>, Vec<Option<f32>>) {
+        let Some((chance, last_prob)) = self.path_chances(heads) else {
+            // No probabilities: the paths' learned rates, in the tree's priority order.
+            let mut chance: Vec<f32> = self.rates.iter().map(Acceptance::rate).collect();
+            for i in 0..chance.len() {
+                if let Some(j) = self.parents[i] {
+                    chance[i] = chance[i].min(chance[j]);
+                }
+            }
+            let n = match costs {
+                Some((tree_cost, heads_cost)) => {
+                    self.best_prefix(tree_cost, heads_cost, limit, false)
+                }
+                None => limit.min(self.tree.len()),
+            };
+            return ((0..n).collect(), chance, vec![None; self.tree.len()]);
+        };
+        let mut order: Vec<usize> = (0..chance.len())
             .filter(|&i| last_prob[i].is_some())
             .collect();
         // Stable: a child never outranks its parent (its chance is at most the parent's).
         order.sort_by(|&a, &b| chance[b].total_cmp(&chance[a]));
         order.truncate(limit);
-        let mut best = (1, f32::MIN);
-        let mut expected = 0.0;
-        for (n, &i) in order.iter().enumerate() {
-            expected += chance[i];
-            let throughput = (1.0 + expected) / (pass_cost(tree_cost, n + 2) + heads_cost);
-            if throughput > best.1 {
-                best = (n + 1, throughput);
+        if let Some((tree_cost, heads_cost)) = costs {
+            let mut best = (1, f32::MIN);
+            let mut expected = 0.0;
+            for (n, &i) in order.iter().enumerate() {
+                expected += chance[i];
+                let throughput = (1.0 + expected) / (pass_cost(tree_cost, n + 2) + heads_cost);
+                if throughput > best.1 {
+                    best = (n + 1, throughput);
+                }
             }
+            order.truncate(best.0);
         }
-        order.truncate(best.0);
-        Some((order, last_prob))
+        (order, chance, last_prob)
+    }
+
+    /// Grows this pass's tree: sized by the costs when `size` is set, else every path within
+    /// the budget; returns it with each path's chance (`None` when the heads did not run).
+    fn grow_pass(&mut self, ctx: &ProposeContext<'_>, size: bool) -> (TokenTree, Option<Vec<f32>>) {
+        // The costs of this pass (in a combined tree, those of the nodes this proposer adds),
+        // kept for deciding whether the heads should run before the next one.
+        if !ctx.tree_cost.is_empty() {
+            let costs = self.costs.get_or_insert_with(Default::default);
+            costs.0.clear();
+            costs.0.extend_from_slice(ctx.tree_cost);
+            costs.1 = ctx.heads_cost;
+        }
+        let mut tree = TokenTree::new(*ctx.tokens.last().unwrap_or(&0));
+        let Some(heads) = ctx.heads else {
+            self.idle += 1;
+            self.last.fill(None);
+            self.last_prob.fill(None);
+            return (tree, None);
+        };
+        self.idle = 0;
+        // The heads ran: propose the best non-empty prefix (when backing off, this is a
+        // probe), or the whole tree when the costs are unknown.
+        let limit = self.tree.len().min(ctx.max_nodes.saturating_sub(1));
+        let (order, chance, last_prob) = match (&self.costs, size) {
+            (Some((tree_cost, heads_cost)), true) => {
+                self.ranked_paths(heads, Some((tree_cost, *heads_cost)), limit)
+            }
+            _ => self.ranked_paths(heads, None, limit),
+        };
+        self.last = self
+            .tree
+            .grow(&mut tree, 0, &heads.heads, &order, ctx.max_nodes);
+        self.last_prob = last_prob;
+        (tree, Some(chance))
     }
 }
 
@@ -363,42 +425,34 @@ impl Proposer for Medusa {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> Result<Proposal> {
-        // The costs of this pass (in a combined tree, those of the nodes this proposer adds),
-        // kept for deciding whether the heads should run before the next one.
-        if !ctx.tree_cost.is_empty() {
-            let costs = self.costs.get_or_insert_with(Default::default);
-            costs.0.clear();
-            costs.0.extend_from_slice(ctx.tree_cost);
-            costs.1 = ctx.heads_cost;
-        }
-        let mut tree = TokenTree::new(*ctx.tokens.last().unwrap_or(&0));
-        match ctx.heads {
-            Some(heads) => {
-                self.idle = 0;
-                // The heads ran: propose the best non-empty prefix (when backing off, this
-                // is a probe), or the whole tree when the costs are unknown.
-                let limit = self.tree.len().min(ctx.max_nodes.saturating_sub(1));
-                let (order, last_prob) = match &self.costs {
-                    None => ((0..limit).collect(), vec![None; self.tree.len()]),
-                    Some((tree_cost, heads_cost)) => self
-                        .sized_by_confidence(heads, tree_cost, *heads_cost, limit)
-                        .unwrap_or_else(|| {
-                            let n = self.best_prefix(tree_cost, *heads_cost, limit, false);
-                            ((0..n).collect(), vec![None; self.tree.len()])
-                        }),
-                };
-                self.last = self
-                    .tree
-                    .grow(&mut tree, 0, &heads.heads, &order, ctx.max_nodes);
-                self.last_prob = last_prob;
-            }
-            None => {
-                self.idle += 1;
-                self.last.fill(None);
-                self.last_prob.fill(None);
-            }
-        }
+        let (tree, _) = self.grow_pass(ctx, true);
         Ok(Proposal { tree, draft: None })
+    }
+
+    fn candidates(&mut self, ctx: &ProposeContext<'_>) -> Result<Option<RankedCandidates>> {
+        let (tree, chance) = self.grow_pass(ctx, false);
+        let mut ranked = RankedCandidates::none(tree.tokens()[0]);
+        if let Some(chance) = chance {
+            for (path, &c) in self.last.iter().zip(&chance) {
+                if let Some(tokens) = path {
+                    // A path's chance is its last node's; its prefixes are paths too, added
+                    // before it with their own (the larger chance stays).
+                    let mut along = vec![0.0; tokens.len()];
+                    along[tokens.len() - 1] = c;
+                    ranked.add(tokens, &along);
+                }
+            }
+        }
+        Ok(Some(ranked))
+    }
+
+    fn keep_only(&mut self, tree: &TokenTree) {
+        for (path, prob) in self.last.iter_mut().zip(&mut self.last_prob) {
+            if path.as_ref().is_some_and(|p| tree.follow(p).0 < p.len()) {
+                *path = None;
+                *prob = None;
+            }
+        }
     }
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> Result<()> {
@@ -449,6 +503,39 @@ mod tests {
             MedusaTree::default_for(4).top_k_per_head(),
             vec![4, 3, 2, 2]
         );
+    }
+
+    #[test]
+    fn ranked_candidates_carry_each_paths_chance_and_learning_covers_only_what_was_kept() {
+        let tree = MedusaTree::new(vec![vec![0], vec![1], vec![0, 0]]).unwrap();
+        let heads = HeadCandidates {
+            heads: vec![vec![10, 11], vec![20, 21]],
+            probs: vec![vec![0.85, 0.05], vec![0.55, 0.1]],
+        };
+        let mut m = Medusa::new(tree);
+        let steep = [1.0, 3.0, 5.0, 7.0];
+        let ranked = m
+            .candidates(&ProposeContext {
+                tokens: &[1, 2, 3],
+                max_nodes: 16,
+                heads: Some(&heads),
+                tree_cost: &steep,
+                heads_cost: 0.0,
+            })
+            .unwrap()
+            .unwrap();
+        // Every path, whatever the cost (in the tree's path order); an uncalibrated head's
+        // chance is its bin's middle: 0.85 for [0], 0.05 for [1], 0.85 x 0.55 for [0, 0].
+        assert_eq!(ranked.tree.tokens(), &[3, 10, 11, 20]);
+        let expected = [1.0, 0.85, 0.05, 0.85 * 0.55];
+        for (c, e) in ranked.chances.iter().zip(expected) {
+            assert!((c - e).abs() < 1e-6, "{:?}", ranked.chances);
+        }
+        // The caller kept only [0]: the others are not judged.
+        let mut kept = TokenTree::new(3);
+        kept.push(0, 10);
+        m.keep_only(&kept);
+        assert_eq!(m.last, vec![Some(vec![10]), None, None]);
     }
 
     #[test]

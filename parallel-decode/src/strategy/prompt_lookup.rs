@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use super::acceptance::{Acceptance, best_chain_length, common_prefix};
-use super::proposer::{Outcome, Proposal, ProposeContext, Proposer};
+use super::proposer::{Outcome, Proposal, ProposeContext, Proposer, RankedCandidates};
 use super::tree::TokenTree;
 
 /// Settings of the prompt-lookup proposer.
@@ -116,7 +116,7 @@ impl PromptLookup {
 
     /// Continuations of the current suffix, longest match first, most recent first, at most
     /// `max_branches` of them with distinct first tokens.
-    fn candidates<'t>(&self, tokens: &'t [u32]) -> Vec<Candidate<'t>> {
+    fn matches<'t>(&self, tokens: &'t [u32]) -> Vec<Candidate<'t>> {
         let len = tokens.len();
         let mut found: Vec<Candidate<'t>> = Vec::new();
         for n in (self.config.min_ngram..=self.config.max_ngram).rev() {
@@ -152,6 +152,46 @@ impl PromptLookup {
     }
 }
 
+impl PromptLookup {
+    /// The branches of this pass with each node's chance: with `size`, each branch as long as
+    /// maximises tokens per unit of cost and only if it raises it (see the module
+    /// documentation); without, every match as long as the budget allows, for a caller that
+    /// sizes the tree itself.
+    fn branches(&mut self, ctx: &ProposeContext<'_>, size: bool) -> RankedCandidates {
+        self.sync(ctx.tokens);
+        let tokens = ctx.tokens;
+        let mut ranked = RankedCandidates::none(*tokens.last().unwrap_or(&0));
+        self.last_branches.clear();
+        // Greedy: each branch takes the length that maximises (1 + expected accepted) / cost
+        // of the whole tree, and is kept only if it improves on the tree without it. A later
+        // branch is reached only when the earlier ones' first tokens were rejected.
+        let mut expected = 0.0f32;
+        let mut reach = 1.0f32;
+        for c in self.matches(tokens) {
+            let a = self.acceptance[c.ngram].rate();
+            let nodes = ranked.tree.len();
+            let room = ctx.max_nodes.saturating_sub(nodes).min(c.tokens.len());
+            let k = if size {
+                let gains: Vec<f32> = (1..=room).map(|k| expected_accepted(a, k)).collect();
+                match best_chain_length(&gains, expected, reach, nodes, ctx.tree_cost) {
+                    Some(k) => k,
+                    None => continue,
+                }
+            } else {
+                room
+            };
+            let chances: Vec<f32> = (1..=k).map(|i| reach * a.powi(i as i32)).collect();
+            ranked.add(&c.tokens[..k], &chances);
+            if ranked.tree.len() > nodes {
+                self.last_branches.push((c.tokens[..k].to_vec(), c.ngram));
+                expected += reach * expected_accepted(a, k);
+                reach *= 1.0 - a;
+            }
+        }
+        ranked
+    }
+}
+
 /// Expected accepted tokens of a chain of `k` tokens each accepted with chance `a` (given
 /// the previous ones were).
 fn expected_accepted(a: f32, k: usize) -> f32 {
@@ -164,33 +204,22 @@ impl Proposer for PromptLookup {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
-        self.sync(ctx.tokens);
-        let tokens = ctx.tokens;
-        let mut tree = TokenTree::new(*tokens.last().unwrap_or(&0));
-        self.last_branches.clear();
-        let candidates = self.candidates(tokens);
-        // Greedy: each branch takes the length that maximises (1 + expected accepted) / cost
-        // of the whole tree, and is kept only if it improves on the tree without it. A later
-        // branch is reached only when the earlier ones' first tokens were rejected.
-        let mut expected = 0.0f32;
-        let mut reach = 1.0f32;
-        for c in candidates {
-            let a = self.acceptance[c.ngram].rate();
-            let room = ctx.max_nodes.saturating_sub(tree.len()).min(c.tokens.len());
-            let gains: Vec<f32> = (1..=room).map(|k| expected_accepted(a, k)).collect();
-            let Some(k) = best_chain_length(&gains, expected, reach, tree.len(), ctx.tree_cost)
-            else {
-                continue;
-            };
-            let before = tree.len();
-            tree.add_path(0, &c.tokens[..k], ctx.max_nodes);
-            if tree.len() > before {
-                self.last_branches.push((c.tokens[..k].to_vec(), c.ngram));
-                expected += reach * expected_accepted(a, k);
-                reach *= 1.0 - a;
-            }
+        let ranked = self.branches(ctx, true);
+        Ok(Proposal {
+            tree: ranked.tree,
+            draft: None,
+        })
+    }
+
+    fn candidates(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Option<RankedCandidates>> {
+        Ok(Some(self.branches(ctx, false)))
+    }
+
+    fn keep_only(&mut self, tree: &TokenTree) {
+        for (branch, _) in &mut self.last_branches {
+            branch.truncate(tree.follow(branch).0);
         }
-        Ok(Proposal { tree, draft: None })
+        self.last_branches.retain(|(branch, _)| !branch.is_empty());
     }
 
     fn observe(&mut self, outcome: &Outcome<'_>) -> crate::Result<()> {
@@ -244,6 +273,33 @@ mod tests {
         let tokens = [1, 5, 6, 7, 8, 9, 10, 2, 3, 5, 6, 7];
         let prop = propose(&mut p, &tokens, 16);
         assert_eq!(prop.tree.tokens(), &[7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn ranked_candidates_fade_with_depth_and_learning_covers_only_what_was_kept() {
+        let mut p = PromptLookup::new(PromptLookupConfig {
+            max_proposal: 3,
+            ..Default::default()
+        });
+        let tokens = [1, 5, 6, 7, 8, 9, 10, 2, 3, 5, 6, 7];
+        // However steep the cost, every copied token is offered, each less likely.
+        let ranked = p
+            .candidates(&ProposeContext {
+                tokens: &tokens,
+                max_nodes: 16,
+                heads: None,
+                tree_cost: &[1.0, 5.0, 9.0, 13.0],
+                heads_cost: 0.0,
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(ranked.tree.tokens(), &[7, 8, 9, 10]);
+        assert_eq!(ranked.chances, vec![1.0, 0.5, 0.25, 0.125]);
+        // The caller verified only the first: only it is judged.
+        let mut kept = TokenTree::new(7);
+        kept.push(0, 8);
+        p.keep_only(&kept);
+        assert_eq!(p.last_branches, vec![(vec![8], 3)]);
     }
 
     #[test]

@@ -24,6 +24,43 @@ impl Proposal {
     }
 }
 
+/// Candidates for a caller that sizes the tree itself (a tree chosen across proposers, see
+/// [`super::combined::Combined::global`]): more than the proposer would verify alone, each
+/// node with the proposer's estimate of its chance of being accepted (its whole path from the
+/// root matching the target's choices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedCandidates {
+    /// The candidates.
+    pub tree: TokenTree,
+    /// Each node's chance, indexed like the tree's nodes (the root's is 1); a node's is at
+    /// most its parent's.
+    pub chances: Vec<f32>,
+}
+
+impl RankedCandidates {
+    /// No candidates.
+    pub fn none(pending: u32) -> Self {
+        RankedCandidates {
+            tree: TokenTree::new(pending),
+            chances: vec![1.0],
+        }
+    }
+
+    /// Adds `path` under the root, giving its `i`-th node the chance `chances[i]` (a node
+    /// already there keeps the larger of the two).
+    pub fn add(&mut self, path: &[u32], chances: &[f32]) {
+        let mut at = 0;
+        for (&token, &chance) in path.iter().zip(chances) {
+            at = self.tree.push(at, token);
+            if at == self.chances.len() {
+                self.chances.push(chance);
+            } else {
+                self.chances[at] = self.chances[at].max(chance);
+            }
+        }
+    }
+}
+
 /// Top candidates of the Medusa-style heads at the last accepted position: `heads[k]` lists
 /// the most likely tokens for the position `k + 1` steps after the pending token's successor,
 /// best first.
@@ -102,6 +139,24 @@ pub trait Proposer {
     /// # Errors
     /// When a proposer with its own model fails to run it.
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal>;
+
+    /// Candidates with their chances for a caller that chooses the tree itself, within
+    /// `ctx.max_nodes` (`ctx.tree_cost` and `ctx.heads_cost` are still the real costs, for
+    /// what the proposer decides on its own, such as whether to run the heads). `None`: this
+    /// proposer sizes its proposals itself, and the caller uses [`Proposer::propose`].
+    ///
+    /// # Errors
+    /// As [`Proposer::propose`].
+    fn candidates(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Option<RankedCandidates>> {
+        let _ = ctx;
+        Ok(None)
+    }
+
+    /// After [`Proposer::candidates`]: the tree the caller chose to verify, so that the
+    /// proposer learns only from its candidates that were in it.
+    fn keep_only(&mut self, tree: &TokenTree) {
+        let _ = tree;
+    }
 
     /// Learns what was accepted (to roll back a draft model's cache, adapt proposal lengths).
     ///

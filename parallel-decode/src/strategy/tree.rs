@@ -64,6 +64,19 @@ impl TokenTree {
             .find(|&c| self.tokens[c] == token)
     }
 
+    /// Follows `path` down from the root as far as the tree holds it: how many of its tokens
+    /// are nodes, and the node reached (the root when none is).
+    pub fn follow(&self, path: &[u32]) -> (usize, usize) {
+        let mut at = 0;
+        for (n, &token) in path.iter().enumerate() {
+            match self.child_with_token(at, token) {
+                Some(child) => at = child,
+                None => return (n, at),
+            }
+        }
+        (path.len(), at)
+    }
+
     /// Adds `token` under `parent` (or returns the existing child with that token).
     ///
     /// # Panics
