@@ -344,9 +344,47 @@ fn generate_compile_and_bench_run_on_the_mock() {
         "tau",
         "target_passes",
         "speedup_vs_ar",
+        "modeled_speedup",
     ] {
         assert!(lines[2].get(field).is_some(), "missing {field}: {report}");
     }
+    assert_eq!(lines[1]["modeled_speedup"], 1.0);
+
+    // Trees sized by a cost table: the device record says so; a table that stops short of
+    // the verify buckets is an error naming it.
+    let table = dir.path().join("costs.json");
+    std::fs::write(
+        &table,
+        r#"{"widths": [[1, 10.0], [4, 12.0]], "heads": 0.5}"#,
+    )
+    .unwrap();
+    let bench = |table: &std::path::Path| {
+        let mut cmd = neuron_decode();
+        cmd.arg("bench")
+            .arg("--artifacts")
+            .arg(&artifacts)
+            .arg("--prompts")
+            .arg(&prompts)
+            .args(["--max-tokens", "4", "--json", "--cost-widths", "1,4"])
+            .arg("--cost-table")
+            .arg(table);
+        cmd
+    };
+    let report = ok(&mut bench(&table));
+    let device: serde_json::Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();
+    assert!(
+        device["trees_sized_by"]
+            .as_str()
+            .unwrap()
+            .contains("costs.json"),
+        "{report}"
+    );
+    std::fs::write(&table, r#"{"widths": [[1, 10.0], [2, 11.0]]}"#).unwrap();
+    let err = fails(&mut bench(&table));
+    assert!(
+        err.contains("costs.json") && err.contains("widest pass is 2 tokens"),
+        "{err}"
+    );
 }
 
 #[test]

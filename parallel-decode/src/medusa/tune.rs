@@ -457,6 +457,19 @@ mod tests {
         let m = CostModel::read(&path).unwrap();
         assert_eq!(m.pass(9), Some(1.02));
         assert_eq!(m.pass(17), None);
+        // As proposers see it: per node count, relative to a decode step.
+        let (tree, heads) = m.relative(3, 2).unwrap();
+        assert_eq!((tree, heads), (vec![1.0, 1.02, 1.02], 0.04));
+        let per_depth = CostModel {
+            heads_per_depth: true,
+            ..m.clone()
+        };
+        assert!((per_depth.relative(3, 2).unwrap().1 - 0.08).abs() < 1e-6);
+        let err = m.relative(32, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("widest pass is 16 tokens") && err.contains("up to 32"),
+            "{err}"
+        );
         std::fs::write(&path, "{").unwrap();
         assert!(
             CostModel::read(&path)
