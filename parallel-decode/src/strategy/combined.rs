@@ -82,12 +82,21 @@ impl Combined {
         for part in &mut self.parts {
             match part.candidates(ctx)? {
                 Some(ranked) => {
-                    for (path, leaf) in leaf_paths(&ranked.tree) {
-                        let chances: Vec<f32> = ranked.tree.path_to(leaf)[1..]
-                            .iter()
-                            .map(|&n| ranked.chances.get(n).copied().unwrap_or(0.0))
-                            .collect();
-                        pool.add(&path, &chances);
+                    // Node by node, parents first: each node's own chance.
+                    for node in 1..ranked.tree.len() {
+                        let p = ranked.chances.get(node).copied().unwrap_or(0.0);
+                        let mut at = 0;
+                        for token in path_tokens(&ranked.tree, node) {
+                            at = pool.tree.push(at, token);
+                        }
+                        // A node another part offered too keeps the larger chance (counting
+                        // agreement as independent evidence, 1 - (1 - p)(1 - q), modeled no
+                        // better on the open prompts: 1.890x against 1.889x).
+                        if at == pool.chances.len() {
+                            pool.chances.push(p);
+                        } else {
+                            pool.chances[at] = pool.chances[at].max(p);
+                        }
                     }
                 }
                 None => {
