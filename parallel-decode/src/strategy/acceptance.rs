@@ -48,6 +48,28 @@ pub fn pass_cost(tree_cost: &[f32], nodes: usize) -> f32 {
     }
 }
 
+/// How many of `chances` (candidates' chances of being accepted, in the order they would be
+/// added, each after its parent) to verify: the `n` that maximises
+/// `(1 + sum of the first n) / (cost(n + 1) + heads)`. Verifying none scores `none` (the
+/// throughput without candidates); with `None`, at least one is verified when there is any.
+pub fn best_count(
+    chances: impl IntoIterator<Item = f32>,
+    tree_cost: &[f32],
+    heads: f32,
+    none: Option<f32>,
+) -> usize {
+    let mut best = (0, none.unwrap_or(f32::MIN));
+    let mut expected = 0.0;
+    for (n, chance) in chances.into_iter().enumerate() {
+        expected += chance;
+        let throughput = (1.0 + expected) / (pass_cost(tree_cost, n + 2) + heads);
+        if throughput > best.1 {
+            best = (n + 1, throughput);
+        }
+    }
+    best.0
+}
+
 /// The length `k` of a chain that maximises tokens per unit of cost, if any beats the tree
 /// without it: `gains[k - 1]` is the chain's expected accepted tokens at length `k` should it
 /// be reached, `expected` the tree's expected accepted tokens so far, `reach` the chance the
@@ -105,6 +127,17 @@ mod tests {
         assert!((pass_cost(&[], 11) - 1.3).abs() < 1e-6);
         assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
         assert_eq!(common_prefix(&[], &[1]), 0);
+    }
+
+    #[test]
+    fn the_best_count_weighs_chances_against_cost_and_the_option_of_none() {
+        let steep: Vec<f32> = (0..8).map(|n| 1.0 + 0.3 * n as f32).collect();
+        // (1 + 0.7) / 1.3 = 1.31, (1 + 1.3) / 1.6 = 1.44, (1 + 1.5) / 1.9 = 1.32.
+        assert_eq!(best_count([0.7, 0.6, 0.2], &steep, 0.0, Some(1.0)), 2);
+        // Nothing pays: none, unless none is not a choice.
+        assert_eq!(best_count([0.1, 0.1], &steep, 0.0, Some(1.0)), 0);
+        assert_eq!(best_count([0.1, 0.1], &steep, 0.0, None), 1);
+        assert_eq!(best_count([], &steep, 0.0, None), 0);
     }
 
     #[test]

@@ -309,11 +309,7 @@ impl Proposer for AnswerLookup {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
-        let ranked = self.chain(ctx, true);
-        Ok(Proposal {
-            tree: ranked.tree,
-            draft: None,
-        })
+        Ok(self.chain(ctx, true).into_proposal())
     }
 
     fn candidates(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Option<RankedCandidates>> {

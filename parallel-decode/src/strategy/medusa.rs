@@ -22,7 +22,7 @@
 //! expected tokens per unit of cost. A confident pass then verifies a deep tree and an unsure
 //! one a small tree, where a fixed size would pay for the average.
 
-use super::acceptance::{Acceptance, common_prefix, pass_cost};
+use super::acceptance::{Acceptance, best_count, common_prefix, pass_cost};
 use super::proposer::{
     HeadCandidates, Outcome, Proposal, ProposeContext, Proposer, RankedCandidates,
 };
@@ -284,23 +284,13 @@ impl Medusa {
         limit: usize,
         or_none: bool,
     ) -> usize {
-        let mut best = (
-            0,
-            if or_none {
-                1.0 / pass_cost(tree_cost, 1)
-            } else {
-                f32::MIN
-            },
-        );
-        let mut expected = 0.0;
-        for (m, rate) in self.rates.iter().take(limit).enumerate() {
-            expected += rate.rate();
-            let throughput = (1.0 + expected) / (pass_cost(tree_cost, m + 2) + heads_cost);
-            if throughput > best.1 {
-                best = (m + 1, throughput);
-            }
-        }
-        best.0
+        let none = or_none.then(|| 1.0 / pass_cost(tree_cost, 1));
+        best_count(
+            self.rates.iter().take(limit).map(Acceptance::rate),
+            tree_cost,
+            heads_cost,
+            none,
+        )
     }
 
     /// Each path's chance of being accepted whole this pass, from the heads' probabilities
@@ -359,16 +349,13 @@ impl Medusa {
         order.sort_by(|&a, &b| chance[b].total_cmp(&chance[a]));
         order.truncate(limit);
         if let Some((tree_cost, heads_cost)) = costs {
-            let mut best = (1, f32::MIN);
-            let mut expected = 0.0;
-            for (n, &i) in order.iter().enumerate() {
-                expected += chance[i];
-                let throughput = (1.0 + expected) / (pass_cost(tree_cost, n + 2) + heads_cost);
-                if throughput > best.1 {
-                    best = (n + 1, throughput);
-                }
-            }
-            order.truncate(best.0);
+            let n = best_count(
+                order.iter().map(|&i| chance[i]),
+                tree_cost,
+                heads_cost,
+                None,
+            );
+            order.truncate(n);
         }
         (order, chance, last_prob)
     }

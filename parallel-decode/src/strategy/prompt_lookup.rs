@@ -204,11 +204,7 @@ impl Proposer for PromptLookup {
     }
 
     fn propose(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Proposal> {
-        let ranked = self.branches(ctx, true);
-        Ok(Proposal {
-            tree: ranked.tree,
-            draft: None,
-        })
+        Ok(self.branches(ctx, true).into_proposal())
     }
 
     fn candidates(&mut self, ctx: &ProposeContext<'_>) -> crate::Result<Option<RankedCandidates>> {

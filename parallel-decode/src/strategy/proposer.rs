@@ -46,6 +46,14 @@ impl RankedCandidates {
         }
     }
 
+    /// The candidates as a proposal of deterministic tokens (the chances dropped).
+    pub fn into_proposal(self) -> Proposal {
+        Proposal {
+            tree: self.tree,
+            draft: None,
+        }
+    }
+
     /// Adds `path` under the root, giving its `i`-th node the chance `chances[i]` (a node
     /// already there keeps the larger of the two).
     pub fn add(&mut self, path: &[u32], chances: &[f32]) {
