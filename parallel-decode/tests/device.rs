@@ -867,6 +867,47 @@ fn every_strategy_on_the_device_equals_greedy_decoding() {
     }
 }
 
+/// With the costs measured on this machine (not assumed flat), speculative passes run in the
+/// bucket the learned costs choose: the cheapest holding the tree, or a wider one being
+/// probed after going unused for a while (`backend::costs`). Either way the output is the
+/// greedy one, over a run long enough for probes to come due.
+#[test]
+fn passes_in_the_buckets_the_learned_costs_choose_decode_exactly() {
+    let spec = TinyLlama {
+        seed: 7,
+        ..TinyLlama::default()
+    };
+    let mut c = compiled(
+        &spec,
+        CompileOptions {
+            max_len: 256,
+            verify_buckets: vec![1, 2, 4, 8, 16],
+            ..small_options()
+        },
+        3,
+    );
+    let config = GenerateConfig {
+        max_tokens: 200,
+        ..GenerateConfig::default()
+    };
+    let prompt: Vec<u32> = PROMPT.iter().chain(&PROMPT).copied().collect();
+    let greedy = |model: &mut dyn LanguageModel, proposer: &mut dyn Proposer| {
+        generate(model, proposer, &prompt, &config, &mut |_: &[u32]| true).unwrap()
+    };
+    let baseline = greedy(&mut c.model, &mut Autoregressive);
+    assert_eq!(baseline.tokens.len(), 200);
+    let tree = c.model.medusa_tree().unwrap();
+    let mut strategies: Vec<Box<dyn Proposer>> = vec![
+        Box::new(PromptLookup::new(PromptLookupConfig::default())),
+        Box::new(Medusa::new(tree)),
+    ];
+    for s in &mut strategies {
+        let g = greedy(&mut c.model, s.as_mut());
+        assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
+        assert!(g.target_passes > 64, "{} passes: too few for a probe", g.target_passes);
+    }
+}
+
 /// The answers a heads file carries reach the compiled artifacts and the model's answer
 /// index; artifacts without them have none, and a damaged answers file is named.
 #[test]

@@ -206,7 +206,18 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         report.strategy = strategy.name().to_string();
     }
 
+    // What the trees were sized by when the run ended: the learned costs drift with the
+    // machine's load, and a bench whose trees shrank should say so.
+    let at_end: Vec<(usize, f32)> = widths
+        .iter()
+        .filter_map(|&w| Some((w, *model.info().tree_cost.get(w.checked_sub(1)?)?)))
+        .collect();
     if args.json {
+        let mut device = device;
+        device["tree_cost_at_end"] = at_end
+            .iter()
+            .map(|(w, c)| json!({"tokens": w, "relative": c}))
+            .collect();
         println!("{device}");
         for r in &reports {
             println!("{}", serde_json::to_string(r)?);
@@ -228,6 +239,14 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         println!(
             "cost of a tree pass by tokens (relative to 1): {}",
             costs.join(", ")
+        );
+        let at_end: Vec<String> = at_end
+            .iter()
+            .map(|(w, c)| format!("{w}: {c:.2}x"))
+            .collect();
+        println!(
+            "costs the trees were sized by when the run ended: {}",
+            at_end.join(", ")
         );
         if let Some(heads) = heads {
             println!(

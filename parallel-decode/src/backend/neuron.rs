@@ -664,11 +664,10 @@ impl LanguageModel for NeuronModel {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let g = self
+        let fits = self
             .trees
             .iter()
-            .copied()
-            .find(|&i| self.graphs[i].width >= longest && self.graphs[i].batch >= rows.len())
+            .position(|&i| self.graphs[i].width >= longest && self.graphs[i].batch >= rows.len())
             .ok_or_else(|| Error::Setting {
                 field: "tree",
                 message: format!(
@@ -678,6 +677,14 @@ impl LanguageModel for NeuronModel {
                     self.info.max_batch
                 ),
             })?;
+        // A speculative one-row pass may run padded in a wider bucket whose learned cost has
+        // gone unchecked (see `costs`); one-node passes never do, so autoregressive decoding
+        // runs as it always has.
+        let bucket = match &self.costs {
+            Some(costs) if rows.len() == 1 && longest > 1 => costs.bucket_to_run(fits),
+            _ => fits,
+        };
+        let g = self.trees[bucket];
         for row in rows {
             self.check_slot(row.slot)?;
             if row.cache_len + row.tree.len() > self.info.max_len {
@@ -735,9 +742,8 @@ impl LanguageModel for NeuronModel {
         });
         // The costs describe one row's pass; batched passes cost more and are not counted.
         if rows.len() == 1 {
-            let bucket = self.trees.iter().position(|&t| t == g);
-            if let (Some(costs), Some(b)) = (&mut self.costs, bucket) {
-                costs.observe_pass(b, started.elapsed().as_secs_f64());
+            if let Some(costs) = &mut self.costs {
+                costs.observe_pass(bucket, started.elapsed().as_secs_f64());
             }
             self.refresh_costs();
         }
