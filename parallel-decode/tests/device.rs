@@ -904,7 +904,11 @@ fn passes_in_the_buckets_the_learned_costs_choose_decode_exactly() {
     for s in &mut strategies {
         let g = greedy(&mut c.model, s.as_mut());
         assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
-        assert!(g.target_passes > 64, "{} passes: too few for a probe", g.target_passes);
+        assert!(
+            g.target_passes > 64,
+            "{} passes: too few for a probe",
+            g.target_passes
+        );
     }
 }
 
