@@ -379,6 +379,24 @@ fn generate_compile_and_bench_run_on_the_mock() {
             .contains("costs.json"),
         "{report}"
     );
+    // The costs the trees were sized by when the run ended are the table's: 12 / 10 at 4.
+    let at_end: Vec<(u64, f64)> = device["tree_cost_at_end"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tree_cost_at_end: {report}"))
+        .iter()
+        .map(|c| {
+            (
+                c["tokens"].as_u64().unwrap(),
+                c["relative"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(at_end.len(), 2, "{report}");
+    assert_eq!(at_end[0], (1, 1.0), "{report}");
+    assert!(
+        at_end[1].0 == 4 && (at_end[1].1 - 1.2).abs() < 1e-6,
+        "{report}"
+    );
     std::fs::write(&table, r#"{"widths": [[1, 10.0], [2, 11.0]]}"#).unwrap();
     let err = fails(&mut bench(&table));
     assert!(
