@@ -240,13 +240,13 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             "cost of a tree pass by tokens (relative to 1): {}",
             costs.join(", ")
         );
-        let at_end: Vec<String> = at_end
+        let ended: Vec<String> = at_end
             .iter()
             .map(|(w, c)| format!("{w}: {c:.2}x"))
             .collect();
         println!(
             "costs the trees were sized by when the run ended: {}",
-            at_end.join(", ")
+            ended.join(", ")
         );
         if let Some(heads) = heads {
             println!(

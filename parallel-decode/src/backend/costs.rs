@@ -7,9 +7,11 @@
 //! average, with each observation clamped to a band around the estimate so that one
 //! descheduled pass moves it little), and the relative costs that proposers read follow.
 //!
-//! That alone can trap itself, and did (a bench run during a build decoded at tau 1.59
-//! instead of 2.18): passes timed during a burst leave their buckets looking dear, proposers
-//! stop building trees that need them, they no longer run, and the inflated estimates stay.
+//! That alone can trap itself, and did (hybrid decoding on the open benchmark prompts, with a
+//! 40-second burst of load early in the run, averaged tau 1.43 where these rules give 2.17;
+//! a run during a build, 1.27 instead of 2.09): passes timed during a burst leave their
+//! buckets looking dear, proposers stop building trees that need them, they no longer run,
+//! and the inflated estimates stay.
 //! Three rules keep a stale estimate from doing harm:
 //!
 //! - A pass may run in any bucket that holds it (padded, same tokens, same results), so `n`
