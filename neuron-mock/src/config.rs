@@ -250,6 +250,8 @@ pub(crate) struct Config {
     pub(crate) faults: FaultPlan,
     /// `NEURON_RT_VALIDATE_HASH`: check the NEFF header's hash at load.
     pub(crate) validate_hash: bool,
+    /// `NEURON_MOCK_MATMUL`: the arithmetic of the Llama kernels' weight products.
+    pub(crate) matmul: crate::kernels::llama::packed::Precision,
 }
 
 impl Config {
@@ -264,6 +266,7 @@ impl Config {
                     .map_err(|e| format!("NEURON_MOCK_FAULTS={text:?}: {e}"))?,
             },
             validate_hash: truthy("NEURON_RT_VALIDATE_HASH"),
+            matmul: crate::kernels::llama::packed::Precision::from_env()?,
         })
     }
 }

@@ -109,6 +109,13 @@ pub(crate) fn init() -> NrtResult<()> {
         runtime.config.topology.lnc,
         runtime.config.topology.memory_per_core() >> 30
     );
+    if runtime.config.matmul == crate::kernels::llama::packed::Precision::Bf16 {
+        log!(
+            Info,
+            "nrt_init",
+            "weight products in bf16 (operands rounded to bf16, sums in f32) on AMX tiles"
+        );
+    }
     if runtime.faults.is_active() {
         log!(
             Warn,

@@ -6,6 +6,8 @@ pub mod graph;
 mod kernel;
 pub mod linalg;
 pub mod packed;
+#[cfg(target_arch = "x86_64")]
+pub mod packed_amx;
 pub mod packed_half;
 #[cfg(target_arch = "x86_64")]
 mod packed_simd;

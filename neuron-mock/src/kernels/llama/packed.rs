@@ -23,6 +23,7 @@
 //! is what makes greedy parallel decoding reproduce greedy decoding exactly.
 
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Rows per panel: one AVX-512 vector of f32 (two AVX2 vectors).
 pub const PANEL: usize = 16;
@@ -163,6 +164,8 @@ pub struct PackedScratch {
     tiles: Vec<f32>,
     /// Results as `[panel][token][PANEL]`, every product's panels one after another.
     out: Vec<f32>,
+    /// Activations rounded to bf16, `[tokens][k padded]`, for the AMX kernels.
+    bf16: Vec<u16>,
 }
 
 /// Token tiles: how many tokens a block multiplies at once. As few tiles as the widest
@@ -203,15 +206,23 @@ pub fn matmul_packed(
     }
     let kernel = Kernel::detect();
     let plan = tiles(tokens, kernel.widest_tile(tokens));
-    // Activations regrouped per tile as [k][width]: a column step reads one short run.
+    // Activations regrouped per tile as [k][width]: a column step reads one short run. The
+    // AMX kernels read them as bf16 rows instead.
     let tiles_buf = &mut scratch.tiles;
     tiles_buf.clear();
-    for &(t0, width) in &plan {
-        for c in 0..k {
-            tiles_buf.extend((t0..t0 + width).map(|t| x[t * k + c]));
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Amx = kernel {
+        super::packed_amx::activations(x, tokens, k, &mut scratch.bf16);
+    }
+    if kernel.uses_tiles() {
+        for &(t0, width) in &plan {
+            for c in 0..k {
+                tiles_buf.extend((t0..t0 + width).map(|t| x[t * k + c]));
+            }
         }
     }
     let tiles_buf = &scratch.tiles[..];
+    let bf16_buf = &scratch.bf16[..];
     let panel_counts: Vec<(usize, usize)> = products.iter().map(|p| p.w.panel_range()).collect();
     let total_panels: usize = panel_counts.iter().map(|(a, b)| b - a).sum();
     let out = &mut scratch.out;
@@ -240,7 +251,12 @@ pub fn matmul_packed(
         }
     }
     let run = |(w, from, to, part): (Packed<'_>, usize, usize, &mut [f32])| {
-        kernel.panels(w.panels(from, to), k, tiles_buf, &plan, tokens, part);
+        let activations = Activations {
+            tiles: tiles_buf,
+            plan: &plan,
+            bf16: bf16_buf,
+        };
+        kernel.panels(w.panels(from, to), k, &activations, tokens, part);
     };
     if serial {
         work.into_iter().for_each(run);
@@ -269,18 +285,85 @@ pub fn matmul_packed(
     }
 }
 
+/// The arithmetic of the weight products, `NEURON_MOCK_MATMUL`: `f32` (the default) or
+/// `bf16` (operands rounded to bf16, sums in f32, as a NeuronCore's matrix multiplications;
+/// needs AMX, see [`super::packed_amx`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 operands, fused multiply-adds in column order.
+    F32,
+    /// bf16 operands, f32 sums, on AMX tiles.
+    Bf16,
+}
+
+impl Precision {
+    /// Reads `NEURON_MOCK_MATMUL`.
+    ///
+    /// # Errors
+    /// A sentence naming the variable when its value is unknown, or when it asks for bf16 on
+    /// a machine without AMX.
+    pub fn from_env() -> Result<Self, String> {
+        let value = std::env::var("NEURON_MOCK_MATMUL").unwrap_or_default();
+        match value.to_ascii_lowercase().as_str() {
+            "" | "f32" => Ok(Precision::F32),
+            "bf16" if amx_available() => Ok(Precision::Bf16),
+            "bf16" => Err(
+                "NEURON_MOCK_MATMUL=bf16 needs Intel AMX (AMX-TILE and AMX-BF16 with \
+                           AVX-512, and Linux 5.16 or later to grant the tile state); this \
+                           machine has no AMX: unset it to use f32"
+                    .to_string(),
+            ),
+            _ => Err(format!("NEURON_MOCK_MATMUL={value:?} is not f32 or bf16")),
+        }
+    }
+
+    /// The precision in force in this process (read once; an invalid value, which `nrt_init`
+    /// refuses, means f32).
+    fn current() -> Self {
+        static CURRENT: OnceLock<Precision> = OnceLock::new();
+        *CURRENT.get_or_init(|| Precision::from_env().unwrap_or(Precision::F32))
+    }
+}
+
+fn amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::packed_amx::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A pass's activations as the kernels read them.
+struct Activations<'a> {
+    /// Token tiles, each `[k][width]` f32, for the f32 kernels.
+    tiles: &'a [f32],
+    /// The tiles' `(first token, width)`.
+    plan: &'a [(usize, usize)],
+    /// `[tokens][k padded]` bf16, for the AMX kernels.
+    bf16: &'a [u16],
+}
+
 /// The instruction set the products run with.
 #[derive(Clone, Copy)]
 enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Simd(super::simd::Level),
+    /// bf16 on AMX tiles ([`Precision::Bf16`]).
+    #[cfg(target_arch = "x86_64")]
+    Amx,
 }
 
 impl Kernel {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
+            if Precision::current() == Precision::Bf16 {
+                return Kernel::Amx;
+            }
             let level = super::simd::level();
             if level != super::simd::Level::None {
                 return Kernel::Simd(level);
@@ -295,6 +378,17 @@ impl Kernel {
             Kernel::Portable => 1,
             #[cfg(target_arch = "x86_64")]
             Kernel::Simd(level) => super::packed_simd::widest_tile(level, tokens),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => super::packed_amx::GROUP,
+        }
+    }
+
+    /// Whether the kernel reads the activations regrouped in f32 token tiles.
+    fn uses_tiles(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => false,
+            _ => true,
         }
     }
 
@@ -304,26 +398,22 @@ impl Kernel {
             Kernel::Portable => 1,
             #[cfg(target_arch = "x86_64")]
             Kernel::Simd(level) => super::packed_simd::panels_per_block(level),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => super::packed_amx::PANELS_PER_BLOCK,
         }
     }
 
-    /// Multiplies whole panels (`panels`, each `k · PANEL` values) with every token tile,
+    /// Multiplies whole panels (`panels`, each `k · PANEL` values) with every token,
     /// writing `[panel][token][PANEL]` into `out`.
-    fn panels(
-        self,
-        panels: &[f32],
-        k: usize,
-        tiles: &[f32],
-        plan: &[(usize, usize)],
-        tokens: usize,
-        out: &mut [f32],
-    ) {
+    fn panels(self, panels: &[f32], k: usize, x: &Activations<'_>, tokens: usize, out: &mut [f32]) {
         match self {
-            Kernel::Portable => portable_panels(panels, k, tiles, plan, tokens, out),
+            Kernel::Portable => portable_panels(panels, k, x.tiles, x.plan, tokens, out),
             #[cfg(target_arch = "x86_64")]
             Kernel::Simd(level) => {
-                super::packed_simd::panels(level, panels, k, tiles, plan, tokens, out)
+                super::packed_simd::panels(level, panels, k, x.tiles, x.plan, tokens, out)
             }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx => super::packed_amx::panels(panels, k, x.bf16, tokens, out),
         }
     }
 }

@@ -1,0 +1,466 @@
+//! Weight products in bf16 on Intel AMX, for `NEURON_MOCK_MATMUL=bf16`.
+//!
+//! A NeuronCore multiplies matrices in bf16 by default (the compiler casts the operands of
+//! every matrix multiplication to bf16 and accumulates in f32), and its time for a pass of 16
+//! tokens is close to its time for one. This path does the same arithmetic on a CPU with AMX
+//! tiles: each weight and each activation is rounded to bf16 (to nearest, ties to even), and
+//! `TDPBF16PS` accumulates their products in f32. The f32 weights of [`super::packed`] are
+//! converted block by block as they stream from memory, so the compiled artifacts are the same
+//! in both modes; one token stays bound by memory bandwidth, while 16 tokens cost little more
+//! than one, since a tile multiply-add does 16 tokens × 16 rows × 32 columns at once.
+//!
+//! Exactness: a token's results depend only on its own activations and on the weights, taken
+//! in column order 32 at a time, whatever the number of tokens in the pass (AMX rows are
+//! independent), so a decode step and a verify pass agree bit for bit, as parallel decoding
+//! needs. The numbers differ from the f32 path's by bf16 rounding, as a device's do.
+//!
+//! Layouts. A weight block is `n ≤ 4` panels; panel `j`'s column pairs `(2i, 2i + 1)` of each
+//! run of 32 columns become the 16 rows of one B tile, row `i` holding for each of the panel's
+//! 16 matrix rows `r` the pair `(w[r][2i], w[r][2i + 1])` (the "VNNI" order `TDPBF16PS`
+//! reads). An A tile is up to 16 tokens × 32 activations; a C tile up to 16 tokens × 16 f32
+//! sums, stored straight into the `[panel][token][PANEL]` result. Columns past `k` are zeros
+//! in both operands.
+//!
+//! The unsafe operations are the AMX instructions themselves (inline assembly: Rust has no
+//! stable AMX intrinsics), each next to the bounds check that makes its memory access sound,
+//! and calling the AVX-512 conversion after checking the CPU has it.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::packed::PANEL;
+use super::simd::prefetch;
+
+/// Columns per tile: 32 bf16 values fill a 64-byte tile row.
+const COLUMNS: usize = 32;
+/// Tokens per A tile (its most rows).
+pub(super) const GROUP: usize = 16;
+/// Panels per block: four C tiles (tmm0-3) beside the A tile (tmm4) and a B tile (tmm5).
+pub(super) const PANELS_PER_BLOCK: usize = 4;
+/// Bytes in one tile row.
+const ROW_BYTES: usize = 64;
+
+/// `arch_prctl` request for permission to use an extended state component (Linux ≥ 5.16).
+const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
+/// The extended state component of the AMX tile data.
+const XFEATURE_XTILEDATA: libc::c_ulong = 18;
+
+/// Whether this process can run the AMX kernels: the CPU has AMX-TILE, AMX-BF16 and
+/// AVX-512F (for the conversions), and Linux granted the process the tile state. Asked once.
+pub(super) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
+        let leaf = __cpuid_count(7, 0);
+        let amx = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
+        // SAFETY: arch_prctl with ARCH_REQ_XCOMP_PERM takes two integers and touches no
+        // memory of ours; on kernels without it, it fails with an error code.
+        amx && is_x86_feature_detected!("avx512f")
+            && unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                )
+            } == 0
+    })
+}
+
+/// `x` rounded to bf16 (to nearest, ties to even), as its 16 bits.
+pub fn to_bf16(x: f32) -> u16 {
+    let u = x.to_bits();
+    if x.is_nan() {
+        // Keep it a NaN (rounding could carry a small payload into infinity).
+        return ((u >> 16) | 0x40) as u16;
+    }
+    (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16
+}
+
+/// Columns `k` padded to whole tiles.
+pub(super) fn padded(k: usize) -> usize {
+    k.next_multiple_of(COLUMNS)
+}
+
+/// Activations `[tokens][k]` f32 as `[tokens][padded(k)]` bf16, zero-padded, into `out`.
+pub(super) fn activations(x: &[f32], tokens: usize, k: usize, out: &mut Vec<u16>) {
+    let k32 = padded(k);
+    out.clear();
+    out.resize(tokens * k32, 0);
+    for (row, src) in out.chunks_exact_mut(k32).zip(x.chunks_exact(k.max(1))) {
+        for (o, &v) in row.iter_mut().zip(src) {
+            *o = to_bf16(v);
+        }
+    }
+}
+
+/// The AMX tile configuration (the 64-byte operand of `LDTILECFG`, palette 1).
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    /// Bytes per row of tiles 0-15.
+    colsb: [u16; 16],
+    /// Rows of tiles 0-15.
+    rows: [u8; 16],
+    tail: [u8; 16],
+}
+
+impl TileConfig {
+    /// C tiles tmm0-3 and the A tile tmm4 of `tokens` rows, the B tile tmm5 of 16.
+    fn new(tokens: usize) -> Self {
+        let mut c = TileConfig {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+            tail: [0; 16],
+        };
+        for t in 0..=4 {
+            c.rows[t] = tokens as u8;
+            c.colsb[t] = ROW_BYTES as u16;
+        }
+        c.rows[5] = (COLUMNS / 2) as u8;
+        c.colsb[5] = ROW_BYTES as u16;
+        c
+    }
+}
+
+/// The tiles of the calling thread, configured for groups of `rows` tokens; released (so
+/// that the thread's context switches stop saving them) when dropped.
+struct Tiles {
+    rows: usize,
+}
+
+impl Tiles {
+    fn configure(rows: usize) -> Self {
+        assert!((1..=GROUP).contains(&rows));
+        let config = TileConfig::new(rows);
+        // SAFETY: `available()` was checked by the caller (the process has the tile state);
+        // the operand is a valid 64-byte palette-1 configuration (rows ≤ 16, 64-byte rows).
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly, preserves_flags))
+        };
+        Tiles { rows }
+    }
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: releases the tile state this thread configured; touches no memory.
+        unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+    }
+}
+
+/// Multiply-adds of one 32-column step into C tile `tmm$tmm` (0-3): the A tile in tmm4 times
+/// the B tile loaded from the 1 KiB at `$b`.
+macro_rules! step {
+    ($tmm:literal, $b:expr) => {
+        asm!(
+            "tileloadd tmm5, [{b} + {b_stride}*1]",
+            concat!("tdpbf16ps tmm", $tmm, ", tmm4, tmm5"),
+            b = in(reg) $b,
+            b_stride = in(reg) ROW_BYTES,
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+}
+
+/// Multiplies the whole panels in `panels` (each `k · PANEL` f32) with the `tokens` rows of
+/// `x16` (from [`activations`]), writing `[panel][token][PANEL]` into `out`.
+///
+/// Up to 16 tokens (a decode step or a verify pass), each 32-column step of a block is
+/// converted just before its multiply-adds, so the weights stream from memory while the
+/// tiles work and the converted tiles never leave L1 (converting a whole block first, then
+/// multiplying, measured 1.6x slower for one token). More tokens (a prefill) convert a whole
+/// block once and reuse it for every group of 16.
+///
+/// # Panics
+/// If `x16` or `out` is shorter than the shapes say, or [`available`] is false.
+pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) {
+    assert!(
+        available(),
+        "the AMX kernels need a CPU and a kernel with AMX"
+    );
+    let size = k * PANEL;
+    let count = panels.len() / size.max(1);
+    let k32 = padded(k);
+    let steps = k32 / COLUMNS;
+    assert!(x16.len() >= tokens * k32 && out.len() >= count * tokens * PANEL);
+    let fused = tokens <= GROUP;
+    // B tiles, [step][panel][16 rows][16 lanes] u32 (bf16 pairs): two steps' in the fused
+    // loop, a whole block's otherwise.
+    let mut b = vec![0u32; PANELS_PER_BLOCK * if fused { 2 } else { steps } * TILE];
+    let mut tiles: Option<Tiles> = None;
+    let mut p = 0;
+    while p < count {
+        let n = PANELS_PER_BLOCK.min(count - p);
+        let block = &panels[p * size..(p + n) * size];
+        if !fused {
+            to_tiles(block, k, n, 0..steps, &mut b);
+        }
+        for t0 in (0..tokens).step_by(GROUP) {
+            let rows = GROUP.min(tokens - t0);
+            if tiles.as_ref().is_none_or(|t| t.rows != rows) {
+                drop(tiles.take()); // released before reconfiguring
+                tiles = Some(Tiles::configure(rows));
+            }
+            let a = &x16[t0 * k32..(t0 + rows) * k32];
+            zero_sums();
+            if fused {
+                // Two slots: step s + 1 is converted before step s is multiplied, so that a
+                // tile load never reads what the vector stores just wrote (it waits for them).
+                let (slot0, slot1) = b.split_at_mut(PANELS_PER_BLOCK * TILE);
+                let slots = [slot0, slot1];
+                to_tiles(block, k, n, 0..1, slots[0]);
+                for s in 0..steps {
+                    if s + 1 < steps {
+                        to_tiles(block, k, n, s + 1..s + 2, slots[(s + 1) % 2]);
+                    }
+                    multiply(slots[s % 2], n, s..s + 1, a, k32);
+                }
+            } else {
+                multiply(&b, n, 0..steps, a, k32);
+            }
+            store_sums(n, rows, out, |j| ((p + j) * tokens + t0) * PANEL);
+        }
+        p += n;
+    }
+}
+
+/// Columns ahead of the conversion that are prefetched.
+const AHEAD: usize = COLUMNS;
+
+/// u32 values (bf16 pairs) in one B tile: 16 rows of 16.
+const TILE: usize = COLUMNS / 2 * PANEL;
+
+/// Zeroes the C tiles tmm0-3.
+fn zero_sums() {
+    // SAFETY: the tiles are configured (the caller holds `Tiles`); touches no memory.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem, preserves_flags)
+        )
+    };
+}
+
+/// Adds to the C tiles of `n` panels the products of the column steps `steps`: A tiles from
+/// `a` (rows of `k32` bf16), B tiles from `b` (`[step - steps.start][panel][TILE]`).
+fn multiply(b: &[u32], n: usize, steps: std::ops::Range<usize>, a: &[u16], k32: usize) {
+    let rows = a.len() / k32;
+    assert!(n <= PANELS_PER_BLOCK && b.len() >= n * steps.len() * TILE && rows * k32 == a.len());
+    assert!(steps.end * COLUMNS <= k32);
+    let a_stride = k32 * 2;
+    for (i, s) in steps.enumerate() {
+        let a_ptr = a[s * COLUMNS..].as_ptr();
+        // SAFETY: the tiles are configured for `rows` rows (the caller holds `Tiles`). The A
+        // tile reads `rows` rows of 64 bytes, `a_stride` apart, from `a_ptr`: row `r` is
+        // a[r·k32 + s·32 ..][..32], inside `a` (rows · k32 values) since s·32 + 32 ≤ k32.
+        unsafe {
+            asm!(
+                "tileloadd tmm4, [{a} + {a_stride}*1]",
+                a = in(reg) a_ptr,
+                a_stride = in(reg) a_stride,
+                options(nostack, readonly, preserves_flags)
+            )
+        };
+        let b_tile = |j: usize| b[(i * n + j) * TILE..][..TILE].as_ptr();
+        // SAFETY: each B tile read is the 16 rows of 64 bytes (TILE u32) at `b_tile(j)`,
+        // inside `b` by the slicing; tmm4 holds this step's A tile.
+        unsafe {
+            step!("0", b_tile(0));
+            if n > 1 {
+                step!("1", b_tile(1));
+            }
+            if n > 2 {
+                step!("2", b_tile(2));
+            }
+            if n > 3 {
+                step!("3", b_tile(3));
+            }
+        }
+    }
+}
+
+/// Stores the C tiles of `n` panels, `rows` rows each, panel `j`'s at `out[at(j)..]`.
+fn store_sums(n: usize, rows: usize, out: &mut [f32], at: impl Fn(usize) -> usize) {
+    for j in 0..n {
+        let dst = &mut out[at(j)..][..rows * PANEL];
+        let p = dst.as_mut_ptr();
+        // SAFETY: the tiles are configured for `rows` rows; the store writes `rows` rows of
+        // 64 bytes (16 f32), 64 bytes apart: exactly `dst`, whose length the slicing checked.
+        unsafe {
+            match j {
+                0 => {
+                    asm!("tilestored [{p} + {s}*1], tmm0", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                }
+                1 => {
+                    asm!("tilestored [{p} + {s}*1], tmm1", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                }
+                2 => {
+                    asm!("tilestored [{p} + {s}*1], tmm2", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                }
+                _ => {
+                    asm!("tilestored [{p} + {s}*1], tmm3", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                }
+            }
+        }
+    }
+}
+
+/// [`convert`], once [`available`] has said the CPU has AVX-512F.
+fn to_tiles(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u32]) {
+    assert!(available());
+    // SAFETY: available() checked AVX-512F; the function is safe Rust apart from needing it.
+    unsafe { convert(panels, k, n, steps, b) }
+}
+
+/// Converts column steps `steps` of `n` whole panels (f32, [`super::packed`] layout) to B
+/// tiles in `b`, `[step - steps.start][panel][TILE]` (see the module doc): each pair of
+/// columns becomes one 16-lane row of bf16 pairs; columns past `k` are zeros. (One
+/// `VCVTNE2PS2BF16` and a word permutation per row instead of the integer rounding measured
+/// no faster: the time is the weights' arrival, not these instructions.)
+#[target_feature(enable = "avx512f")]
+fn convert(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u32]) {
+    let size = k * PANEL;
+    let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
+    let column = |panel: &[f32], c: usize| -> __m512i {
+        match panel.get(c * PANEL..(c + 1) * PANEL) {
+            Some(s) => {
+                let lanes: [f32; PANEL] = s.try_into().unwrap_or([0.0; PANEL]);
+                round(bytemuck::cast(lanes))
+            }
+            None => _mm512_setzero_si512(),
+        }
+    };
+    let first = steps.start;
+    for s in steps {
+        for j in 0..n {
+            let panel = &panels[j * size..(j + 1) * size];
+            let tile = &mut b[((s - first) * n + j) * TILE..][..TILE];
+            for (i, row) in tile.chunks_exact_mut(PANEL).enumerate() {
+                let c = s * COLUMNS + 2 * i;
+                for ahead in [c + AHEAD, c + 1 + AHEAD] {
+                    if let Some(v) = panel.get(ahead * PANEL) {
+                        prefetch::<_MM_HINT_T0>(v);
+                    }
+                }
+                let (even, odd) = (column(panel, c), column(panel, c + 1));
+                // Each lane: the even column's bf16 in the low half, the odd one's in the high.
+                let pair =
+                    _mm512_or_si512(_mm512_srli_epi32::<16>(even), _mm512_and_si512(odd, high));
+                let lanes: [u32; PANEL] = bytemuck::cast(pair);
+                row.copy_from_slice(&lanes);
+            }
+        }
+    }
+}
+
+/// Sixteen f32 bit patterns rounded to bf16 in their high halves (as [`to_bf16`], NaNs
+/// aside: the weights are finite).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round(v: __m512i) -> __m512i {
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(v), _mm512_set1_epi32(1));
+    _mm512_add_epi32(v, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::llama::packed::pack;
+    use crate::testing::pseudo_random;
+
+    fn from_bf16(b: u16) -> f32 {
+        f32::from_bits(u32::from(b) << 16)
+    }
+
+    #[test]
+    fn rounding_to_bf16_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even 1.
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        // 1 + 3·2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up.
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(to_bf16(-2.5), 0xc020);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
+    }
+
+    /// The products in bf16 with f32 sums, in double precision: what AMX should be close to.
+    fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f64> {
+        let mut y = vec![0.0; tokens * rows];
+        for t in 0..tokens {
+            for r in 0..rows {
+                y[t * rows + r] = (0..k)
+                    .map(|c| {
+                        f64::from(from_bf16(to_bf16(w[r * k + c])))
+                            * f64::from(from_bf16(to_bf16(x[t * k + c])))
+                    })
+                    .sum();
+            }
+        }
+        y
+    }
+
+    /// `[panel][token][PANEL]` results of the AMX path.
+    fn amx(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
+        let packed = pack(w, rows, k);
+        let mut x16 = Vec::new();
+        activations(x, tokens, k, &mut x16);
+        let panels_n = rows.div_ceil(PANEL);
+        let mut out = vec![f32::NAN; panels_n * tokens * PANEL];
+        panels(&packed, k, &x16, tokens, &mut out);
+        out
+    }
+
+    #[test]
+    fn products_match_bf16_arithmetic_and_do_not_depend_on_the_token_count() {
+        if !available() {
+            eprintln!("skipped: this CPU or kernel has no AMX");
+            return;
+        }
+        // Odd shapes: a partial last panel, columns not a multiple of 32, a block of fewer
+        // than four panels, more tokens than one A tile holds.
+        for &(rows, k, tokens) in &[(16, 32, 1), (40, 45, 3), (100, 576, 16), (70, 100, 21)] {
+            let w = pseudo_random(rows * k, 7);
+            let x = pseudo_random(tokens * k, 8);
+            let got = amx(&w, &x, rows, k, tokens);
+            let want = reference(&w, &x, rows, k, tokens);
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let g = got[((r / PANEL) * tokens + t) * PANEL + r % PANEL];
+                    let e = want[t * rows + r];
+                    let scale: f64 = (0..k)
+                        .map(|c| f64::from(w[r * k + c] * x[t * k + c]).abs())
+                        .sum();
+                    assert!(
+                        (f64::from(g) - e).abs() <= 1e-5 * scale.max(1.0),
+                        "{rows}x{k}, {tokens} tokens: y[{t}][{r}] = {g}, bf16 arithmetic {e}"
+                    );
+                }
+            }
+            // Each token alone gives the same bits as in the whole pass.
+            for t in 0..tokens {
+                let alone = amx(&w, &x[t * k..(t + 1) * k], rows, k, 1);
+                for p in 0..rows.div_ceil(PANEL) {
+                    let whole = &got[(p * tokens + t) * PANEL..][..PANEL];
+                    let single = &alone[p * PANEL..][..PANEL];
+                    assert!(
+                        whole
+                            .iter()
+                            .zip(single)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{rows}x{k}: token {t} of {tokens} differs from its product alone"
+                    );
+                }
+            }
+        }
+    }
+}
