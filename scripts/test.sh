@@ -26,6 +26,15 @@ for simd in avx2 none; do
     NEURON_MOCK_SIMD=$simd cargo test --quiet -p neuron-mock --lib kernels
 done
 
+# On a CPU with AMX, the decoding-exactness tests run again with the mock's weight products in
+# bf16 (NEURON_MOCK_MATMUL=bf16): speculative decoding must still equal greedy decoding token
+# for token. (The tests that compare logits with the f64 reference need f32 products.)
+if grep -qw amx_bf16 /proc/cpuinfo && grep -qw amx_tile /proc/cpuinfo; then
+    echo "parallel-decode exactness with NEURON_MOCK_MATMUL=bf16"
+    NEURON_MOCK_MATMUL=bf16 cargo test --quiet -p parallel-decode --test device -- \
+        equals_greedy_decoding decode_exactly
+fi
+
 # The numbered walkthroughs (examples/examples/NN-*.rs) run against the mock too.
 for walkthrough in examples/examples/[0-9][0-9]-*.rs; do
     name=$(basename "$walkthrough" .rs)

@@ -10,6 +10,7 @@
 //!   the products itself and wakes only the other workers.
 //!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
+//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 

@@ -9,6 +9,7 @@
 //!
 //! Compare within one run (the machines are shared): `cargo bench -p neuron-mock --bench
 //! packed`. `NEURON_MOCK_SIMD=avx2` measures the 256-bit kernels on an AVX-512 machine.
+//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 

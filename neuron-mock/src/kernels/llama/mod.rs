@@ -7,7 +7,7 @@ mod kernel;
 pub mod linalg;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
-pub mod packed_amx;
+mod packed_amx;
 pub mod packed_half;
 #[cfg(target_arch = "x86_64")]
 mod packed_simd;

@@ -21,6 +21,10 @@
 //! thread that computes it and the instruction set (the portable path uses `f32::mul_add`).
 //! A token therefore gets bit-identical results in a decode step and in a verify pass, which
 //! is what makes greedy parallel decoding reproduce greedy decoding exactly.
+//!
+//! With `NEURON_MOCK_MATMUL=bf16` ([`Precision`]) the products run on AMX tiles instead
+//! (`packed_amx`): operands rounded to bf16, sums in f32, each token's row independent of the
+//! others, so the same holds there.
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
