@@ -291,7 +291,7 @@ pub fn matmul_packed(
 
 /// The arithmetic of the weight products, `NEURON_MOCK_MATMUL`: `f32` (the default) or
 /// `bf16` (operands rounded to bf16, sums in f32, as a NeuronCore's matrix multiplications;
-/// needs AMX, see [`super::packed_amx`]).
+/// needs AMX, see `packed_amx.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// f32 operands, fused multiply-adds in column order.
