@@ -367,11 +367,17 @@ fn generate_compile_and_bench_run_on_the_mock() {
             .arg(&prompts)
             .args(["--max-tokens", "4", "--json", "--cost-widths", "1,4"])
             .arg("--cost-table")
-            .arg(table);
+            .arg(table)
+            .env("NEURON_RT_LOG_LEVEL", "ERROR");
         cmd
     };
     let report = ok(&mut bench(&table));
     let device: serde_json::Value = serde_json::from_str(report.lines().next().unwrap()).unwrap();
+    // The device record carries the runtime's and the mock's variables of the run.
+    assert_eq!(
+        device["neuron_env"]["NEURON_RT_LOG_LEVEL"], "ERROR",
+        "{report}"
+    );
     assert!(
         device["trees_sized_by"]
             .as_str()

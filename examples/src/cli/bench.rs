@@ -161,6 +161,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         "cost_curve_ms": curve.iter().map(|(w, d)| json!({"tokens": w, "ms": d.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
         "heads_ms": heads.map(|d| d.as_secs_f64() * 1e3),
         "trees_sized_by": sized_by,
+        "neuron_env": neuron_env(),
     });
 
     let mut strategies = vec![Strategy::Ar];
@@ -304,4 +305,23 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `NEURON_RT_*` and `NEURON_MOCK_*` variables of this run, which change what the runtime
+/// or the mock device does (the mock's `NEURON_MOCK_MATMUL=bf16`, say): a results file then
+/// says what the device was asked to do.
+fn neuron_env() -> serde_json::Map<String, serde_json::Value> {
+    let mut vars: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .filter(|(k, _)| k.starts_with("NEURON_RT_") || k.starts_with("NEURON_MOCK_"))
+        .collect();
+    vars.sort();
+    vars.into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect()
 }
