@@ -42,32 +42,44 @@ pub(super) const PANELS_PER_BLOCK: usize = 4;
 /// Bytes in one tile row.
 const ROW_BYTES: usize = 64;
 
-/// `arch_prctl` request for permission to use an extended state component (Linux ≥ 5.16).
-const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
-/// The extended state component of the AMX tile data.
-const XFEATURE_XTILEDATA: libc::c_ulong = 18;
-
-/// Whether this process can run the AMX kernels: the CPU has AMX-TILE, AMX-BF16 and
-/// AVX-512F, BW and BF16 (for the conversions), and Linux granted the process the tile state. Asked once.
+/// Whether this process can run the AMX kernels: the CPU has AMX-TILE, AMX-BF16 and AVX-512F,
+/// BW and BF16 (for the conversions), and Linux granted the process the tile state. Asked
+/// once.
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
         let leaf = __cpuid_count(7, 0);
         let amx = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
-        // SAFETY: arch_prctl with ARCH_REQ_XCOMP_PERM takes two integers and touches no
-        // memory of ours; on kernels without it, it fails with an error code.
         amx && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512bf16")
-            && unsafe {
-                libc::syscall(
-                    libc::SYS_arch_prctl,
-                    ARCH_REQ_XCOMP_PERM,
-                    XFEATURE_XTILEDATA,
-                )
-            } == 0
+            && tile_state_granted()
     })
+}
+
+/// Asks Linux (5.16 or later) for this process's permission to use the AMX tile data.
+#[cfg(target_os = "linux")]
+fn tile_state_granted() -> bool {
+    /// `arch_prctl` request for permission to use an extended state component.
+    const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
+    /// The extended state component of the AMX tile data.
+    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
+    // SAFETY: arch_prctl with ARCH_REQ_XCOMP_PERM takes two integers and touches no memory of
+    // ours; on kernels without it, it fails with an error code.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+/// Other systems: not asked (the mock's AMX path is for Linux, as the Neuron runtime is).
+#[cfg(not(target_os = "linux"))]
+fn tile_state_granted() -> bool {
+    false
 }
 
 /// `x` rounded to bf16 (to nearest, ties to even), as its 16 bits.
