@@ -5,7 +5,7 @@
 //! tokens is close to its time for one. This path does the same arithmetic on a CPU with AMX
 //! tiles: each weight and each activation is rounded to bf16 (to nearest, ties to even), and
 //! `TDPBF16PS` accumulates their products in f32. The f32 weights of [`super::packed`] are
-//! converted block by block as they stream from memory, so the compiled artifacts are the same
+//! converted 32 columns at a time as they stream from memory, so the compiled artifacts are the same
 //! in both modes; one token stays bound by memory bandwidth, while 16 tokens cost little more
 //! than one, since a tile multiply-add does 16 tokens × 16 rows × 32 columns at once.
 //!
@@ -102,7 +102,10 @@ pub(super) fn activations(x: &[f32], tokens: usize, k: usize, out: &mut Vec<u16>
     let k32 = padded(k);
     out.clear();
     out.resize(tokens * k32, 0);
-    for (row, src) in out.chunks_exact_mut(k32).zip(x.chunks_exact(k.max(1))) {
+    if k == 0 {
+        return;
+    }
+    for (row, src) in out.chunks_exact_mut(k32).zip(x.chunks_exact(k)) {
         for (o, &v) in row.iter_mut().zip(src) {
             *o = to_bf16(v);
         }
@@ -200,6 +203,11 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         available(),
         "the AMX kernels need a CPU and a kernel with AMX"
     );
+    if k == 0 {
+        // Empty rows: every sum is zero.
+        out.fill(0.0);
+        return;
+    }
     let size = k * PANEL;
     let count = panels.len() / size.max(1);
     let k32 = padded(k);
@@ -432,7 +440,13 @@ mod tests {
         }
         // Odd shapes: a partial last panel, columns not a multiple of 32, a block of fewer
         // than four panels, more tokens than one A tile holds.
-        for &(rows, k, tokens) in &[(16, 32, 1), (40, 45, 3), (100, 576, 16), (70, 100, 21)] {
+        for &(rows, k, tokens) in &[
+            (16, 32, 1),
+            (40, 45, 3),
+            (100, 576, 16),
+            (70, 100, 21),
+            (20, 0, 2),
+        ] {
             let w = pseudo_random(rows * k, 7);
             let x = pseudo_random(tokens * k, 8);
             let got = amx(&w, &x, rows, k, tokens);
