@@ -244,7 +244,7 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         return;
     }
     let size = k * PANEL;
-    let count = panels.len() / size.max(1);
+    let count = panels.len() / size;
     let k32 = padded(k);
     let steps = k32 / COLUMNS;
     assert!(x16.len() >= tokens * k32 && out.len() >= count * tokens * PANEL);
