@@ -53,7 +53,7 @@ fn trains_heads_then_tunes_their_tree() {
         .collect();
     std::fs::write(&prompts, lines.join("\n")).unwrap();
     let heads = dir.path().join("heads.safetensors");
-    let train = |extra: &[&str]| {
+    let train_command = |extra: &[&str]| {
         let mut c = neuron_decode(&home);
         c.args(["train-heads", "--model"])
             .arg(&model)
@@ -74,8 +74,9 @@ fn trains_heads_then_tunes_their_tree() {
                 "3",
             ])
             .args(extra);
-        ok(&mut c)
+        c
     };
+    let train = |extra: &[&str]| ok(&mut train_command(extra));
     let out = train(&[]);
     assert!(
         out.contains("answers to 0 prompts read from the cache")
@@ -101,6 +102,18 @@ fn trains_heads_then_tunes_their_tree() {
         "{out}"
     );
     assert_ne!(std::fs::read(&heads).unwrap(), first);
+    // The products with the LM head in f32, then in bf16: on AMX they train (rounding makes
+    // other heads); elsewhere bf16 is refused, before distilling, naming the option.
+    let out = train(&["--matmul", "f32"]);
+    assert!(out.contains("trained 2 heads"), "{out}");
+    let f32_heads = std::fs::read(&heads).unwrap();
+    let bf16 = run(&mut train_command(&["--matmul", "bf16"]));
+    if bf16.status.success() {
+        assert_ne!(std::fs::read(&heads).unwrap(), f32_heads);
+    } else {
+        let err = String::from_utf8_lossy(&bf16.stderr);
+        assert!(err.contains("--matmul") && err.contains("AMX"), "{err}");
+    }
     let err = one_error(&mut {
         let mut c = neuron_decode(&home);
         c.args(["train-heads", "--model"])

@@ -26,197 +26,40 @@
 //! calling the AVX-512 conversion after checking the CPU has it, and reading a bf16 vector's
 //! bits as integers.
 
-use std::arch::asm;
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
+
+use amx_bf16::{Tiles, tile_dpbf16ps, tile_load, tile_store, tile_zero};
+pub(super) use amx_bf16::{available, padded, rows_to_bf16 as activations};
 
 use super::packed::PANEL;
 use super::simd::prefetch;
 
 /// Columns per tile: 32 bf16 values fill a 64-byte tile row.
-const COLUMNS: usize = 32;
+const COLUMNS: usize = amx_bf16::COLUMNS;
 /// Tokens per A tile (its most rows).
-pub(super) const GROUP: usize = 16;
+pub(super) const GROUP: usize = amx_bf16::ROWS;
 /// Panels per block: four C tiles (tmm0-3) beside the A tile (tmm4) and a B tile (tmm5).
 pub(super) const PANELS_PER_BLOCK: usize = 4;
 /// Bytes in one tile row.
-const ROW_BYTES: usize = 64;
+const ROW_BYTES: usize = amx_bf16::ROW_BYTES;
 
-/// Whether this process can run the AMX kernels: the CPU has AMX-TILE, AMX-BF16 and AVX-512F,
-/// BW and BF16 (for the conversions), and Linux granted the process the tile state. Asked
-/// once.
-pub(super) fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
-        let leaf = __cpuid_count(7, 0);
-        let amx = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
-        amx && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512bf16")
-            && tile_state_granted()
-    })
-}
-
-/// Asks Linux (5.16 or later) for this process's permission to use the AMX tile data.
-#[cfg(target_os = "linux")]
-fn tile_state_granted() -> bool {
-    /// `arch_prctl` request for permission to use an extended state component.
-    const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
-    /// The extended state component of the AMX tile data.
-    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
-    // SAFETY: arch_prctl with ARCH_REQ_XCOMP_PERM takes two integers and touches no memory of
-    // ours; on kernels without it, it fails with an error code.
-    unsafe {
-        libc::syscall(
-            libc::SYS_arch_prctl,
-            ARCH_REQ_XCOMP_PERM,
-            XFEATURE_XTILEDATA,
-        ) == 0
-    }
-}
-
-/// Other systems: not asked (the mock's AMX path is for Linux, as the Neuron runtime is).
-#[cfg(not(target_os = "linux"))]
-fn tile_state_granted() -> bool {
-    false
-}
-
-/// `x` rounded to bf16 (to nearest, ties to even), as its 16 bits.
-pub fn to_bf16(x: f32) -> u16 {
-    let u = x.to_bits();
-    if x.is_nan() {
-        // Keep it a NaN (rounding could carry a small payload into infinity).
-        return ((u >> 16) | 0x40) as u16;
-    }
-    (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16
-}
-
-/// Columns `k` padded to whole tiles.
-pub(super) fn padded(k: usize) -> usize {
-    k.next_multiple_of(COLUMNS)
-}
-
-/// Activations `[tokens][k]` f32 as `[tokens][padded(k)]` bf16, zero-padded, into `out`.
-pub(super) fn activations(x: &[f32], tokens: usize, k: usize, out: &mut Vec<u16>) {
-    let k32 = padded(k);
-    out.clear();
-    out.resize(tokens * k32, 0);
-    if k == 0 {
-        return;
-    }
-    for (row, src) in out.chunks_exact_mut(k32).zip(x.chunks_exact(k)) {
-        for (o, &v) in row.iter_mut().zip(src) {
-            *o = to_bf16(v);
-        }
-    }
-}
-
-/// The AMX tile configuration (the 64-byte operand of `LDTILECFG`, palette 1).
-#[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
-    start_row: u8,
-    reserved: [u8; 14],
-    /// Bytes per row of tiles 0-15.
-    colsb: [u16; 16],
-    /// Rows of tiles 0-15.
-    rows: [u8; 16],
-    tail: [u8; 16],
-}
-
-impl TileConfig {
-    /// For `rows[1] == 0`: C tiles tmm0-3 and the A tile tmm4 of `rows[0]` rows. Otherwise
-    /// two groups of tokens: C tiles tmm0-1 and A tile tmm4 of `rows[0]` rows, C tiles tmm2-3
-    /// and A tile tmm6 of `rows[1]`. The B tile tmm5 has 16 rows.
-    fn new(rows: [usize; 2]) -> Self {
-        let mut c = TileConfig {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            colsb: [0; 16],
-            rows: [0; 16],
-            tail: [0; 16],
-        };
-        let mut set = |tile: usize, r: usize| {
-            c.rows[tile] = r as u8;
-            c.colsb[tile] = ROW_BYTES as u16;
-        };
-        if rows[1] == 0 {
-            for t in [0, 1, 2, 3, 4] {
-                set(t, rows[0]);
-            }
-        } else {
-            for t in [0, 1, 4] {
-                set(t, rows[0]);
-            }
-            for t in [2, 3, 6] {
-                set(t, rows[1]);
-            }
-        }
-        set(5, COLUMNS / 2);
-        c
-    }
-}
-
-/// The tiles of the calling thread, configured for one group of `rows[0]` tokens or two
-/// groups (see [`TileConfig::new`]); released (so that the thread's context switches stop
-/// saving them) when dropped.
-struct Tiles {
-    rows: [usize; 2],
-}
-
-impl Tiles {
-    fn configure(rows: [usize; 2]) -> Self {
-        assert!((1..=GROUP).contains(&rows[0]) && rows[1] <= GROUP);
-        let config = TileConfig::new(rows);
-        // SAFETY: `available()` was checked by the caller (the process has the tile state);
-        // the operand is a valid 64-byte palette-1 configuration (rows ≤ 16, 64-byte rows).
-        unsafe {
-            asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly, preserves_flags))
-        };
-        Tiles { rows }
-    }
-}
-
-impl Drop for Tiles {
-    fn drop(&mut self) {
-        // SAFETY: releases the tile state this thread configured; touches no memory.
-        unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+/// The tile rows for one group of `rows` tokens (C tiles tmm0-3 and the A tile tmm4) or, when
+/// `second > 0`, two groups: C tiles tmm0-1 and A tile tmm4 of `rows`, C tiles tmm2-3 and A
+/// tile tmm6 of `second`. The B tile tmm5 has 16 rows.
+fn tile_rows(rows: usize, second: usize) -> [u8; 8] {
+    let (r, q) = (rows as u8, second as u8);
+    let b = (COLUMNS / 2) as u8;
+    if second == 0 {
+        [r, r, r, r, r, b, 0, 0]
+    } else {
+        [r, r, q, q, r, b, q, 0]
     }
 }
 
 /// Loads the B tile tmm5 from the 1 KiB at `$b`.
 macro_rules! load_b {
     ($b:expr) => {
-        asm!(
-            "tileloadd tmm5, [{b} + {b_stride}*1]",
-            b = in(reg) $b,
-            b_stride = in(reg) ROW_BYTES,
-            options(nostack, readonly, preserves_flags)
-        )
-    };
-}
-
-/// Loads the A tile `tmm$tmm` (4 or 6) from `$a`, rows `$stride` bytes apart.
-macro_rules! load_a {
-    ($tmm:literal, $a:expr, $stride:expr) => {
-        asm!(
-            concat!("tileloadd tmm", $tmm, ", [{a} + {a_stride}*1]"),
-            a = in(reg) $a,
-            a_stride = in(reg) $stride,
-            options(nostack, readonly, preserves_flags)
-        )
-    };
-}
-
-/// C tile `tmm$c` += A tile `tmm$a` times the B tile tmm5.
-macro_rules! dot {
-    ($c:literal, $a:literal) => {
-        asm!(
-            concat!("tdpbf16ps tmm", $c, ", tmm", $a, ", tmm5"),
-            options(nostack, nomem, preserves_flags)
-        )
+        tile_load!("5", $b, ROW_BYTES)
     };
 }
 
@@ -265,9 +108,12 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         }
         for t0 in (0..tokens).step_by(GROUP) {
             let rows = GROUP.min(tokens - t0);
-            if tiles.as_ref().is_none_or(|t| t.rows != [rows, 0]) {
+            if tiles
+                .as_ref()
+                .is_none_or(|t| t.rows() != tile_rows(rows, 0))
+            {
                 drop(tiles.take()); // released before reconfiguring
-                tiles = Some(Tiles::configure([rows, 0]));
+                tiles = Some(Tiles::configure(tile_rows(rows, 0)));
             }
             let a = &x16[t0 * k32..(t0 + rows) * k32];
             zero_sums();
@@ -300,7 +146,7 @@ fn pairs(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) 
     let a0 = &x16[..GROUP * k32];
     let a1 = &x16[GROUP * k32..tokens * k32];
     let mut b = vec![0u32; 2 * TILE];
-    let _tiles = Tiles::configure(rows);
+    let _tiles = Tiles::configure(tile_rows(rows[0], rows[1]));
     let mut p = 0;
     while p < count {
         let n = 2.min(count - p);
@@ -330,14 +176,11 @@ const TILE: usize = COLUMNS / 2 * PANEL;
 fn zero_sums() {
     // SAFETY: the tiles are configured (the caller holds `Tiles`); touches no memory.
     unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem, preserves_flags)
-        )
-    };
+        tile_zero!("0");
+        tile_zero!("1");
+        tile_zero!("2");
+        tile_zero!("3");
+    }
 }
 
 /// Adds to the C tiles of `n` panels the products of the column steps `steps`: A tiles from
@@ -352,24 +195,24 @@ fn multiply(b: &[u32], n: usize, steps: std::ops::Range<usize>, a: &[u16], k32: 
         // `Tiles`). The A tile reads `rows` rows of 64 bytes, 2·k32 bytes apart, from `a_ptr`:
         // row `r` is a[r·k32 + s·32 ..][..32], inside `a` (rows · k32 values) since
         // s·32 + 32 ≤ k32.
-        unsafe { load_a!("4", a_ptr, k32 * 2) };
+        unsafe { tile_load!("4", a_ptr, k32 * 2) };
         let b_tile = |j: usize| b[(i * n + j) * TILE..][..TILE].as_ptr();
         // SAFETY: each B tile read is the 16 rows of 64 bytes (TILE u32) at `b_tile(j)`,
         // inside `b` by the slicing; tmm4 holds this step's A tile.
         unsafe {
             load_b!(b_tile(0));
-            dot!("0", "4");
+            tile_dpbf16ps!("0", "4", "5");
             if n > 1 {
                 load_b!(b_tile(1));
-                dot!("1", "4");
+                tile_dpbf16ps!("1", "4", "5");
             }
             if n > 2 {
                 load_b!(b_tile(2));
-                dot!("2", "4");
+                tile_dpbf16ps!("2", "4", "5");
             }
             if n > 3 {
                 load_b!(b_tile(3));
-                dot!("3", "4");
+                tile_dpbf16ps!("3", "4", "5");
             }
         }
     }
@@ -388,15 +231,15 @@ fn multiply_pair(b: &[u32], n: usize, s: usize, a: [&[u16]; 2], k32: usize) {
     // inside the group's slice (asserted above), as in `multiply`. Each B tile read is the
     // 1 KiB at `b[j·TILE..]`, inside `b` by the slicing.
     unsafe {
-        load_a!("4", a0, k32 * 2);
-        load_a!("6", a1, k32 * 2);
+        tile_load!("4", a0, k32 * 2);
+        tile_load!("6", a1, k32 * 2);
         load_b!(b[..TILE].as_ptr());
-        dot!("0", "4");
-        dot!("2", "6");
+        tile_dpbf16ps!("0", "4", "5");
+        tile_dpbf16ps!("2", "6", "5");
         if n > 1 {
             load_b!(b[TILE..2 * TILE].as_ptr());
-            dot!("1", "4");
-            dot!("3", "6");
+            tile_dpbf16ps!("1", "4", "5");
+            tile_dpbf16ps!("3", "6", "5");
         }
     }
 }
@@ -414,16 +257,16 @@ fn store_sums(tiles: &[usize], out: &mut [f32], at: impl Fn(usize) -> (usize, us
         unsafe {
             match c {
                 0 => {
-                    asm!("tilestored [{p} + {s}*1], tmm0", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                    tile_store!("0", p, ROW_BYTES)
                 }
                 1 => {
-                    asm!("tilestored [{p} + {s}*1], tmm1", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                    tile_store!("1", p, ROW_BYTES)
                 }
                 2 => {
-                    asm!("tilestored [{p} + {s}*1], tmm2", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                    tile_store!("2", p, ROW_BYTES)
                 }
                 _ => {
-                    asm!("tilestored [{p} + {s}*1], tmm3", p = in(reg) p, s = in(reg) ROW_BYTES, options(nostack, preserves_flags))
+                    tile_store!("3", p, ROW_BYTES)
                 }
             }
         }
@@ -487,22 +330,7 @@ mod tests {
     use super::*;
     use crate::kernels::llama::packed::pack;
     use crate::testing::pseudo_random;
-
-    fn from_bf16(b: u16) -> f32 {
-        f32::from_bits(u32::from(b) << 16)
-    }
-
-    #[test]
-    fn rounding_to_bf16_is_to_nearest_even() {
-        assert_eq!(to_bf16(1.0), 0x3f80);
-        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even 1.
-        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
-        // 1 + 3·2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up.
-        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
-        assert_eq!(to_bf16(-2.5), 0xc020);
-        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
-        assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
-    }
+    use amx_bf16::{from_bf16, to_bf16};
 
     /// The products in bf16 with f32 sums, in double precision: what AMX should be close to.
     fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f64> {
