@@ -253,7 +253,7 @@ macro_rules! tile_dpbf16ps {
 /// zeros) holds its `padded(k) / 32` tiles one after the other, each 16 rows × 32 values
 /// contiguous. (Tiles loaded straight from a row-major matrix with thousands of columns read
 /// 16 rows a multiple of 4 KiB apart, which all fall in one L1 set; 1 KiB tiles do not.)
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PackedA {
     m: usize,
     k: usize,
@@ -308,7 +308,7 @@ impl PackedA {
 
 /// A right operand `b` `[k, n]` in bf16 B tiles, converted once: panel `p` (columns
 /// `16p..16p + 16`, past `n` zeros) holds its `padded(k) / 32` tiles one after the other.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PackedB {
     k: usize,
     n: usize,
@@ -363,6 +363,19 @@ impl PackedB {
     fn panel(&self, p: usize) -> &[u32] {
         let size = padded(self.k) / COLUMNS * TILE_WORDS;
         &self.tiles[p * size..][..size]
+    }
+}
+
+// The tiles are megabytes of bits: debug output names the shapes only.
+impl std::fmt::Debug for PackedA {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedA {{ m: {}, k: {} }}", self.m, self.k)
+    }
+}
+
+impl std::fmt::Debug for PackedB {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedB {{ k: {}, n: {} }}", self.k, self.n)
     }
 }
 

@@ -146,9 +146,16 @@ pub fn gemm_packed(a: ArrayView2<'_, f32>, b: &PackedB, add: bool, mut c: ArrayV
     if m == 0 || n == 0 {
         return;
     }
+    if k == 0 {
+        // Empty sums (and no rows of `a` to split).
+        if !add {
+            c.fill(0.0);
+        }
+        return;
+    }
     let threads = rayon::current_num_threads().max(1);
     let rows = m.div_ceil(threads).next_multiple_of(32);
-    a.par_chunks(rows * k.max(1))
+    a.par_chunks(rows * k)
         .zip(c.par_chunks_mut(rows * n))
         .for_each(|(a, c)| {
             let m = c.len() / n;
@@ -205,12 +212,18 @@ mod tests {
             eprintln!("skipped: this CPU or kernel has no AMX");
             return;
         }
-        for (m, k, n) in [(1, 3, 2), (70, 33, 12), (129, 576, 40), (300, 64, 17)] {
+        for (m, k, n) in [
+            (1, 3, 2),
+            (70, 33, 12),
+            (129, 576, 40),
+            (300, 64, 17),
+            (5, 0, 3),
+        ] {
             let a =
                 Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1 - 0.5);
             let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 7) as f32 * 0.05);
             let packed = PackedB::new(b.as_slice().unwrap(), k, n);
-            let mut c = Array2::zeros((m, n));
+            let mut c = Array2::from_elem((m, n), f32::NAN);
             gemm_packed(a.view(), &packed, false, c.view_mut());
             let expected = naive(&a, &b);
             for ((i, j), &x) in c.indexed_iter() {
@@ -222,7 +235,7 @@ mod tests {
             }
             // A transposed view of `a` gives the same bits; so does each row alone.
             let at = a.t().to_owned();
-            let mut c2 = Array2::zeros((m, n));
+            let mut c2 = Array2::from_elem((m, n), f32::NAN);
             gemm_packed(at.t(), &packed, false, c2.view_mut());
             assert!(
                 c.iter()
