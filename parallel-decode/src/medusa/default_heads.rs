@@ -5,19 +5,20 @@
 //! its path, which is what commands use when the model is the default one and no heads file is
 //! given. The heads take the path (heads format version 3, see [`crate::medusa::train`]): each
 //! takes the token just chosen and the best candidates of the heads before it. The file was
-//! made with `neuron-decode train-heads --out FILE` (the defaults: 5 heads, 3 epochs, seed 0,
-//! the built-in 4007 prompts (both sets of `scripts/gen-medusa-prompts.py`), a vocabulary of
-//! the 8192 tokens the answers use most; on a two-core AVX-512 Xeon, 65 minutes to distil the
-//! first 2333 prompts and 37 the 1674 of the second set, then 61 minutes to train on 513,643
-//! examples), then `neuron-decode tune --heads FILE` on the mock; its `tree` metadata is the
-//! tree recorded there, for the mock's cost curve on that machine (a pass of 8 tokens 1.59x a
-//! decode step): the chosen chain `[[0], [0, 0], [0, 0, 0]]`, then `[1]` and `[0, 1]` for the
-//! passes sized up (rerun `tune` where passes cost differently: on a NeuronCore the best tree
-//! is larger and deeper, which is why the file has five heads where the mock's tree uses
-//! three). The file also carries the training answers (the `answers` tensor: 3606 answers,
-//! 517,249 tokens, 2 MB), which answer lookup and the `hybrid` strategy propose from; they were
-//! added with `neuron-decode train-heads --reuse-weights --out FILE` (same weights, tree and
-//! evaluation). Its held-out evaluation is committed beside it
+//! made with `neuron-decode train-heads --out FILE --rows 32` run with
+//! `NEURON_MOCK_MATMUL=bf16` (the defaults: 5 heads, 3 epochs, seed 0, `--matmul auto`, which is
+//! bf16 products on that AMX machine; the built-in 7999 prompts, the three sets of
+//! `scripts/gen-medusa-prompts.py`; a vocabulary of the 8192 tokens the answers use most). On a
+//! two-core Xeon with AMX: distilling took about 75 minutes for the 7999 answers (1,164,769
+//! tokens; the mock multiplying in bf16, as a NeuronCore does), training 25 minutes on
+//! 1,039,647 examples. Then `neuron-decode tune --heads FILE` on the default (f32) mock; its
+//! `tree` metadata is the tree recorded there, for the mock's cost curve on that machine (a
+//! pass of 8 tokens 1.43x a decode step, 16 tokens 1.96x): the chosen
+//! `[[0], [0, 0], [0, 0, 0], [1], [0, 0, 0, 0]]`, then `[0, 1]` and `[2]` for the passes sized
+//! up (rerun `tune` where passes cost differently: on a NeuronCore the best tree is larger and
+//! deeper). The file also carries the training answers (the `answers` tensor: 7199 answers, 4
+//! MB), which answer lookup and the `hybrid` strategy propose from. Its held-out evaluation
+//! (800 prompts) is committed beside it
 //! (`smollm2-135m-instruct.medusa_heads.eval.json`), which is what `tune` reads.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ use crate::error::{Error, Result};
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
 
 /// SHA-256 of the file.
-pub const SHA256: &str = "396d88b936e483e6184a27bb411ddaea3fbc537f449057ef2f327f6f645eb1fb";
+pub const SHA256: &str = "d29a5fde12a56e434995bdcbaa5c28dbbae170dcc2531d9da13176a48176c567";
 
 /// The file's bytes.
 pub const BYTES: &[u8] =
