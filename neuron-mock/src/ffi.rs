@@ -301,7 +301,9 @@ pub extern "C" fn nrt_get_instance_info(
     })
 }
 
-/// The runtime version (`NEURON_MOCK_RT_VERSION`); copies at most `size` bytes.
+/// The runtime version (`NEURON_MOCK_RT_VERSION`); copies at most `size` bytes. The detail
+/// string names the arithmetic of the weight products (`NEURON_MOCK_MATMUL`) as well, since
+/// a model's outputs depend on it: callers that cache results key them on it.
 #[unsafe(no_mangle)]
 pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_STATUS {
     status("nrt_get_version", || {
@@ -318,8 +320,9 @@ pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_S
             git_hash: [0; 64],
         };
         let detail = format!(
-            "neuron-mock {} (mock libnrt {version})",
-            env!("CARGO_PKG_VERSION")
+            "neuron-mock {} (mock libnrt {version}, weight products in {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::kernels::llama::packed::Precision::current().name()
         );
         for (dst, &src) in value
             .rt_detail

@@ -162,7 +162,18 @@ fn version_and_instance_info() {
     );
     // SAFETY: the library NUL-terminates rt_detail.
     let detail = unsafe { CStr::from_ptr(version.rt_detail.as_ptr()) };
-    assert!(detail.to_string_lossy().contains("neuron-mock"));
+    let detail = detail.to_string_lossy();
+    assert!(detail.contains("neuron-mock"), "{detail}");
+    // It names the arithmetic of the weight products, which a model's outputs depend on.
+    let matmul = std::env::var("NEURON_MOCK_MATMUL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "f32".into())
+        .to_ascii_lowercase();
+    assert!(
+        detail.contains(&format!("weight products in {matmul}")),
+        "{detail}"
+    );
     // neuron-sys read the same version when it loaded the library.
     assert_eq!(rt.lib.runtime_version().map(|v| v.minor), Some(31));
     assert_eq!(rt.lib.dtype_encoding(), neuron_sys::DTypeEncoding::Current);

@@ -93,6 +93,7 @@ fn device_facts(global: &GlobalOpts) -> Value {
         "library": rt.library_path().display().to_string(),
         "chosen_by": rt.library_source().to_string(),
         "runtime_version": rt.version().map(|v| v.to_string()),
+        "runtime_detail": rt.version().map(|v| v.detail.clone()),
         "instance": rt.instance_info().ok().and_then(|i| i.instance_type()),
         "total_cores": rt.total_cores().ok(),
         "visible_cores": cores,

@@ -24,7 +24,9 @@ use super::{GlobalOpts, ModelArg, progress::Bars};
 /// 1. Generates the model's greedy answer to every prompt on the device (or the mock),
 ///    recording the final hidden state at every position; the result is cached in
 ///    $NEURON_DECODE_HOME/medusa-data in chunks of 256 prompts, so a rerun starts training at
-///    once and prompts added at the end of a set are the only ones distilled.
+///    once and prompts added at the end of a set are the only ones distilled. The cache is
+///    kept per device as the runtime describes itself (another runtime, or the mock with other
+///    arithmetic, gives other answers and distills again).
 /// 2. Trains each head k (z = x + SiLU(W x + N e + sum_i P_i c_i + b), scored by the model's
 ///    own LM head, e being the embedding of the token the model has just chosen and c_i those
 ///    of the candidates of the heads before it) to predict the token k + 2 positions ahead,
@@ -205,9 +207,15 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     // The model is compiled for distilling only if a chunk is missing from the cache, once
     // for all the missing chunks.
     let mut device: Option<DistillDevice> = None;
+    // Answers computed by another runtime (or the mock with other arithmetic) are not these.
+    let device_description = runtime
+        .version()
+        .map(|v| format!("libnrt {v}: {}", v.detail))
+        .unwrap_or_default();
     let (dataset, read) = data::cached_in_chunks(
         &home,
         model.path(),
+        &device_description,
         &tokenized,
         &options,
         data::CHUNK_PROMPTS,

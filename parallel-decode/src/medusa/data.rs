@@ -347,6 +347,7 @@ pub const CHUNK_PROMPTS: usize = 256;
 
 /// The dataset for `prompts`, cached under `home` in chunks of `chunk` prompts: chunks already
 /// in the cache are read, the others made by `make` (given the chunk's prompts) and cached.
+/// `device` describes what computes the answers (see [`cache_dir`]).
 /// Since a prompt's answer does not depend on the prompts decoded beside it, adding prompts
 /// at the end of a set makes only the new chunks (and the last partial one), and the result
 /// is the dataset distilling the whole set at once would give. Returns the dataset and how
@@ -358,6 +359,7 @@ pub const CHUNK_PROMPTS: usize = 256;
 pub fn cached_in_chunks(
     home: &Path,
     model: &Path,
+    device: &str,
     prompts: &[Vec<u32>],
     options: &DistillOptions,
     chunk: usize,
@@ -367,7 +369,7 @@ pub fn cached_in_chunks(
     let mut all: Option<Dataset> = None;
     let mut read = 0;
     for (c, prompts) in prompts.chunks(chunk).enumerate() {
-        let dir = cache_dir(home, model, prompts, options);
+        let dir = cache_dir(home, model, device, prompts, options);
         let (part, was_cached) = cached(&dir, || make(prompts))?;
         if was_cached {
             read += prompts.len();
@@ -406,9 +408,16 @@ pub fn cached_in_chunks(
 
 /// Where the training data for a model, prompt set and options is cached: a directory under
 /// `home` named by a hash of everything the data depends on.
+///
+/// `device` describes what computes the answers, as the runtime reports itself (its version
+/// and detail string; the mock's names the arithmetic of its weight products): the answers and
+/// hidden states of one model differ between devices that round differently, and data from one
+/// must not be taken for the other's. An empty `device` leaves it out of the hash (the key
+/// caches had before devices were told apart).
 pub fn cache_dir(
     home: &Path,
     model: &Path,
+    device: &str,
     prompts: &[Vec<u32>],
     options: &DistillOptions,
 ) -> PathBuf {
@@ -419,6 +428,11 @@ pub fn cache_dir(
         if let Ok(bytes) = std::fs::read(model.join(source)) {
             h.update(&bytes);
         }
+    }
+    if !device.is_empty() {
+        h.update(b"device\0");
+        h.update(device.as_bytes());
+        h.update(b"\0");
     }
     for p in prompts {
         h.update((p.len() as u64).to_le_bytes());
@@ -479,6 +493,30 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_key_tells_devices_apart_and_keeps_the_old_key_without_one() {
+        let home = Path::new("/home");
+        let model = Path::new("toy");
+        let prompts = vec![vec![1, 2, 3]];
+        let options = DistillOptions {
+            max_new_tokens: 6,
+            stop_tokens: vec![2],
+        };
+        let key = |device: &str| cache_dir(home, model, device, &prompts, &options);
+        // Without a device, the key caches had before devices were told apart (the first 8
+        // bytes of SHA-256 over "toy", the prompt's length and tokens, 6 and 2, little-endian,
+        // computed with Python's hashlib).
+        assert_eq!(key(""), home.join("medusa-data").join("7a0e0db25294f412"));
+        let f32 = key("libnrt 2.30.0.0: neuron-mock (weight products in f32)");
+        let bf16 = key("libnrt 2.30.0.0: neuron-mock (weight products in bf16)");
+        assert_ne!(f32, bf16);
+        assert_ne!(f32, key(""));
+        assert_eq!(
+            f32,
+            key("libnrt 2.30.0.0: neuron-mock (weight products in f32)")
+        );
+    }
+
+    #[test]
     fn chunks_are_cached_apart_and_added_prompts_make_only_new_chunks() {
         let mut m = ToyModel::new(ToyConfig::default());
         let prompts: Vec<Vec<u32>> = (0..9).map(|i| vec![2 + i, 5, 1 + 3 * i]).collect();
@@ -491,7 +529,7 @@ mod tests {
         let model = Path::new("toy");
         let mut made = Vec::new();
         let run = |m: &mut ToyModel, prompts: &[Vec<u32>], made: &mut Vec<usize>| {
-            cached_in_chunks(home.path(), model, prompts, &options, 3, |chunk| {
+            cached_in_chunks(home.path(), model, "toy", prompts, &options, 3, |chunk| {
                 made.push(chunk.len());
                 distill(m, chunk, &options, &NoProgress)
             })

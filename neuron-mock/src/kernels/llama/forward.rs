@@ -341,19 +341,7 @@ pub fn forward(
                     .copy_from_slice(&s.v[t * kvw + g * hd..t * kvw + (g + 1) * hd]);
             }
         }
-        let mut first = 0;
-        for row in rows {
-            let range = first * qw..(first + row.new_len()) * qw;
-            attention(
-                dims,
-                layer,
-                kv_cache,
-                row,
-                &s.q[range.clone()],
-                &mut s.attn[range],
-            );
-            first += row.new_len();
-        }
+        attention_of_rows(dims, layer, kv_cache, rows, &s.q, &mut s.attn);
         let o_proj = PackedProduct {
             w: lw.o_proj,
             y: &mut s.proj,
@@ -537,6 +525,40 @@ fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), Forwa
 /// decode step's few queries over a short context): waking the pool would cost more.
 const SERIAL_ATTENTION_WORK: usize = 1 << 17;
 
+/// [`attention`] of every row, `q` and `out` holding the rows' new tokens one after the other.
+/// Many rows of a few tokens each (a batch of decode steps, as in distillation) are shared
+/// between the pool's threads, since each row alone is too little work to split; one row, or
+/// rows too small together, stay on this thread (each row may still split its own work).
+fn attention_of_rows(
+    dims: &Dims,
+    layer: usize,
+    kv_cache: &[f32],
+    rows: &[Row<'_>],
+    q: &[f32],
+    out: &mut [f32],
+) {
+    let width = dims.q_heads * dims.head_dim;
+    let mut work = Vec::with_capacity(rows.len());
+    let (mut q, mut out) = (q, out);
+    let mut total = 0;
+    for row in rows {
+        let len = row.new_len() * width;
+        let (row_q, rest_q) = q.split_at(len);
+        let (row_out, rest_out) = std::mem::take(&mut out).split_at_mut(len);
+        (q, out) = (rest_q, rest_out);
+        total += row.new_len() * dims.q_heads * (row.cache_len + row.new_len()) * dims.head_dim;
+        work.push((row, row_q, row_out));
+    }
+    let one = |(row, q, out): (&Row<'_>, &[f32], &mut [f32])| {
+        attention(dims, layer, kv_cache, row, q, out)
+    };
+    if work.len() > 1 && total > SERIAL_ATTENTION_WORK {
+        work.into_par_iter().for_each(one);
+    } else {
+        work.into_iter().for_each(one);
+    }
+}
+
 /// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
 /// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
 ///
@@ -670,6 +692,51 @@ mod tests {
             positions: tokens,
             mask: None,
             width: tokens.len(),
+        }
+    }
+
+    #[test]
+    fn rows_shared_between_threads_equal_each_row_alone() {
+        // Twelve rows of one decode step each, in their own slots, after different cache
+        // lengths (a distillation batch): together over the serial limit, each alone under it.
+        let dims = Dims {
+            vocab: 1,
+            hidden: 1,
+            intermediate: 1,
+            layers: 2,
+            q_heads: 6,
+            kv_heads: 2,
+            head_dim: 64,
+            rope_inv_freq: Vec::new(),
+            rms_eps: 1e-5,
+            max_len: 256,
+            slots: 12,
+            vocab_offset: 0,
+            vocab_local: 1,
+        };
+        let kv = pseudo_random(dims.kv_cache_len(), 3);
+        let width = dims.q_heads * dims.head_dim;
+        let tokens = [0i32; 1];
+        let rows: Vec<Row<'_>> = (0..12)
+            .map(|r| Row {
+                slot: r,
+                cache_len: 60 + 13 * r,
+                ..row(0, &tokens)
+            })
+            .collect();
+        let work = |r: &Row<'_>| dims.q_heads * (r.cache_len + 1) * dims.head_dim;
+        assert!(rows.iter().all(|r| work(r) <= SERIAL_ATTENTION_WORK));
+        assert!(rows.iter().map(work).sum::<usize>() > SERIAL_ATTENTION_WORK);
+        let q = pseudo_random(rows.len() * width, 5);
+        let mut all = vec![f32::NAN; rows.len() * width];
+        attention_of_rows(&dims, 1, &kv, &rows, &q, &mut all);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (r, one_row) in rows.iter().enumerate() {
+            let mut one = vec![f32::NAN; width];
+            let range = r * width..(r + 1) * width;
+            attention(&dims, 1, &kv, one_row, &q[range.clone()], &mut one);
+            assert!(one.iter().all(|v| v.is_finite()));
+            assert_eq!(bits(&all[range]), bits(&one), "row {r}");
         }
     }
 

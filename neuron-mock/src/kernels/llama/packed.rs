@@ -321,9 +321,17 @@ impl Precision {
         }
     }
 
+    /// The variable's value for this precision.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
     /// The precision in force in this process (read once; an invalid value, which `nrt_init`
     /// refuses, means f32).
-    fn current() -> Self {
+    pub(crate) fn current() -> Self {
         static CURRENT: OnceLock<Precision> = OnceLock::new();
         *CURRENT.get_or_init(|| Precision::from_env().unwrap_or(Precision::F32))
     }
