@@ -1,6 +1,6 @@
 //! One thread's AMX products of Medusa-head training (see Cargo.toml).
 
-use amx_bf16::{PackedA, PackedB, available, gemm};
+use amx_bf16::{PackedA, PackedB, Strided, available, gemm};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn products(c: &mut Criterion) {
@@ -17,12 +17,12 @@ fn products(c: &mut Criterion) {
         let b: Vec<f32> = (0..k * n)
             .map(|i| ((i * 31) % 97) as f32 * 0.01 - 0.5)
             .collect();
-        let b = PackedB::new(&b, k, n);
+        let b = PackedB::new(Strided::row_major(&b, k, n));
         let a: Vec<f32> = (0..m * k)
             .map(|i| ((i * 13) % 101) as f32 * 0.01 - 0.5)
             .collect();
         let mut a16 = PackedA::default();
-        a16.convert(&a, m, k);
+        a16.convert(Strided::row_major(&a, m, k));
         let mut out = vec![0.0; m * n];
         c.bench_function(name, |bench| {
             bench.iter(|| gemm(&a16, 0..m, &b, &mut out, n, false))

@@ -14,7 +14,8 @@
 //!   [`tile_load!`], [`tile_store!`], [`tile_zero!`] and [`tile_dpbf16ps!`] (inline assembly:
 //!   Rust has no stable AMX intrinsics);
 //! - [`PackedB`] and [`gemm`]: a general product `a · b` whose right operand is converted once
-//!   into the tile layout and reused (a frozen matrix, such as a model's LM head).
+//!   into the tile layout and reused (a frozen matrix, such as a model's LM head); both
+//!   operands are converted from a [`Strided`] view, so a matrix's transpose needs no copy.
 //!
 //! Layout of a right operand (B tile). `TDPBF16PS` reads B as 16 rows of 16 pairs: row `i`
 //! of the tile for columns `j..j + 16` and inner indices `c..c + 32` holds, for each column, the
@@ -26,6 +27,8 @@
 //! independent): results do not depend on how the rows are grouped or split between threads.
 
 use std::sync::OnceLock;
+
+use rayon::prelude::*;
 
 /// Inner indices per tile step: 32 bf16 values fill a 64-byte tile row.
 pub const COLUMNS: usize = 32;
@@ -249,6 +252,114 @@ macro_rules! tile_dpbf16ps {
     };
 }
 
+/// A matrix of f32 read from a slice with any (non-negative) strides: element `(r, c)` is
+/// `data[r * row_stride + c * col_stride]`. A row-major matrix and its transpose are both
+/// views of one slice, so an operand that is another matrix's transpose (a weight matrix
+/// `[out, in]` applied as `x · Wᵀ`, a gradient `dzᵀ · x`) is converted straight from it,
+/// not copied into row-major order first.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// The `[rows, cols]` matrix with element `(r, c)` at `data[r * row_stride + c *
+    /// col_stride]`.
+    ///
+    /// # Panics
+    /// If the last element is past the end of `data`.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Self {
+        if rows > 0 && cols > 0 {
+            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+            assert!(
+                last < data.len(),
+                "Strided: a {rows} x {cols} matrix with strides ({row_stride}, {col_stride}) \
+                 reaches element {last} of {}",
+                data.len()
+            );
+        }
+        Strided {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    /// The row-major `[rows, cols]` matrix `data`.
+    ///
+    /// # Panics
+    /// If `data` does not hold `rows * cols` values.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "Strided: data is not {rows} x {cols}"
+        );
+        Strided::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose (the same elements, rows and columns swapped).
+    pub fn t(self) -> Self {
+        Strided {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Its rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Its columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `range` alone.
+    ///
+    /// # Panics
+    /// If the range is past the last row.
+    pub fn row_range(self, range: std::ops::Range<usize>) -> Self {
+        assert!(
+            range.start <= range.end && range.end <= self.rows,
+            "Strided: rows {range:?} of {}",
+            self.rows
+        );
+        let start = (range.start * self.row_stride).min(self.data.len());
+        Strided {
+            data: &self.data[start..],
+            rows: range.len(),
+            ..self
+        }
+    }
+
+    /// Element `(r, c)`.
+    fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[r * self.row_stride + c * self.col_stride]
+    }
+
+    /// Row `r`'s columns `cols` as a slice, when rows are contiguous.
+    fn row_slice(&self, r: usize, cols: std::ops::Range<usize>) -> Option<&'a [f32]> {
+        (self.col_stride == 1).then(|| &self.data[r * self.row_stride + cols.start..][..cols.len()])
+    }
+}
+
 /// A left operand `a` `[m, k]` in bf16 A tiles: group `g` (rows `16g..16g + 16`, past `m`
 /// zeros) holds its `padded(k) / 32` tiles one after the other, each 16 rows × 32 values
 /// contiguous. (Tiles loaded straight from a row-major matrix with thousands of columns read
@@ -262,12 +373,9 @@ pub struct PackedA {
 }
 
 impl PackedA {
-    /// Converts the row-major `[m, k]` matrix `a`, reusing this one's memory.
-    ///
-    /// # Panics
-    /// If `a` does not hold `m * k` values.
-    pub fn convert(&mut self, a: &[f32], m: usize, k: usize) {
-        assert_eq!(a.len(), m * k, "PackedA: a is not {m} x {k}");
+    /// Converts the `[m, k]` matrix `a`, reusing this one's memory.
+    pub fn convert(&mut self, a: Strided<'_>) {
+        let (m, k) = (a.rows, a.cols);
         let steps = padded(k) / COLUMNS;
         self.m = m;
         self.k = k;
@@ -277,13 +385,35 @@ impl PackedA {
         if k == 0 {
             return;
         }
-        for (i, row) in a.chunks_exact(k).enumerate() {
-            let (g, r) = (i / ROWS, i % ROWS);
-            for (s, values) in row.chunks(COLUMNS).enumerate() {
-                let at = ((g * steps + s) * ROWS + r) * COLUMNS;
-                let dst = &mut self.tiles[at..][..values.len()];
-                for (d, &v) in dst.iter_mut().zip(values) {
-                    *d = to_bf16(v);
+        for (t, tile) in self.tiles.chunks_exact_mut(ROWS * COLUMNS).enumerate() {
+            let (g, s) = (t / steps, t % steps);
+            let (rows, cols) = (
+                g * ROWS..m.min((g + 1) * ROWS),
+                s * COLUMNS..k.min((s + 1) * COLUMNS),
+            );
+            if a.col_stride == 1 || a.row_stride != 1 {
+                // Row by row (a row-major source reads each row's 32 values in a run).
+                for (r, dst) in rows.zip(tile.chunks_exact_mut(COLUMNS)) {
+                    match a.row_slice(r, cols.clone()) {
+                        Some(values) => {
+                            for (d, &v) in dst.iter_mut().zip(values) {
+                                *d = to_bf16(v);
+                            }
+                        }
+                        None => {
+                            for (d, c) in dst.iter_mut().zip(cols.clone()) {
+                                *d = to_bf16(a.at(r, c));
+                            }
+                        }
+                    }
+                }
+            } else {
+                // Column by column: a transposed source holds each column's 16 rows in a run.
+                let first = rows.start;
+                for (i, c) in cols.enumerate() {
+                    for r in rows.clone() {
+                        tile[(r - first) * COLUMNS + i] = to_bf16(a.at(r, c));
+                    }
                 }
             }
         }
@@ -317,34 +447,35 @@ pub struct PackedB {
 }
 
 impl PackedB {
-    /// Converts the row-major `[k, n]` matrix `b`.
-    ///
-    /// # Panics
-    /// If `b` does not hold `k * n` values.
-    pub fn new(b: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(b.len(), k * n, "PackedB: b is not {k} x {n}");
+    /// Converts the `[k, n]` matrix `b`, its panels shared between the thread pool's threads.
+    pub fn new(b: Strided<'_>) -> Self {
+        let (k, n) = (b.rows, b.cols);
         let steps = padded(k) / COLUMNS;
         let panels = n.div_ceil(ROWS);
         let mut tiles = vec![0u32; panels * steps * TILE_WORDS];
-        for (t, tile) in tiles.chunks_exact_mut(TILE_WORDS).enumerate() {
-            let (p, s) = (t / steps, t % steps);
-            let j = p * ROWS;
-            let width = ROWS.min(n - j);
-            let row = |c: usize| {
-                if c < k {
-                    &b[c * n + j..][..width]
-                } else {
-                    &[][..]
-                }
-            };
-            for (i, words) in tile.chunks_exact_mut(ROWS).enumerate() {
-                let c = s * COLUMNS + 2 * i;
-                let (even, odd) = (row(c), row(c + 1));
-                for (col, word) in words.iter_mut().enumerate() {
-                    let half = |r: &[f32]| r.get(col).map_or(0, |&v| u32::from(to_bf16(v)));
-                    *word = half(even) | (half(odd) << 16);
-                }
-            }
+        if steps > 0 {
+            tiles
+                .par_chunks_mut(steps * TILE_WORDS)
+                .enumerate()
+                .for_each(|(p, panel)| {
+                    let j = p * ROWS;
+                    let width = ROWS.min(n - j);
+                    for (s, tile) in panel.chunks_exact_mut(TILE_WORDS).enumerate() {
+                        for (i, words) in tile.chunks_exact_mut(ROWS).enumerate() {
+                            let c = s * COLUMNS + 2 * i;
+                            let half = |c: usize, col: usize| {
+                                if c < k {
+                                    u32::from(to_bf16(b.at(c, j + col)))
+                                } else {
+                                    0
+                                }
+                            };
+                            for (col, word) in words[..width].iter_mut().enumerate() {
+                                *word = half(c, col) | (half(c + 1, col) << 16);
+                            }
+                        }
+                    }
+                });
         }
         PackedB { k, n, tiles }
     }
@@ -561,6 +692,22 @@ mod tests {
     }
 
     #[test]
+    fn strided_views_check_their_bounds_and_select_rows() {
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let m = Strided::row_major(&data, 3, 4);
+        assert_eq!((m.t().rows(), m.t().cols()), (4, 3));
+        assert_eq!(m.t().at(3, 1), m.at(1, 3));
+        let rows = m.row_range(1..3);
+        assert_eq!((rows.rows(), rows.at(0, 0), rows.at(1, 2)), (2, 4.0, 10.0));
+        assert_eq!(m.row_range(3..3).rows(), 0);
+        // A view reaching past its slice is refused when made, not when read.
+        let past = std::panic::catch_unwind(|| Strided::new(&data, 3, 4, 4, 2));
+        assert!(past.is_err());
+        let short = std::panic::catch_unwind(|| Strided::row_major(&data[..11], 3, 4));
+        assert!(short.is_err());
+    }
+
+    #[test]
     fn rounding_to_bf16_is_to_nearest_even() {
         assert_eq!(to_bf16(1.0), 0x3f80);
         // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even 1.
@@ -592,9 +739,9 @@ mod tests {
         ] {
             let a = pseudo_random(m * k, 7);
             let bm = pseudo_random(k * n, 8);
-            let packed = PackedB::new(&bm, k, n);
+            let packed = PackedB::new(Strided::row_major(&bm, k, n));
             let mut a16 = PackedA::default();
-            a16.convert(&a, m, k);
+            a16.convert(Strided::row_major(&a, m, k));
             let ldc = n + 3;
             let mut c = vec![f32::NAN; m * ldc];
             gemm(&a16, 0..m, &packed, &mut c, ldc, false);
@@ -623,7 +770,7 @@ mod tests {
             // Each row alone, and the groups split in two, give the same bits.
             for i in 0..m {
                 let mut one = PackedA::default();
-                one.convert(&a[i * k..(i + 1) * k], 1, k);
+                one.convert(Strided::row_major(&a[i * k..(i + 1) * k], 1, k));
                 let mut alone = vec![0.0; n];
                 gemm(&one, 0..1, &packed, &mut alone, n, false);
                 for j in 0..n {
@@ -644,6 +791,31 @@ mod tests {
                     .zip(&c)
                     .all(|(x, y)| x.to_bits() == y.to_bits())
             );
+            // Operands converted from their transposes' memory, and from a strided view with
+            // gaps (every other element of a wider buffer), give the same bits.
+            let transpose = |x: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+                (0..cols * rows)
+                    .map(|i| x[(i % rows) * cols + i / rows])
+                    .collect()
+            };
+            let (at, bt) = (transpose(&a, m, k), transpose(&bm, k, n));
+            let spaced: Vec<f32> = a.iter().flat_map(|&v| [v, f32::NAN]).collect();
+            let mut a16t = PackedA::default();
+            a16t.convert(Strided::row_major(&at, k, m).t());
+            let mut a16s = PackedA::default();
+            a16s.convert(Strided::new(&spaced, m, k, 2 * k, 2));
+            let packed_t = PackedB::new(Strided::row_major(&bt, n, k).t());
+            for (a16, b) in [(&a16t, &packed), (&a16s, &packed), (&a16, &packed_t)] {
+                let mut other = vec![f32::NAN; m * ldc];
+                gemm(a16, 0..m, b, &mut other, ldc, false);
+                assert!(
+                    other
+                        .iter()
+                        .zip(&c)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{k}x{n}: transposed or strided operands"
+                );
+            }
             // Adding onto `c` adds the same sums again.
             let before = c.clone();
             gemm(&a16, 0..m, &packed, &mut c, ldc, true);

@@ -11,7 +11,9 @@
 //! operands rounded to bf16, sums in f32, as a NeuronCore multiplies, and several times faster
 //! than the f32 kernel on two cores; the frozen LM head is converted once ([`gemm_packed`]).
 
-use amx_bf16::{PackedA, PackedB};
+use std::cell::RefCell;
+
+use amx_bf16::{PackedA, PackedB, Strided};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -75,10 +77,7 @@ impl Matmul {
                     beta == 0.0 || beta == 1.0,
                     "bf16 products add with beta 0 or 1 only"
                 );
-                let (k, n) = b.dim();
-                let b = b.as_standard_layout();
-                let packed =
-                    PackedB::new(b.as_slice().expect("standard layout is contiguous"), k, n);
+                let packed = with_strided(b, PackedB::new);
                 gemm_packed(a, &packed, beta == 1.0, c);
             }
         }
@@ -138,8 +137,6 @@ pub fn gemm_packed(a: ArrayView2<'_, f32>, b: &PackedB, add: bool, mut c: ArrayV
         "gemm_packed: output shape differs"
     );
     let (m, k, n) = (a.nrows(), b.k(), b.n());
-    let a = a.as_standard_layout();
-    let a = a.as_slice().expect("standard layout is contiguous");
     let c = c
         .as_slice_mut()
         .expect("gemm_packed: the output is row-major");
@@ -153,16 +150,42 @@ pub fn gemm_packed(a: ArrayView2<'_, f32>, b: &PackedB, add: bool, mut c: ArrayV
         }
         return;
     }
+    thread_local! {
+        /// Each thread's converted rows of `a`, reused from call to call.
+        static A16: RefCell<PackedA> = RefCell::new(PackedA::default());
+    }
     let threads = rayon::current_num_threads().max(1);
     let rows = m.div_ceil(threads).next_multiple_of(32);
-    a.par_chunks(rows * k)
-        .zip(c.par_chunks_mut(rows * n))
-        .for_each(|(a, c)| {
+    with_strided(a, |a| {
+        c.par_chunks_mut(rows * n).enumerate().for_each(|(i, c)| {
+            let first = i * rows;
             let m = c.len() / n;
-            let mut a16 = PackedA::default();
-            a16.convert(a, m, k);
-            amx_bf16::gemm(&a16, 0..m, b, c, n, add);
+            A16.with_borrow_mut(|a16| {
+                a16.convert(a.row_range(first..first + m));
+                amx_bf16::gemm(a16, 0..m, b, c, n, add);
+            });
         });
+    });
+}
+
+/// Calls `f` with `m` as a [`Strided`] matrix: straight over its memory when its elements are
+/// one run with non-negative strides (a matrix, its transpose, a range of its rows), else
+/// over a row-major copy.
+pub(crate) fn with_strided<R>(m: ArrayView2<'_, f32>, f: impl FnOnce(Strided<'_>) -> R) -> R {
+    let (rows, cols) = m.dim();
+    let strides = (
+        usize::try_from(m.strides()[0]),
+        usize::try_from(m.strides()[1]),
+    );
+    if let ((Ok(row_stride), Ok(col_stride)), Some(data)) = (strides, m.to_slice_memory_order()) {
+        return f(Strided::new(data, rows, cols, row_stride, col_stride));
+    }
+    let copy = m.as_standard_layout();
+    f(Strided::row_major(
+        copy.as_slice().expect("standard layout is contiguous"),
+        rows,
+        cols,
+    ))
 }
 
 #[cfg(test)]
@@ -222,7 +245,7 @@ mod tests {
             let a =
                 Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1 - 0.5);
             let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 7) as f32 * 0.05);
-            let packed = PackedB::new(b.as_slice().unwrap(), k, n);
+            let packed = PackedB::new(Strided::row_major(b.as_slice().unwrap(), k, n));
             let mut c = Array2::from_elem((m, n), f32::NAN);
             gemm_packed(a.view(), &packed, false, c.view_mut());
             let expected = naive(&a, &b);

@@ -37,7 +37,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::data::Dataset;
-use super::gemm::{Matmul, gemm, gemm_packed};
+use super::gemm::{Matmul, gemm, gemm_packed, with_strided};
 use crate::error::{Error, Result};
 use crate::loading::medusa_heads::Conditioning;
 use crate::loading::{ModelDir, Progress, Unit};
@@ -105,13 +105,11 @@ impl LmHead {
     fn tiles(&self) -> Option<&LmTiles> {
         (self.matmul == Matmul::Bf16).then(|| {
             &**self.tiles.get_or_init(|| {
-                let (rows, hidden) = self.weight.dim();
-                let row_major = |m: ArrayView2<'_, f32>| {
-                    m.as_standard_layout().iter().copied().collect::<Vec<f32>>()
-                };
-                Arc::new(LmTiles {
-                    transposed: PackedB::new(&row_major(self.weight.t()), hidden, rows),
-                    plain: PackedB::new(&row_major(self.weight.view()), rows, hidden),
+                with_strided(self.weight.view(), |w| {
+                    Arc::new(LmTiles {
+                        transposed: PackedB::new(w.t()),
+                        plain: PackedB::new(w),
+                    })
                 })
             })
         })
