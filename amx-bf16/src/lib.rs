@@ -379,7 +379,8 @@ impl PackedA {
         let steps = padded(k) / COLUMNS;
         self.m = m;
         self.k = k;
-        self.tiles.clear();
+        // Whole tiles are written over below, so only the padding of partial ones is zeroed
+        // (not the whole buffer, as clearing it would).
         self.tiles
             .resize(m.div_ceil(ROWS) * steps * ROWS * COLUMNS, 0);
         if k == 0 {
@@ -391,6 +392,9 @@ impl PackedA {
                 g * ROWS..m.min((g + 1) * ROWS),
                 s * COLUMNS..k.min((s + 1) * COLUMNS),
             );
+            if rows.len() < ROWS || cols.len() < COLUMNS {
+                tile.fill(0);
+            }
             if a.col_stride == 1 || a.row_stride != 1 {
                 // Row by row (a row-major source reads each row's 32 values in a run).
                 for (r, dst) in rows.zip(tile.chunks_exact_mut(COLUMNS)) {
@@ -727,6 +731,7 @@ mod tests {
         }
         // Odd shapes: rows not a multiple of 16 or 32, one group, columns not a multiple of
         // 16 or 32, a single panel, an inner dimension not a multiple of 32, or empty.
+        let mut reused = PackedA::default();
         for &(m, k, n) in &[
             (1, 32, 16),
             (3, 45, 40),
@@ -805,7 +810,16 @@ mod tests {
             let mut a16s = PackedA::default();
             a16s.convert(Strided::new(&spaced, m, k, 2 * k, 2));
             let packed_t = PackedB::new(Strided::row_major(&bt, n, k).t());
-            for (a16, b) in [(&a16t, &packed), (&a16s, &packed), (&a16, &packed_t)] {
+            // A conversion into memory holding another shape's tiles (NaNs) leaves none of them.
+            let (m2, k2) = (m + ROWS, k + COLUMNS);
+            reused.convert(Strided::row_major(&vec![f32::NAN; m2 * k2], m2, k2));
+            reused.convert(Strided::row_major(&a, m, k));
+            for (a16, b) in [
+                (&a16t, &packed),
+                (&a16s, &packed),
+                (&a16, &packed_t),
+                (&reused, &packed),
+            ] {
                 let mut other = vec![f32::NAN; m * ldc];
                 gemm(a16, 0..m, b, &mut other, ldc, false);
                 assert!(
