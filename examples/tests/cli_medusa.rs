@@ -93,14 +93,15 @@ fn trains_heads_then_tunes_their_tree() {
     );
     assert_eq!(std::fs::read(&heads).unwrap(), first);
     assert!(dir.path().join("heads.eval.json").is_file());
-    // Soft targets: the base model's distribution, scored from the stored states, names the
-    // answers' own tokens; they train other heads.
-    let out = train(&["--teacher-weight", "0.5"]);
-    assert!(out.contains("soft targets (weight 0.5)"), "{out}");
+    // Soft targets by default: the base model's distribution, scored from the stored states,
+    // names the answers' own tokens. Without them (greedy tokens alone) other heads train.
     assert!(
-        out.contains("the answer's at 100.00% of the positions"),
+        out.contains("soft targets (weight 0.5)")
+            && out.contains("the answer's at 100.00% of the positions"),
         "{out}"
     );
+    let out = train(&["--teacher-weight", "0"]);
+    assert!(!out.contains("soft targets"), "{out}");
     assert_ne!(std::fs::read(&heads).unwrap(), first);
     // The products with the LM head in f32, then in bf16: on AMX they train (rounding makes
     // other heads); elsewhere bf16 is refused, before distilling, naming the option.

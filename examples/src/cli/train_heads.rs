@@ -65,8 +65,10 @@ pub struct Args {
     /// target's position (its 32 most likely tokens; soft targets, computed once from the
     /// distilled hidden states), the rest being the greedy token: 0 trains on the greedy
     /// tokens alone. The distribution tells a head which tokens the model nearly chose, which
-    /// is what a tree's second and third candidates are for.
-    #[arg(long, default_value_t = 0.0, value_name = "0..1", value_parser = fraction)]
+    /// is what a tree's second and third candidates are for (on the default model's 7999
+    /// built-in prompts, 0.5 against 0: held-out top-1 of the first head 0.570 against 0.565,
+    /// top-2 0.692 against 0.685).
+    #[arg(long, default_value_t = 0.5, value_name = "0..1", value_parser = fraction)]
     teacher_weight: f32,
     /// Decoupled weight decay of the heads' matrices (AdamW), per unit of learning rate:
     /// pulls the heads towards the base model's prediction, against over-fitting. 0: none.
@@ -82,8 +84,11 @@ pub struct Args {
     /// Most tokens per distilled answer.
     #[arg(long, default_value_t = 192)]
     max_new_tokens: usize,
-    /// Sequences decoded at once while distilling (KV slots of the distillation model).
-    #[arg(long, default_value_t = 16)]
+    /// Sequences decoded at once while distilling (KV slots of the distillation model). More
+    /// rows share each pass over the weights: 256 prompts of the built-in set took 119 s with
+    /// 16 rows, 96 s with 32, 84 s with 64 and 80 s with 128 (the bf16 mock, two cores). The
+    /// answers do not depend on it.
+    #[arg(long, default_value_t = 64)]
     rows: usize,
     /// Distill on these compiled artifacts (for example a Neuron device's) instead of compiling
     /// the model for the mock; their slots set how many answers are decoded at once.

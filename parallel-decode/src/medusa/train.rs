@@ -271,7 +271,8 @@ pub struct TrainOptions {
     /// How much of each head's target is the base model's own distribution at the target's
     /// position (its [`TEACHER_TOP`] most likely tokens), the rest being the greedy token
     /// itself: 0 trains on the greedy tokens alone. The distribution says which other tokens
-    /// the model nearly chose, which a tree's second and third candidates are for.
+    /// the model nearly chose, which a tree's second and third candidates are for. Default
+    /// 0.5, which trained the default model's heads better than 0.
     pub teacher_weight: f32,
     /// Decoupled weight decay of the heads' matrices (AdamW), per unit of learning rate: it
     /// pulls the heads towards the base model's own prediction, against over-fitting a
@@ -294,7 +295,7 @@ impl Default for TrainOptions {
             seed: 0,
             conditioning: Conditioning::Path,
             vocab: None,
-            teacher_weight: 0.0,
+            teacher_weight: 0.5,
             weight_decay: 0.0,
         }
     }
