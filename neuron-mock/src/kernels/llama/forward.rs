@@ -695,11 +695,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rows_shared_between_threads_equal_each_row_alone() {
-        // Twelve rows of one decode step each, in their own slots, after different cache
-        // lengths (a distillation batch): together over the serial limit, each alone under it.
-        let dims = Dims {
+    /// Attention-only dimensions with `slots` KV slots: the head width the AVX2 and AVX-512
+    /// score kernels take, grouped queries (6 heads over 2).
+    fn attention_dims(slots: usize) -> Dims {
+        Dims {
             vocab: 1,
             hidden: 1,
             intermediate: 1,
@@ -710,10 +709,21 @@ mod tests {
             rope_inv_freq: Vec::new(),
             rms_eps: 1e-5,
             max_len: 256,
-            slots: 12,
+            slots,
             vocab_offset: 0,
             vocab_local: 1,
-        };
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn rows_shared_between_threads_equal_each_row_alone() {
+        // Twelve rows of one decode step each, in their own slots, after different cache
+        // lengths (a distillation batch): together over the serial limit, each alone under it.
+        let dims = attention_dims(12);
         let kv = pseudo_random(dims.kv_cache_len(), 3);
         let width = dims.q_heads * dims.head_dim;
         let tokens = [0i32; 1];
@@ -730,7 +740,6 @@ mod tests {
         let q = pseudo_random(rows.len() * width, 5);
         let mut all = vec![f32::NAN; rows.len() * width];
         attention_of_rows(&dims, 1, &kv, &rows, &q, &mut all);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for (r, one_row) in rows.iter().enumerate() {
             let mut one = vec![f32::NAN; width];
             let range = r * width..(r + 1) * width;
@@ -745,21 +754,7 @@ mod tests {
         // Large enough to run on the pool (a verify pass's 9 tokens, a prefill's 37), with the
         // head width the AVX2 and AVX-512 score kernels take; each token alone is a decode
         // step over the same cache, run on the calling thread.
-        let dims = Dims {
-            vocab: 1,
-            hidden: 1,
-            intermediate: 1,
-            layers: 2,
-            q_heads: 6,
-            kv_heads: 2,
-            head_dim: 64,
-            rope_inv_freq: Vec::new(),
-            rms_eps: 1e-5,
-            max_len: 256,
-            slots: 1,
-            vocab_offset: 0,
-            vocab_local: 1,
-        };
+        let dims = attention_dims(1);
         let kv = pseudo_random(dims.kv_cache_len(), 1);
         let width = dims.q_heads * dims.head_dim;
         for (cache_len, n) in [(150, 9), (40, 37)] {
@@ -780,7 +775,6 @@ mod tests {
                     q1,
                     &mut one,
                 );
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
                     bits(&all[i * width..(i + 1) * width]),
                     bits(&one),
