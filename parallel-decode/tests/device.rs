@@ -13,7 +13,7 @@ mod common;
 use common::reference_logits;
 use neuron_rt::Runtime;
 use parallel_decode::artifacts::manifest::FORMAT_VERSION;
-use parallel_decode::artifacts::{CompileOptions, compile};
+use parallel_decode::artifacts::{CompileOptions, MatrixDtype, compile};
 use parallel_decode::backend::neuron::NeuronModel;
 use parallel_decode::backend::{CommitRow, LanguageModel, TreeRow};
 use parallel_decode::engine::{GenerateConfig, generate};
@@ -959,6 +959,68 @@ fn heads_answers_are_compiled_in_for_answer_lookup() {
     let model = NeuronModel::open(&runtime(), &dir, &NoProgress).unwrap();
     let err = model.answer_index().unwrap_err().to_string();
     assert!(err.contains("medusa_answers.safetensors"), "{err}");
+}
+
+/// Layer matrices compiled to bf16 (as a Neuron compiler casts weights) give the very bits
+/// f32 matrices give when the mock multiplies in bf16; a mock multiplying in f32 refuses them
+/// at load, saying what to set. (`scripts/test.sh` runs this test both ways on a CPU with
+/// AMX.)
+#[test]
+fn bf16_layer_matrices_equal_f32_ones_multiplied_in_bf16() {
+    let spec = TinyLlama {
+        seed: 11,
+        ..TinyLlama::default()
+    };
+    let options = |layer_matrices| CompileOptions {
+        layer_matrices,
+        ..small_options()
+    };
+    let bf16_products =
+        std::env::var("NEURON_MOCK_MATMUL").is_ok_and(|v| v.eq_ignore_ascii_case("bf16"));
+    if !bf16_products {
+        let model_dir = tempfile::tempdir().unwrap();
+        write_tiny_llama(model_dir.path(), &spec).unwrap();
+        let source = ModelDir::open(model_dir.path()).unwrap();
+        let out = model_dir.path().join("art");
+        compile(
+            &source,
+            None,
+            &out,
+            &options(MatrixDtype::Bf16),
+            &NoProgress,
+        )
+        .unwrap();
+        let err = NeuronModel::open(&runtime(), &out, &NoProgress)
+            .map(|_| ())
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("NEURON_MOCK_MATMUL=bf16"), "{err}");
+        return;
+    }
+    let mut f32_matrices = compiled(&spec, options(MatrixDtype::F32), 0);
+    let mut bf16_matrices = compiled(&spec, options(MatrixDtype::Bf16), 0);
+    let mut tree = chain(&PROMPT[5..11]);
+    tree.push(0, 7);
+    tree.push(2, 30);
+    let mut logits = Vec::new();
+    for c in [&mut f32_matrices, &mut bf16_matrices] {
+        c.model.prefill(1, &PROMPT[..5]).unwrap();
+        c.model
+            .verify(&[TreeRow {
+                slot: 1,
+                cache_len: 5,
+                tree: &tree,
+            }])
+            .unwrap();
+        let bits: Vec<Vec<u32>> = (0..tree.len())
+            .map(|node| {
+                let l = logits_of(&mut c.model, 0, node);
+                l.iter().map(|v| v.to_bits()).collect()
+            })
+            .collect();
+        logits.push(bits);
+    }
+    assert_eq!(logits[0], logits[1]);
 }
 
 #[test]

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use parallel_decode::artifacts::{CompileOptions, DEFAULT_VERIFY_BUCKETS, compile};
+use parallel_decode::artifacts::{
+    CompileOptions, DEFAULT_VERIFY_BUCKETS, MatrixDtype, compile, layer_matrices_for_mock,
+};
 use parallel_decode::loading::medusa_heads::MedusaHeads;
 
 use super::progress::Bars;
@@ -40,6 +42,18 @@ pub struct Args {
     /// Medusa heads to compile in (a heads safetensors file).
     #[arg(long, value_name = "FILE")]
     heads: Option<PathBuf>,
+    /// How to store the decoder layers' matrices: f32, or bf16 (half the bytes, the values
+    /// bf16 products round f32 weights to; the mock runs them only with
+    /// NEURON_MOCK_MATMUL=bf16) [default: bf16 when NEURON_MOCK_MATMUL=bf16, else f32].
+    #[arg(long, value_enum)]
+    layer_matrices: Option<LayerMatrices>,
+}
+
+/// `--layer-matrices`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LayerMatrices {
+    F32,
+    Bf16,
 }
 
 pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
@@ -58,6 +72,11 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         max_len: super::session::default_max_len(args.max_len, &model),
         prefill_buckets: args.prefill_buckets.clone(),
         verify_buckets: args.verify_buckets.clone(),
+        layer_matrices: match args.layer_matrices {
+            None => layer_matrices_for_mock(),
+            Some(LayerMatrices::F32) => MatrixDtype::F32,
+            Some(LayerMatrices::Bf16) => MatrixDtype::Bf16,
+        },
         ..CompileOptions::default()
     };
     let bars = Bars::new(global);
@@ -70,13 +89,14 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             )
         })?;
     println!(
-        "compiled {} into {}: {} graphs, tp {}, {} slots of {} positions{}",
+        "compiled {} into {}: {} graphs, tp {}, {} slots of {} positions, {} layer matrices{}",
         model.path().display(),
         args.out.display(),
         manifest.graphs.len(),
         manifest.tp,
         manifest.slots,
         manifest.max_len,
+        options.layer_matrices.name(),
         manifest
             .heads
             .as_ref()

@@ -7,9 +7,10 @@ use std::path::Path;
 use neuron_mock::kernels::llama::forward::KvLayout;
 use neuron_mock::kernels::llama::graph::{
     CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HEADS_LM_HEAD, HeadsParams,
-    KV_COMMIT_KERNEL, ModelShard, OutputsAt, head_tensor, is_packed_weight, stored_weight_shape,
+    KV_COMMIT_KERNEL, MatrixDtype, ModelShard, OutputsAt, head_tensor, is_layer_matrix,
+    is_packed_weight, stored_weight,
 };
-use neuron_mock::kernels::llama::packed::pack;
+use neuron_mock::kernels::llama::packed::{pack, pack_bf16_pairs};
 use neuron_mock::neff::{MockNeff, TensorSpec};
 
 use super::manifest::{
@@ -52,6 +53,10 @@ pub struct CompileOptions {
     /// The candidate tree to record (when there are heads); the heads file's own tree, or a
     /// default, otherwise.
     pub medusa_tree: Option<MedusaTree>,
+    /// How the decoder layers' matrices are stored: f32, or bf16 as a Neuron compiler casts
+    /// them (half the bytes; the mock runs them only with its products in bf16). Default:
+    /// [`layer_matrices_for_mock`].
+    pub layer_matrices: MatrixDtype,
 }
 
 impl Default for CompileOptions {
@@ -64,7 +69,18 @@ impl Default for CompileOptions {
             verify_buckets: DEFAULT_VERIFY_BUCKETS.to_vec(),
             heads_top_k: 10,
             medusa_tree: None,
+            layer_matrices: layer_matrices_for_mock(),
         }
+    }
+}
+
+/// The layer matrices that suit the mock in this process: bf16 when its products are bf16
+/// (`NEURON_MOCK_MATMUL=bf16`, the variable the mock reads), since it would round f32 weights
+/// to the same values on every pass; f32 otherwise, the only ones its f32 products take.
+pub fn layer_matrices_for_mock() -> MatrixDtype {
+    match std::env::var("NEURON_MOCK_MATMUL") {
+        Ok(v) if v.eq_ignore_ascii_case("bf16") => MatrixDtype::Bf16,
+        _ => MatrixDtype::F32,
     }
 }
 
@@ -155,6 +171,7 @@ pub fn compile(
         rms_eps: config.rms_norm_eps as f32,
         tied_embeddings: config.tie_word_embeddings,
         vocab_local,
+        layer_matrices: options.layer_matrices,
     };
     let cache = KvLayout {
         layers: config.num_layers,
@@ -306,6 +323,7 @@ pub fn compile(
         tp,
         slots: options.slots,
         max_len: options.max_len,
+        layer_matrices: options.layer_matrices,
         graphs: Vec::new(),
         weights: (0..tp)
             .map(|r| format!("weights/rank{r}.safetensors"))
@@ -336,7 +354,7 @@ pub fn compile(
             model,
             heads.map(|h| (h, heads_used)),
             dir,
-            tp,
+            options,
             split_vocab,
             progress,
         )?;
@@ -393,10 +411,12 @@ fn write_weights(
     model: &ModelDir,
     heads: Option<(&MedusaHeads, usize)>,
     dir: &Path,
-    tp: usize,
+    options: &CompileOptions,
     split_vocab: bool,
     progress: &dyn Progress,
 ) -> Result<()> {
+    let tp = options.tp;
+    let layer_matrices = options.layer_matrices;
     let weights_dir = dir.join("weights");
     std::fs::create_dir_all(&weights_dir)
         .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
@@ -434,9 +454,17 @@ fn write_weights(
         if let Some(vocab) = heads_vocab {
             plan.push((HEADS_LM_HEAD.to_string(), vec![vocab.len(), d]));
         }
+        // bf16 layer matrices are passed on as the f32 values of their bf16 pair panels: the
+        // writer's rounding to bf16 then keeps them exactly.
         let stored = |name: &str, data: &[f32], shape: &[usize]| -> Vec<f32> {
-            match shape {
-                &[rows, cols] if is_packed_weight(name) => pack(data, rows, cols),
+            match *shape {
+                [rows, cols] if layer_matrices == MatrixDtype::Bf16 && is_layer_matrix(name) => {
+                    pack_bf16_pairs(data, rows, cols)
+                        .into_iter()
+                        .map(amx_bf16::from_bf16)
+                        .collect()
+                }
+                [rows, cols] if is_packed_weight(name) => pack(data, rows, cols),
                 _ => data.to_vec(),
             }
         };
@@ -448,11 +476,12 @@ fn write_weights(
         let plan: Vec<(String, Vec<usize>, Dtype)> = plan
             .into_iter()
             .map(|(name, shape)| {
-                let s = stored_weight_shape(&name, &shape);
+                let (device_dtype, s) = stored_weight(&name, &shape, layer_matrices);
                 let heads_matrix = name.starts_with("medusa.") && shape.len() == 2;
-                let dtype = match heads_matrix {
-                    true => Dtype::F16,
-                    false => Dtype::F32,
+                let dtype = match (heads_matrix, device_dtype) {
+                    (true, _) => Dtype::F16,
+                    (false, neuron_rt::DType::BF16) => Dtype::BF16,
+                    (false, _) => Dtype::F32,
                 };
                 (name, s, dtype)
             })

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
+use neuron_mock::kernels::llama::graph::MatrixDtype;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -121,6 +122,10 @@ pub struct Manifest {
     pub slots: usize,
     /// Positions per slot.
     pub max_len: usize,
+    /// How the decoder layers' projection matrices are stored in the weight shards (absent:
+    /// f32).
+    #[serde(default, skip_serializing_if = "MatrixDtype::is_f32")]
+    pub layer_matrices: MatrixDtype,
     /// Every graph.
     pub graphs: Vec<GraphEntry>,
     /// Each rank's weight shard (safetensors, Hugging Face names), relative paths, rank order.
@@ -337,6 +342,7 @@ mod tests {
             tp: 1,
             slots: 2,
             max_len: 64,
+            layer_matrices: MatrixDtype::F32,
             graphs: vec![
                 graph(Role::Prefill, 16, 1),
                 graph(Role::Decode, 1, 2),

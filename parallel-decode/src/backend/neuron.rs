@@ -17,6 +17,7 @@ use neuron_rt::{ModelGroup, Placement, Runtime, Tensor, TensorSet};
 use super::costs::PassCosts;
 use super::{CommitRow, LanguageModel, ModelInfo, TreeRow};
 use crate::artifacts::manifest::{GraphEntry, Manifest, Role};
+use crate::artifacts::{MatrixDtype, layer_matrices_for_mock};
 use crate::error::{Error, Result};
 use crate::loading::medusa_heads::read_answers;
 use crate::loading::safetensors::SafetensorsFile;
@@ -160,6 +161,19 @@ impl NeuronModel {
     /// [`Error::Runtime`] when loading or allocating on the device fails.
     pub fn open(runtime: &Arc<Runtime>, dir: &Path, progress: &dyn Progress) -> Result<Self> {
         let manifest = Manifest::load(dir)?;
+        if manifest.target == "mock"
+            && manifest.layer_matrices == MatrixDtype::Bf16
+            && layer_matrices_for_mock() != MatrixDtype::Bf16
+        {
+            return Err(Error::Setting {
+                field: "NEURON_MOCK_MATMUL",
+                message: format!(
+                    "{} holds bf16 layer matrices, which the mock multiplies only in bf16: set \
+                     NEURON_MOCK_MATMUL=bf16, or compile with --layer-matrices f32",
+                    dir.display()
+                ),
+            });
+        }
         let tp = manifest.tp;
         let visible = runtime.visible_cores()? as usize;
         if visible < tp {
@@ -504,10 +518,11 @@ fn load_shard(
         let dtype = match info.dtype {
             crate::loading::Dtype::F32 => neuron_rt::DType::F32,
             crate::loading::Dtype::F16 => neuron_rt::DType::F16,
+            crate::loading::Dtype::BF16 => neuron_rt::DType::BF16,
             other => {
                 return Err(artifacts(
                     path,
-                    format!("tensor `{name}` is {other}, the graphs take f32 or f16 weights"),
+                    format!("tensor `{name}` is {other}, the graphs take f32, f16 or bf16 weights"),
                 ));
             }
         };

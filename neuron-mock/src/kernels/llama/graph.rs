@@ -27,7 +27,7 @@ use neuron_sys::DType;
 use serde::{Deserialize, Serialize};
 
 use super::forward::{Dims, KvLayout};
-use super::packed::packed_shape;
+use super::packed::{packed_pairs_shape, packed_shape};
 use crate::neff::{TensorSpec, Usage};
 
 /// Kernel name of the forward graphs (prefill, decode, verify).
@@ -69,6 +69,39 @@ pub struct ModelShard {
     /// `vocab / ranks`, rank r holding rows `r · vocab_local ..`. One NEFF serves every rank;
     /// the rank decides the slice.
     pub vocab_local: usize,
+    /// How the decoder layers' projection matrices are stored ([`is_layer_matrix`]); the
+    /// embedding, LM head and norms are f32 either way.
+    #[serde(default, skip_serializing_if = "MatrixDtype::is_f32")]
+    pub layer_matrices: MatrixDtype,
+}
+
+/// How a compiled graph stores the decoder layers' projection matrices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatrixDtype {
+    /// f32 panels ([`super::packed::pack`]): the products run in f32 or, with
+    /// `NEURON_MOCK_MATMUL=bf16`, in bf16 converting the weights as they stream.
+    #[default]
+    F32,
+    /// bf16 pair panels ([`super::packed::pack_bf16_pairs`]), rounded as the bf16 products
+    /// round f32 weights (so the results are the same bits), half the bytes and nothing to
+    /// convert. Runs only with `NEURON_MOCK_MATMUL=bf16`, as a NeuronCore runs bf16 weights.
+    Bf16,
+}
+
+impl MatrixDtype {
+    /// Whether this is [`MatrixDtype::F32`].
+    pub fn is_f32(&self) -> bool {
+        *self == MatrixDtype::F32
+    }
+
+    /// The lowercase name (`f32`, `bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatrixDtype::F32 => "f32",
+            MatrixDtype::Bf16 => "bf16",
+        }
+    }
 }
 
 impl ModelShard {
@@ -239,6 +272,10 @@ impl ForwardParams {
 pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
     let (d, hd) = (m.hidden, m.head_dim);
     let mut specs = vec![weight_spec(EMBEDDING, &[m.vocab, d])];
+    let layer_spec = |name: &str, shape: &[usize]| {
+        let (dtype, stored) = stored_weight(name, shape, m.layer_matrices);
+        spec(name, dtype, &stored, Usage::Input)
+    };
     for l in 0..m.layers {
         let p = format!("model.layers.{l}");
         for (name, shape) in [
@@ -252,7 +289,7 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
             ("mlp.up_proj.weight", vec![m.intermediate, d]),
             ("mlp.down_proj.weight", vec![d, m.intermediate]),
         ] {
-            specs.push(weight_spec(&format!("{p}.{name}"), &shape));
+            specs.push(layer_spec(&format!("{p}.{name}"), &shape));
         }
     }
     specs.push(weight_spec("model.norm.weight", &[d]));
@@ -282,7 +319,28 @@ pub fn is_packed_weight(name: &str) -> bool {
             })
 }
 
-/// The stored shape of the weight `name` whose Hugging Face shape is `shape`.
+/// Whether the weight called `name` is a projection matrix of a decoder layer (stored as
+/// [`ModelShard::layer_matrices`] says).
+pub fn is_layer_matrix(name: &str) -> bool {
+    name.starts_with("model.layers.") && name.ends_with("_proj.weight")
+}
+
+/// The stored dtype and shape of the weight `name` whose Hugging Face shape is `shape`, in a
+/// graph whose layer matrices are `layer_matrices`.
+pub fn stored_weight(
+    name: &str,
+    shape: &[usize],
+    layer_matrices: MatrixDtype,
+) -> (DType, Vec<usize>) {
+    match (shape, layer_matrices) {
+        (&[rows, cols], MatrixDtype::Bf16) if is_layer_matrix(name) => {
+            (DType::BF16, packed_pairs_shape(rows, cols).to_vec())
+        }
+        _ => (DType::F32, stored_weight_shape(name, shape)),
+    }
+}
+
+/// The stored shape of the weight `name` whose Hugging Face shape is `shape`, as f32.
 pub fn stored_weight_shape(name: &str, shape: &[usize]) -> Vec<usize> {
     match shape {
         &[rows, cols] if is_packed_weight(name) => packed_shape(rows, cols).to_vec(),
@@ -507,6 +565,37 @@ mod tests {
         ] {
             assert!(!is_packed_weight(name), "{name}");
         }
+    }
+
+    #[test]
+    fn bf16_applies_to_the_layer_matrices_only() {
+        let q = "model.layers.3.self_attn.q_proj.weight";
+        assert!(is_layer_matrix(q));
+        assert_eq!(
+            stored_weight(q, &[64, 40], MatrixDtype::Bf16),
+            (DType::BF16, vec![4, 32, 16, 2])
+        );
+        assert_eq!(
+            stored_weight(q, &[64, 40], MatrixDtype::F32),
+            (DType::F32, vec![4, 40, 16])
+        );
+        for name in [
+            EMBEDDING,
+            "lm_head.weight",
+            "medusa.0.weight",
+            HEADS_LM_HEAD,
+        ] {
+            assert!(!is_layer_matrix(name), "{name}");
+            assert_eq!(
+                stored_weight(name, &[64, 40], MatrixDtype::Bf16),
+                (DType::F32, vec![4, 40, 16])
+            );
+        }
+        let norm = "model.layers.0.input_layernorm.weight";
+        assert_eq!(
+            stored_weight(norm, &[40], MatrixDtype::Bf16),
+            (DType::F32, vec![40])
+        );
     }
 
     #[test]

@@ -7,12 +7,13 @@ use super::forward::{
     Batch, Collective, CollectiveError, ForwardError, LayerWeights, OutputAt, Outputs, Row,
     Scratch, Weights, commit_kv,
 };
+use super::graph::MatrixDtype;
 use super::graph::{
     CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, NEXT_IDS, OutputsAt,
     head_tensor, head_token_parts,
 };
 use super::linalg::exp_in_place;
-use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
+use super::packed::{Packed, PackedProduct, PackedScratch, Precision, matmul_packed};
 use super::packed_half::{PackedHalf, matmul_packed_half};
 use crate::kernels::{BuildCtx, ExecCtx, Kernel, KernelEntry, KernelError};
 use crate::neff::{TensorSpec, Usage};
@@ -139,6 +140,14 @@ fn build_forward(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
             ctx.world_size()
         )));
     }
+    if params.model.layer_matrices == MatrixDtype::Bf16 && Precision::current() != Precision::Bf16 {
+        return Err(ctx.params_error(format!(
+            "this graph's layer matrices are bf16, which the mock multiplies only in bf16: set \
+             NEURON_MOCK_MATMUL=bf16 (products now in {}), or compile the model with f32 \
+             matrices",
+            Precision::current().name()
+        )));
+    }
     let io = params.io();
     let at = resolve(ctx, &io)?;
     let weights_from = 5 + usize::from(params.tree_mask);
@@ -171,6 +180,14 @@ impl Kernel for Forward {
         let matrix = |i: usize, rows: usize, cols: usize| -> Result<Packed<'_>, KernelError> {
             Packed::new(w(i)?, rows, cols).map_err(|message| KernelError::BadInput { message })
         };
+        let layer_matrix = |i: usize, rows: usize, cols: usize| match m.layer_matrices {
+            MatrixDtype::F32 => matrix(i, rows, cols),
+            MatrixDtype::Bf16 => {
+                let values = ctx.input::<half::bf16>(self.at[self.weights_from + i])?;
+                Packed::bf16_pairs(bytemuck::cast_slice(values), rows, cols)
+                    .map_err(|message| KernelError::BadInput { message })
+            }
+        };
         let embed = matrix(0, m.vocab, d)?;
         let (qw, kvw) = (m.q_heads * hd, m.kv_heads * hd);
         let layers = (0..m.layers)
@@ -178,14 +195,14 @@ impl Kernel for Forward {
                 let base = 1 + 9 * l;
                 Ok(LayerWeights {
                     input_norm: w(base)?,
-                    q_proj: matrix(base + 1, qw, d)?,
-                    k_proj: matrix(base + 2, kvw, d)?,
-                    v_proj: matrix(base + 3, kvw, d)?,
-                    o_proj: matrix(base + 4, d, qw)?,
+                    q_proj: layer_matrix(base + 1, qw, d)?,
+                    k_proj: layer_matrix(base + 2, kvw, d)?,
+                    v_proj: layer_matrix(base + 3, kvw, d)?,
+                    o_proj: layer_matrix(base + 4, d, qw)?,
                     post_norm: w(base + 5)?,
-                    gate_proj: matrix(base + 6, m.intermediate, d)?,
-                    up_proj: matrix(base + 7, m.intermediate, d)?,
-                    down_proj: matrix(base + 8, d, m.intermediate)?,
+                    gate_proj: layer_matrix(base + 6, m.intermediate, d)?,
+                    up_proj: layer_matrix(base + 7, m.intermediate, d)?,
+                    down_proj: layer_matrix(base + 8, d, m.intermediate)?,
                 })
             })
             .collect::<Result<Vec<_>, KernelError>>()?;
@@ -737,6 +754,7 @@ mod tests {
             rms_eps: 1e-5,
             tied_embeddings: true,
             vocab_local: 23,
+            layer_matrices: crate::kernels::llama::graph::MatrixDtype::F32,
         }
     }
 
@@ -921,6 +939,39 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("declares"), "{err}");
+    }
+
+    #[test]
+    fn bf16_layer_matrices_are_refused_unless_the_products_are_bf16() {
+        use crate::kernels::llama::packed::Precision;
+        if Precision::current() == Precision::Bf16 {
+            return; // run by the parallel-decode device tests instead
+        }
+        let mut p = forward_params(1, OutputsAt::Last, false);
+        p.model.layer_matrices = crate::kernels::llama::graph::MatrixDtype::Bf16;
+        let inputs: Vec<(TensorSpec, Vec<u8>)> = p
+            .io()
+            .into_iter()
+            .filter(|s| s.usage == Usage::Input)
+            .map(|s| {
+                let bytes = vec![0u8; s.elements() * s.dtype.size_in_bytes()];
+                (s, bytes)
+            })
+            .collect();
+        let err = run(
+            "llama.forward",
+            serde_json::to_value(&p).unwrap(),
+            &inputs,
+            &outputs(&p),
+        )
+        .err()
+        .unwrap();
+        // Refused when the NEFF loads, not when a pass reaches the matrices.
+        let err = err.to_string();
+        assert!(
+            err.contains("layer matrices are bf16") && err.contains("NEURON_MOCK_MATMUL=bf16"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,6 +25,15 @@
 //! With `NEURON_MOCK_MATMUL=bf16` ([`Precision`]) the products run on AMX tiles instead
 //! (`packed_amx`): operands rounded to bf16, sums in f32, each token's row independent of the
 //! others, so the same holds there.
+//!
+//! Matrices can also be stored in bf16 already, in **pair panels** ([`pack_bf16_pairs`]):
+//! panel `p` holds rows `p·PANEL ..` as `[column pairs][PANEL][2]`, columns padded with zeros
+//! to whole steps of 32 ([`amx_bf16::padded`]), so element `(r, c)` is at
+//! `p·k32·PANEL + (c / 2)·2·PANEL + (r % PANEL)·2 + c % 2`: each 32-column step of a panel is
+//! then one AMX B tile as it sits in memory. Half the bytes of f32, and nothing to convert:
+//! a decode step over SmolLM2-sized weights took 27 ms converting f32 weights as they stream,
+//! 17 ms reading pair panels. The values are those the AMX path rounds f32 weights to, so
+//! both give the same bits; only the AMX kernels read them.
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -75,10 +84,76 @@ pub fn pack(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Values in a `[rows][cols]` matrix stored as bf16 pair panels (rows padded to whole
+/// panels, columns to whole steps of 32).
+pub fn packed_pairs_len(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(PANEL) * amx_bf16::padded(cols) * PANEL
+}
+
+/// The tensor shape of a `[rows][cols]` matrix in bf16 pair panels:
+/// `[panels, padded cols / 2, PANEL, 2]`.
+pub fn packed_pairs_shape(rows: usize, cols: usize) -> [usize; 4] {
+    [rows.div_ceil(PANEL), amx_bf16::padded(cols) / 2, PANEL, 2]
+}
+
+/// Rounds a row-major `[rows][cols]` matrix to bf16 as the AMX path rounds weights (to
+/// nearest, ties to even, subnormals to zero, as `VCVTNE2PS2BF16` does) and stores it in pair
+/// panels (see the module doc).
+///
+/// # Panics
+/// If `w` holds fewer than `rows · cols` values.
+pub fn pack_bf16_pairs(w: &[f32], rows: usize, cols: usize) -> Vec<u16> {
+    assert!(w.len() >= rows * cols, "matrix shorter than its shape");
+    let k32 = amx_bf16::padded(cols);
+    let mut out = vec![0u16; packed_pairs_len(rows, cols)];
+    for (r, row) in w[..rows * cols].chunks_exact(cols.max(1)).enumerate() {
+        let panel = &mut out[(r / PANEL) * k32 * PANEL..][..k32 * PANEL];
+        for (c, &v) in row.iter().enumerate() {
+            panel[pair_index(r, c)] = bf16_as_amx_rounds(v);
+        }
+    }
+    out
+}
+
+/// Index of element `(r, c)` inside its pair panel.
+fn pair_index(r: usize, c: usize) -> usize {
+    (c / 2) * 2 * PANEL + (r % PANEL) * 2 + c % 2
+}
+
+/// `v` rounded to bf16 bits the way the AMX conversion does: subnormal values become zeros of
+/// their sign, the rest round to nearest even.
+fn bf16_as_amx_rounds(v: f32) -> u16 {
+    let flushed = if v.is_subnormal() {
+        f32::from_bits(v.to_bits() & 0x8000_0000)
+    } else {
+        v
+    };
+    amx_bf16::to_bf16(flushed)
+}
+
+/// The values of a packed matrix, as they are stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Panels<'a> {
+    /// f32 panels ([`pack`]).
+    F32(&'a [f32]),
+    /// bf16 pair panels ([`pack_bf16_pairs`]).
+    Bf16Pairs(&'a [u16]),
+}
+
+impl Panels<'_> {
+    /// Values in one panel of a matrix with `cols` columns.
+    fn panel_len(&self, cols: usize) -> usize {
+        match self {
+            Panels::F32(_) => cols * PANEL,
+            Panels::Bf16Pairs(_) => amx_bf16::padded(cols) * PANEL,
+        }
+    }
+}
+
 /// A view of rows `first..first + rows` of a packed matrix with `cols` columns.
 #[derive(Debug, Clone, Copy)]
 pub struct Packed<'a> {
-    data: &'a [f32],
+    data: Panels<'a>,
     first: usize,
     rows: usize,
     cols: usize,
@@ -92,11 +167,36 @@ impl<'a> Packed<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, String> {
         check_packed_len(data.len(), rows, cols, "")?;
         Ok(Packed {
-            data,
+            data: Panels::F32(data),
             first: 0,
             rows,
             cols,
         })
+    }
+
+    /// Views `data` as a `[rows][cols]` matrix in bf16 pair panels ([`pack_bf16_pairs`]).
+    ///
+    /// # Errors
+    /// A sentence when `data` does not hold exactly [`packed_pairs_len`] values.
+    pub fn bf16_pairs(data: &'a [u16], rows: usize, cols: usize) -> Result<Self, String> {
+        let expected = packed_pairs_len(rows, cols);
+        if data.len() != expected {
+            return Err(format!(
+                "a {rows} x {cols} bf16 matrix in pair panels holds {expected} values, this one {}",
+                data.len()
+            ));
+        }
+        Ok(Packed {
+            data: Panels::Bf16Pairs(data),
+            first: 0,
+            rows,
+            cols,
+        })
+    }
+
+    /// Whether the matrix is stored in bf16 pair panels.
+    pub fn is_bf16(&self) -> bool {
+        matches!(self.data, Panels::Bf16Pairs(_))
     }
 
     /// Rows in the view.
@@ -129,15 +229,30 @@ impl<'a> Packed<'a> {
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.rows, "row outside the matrix");
         let r = self.first + r;
-        let panel = &self.data[(r / PANEL) * self.cols * PANEL..][..self.cols * PANEL];
-        for (o, column) in out[..self.cols].iter_mut().zip(panel.chunks_exact(PANEL)) {
-            *o = column[r % PANEL];
+        let size = self.data.panel_len(self.cols);
+        match self.data {
+            Panels::F32(data) => {
+                let panel = &data[(r / PANEL) * size..][..size];
+                for (o, column) in out[..self.cols].iter_mut().zip(panel.chunks_exact(PANEL)) {
+                    *o = column[r % PANEL];
+                }
+            }
+            Panels::Bf16Pairs(data) => {
+                let panel = &data[(r / PANEL) * size..][..size];
+                for (c, o) in out[..self.cols].iter_mut().enumerate() {
+                    *o = amx_bf16::from_bf16(panel[pair_index(r, c)]);
+                }
+            }
         }
     }
 
     /// Panels `from..to` of the underlying matrix (absolute panel indices).
-    fn panels(&self, from: usize, to: usize) -> &'a [f32] {
-        &self.data[from * self.cols * PANEL..to * self.cols * PANEL]
+    fn panels(&self, from: usize, to: usize) -> Panels<'a> {
+        let size = self.data.panel_len(self.cols);
+        match self.data {
+            Panels::F32(data) => Panels::F32(&data[from * size..to * size]),
+            Panels::Bf16Pairs(data) => Panels::Bf16Pairs(&data[from * size..to * size]),
+        }
     }
 
     /// The absolute panels covering the view.
@@ -415,17 +530,36 @@ impl Kernel {
         }
     }
 
-    /// Multiplies whole panels (`panels`, each `k · PANEL` values) with every token,
-    /// writing `[panel][token][PANEL]` into `out`.
-    fn panels(self, panels: &[f32], k: usize, x: &Activations<'_>, tokens: usize, out: &mut [f32]) {
-        match self {
-            Kernel::Portable => portable_panels(panels, k, x.tiles, x.plan, tokens, out),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Simd(level) => {
-                super::packed_simd::panels(level, panels, k, x.tiles, x.plan, tokens, out)
+    /// Multiplies whole panels with every token, writing `[panel][token][PANEL]` into `out`.
+    ///
+    /// # Panics
+    /// For bf16 panels on a kernel other than AMX: a NEFF holding them is refused at load
+    /// unless the products are in bf16 (`build_forward`).
+    fn panels(
+        self,
+        panels: Panels<'_>,
+        k: usize,
+        x: &Activations<'_>,
+        tokens: usize,
+        out: &mut [f32],
+    ) {
+        match (self, panels) {
+            (Kernel::Portable, Panels::F32(p)) => {
+                portable_panels(p, k, x.tiles, x.plan, tokens, out)
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx => super::packed_amx::panels(panels, k, x.bf16, tokens, out),
+            (Kernel::Simd(level), Panels::F32(p)) => {
+                super::packed_simd::panels(level, p, k, x.tiles, x.plan, tokens, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx, Panels::F32(p)) => super::packed_amx::panels(p, k, x.bf16, tokens, out),
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Amx, Panels::Bf16Pairs(p)) => {
+                super::packed_amx::pair_panels(p, k, x.bf16, tokens, out)
+            }
+            (_, Panels::Bf16Pairs(_)) => {
+                panic!("bf16 weight matrices need the AMX products (NEURON_MOCK_MATMUL=bf16)")
+            }
         }
     }
 }

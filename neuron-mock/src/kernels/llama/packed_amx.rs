@@ -95,9 +95,9 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         return pairs(panels, k, x16, tokens, out);
     }
     let fused = tokens <= GROUP;
-    // B tiles, [step][panel][16 rows][16 lanes] u32 (bf16 pairs): one step's in the fused
-    // loop, a whole block's otherwise.
-    let mut b = vec![0u32; PANELS_PER_BLOCK * if fused { 1 } else { steps } * TILE];
+    // B tiles, [step][panel][16 rows][16 lanes][2] bf16: one step's in the fused loop, a
+    // whole block's otherwise.
+    let mut b = vec![0u16; PANELS_PER_BLOCK * if fused { 1 } else { steps } * TILE];
     let mut tiles: Option<Tiles> = None;
     let mut p = 0;
     while p < count {
@@ -120,10 +120,10 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
             if fused {
                 for s in 0..steps {
                     to_tiles(block, k, n, s..s + 1, &mut b);
-                    multiply(&b, n, s..s + 1, a, k32);
+                    multiply(|_, j| &b[j * TILE..][..TILE], n, s..s + 1, a, k32);
                 }
             } else {
-                multiply(&b, n, 0..steps, a, k32);
+                multiply(|s, j| &b[(s * n + j) * TILE..][..TILE], n, 0..steps, a, k32);
             }
             store_sums(&[0, 1, 2, 3][..n], out, |j| {
                 (((p + j) * tokens + t0) * PANEL, rows)
@@ -145,7 +145,7 @@ fn pairs(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) 
     let rows = [GROUP, tokens - GROUP];
     let a0 = &x16[..GROUP * k32];
     let a1 = &x16[GROUP * k32..tokens * k32];
-    let mut b = vec![0u32; 2 * TILE];
+    let mut b = vec![0u16; 2 * TILE];
     let _tiles = Tiles::configure(tile_rows(rows[0], rows[1]));
     let mut p = 0;
     while p < count {
@@ -154,7 +154,7 @@ fn pairs(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) 
         zero_sums();
         for s in 0..steps {
             to_tiles(block, k, n, s..s + 1, &mut b);
-            multiply_pair(&b, n, s, [a0, a1], k32);
+            multiply_pair(|_, j| &b[j * TILE..][..TILE], n, s, [a0, a1], k32);
         }
         // C tiles 0-1: the first group's sums for the block's panels, 2-3 the second's.
         let used: &[usize] = if n == 2 { &[0, 1, 2, 3] } else { &[0, 2] };
@@ -166,11 +166,74 @@ fn pairs(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) 
     }
 }
 
+/// [`panels`] for weights stored in bf16 pair panels (`packed::pack_bf16_pairs`, each panel
+/// `padded(k) · PANEL` values): each step of a panel is a B tile as it lies in memory, loaded
+/// straight from the weights. Up to 16 tokens, blocks of four panels against one group; 17 to
+/// 32 tokens, blocks of two panels against two groups (each B tile loaded once for both);
+/// more, every group of 16 against a block of four panels (which stays in L2).
+///
+/// # Panics
+/// If `x16` or `out` is shorter than the shapes say, or [`available`] is false.
+pub(super) fn pair_panels(panels: &[u16], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) {
+    assert!(
+        available(),
+        "the AMX kernels need a CPU and a kernel with AMX"
+    );
+    let k32 = padded(k);
+    if k32 == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let size = k32 * PANEL;
+    let count = panels.len() / size;
+    let steps = k32 / COLUMNS;
+    assert!(x16.len() >= tokens * k32 && out.len() >= count * tokens * PANEL);
+    // The B tile of step `s` of panel `j` of the block starting at panel `p`.
+    let tile = |p: usize| move |s: usize, j: usize| &panels[(p + j) * size + s * TILE..][..TILE];
+    if tokens > GROUP && tokens <= 2 * GROUP {
+        let rows = [GROUP, tokens - GROUP];
+        let a = [&x16[..GROUP * k32], &x16[GROUP * k32..tokens * k32]];
+        let _tiles = Tiles::configure(tile_rows(rows[0], rows[1]));
+        for p in (0..count).step_by(2) {
+            let n = 2.min(count - p);
+            zero_sums();
+            for s in 0..steps {
+                multiply_pair(tile(p), n, s, a, k32);
+            }
+            let used: &[usize] = if n == 2 { &[0, 1, 2, 3] } else { &[0, 2] };
+            store_sums(used, out, |c| {
+                let (group, j) = (c / 2, c % 2);
+                (((p + j) * tokens + group * GROUP) * PANEL, rows[group])
+            });
+        }
+        return;
+    }
+    let mut tiles: Option<Tiles> = None;
+    for p in (0..count).step_by(PANELS_PER_BLOCK) {
+        let n = PANELS_PER_BLOCK.min(count - p);
+        for t0 in (0..tokens).step_by(GROUP) {
+            let rows = GROUP.min(tokens - t0);
+            if tiles
+                .as_ref()
+                .is_none_or(|t| t.rows() != tile_rows(rows, 0))
+            {
+                drop(tiles.take()); // released before reconfiguring
+                tiles = Some(Tiles::configure(tile_rows(rows, 0)));
+            }
+            zero_sums();
+            multiply(tile(p), n, 0..steps, &x16[t0 * k32..(t0 + rows) * k32], k32);
+            store_sums(&[0, 1, 2, 3][..n], out, |j| {
+                (((p + j) * tokens + t0) * PANEL, rows)
+            });
+        }
+    }
+}
+
 /// Columns ahead of the conversion that are prefetched: the next step.
 const AHEAD: usize = COLUMNS;
 
-/// u32 values (bf16 pairs) in one B tile: 16 rows of 16.
-const TILE: usize = COLUMNS / 2 * PANEL;
+/// bf16 values in one B tile: 16 rows of 16 pairs (1 KiB).
+const TILE: usize = COLUMNS * PANEL;
 
 /// Zeroes the C tiles tmm0-3.
 fn zero_sums() {
@@ -184,21 +247,27 @@ fn zero_sums() {
 }
 
 /// Adds to the C tiles of `n` panels the products of the column steps `steps`: A tiles from
-/// `a` (rows of `k32` bf16), B tiles from `b` (`[step - steps.start][panel][TILE]`).
-fn multiply(b: &[u32], n: usize, steps: std::ops::Range<usize>, a: &[u16], k32: usize) {
+/// `a` (rows of `k32` bf16), the B tile of step `s` and panel `j` from `b(s, j)`.
+fn multiply<'b>(
+    b: impl Fn(usize, usize) -> &'b [u16],
+    n: usize,
+    steps: std::ops::Range<usize>,
+    a: &[u16],
+    k32: usize,
+) {
     let rows = a.len() / k32;
-    assert!(n <= PANELS_PER_BLOCK && b.len() >= n * steps.len() * TILE && rows * k32 == a.len());
+    assert!(n <= PANELS_PER_BLOCK && rows * k32 == a.len());
     assert!(steps.end * COLUMNS <= k32);
-    for (i, s) in steps.enumerate() {
+    for s in steps {
         let a_ptr = a[s * COLUMNS..].as_ptr();
         // SAFETY: the tiles are configured for one group of `rows` rows (the caller holds
         // `Tiles`). The A tile reads `rows` rows of 64 bytes, 2·k32 bytes apart, from `a_ptr`:
         // row `r` is a[r·k32 + s·32 ..][..32], inside `a` (rows · k32 values) since
         // s·32 + 32 ≤ k32.
         unsafe { tile_load!("4", a_ptr, k32 * 2) };
-        let b_tile = |j: usize| b[(i * n + j) * TILE..][..TILE].as_ptr();
-        // SAFETY: each B tile read is the 16 rows of 64 bytes (TILE u32) at `b_tile(j)`,
-        // inside `b` by the slicing; tmm4 holds this step's A tile.
+        let b_tile = |j: usize| b(s, j)[..TILE].as_ptr();
+        // SAFETY: each B tile read is the 16 rows of 64 bytes (TILE bf16) at `b_tile(j)`,
+        // inside the slice `b(s, j)` by the slicing; tmm4 holds this step's A tile.
         unsafe {
             load_b!(b_tile(0));
             tile_dpbf16ps!("0", "4", "5");
@@ -219,9 +288,15 @@ fn multiply(b: &[u32], n: usize, steps: std::ops::Range<usize>, a: &[u16], k32: 
 }
 
 /// Adds to the C tiles of two groups of tokens (`a[g]`, rows of `k32` bf16) and `n ≤ 2`
-/// panels the products of column step `s`, B tiles from `b` (`[panel][TILE]`).
-fn multiply_pair(b: &[u32], n: usize, s: usize, a: [&[u16]; 2], k32: usize) {
-    assert!(n <= 2 && b.len() >= n * TILE && (s + 1) * COLUMNS <= k32);
+/// panels the products of column step `s`, the B tile of panel `j` from `b(s, j)`.
+fn multiply_pair<'b>(
+    b: impl Fn(usize, usize) -> &'b [u16],
+    n: usize,
+    s: usize,
+    a: [&[u16]; 2],
+    k32: usize,
+) {
+    assert!(n <= 2 && (s + 1) * COLUMNS <= k32);
     for g in a {
         assert!(!g.is_empty() && g.len() % k32 == 0 && g.len() / k32 <= GROUP);
     }
@@ -229,15 +304,15 @@ fn multiply_pair(b: &[u32], n: usize, s: usize, a: [&[u16]; 2], k32: usize) {
     // SAFETY: the tiles are configured for the two groups' rows (the caller holds `Tiles`).
     // Each A tile reads its group's rows of 64 bytes, 2·k32 bytes apart, from column s·32:
     // inside the group's slice (asserted above), as in `multiply`. Each B tile read is the
-    // 1 KiB at `b[j·TILE..]`, inside `b` by the slicing.
+    // 1 KiB at the start of `b(s, j)`, inside it by the slicing.
     unsafe {
         tile_load!("4", a0, k32 * 2);
         tile_load!("6", a1, k32 * 2);
-        load_b!(b[..TILE].as_ptr());
+        load_b!(b(s, 0)[..TILE].as_ptr());
         tile_dpbf16ps!("0", "4", "5");
         tile_dpbf16ps!("2", "6", "5");
         if n > 1 {
-            load_b!(b[TILE..2 * TILE].as_ptr());
+            load_b!(b(s, 1)[..TILE].as_ptr());
             tile_dpbf16ps!("1", "4", "5");
             tile_dpbf16ps!("3", "6", "5");
         }
@@ -274,7 +349,7 @@ fn store_sums(tiles: &[usize], out: &mut [f32], at: impl Fn(usize) -> (usize, us
 }
 
 /// [`convert`], once [`available`] has said the CPU has what it needs.
-fn to_tiles(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u32]) {
+fn to_tiles(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u16]) {
     assert!(available());
     // SAFETY: available() checked AVX-512F, BW and BF16; the function is safe Rust apart from
     // needing them.
@@ -288,7 +363,7 @@ fn to_tiles(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b
 /// zeros. The panels are read in step, a pair of columns of each in turn, as the f32 kernels
 /// read them (panel by panel measured 5% slower for one token).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-fn convert(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u32]) {
+fn convert(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u16]) {
     let size = k * PANEL;
     // Word 2r of a row is the even column's row r, word 2r + 1 the odd column's.
     let interleave: [u16; 2 * PANEL] = std::array::from_fn(|w| (w / 2 + (w % 2) * PANEL) as u16);
@@ -304,7 +379,7 @@ fn convert(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b:
         for i in 0..COLUMNS / 2 {
             for j in 0..n {
                 let panel = &panels[j * size..(j + 1) * size];
-                let row = &mut b[((s - first) * n + j) * TILE + i * PANEL..][..PANEL];
+                let row = &mut b[((s - first) * n + j) * TILE + i * 2 * PANEL..][..2 * PANEL];
                 let c = s * COLUMNS + 2 * i;
                 for ahead in [c + AHEAD, c + 1 + AHEAD] {
                     if let Some(v) = panel.get(ahead * PANEL) {
@@ -318,7 +393,7 @@ fn convert(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b:
                 // valid.
                 let halves: __m512i = unsafe { std::mem::transmute(halves) };
                 let pairs = _mm512_permutexvar_epi16(interleave, halves);
-                let lanes: [u32; PANEL] = bytemuck::cast(pairs);
+                let lanes: [u16; 2 * PANEL] = bytemuck::cast(pairs);
                 row.copy_from_slice(&lanes);
             }
         }
@@ -357,6 +432,89 @@ mod tests {
         let mut out = vec![f32::NAN; panels_n * tokens * PANEL];
         panels(&packed, k, &x16, tokens, &mut out);
         out
+    }
+
+    /// [`amx`] with the weights stored in bf16 pair panels.
+    fn amx_pairs(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f32> {
+        let packed = crate::kernels::llama::packed::pack_bf16_pairs(w, rows, k);
+        let mut x16 = Vec::new();
+        activations(x, tokens, k, &mut x16);
+        let mut out = vec![f32::NAN; rows.div_ceil(PANEL) * tokens * PANEL];
+        pair_panels(&packed, k, &x16, tokens, &mut out);
+        out
+    }
+
+    #[test]
+    fn pair_panels_are_the_b_tiles_the_conversion_makes() {
+        if !available() {
+            eprintln!("skipped: this CPU or kernel has no AMX");
+            return;
+        }
+        // Rounding and layout, value by value: subnormals flushed, ties to even, a NaN kept a
+        // NaN, columns past k zero.
+        let (rows, k) = (40, 100);
+        let mut w = pseudo_random(rows * k, 13);
+        for (i, v) in w.iter_mut().enumerate().step_by(5) {
+            *v = match i % 4 {
+                0 => 1.0e-40,
+                1 => -3.0e-39,
+                2 => f32::from_bits(0x3f80_8000),
+                _ => f32::from_bits(0x3f81_8000),
+            };
+        }
+        w[17] = f32::NAN;
+        let pairs = crate::kernels::llama::packed::pack_bf16_pairs(&w, rows, k);
+        let packed = pack(&w, rows, k);
+        let (k32, steps, count) = (padded(k), padded(k) / COLUMNS, rows.div_ceil(PANEL));
+        let mut b = vec![0u16; count * steps * TILE];
+        to_tiles(&packed, k, count, 0..steps, &mut b);
+        for s in 0..steps {
+            for j in 0..count {
+                let converted = &b[(s * count + j) * TILE..][..TILE];
+                let stored = &pairs[j * k32 * PANEL + s * TILE..][..TILE];
+                assert_eq!(converted, stored, "step {s}, panel {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn weights_stored_in_bf16_give_the_bits_of_f32_weights_converted() {
+        if !available() {
+            eprintln!("skipped: this CPU or kernel has no AMX");
+            return;
+        }
+        for &(rows, k, tokens) in &[
+            (16, 32, 1),
+            (40, 45, 3),
+            (100, 576, 16),
+            (70, 100, 21),
+            (40, 576, 32),
+            (36, 64, 17),
+            (20, 64, 40),
+            (20, 0, 2),
+            (33, 7, 5),
+        ] {
+            let mut w = pseudo_random(rows * k, 11);
+            // Values the conversion treats specially: subnormals (flushed to zero), ties, NaN
+            // excluded (it would spread to whole rows and compare unequal).
+            for (i, v) in w.iter_mut().enumerate().step_by(7) {
+                *v = match i % 3 {
+                    0 => 1.0e-40,
+                    1 => -3.0e-39,
+                    _ => f32::from_bits(0x3f80_8000), // halfway between two bf16 values
+                };
+            }
+            let x = pseudo_random(tokens * k, 12);
+            let converted = amx(&w, &x, rows, k, tokens);
+            let stored = amx_pairs(&w, &x, rows, k, tokens);
+            assert!(
+                converted
+                    .iter()
+                    .zip(&stored)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{rows}x{k}, {tokens} tokens: bf16 pair panels differ from converted f32 panels"
+            );
+        }
     }
 
     #[test]
