@@ -10,7 +10,9 @@
 //!   the products itself and wakes only the other workers.
 //!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
-//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`).
+//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`), and adds
+//! `forward/bf16_matrices/T`: the pass outside the pool with the layer matrices stored in
+//! bf16 pair panels (`packed::pack_bf16_pairs`), as compiled artifacts hold them then.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -19,7 +21,7 @@ use neuron_mock::kernels::llama::forward::{
     Batch, Dims, LayerWeights, OutputAt, Outputs, Row, Scratch, SingleRank, Weights, forward,
 };
 use neuron_mock::kernels::llama::linalg::rope_inv_freq;
-use neuron_mock::kernels::llama::packed::{Packed, pack};
+use neuron_mock::kernels::llama::packed::{Packed, Precision, pack, pack_bf16_pairs};
 use neuron_mock::testing::pseudo_random;
 
 const VOCAB: usize = 49_152;
@@ -32,6 +34,8 @@ const HEAD_DIM: usize = 64;
 const CONTEXT: usize = 256;
 
 struct Layer {
+    /// The seven matrices in bf16 pair panels, in the order q, k, v, o, gate, up, down.
+    bf16: Vec<Vec<u16>>,
     norm: Vec<f32>,
     q: Vec<f32>,
     k: Vec<f32>,
@@ -42,18 +46,44 @@ struct Layer {
     down: Vec<f32>,
 }
 
-/// Small random weights (so that activations stay finite over 30 layers), packed.
-fn matrix(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
-    let w: Vec<f32> = pseudo_random(rows * cols, seed)
+/// Small random weights (so that activations stay finite over 30 layers), row-major.
+fn weights(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
+    pseudo_random(rows * cols, seed)
         .into_iter()
         .map(|v| v * 0.02)
-        .collect();
-    pack(&w, rows, cols)
+        .collect()
 }
+
+/// [`weights`], packed.
+fn matrix(rows: usize, cols: usize, seed: u32) -> Vec<f32> {
+    pack(&weights(rows, cols, seed), rows, cols)
+}
+
+/// The shapes of a layer's seven matrices, q, k, v, o, gate, up, down.
+const SHAPES: [(usize, usize); 7] = [
+    (Q_HEADS * HEAD_DIM, HIDDEN),
+    (KV_HEADS * HEAD_DIM, HIDDEN),
+    (KV_HEADS * HEAD_DIM, HIDDEN),
+    (HIDDEN, Q_HEADS * HEAD_DIM),
+    (FFN, HIDDEN),
+    (FFN, HIDDEN),
+    (HIDDEN, FFN),
+];
 
 fn layer(seed: u32) -> Layer {
     let (qw, kvw) = (Q_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
+    let bf16 = if Precision::from_env() == Ok(Precision::Bf16) {
+        (0..7u32)
+            .map(|i| {
+                let (rows, cols) = SHAPES[i as usize];
+                pack_bf16_pairs(&weights(rows, cols, seed + i), rows, cols)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Layer {
+        bf16,
         norm: vec![1.0; HIDDEN],
         q: matrix(qw, HIDDEN, seed),
         k: matrix(kvw, HIDDEN, seed + 1),
@@ -69,30 +99,45 @@ fn view(data: &[f32], rows: usize, cols: usize) -> Packed<'_> {
     Packed::new(data, rows, cols).unwrap()
 }
 
+/// The model's weights, the layer matrices f32 panels or (`bf16`) bf16 pair panels.
+fn model<'a>(layers: &'a [Layer], embed: &'a [f32], norm: &'a [f32], bf16: bool) -> Weights<'a> {
+    Weights {
+        embed: view(embed, VOCAB, HIDDEN),
+        layers: layers
+            .iter()
+            .map(|l| {
+                let m = |i: usize, f32s: &'a [f32]| {
+                    let (rows, cols) = SHAPES[i];
+                    match bf16 {
+                        true => Packed::bf16_pairs(&l.bf16[i], rows, cols).unwrap(),
+                        false => view(f32s, rows, cols),
+                    }
+                };
+                LayerWeights {
+                    input_norm: &l.norm,
+                    q_proj: m(0, &l.q),
+                    k_proj: m(1, &l.k),
+                    v_proj: m(2, &l.v),
+                    o_proj: m(3, &l.o),
+                    post_norm: &l.norm,
+                    gate_proj: m(4, &l.gate),
+                    up_proj: m(5, &l.up),
+                    down_proj: m(6, &l.down),
+                }
+            })
+            .collect(),
+        final_norm: norm,
+        lm_head: view(embed, VOCAB, HIDDEN),
+    }
+}
+
 fn forward_pass(c: &mut Criterion) {
-    let (qw, kvw) = (Q_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM);
     let layers: Vec<Layer> = (0..LAYERS as u32).map(|l| layer(10 * l + 1)).collect();
     let embed = matrix(VOCAB, HIDDEN, 7);
     let final_norm = vec![1.0; HIDDEN];
-    let weights = Weights {
-        embed: view(&embed, VOCAB, HIDDEN),
-        layers: layers
-            .iter()
-            .map(|l| LayerWeights {
-                input_norm: &l.norm,
-                q_proj: view(&l.q, qw, HIDDEN),
-                k_proj: view(&l.k, kvw, HIDDEN),
-                v_proj: view(&l.v, kvw, HIDDEN),
-                o_proj: view(&l.o, HIDDEN, qw),
-                post_norm: &l.norm,
-                gate_proj: view(&l.gate, FFN, HIDDEN),
-                up_proj: view(&l.up, FFN, HIDDEN),
-                down_proj: view(&l.down, HIDDEN, FFN),
-            })
-            .collect(),
-        final_norm: &final_norm,
-        lm_head: view(&embed, VOCAB, HIDDEN),
-    };
+    let f32_weights = model(&layers, &embed, &final_norm, false);
+    let bf16_weights =
+        (!layers[0].bf16.is_empty()).then(|| model(&layers, &embed, &final_norm, true));
     let dims = Dims {
         vocab: VOCAB,
         hidden: HIDDEN,
@@ -118,7 +163,7 @@ fn forward_pass(c: &mut Criterion) {
         let at: Vec<usize> = (0..tokens).collect();
         let mut logits = vec![0.0; tokens * VOCAB];
         let mut next = vec![0; tokens];
-        let mut pass = || {
+        let mut pass = |weights: &Weights<'_>| {
             let rows = [Row {
                 slot: 0,
                 cache_len: CONTEXT,
@@ -139,7 +184,7 @@ fn forward_pass(c: &mut Criterion) {
             };
             forward(
                 &dims,
-                &weights,
+                weights,
                 &mut kv,
                 batch,
                 out,
@@ -150,11 +195,18 @@ fn forward_pass(c: &mut Criterion) {
         };
         group.throughput(Throughput::Elements(tokens as u64));
         group.bench_with_input(BenchmarkId::new("outside_pool", tokens), &tokens, |b, _| {
-            b.iter(&mut pass)
+            b.iter(|| pass(&f32_weights))
         });
         group.bench_with_input(BenchmarkId::new("in_pool", tokens), &tokens, |b, _| {
-            b.iter(|| rayon::scope(|_| pass()))
+            b.iter(|| rayon::scope(|_| pass(&f32_weights)))
         });
+        if let Some(weights) = &bf16_weights {
+            group.bench_with_input(
+                BenchmarkId::new("bf16_matrices", tokens),
+                &tokens,
+                |b, _| b.iter(|| pass(weights)),
+            );
+        }
     }
     group.finish();
 }
