@@ -907,6 +907,18 @@ mod tests {
         assert_eq!(logits[..23], logits[23..]);
     }
 
+    /// The error of a forward graph with `params` run on `inputs`, which must fail.
+    fn forward_error(params: &ForwardParams, inputs: &[(TensorSpec, Vec<u8>)]) -> KernelError {
+        run(
+            "llama.forward",
+            serde_json::to_value(params).unwrap(),
+            inputs,
+            &outputs(params),
+        )
+        .err()
+        .unwrap()
+    }
+
     #[test]
     fn a_missing_or_misshapen_weight_refuses_the_load_naming_it() {
         let p = forward_params(3, OutputsAt::Last, false);
@@ -916,28 +928,14 @@ mod tests {
             .position(|(s, _)| s.name == "model.layers.1.mlp.up_proj.weight")
             .unwrap();
         inputs[at].0.shape = vec![23, 16];
-        let err = run(
-            "llama.forward",
-            serde_json::to_value(&p).unwrap(),
-            &inputs,
-            &outputs(&p),
-        )
-        .err()
-        .unwrap();
+        let err = forward_error(&p, &inputs);
         assert!(
             err.to_string()
                 .contains("model.layers.1.mlp.up_proj.weight"),
             "{err}"
         );
         inputs.remove(at);
-        let err = run(
-            "llama.forward",
-            serde_json::to_value(&p).unwrap(),
-            &inputs,
-            &outputs(&p),
-        )
-        .err()
-        .unwrap();
+        let err = forward_error(&p, &inputs);
         assert!(err.to_string().contains("declares"), "{err}");
     }
 
@@ -958,14 +956,7 @@ mod tests {
                 (s, bytes)
             })
             .collect();
-        let err = run(
-            "llama.forward",
-            serde_json::to_value(&p).unwrap(),
-            &inputs,
-            &outputs(&p),
-        )
-        .err()
-        .unwrap();
+        let err = forward_error(&p, &inputs);
         // Refused when the NEFF loads, not when a pass reaches the matrices.
         let err = err.to_string();
         assert!(
@@ -979,14 +970,7 @@ mod tests {
         let p = forward_params(3, OutputsAt::Last, false);
         let mut inputs = forward_inputs(&p, &[1, 2], 1);
         inputs[0].1 = i32_bytes(&[1, 99, 0, 0, 0, 0]);
-        let err = run(
-            "llama.forward",
-            serde_json::to_value(&p).unwrap(),
-            &inputs,
-            &outputs(&p),
-        )
-        .err()
-        .unwrap();
+        let err = forward_error(&p, &inputs);
         assert!(matches!(err, KernelError::BadInput { .. }), "{err:?}");
         assert!(err.to_string().contains("token id 99"), "{err}");
         assert_eq!(

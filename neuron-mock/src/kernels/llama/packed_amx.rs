@@ -407,6 +407,21 @@ mod tests {
     use crate::testing::pseudo_random;
     use amx_bf16::{from_bf16, to_bf16};
 
+    /// `(rows, k, tokens)` of the products tested. Odd shapes: a partial last panel, columns
+    /// not a multiple of 32 (or odd), a block of fewer than four (or two) panels, two groups of
+    /// tokens (17 to 32), more (a prefill), no columns at all.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (16, 32, 1),
+        (40, 45, 3),
+        (100, 576, 16),
+        (70, 100, 21),
+        (40, 576, 32),
+        (36, 64, 17),
+        (20, 64, 40),
+        (20, 0, 2),
+        (33, 7, 5),
+    ];
+
     /// The products in bf16 with f32 sums, in double precision: what AMX should be close to.
     fn reference(w: &[f32], x: &[f32], rows: usize, k: usize, tokens: usize) -> Vec<f64> {
         let mut y = vec![0.0; tokens * rows];
@@ -483,17 +498,7 @@ mod tests {
             eprintln!("skipped: this CPU or kernel has no AMX");
             return;
         }
-        for &(rows, k, tokens) in &[
-            (16, 32, 1),
-            (40, 45, 3),
-            (100, 576, 16),
-            (70, 100, 21),
-            (40, 576, 32),
-            (36, 64, 17),
-            (20, 64, 40),
-            (20, 0, 2),
-            (33, 7, 5),
-        ] {
+        for &(rows, k, tokens) in SHAPES {
             let mut w = pseudo_random(rows * k, 11);
             // Values the conversion treats specially: subnormals (flushed to zero), ties, NaN
             // excluded (it would spread to whole rows and compare unequal).
@@ -523,19 +528,7 @@ mod tests {
             eprintln!("skipped: this CPU or kernel has no AMX");
             return;
         }
-        // Odd shapes: a partial last panel, columns not a multiple of 32, a block of fewer
-        // than four (or two) panels, two groups of tokens (17 to 32), more (a prefill), no
-        // columns at all.
-        for &(rows, k, tokens) in &[
-            (16, 32, 1),
-            (40, 45, 3),
-            (100, 576, 16),
-            (70, 100, 21),
-            (40, 576, 32),
-            (36, 64, 17),
-            (20, 64, 40),
-            (20, 0, 2),
-        ] {
+        for &(rows, k, tokens) in SHAPES {
             let w = pseudo_random(rows * k, 7);
             let x = pseudo_random(tokens * k, 8);
             let got = amx(&w, &x, rows, k, tokens);
