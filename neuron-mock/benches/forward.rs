@@ -11,8 +11,9 @@
 //!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
 //! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`), and adds
-//! `forward/bf16_matrices/T`: the pass outside the pool with the layer matrices stored in
-//! bf16 pair panels (`packed::pack_bf16_pairs`), as compiled artifacts hold them then.
+//! `forward/bf16_matrices/T`: the pass outside the pool with the layer matrices and the LM
+//! head stored in bf16 pair panels (`packed::pack_bf16_pairs`), as compiled artifacts hold
+//! them then.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -99,8 +100,15 @@ fn view(data: &[f32], rows: usize, cols: usize) -> Packed<'_> {
     Packed::new(data, rows, cols).unwrap()
 }
 
-/// The model's weights, the layer matrices f32 panels or (`bf16`) bf16 pair panels.
-fn model<'a>(layers: &'a [Layer], embed: &'a [f32], norm: &'a [f32], bf16: bool) -> Weights<'a> {
+/// The model's weights: the layer matrices and the LM head in f32 panels or, given the LM
+/// head in bf16 pair panels, those.
+fn model<'a>(
+    layers: &'a [Layer],
+    embed: &'a [f32],
+    norm: &'a [f32],
+    bf16_lm_head: Option<&'a [u16]>,
+) -> Weights<'a> {
+    let bf16 = bf16_lm_head.is_some();
     Weights {
         embed: view(embed, VOCAB, HIDDEN),
         layers: layers
@@ -127,17 +135,24 @@ fn model<'a>(layers: &'a [Layer], embed: &'a [f32], norm: &'a [f32], bf16: bool)
             })
             .collect(),
         final_norm: norm,
-        lm_head: view(embed, VOCAB, HIDDEN),
+        lm_head: match bf16_lm_head {
+            Some(pairs) => Packed::bf16_pairs(pairs, VOCAB, HIDDEN).unwrap(),
+            None => view(embed, VOCAB, HIDDEN),
+        },
     }
 }
 
 fn forward_pass(c: &mut Criterion) {
     let layers: Vec<Layer> = (0..LAYERS as u32).map(|l| layer(10 * l + 1)).collect();
-    let embed = matrix(VOCAB, HIDDEN, 7);
+    let embedding = weights(VOCAB, HIDDEN, 7);
+    let embed = pack(&embedding, VOCAB, HIDDEN);
+    let bf16_lm_head =
+        (!layers[0].bf16.is_empty()).then(|| pack_bf16_pairs(&embedding, VOCAB, HIDDEN));
     let final_norm = vec![1.0; HIDDEN];
-    let f32_weights = model(&layers, &embed, &final_norm, false);
-    let bf16_weights =
-        (!layers[0].bf16.is_empty()).then(|| model(&layers, &embed, &final_norm, true));
+    let f32_weights = model(&layers, &embed, &final_norm, None);
+    let bf16_weights = bf16_lm_head
+        .as_deref()
+        .map(|lm_head| model(&layers, &embed, &final_norm, Some(lm_head)));
     let dims = Dims {
         vocab: VOCAB,
         hidden: HIDDEN,
@@ -157,7 +172,7 @@ fn forward_pass(c: &mut Criterion) {
     let mut scratch = Scratch::default();
     let mut group = c.benchmark_group("forward");
     group.sample_size(20);
-    for tokens in [1usize, 4, 8, 16] {
+    for tokens in [1usize, 2, 4, 8, 16] {
         let ids: Vec<i32> = (0..tokens as i32).map(|t| 100 + t).collect();
         let positions: Vec<i32> = (0..tokens as i32).map(|t| CONTEXT as i32 + t).collect();
         let at: Vec<usize> = (0..tokens).collect();

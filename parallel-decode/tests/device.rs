@@ -961,25 +961,21 @@ fn heads_answers_are_compiled_in_for_answer_lookup() {
     assert!(err.contains("medusa_answers.safetensors"), "{err}");
 }
 
-/// Layer matrices compiled to bf16 (as a Neuron compiler casts weights) give the very bits
-/// f32 matrices give when the mock multiplies in bf16; a mock multiplying in f32 refuses them
-/// at load, saying what to set. (`scripts/test.sh` runs this test both ways on a CPU with
-/// AMX.)
+/// Matrices compiled to bf16 (as a Neuron compiler casts weights) give the very bits f32
+/// matrices give when the mock multiplies in bf16, the LM head included (a bf16 copy of the
+/// embedding when tied, the heads' LM head when not); a mock multiplying in f32 refuses them
+/// at load, saying what to set. (`scripts/test.sh` runs this test both ways on a CPU with AMX.)
 #[test]
-fn bf16_layer_matrices_equal_f32_ones_multiplied_in_bf16() {
-    let spec = TinyLlama {
-        seed: 11,
-        ..TinyLlama::default()
-    };
-    let options = |layer_matrices| CompileOptions {
-        layer_matrices,
+fn bf16_matrices_equal_f32_ones_multiplied_in_bf16() {
+    let options = |matrices| CompileOptions {
+        matrices,
         ..small_options()
     };
     let bf16_products =
         std::env::var("NEURON_MOCK_MATMUL").is_ok_and(|v| v.eq_ignore_ascii_case("bf16"));
     if !bf16_products {
         let model_dir = tempfile::tempdir().unwrap();
-        write_tiny_llama(model_dir.path(), &spec).unwrap();
+        write_tiny_llama(model_dir.path(), &TinyLlama::default()).unwrap();
         let source = ModelDir::open(model_dir.path()).unwrap();
         let out = model_dir.path().join("art");
         compile(
@@ -997,30 +993,43 @@ fn bf16_layer_matrices_equal_f32_ones_multiplied_in_bf16() {
         assert!(err.contains("NEURON_MOCK_MATMUL=bf16"), "{err}");
         return;
     }
-    let mut f32_matrices = compiled(&spec, options(MatrixDtype::F32), 0);
-    let mut bf16_matrices = compiled(&spec, options(MatrixDtype::Bf16), 0);
     let mut tree = chain(&PROMPT[5..11]);
     tree.push(0, 7);
     tree.push(2, 30);
-    let mut logits = Vec::new();
-    for c in [&mut f32_matrices, &mut bf16_matrices] {
-        c.model.prefill(1, &PROMPT[..5]).unwrap();
-        c.model
-            .verify(&[TreeRow {
-                slot: 1,
-                cache_len: 5,
-                tree: &tree,
-            }])
-            .unwrap();
-        let bits: Vec<Vec<u32>> = (0..tree.len())
-            .map(|node| {
-                let l = logits_of(&mut c.model, 0, node);
-                l.iter().map(|v| v.to_bits()).collect()
-            })
-            .collect();
-        logits.push(bits);
+    for tied in [true, false] {
+        let spec = TinyLlama {
+            seed: 11,
+            tie_word_embeddings: tied,
+            ..TinyLlama::default()
+        };
+        let compiled = |matrices| {
+            compiled_with_heads(&spec, options(matrices), 2, None, Conditioning::HiddenOnly)
+        };
+        let (mut f32_matrices, mut bf16_matrices) =
+            (compiled(MatrixDtype::F32), compiled(MatrixDtype::Bf16));
+        let mut results = Vec::new();
+        for c in [&mut f32_matrices, &mut bf16_matrices] {
+            c.model.prefill(1, &PROMPT[..5]).unwrap();
+            c.model
+                .verify(&[TreeRow {
+                    slot: 1,
+                    cache_len: 5,
+                    tree: &tree,
+                }])
+                .unwrap();
+            let logits: Vec<Vec<u32>> = (0..tree.len())
+                .map(|node| {
+                    let l = logits_of(&mut c.model, 0, node);
+                    l.iter().map(|v| v.to_bits()).collect()
+                })
+                .collect();
+            let mut hidden = Vec::new();
+            c.model.hidden(0, 3, &mut hidden).unwrap();
+            let heads = c.model.heads(&hidden, 0, &[5, 5]).unwrap();
+            results.push((logits, heads.heads));
+        }
+        assert_eq!(results[0], results[1], "tied embeddings: {tied}");
     }
-    assert_eq!(logits[0], logits[1]);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use parallel_decode::artifacts::{
-    CompileOptions, DEFAULT_VERIFY_BUCKETS, MatrixDtype, compile, layer_matrices_for_mock,
+    CompileOptions, DEFAULT_VERIFY_BUCKETS, MatrixDtype, compile, matrices_for_mock,
 };
 use parallel_decode::loading::medusa_heads::MedusaHeads;
 
@@ -46,12 +46,12 @@ pub struct Args {
     /// bf16 products round f32 weights to; the mock runs them only with
     /// NEURON_MOCK_MATMUL=bf16) [default: bf16 when NEURON_MOCK_MATMUL=bf16, else f32].
     #[arg(long, value_enum)]
-    layer_matrices: Option<LayerMatrices>,
+    matrices: Option<Matrices>,
 }
 
-/// `--layer-matrices`.
+/// `--matrices`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LayerMatrices {
+enum Matrices {
     F32,
     Bf16,
 }
@@ -72,10 +72,10 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         max_len: super::session::default_max_len(args.max_len, &model),
         prefill_buckets: args.prefill_buckets.clone(),
         verify_buckets: args.verify_buckets.clone(),
-        layer_matrices: match args.layer_matrices {
-            None => layer_matrices_for_mock(),
-            Some(LayerMatrices::F32) => MatrixDtype::F32,
-            Some(LayerMatrices::Bf16) => MatrixDtype::Bf16,
+        matrices: match args.matrices {
+            None => matrices_for_mock(),
+            Some(Matrices::F32) => MatrixDtype::F32,
+            Some(Matrices::Bf16) => MatrixDtype::Bf16,
         },
         ..CompileOptions::default()
     };
@@ -96,7 +96,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         manifest.tp,
         manifest.slots,
         manifest.max_len,
-        options.layer_matrices.name(),
+        options.matrices.name(),
         manifest
             .heads
             .as_ref()

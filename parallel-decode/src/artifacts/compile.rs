@@ -7,7 +7,7 @@ use std::path::Path;
 use neuron_mock::kernels::llama::forward::KvLayout;
 use neuron_mock::kernels::llama::graph::{
     CommitParams, FORWARD_KERNEL, ForwardParams, HEADS_KERNEL, HEADS_LM_HEAD, HeadsParams,
-    KV_COMMIT_KERNEL, MatrixDtype, ModelShard, OutputsAt, head_tensor, is_layer_matrix,
+    KV_COMMIT_KERNEL, LM_HEAD, MatrixDtype, ModelShard, OutputsAt, head_tensor, is_model_matrix,
     is_packed_weight, stored_weight,
 };
 use neuron_mock::kernels::llama::packed::{pack, pack_bf16_pairs};
@@ -55,8 +55,8 @@ pub struct CompileOptions {
     pub medusa_tree: Option<MedusaTree>,
     /// How the decoder layers' matrices are stored: f32, or bf16 as a Neuron compiler casts
     /// them (half the bytes; the mock runs them only with its products in bf16). Default:
-    /// [`layer_matrices_for_mock`].
-    pub layer_matrices: MatrixDtype,
+    /// [`matrices_for_mock`].
+    pub matrices: MatrixDtype,
 }
 
 impl Default for CompileOptions {
@@ -69,7 +69,7 @@ impl Default for CompileOptions {
             verify_buckets: DEFAULT_VERIFY_BUCKETS.to_vec(),
             heads_top_k: 10,
             medusa_tree: None,
-            layer_matrices: layer_matrices_for_mock(),
+            matrices: matrices_for_mock(),
         }
     }
 }
@@ -77,7 +77,7 @@ impl Default for CompileOptions {
 /// The layer matrices that suit the mock in this process: bf16 when its products are bf16
 /// (`NEURON_MOCK_MATMUL=bf16`, the variable the mock reads), since it would round f32 weights
 /// to the same values on every pass; f32 otherwise, the only ones its f32 products take.
-pub fn layer_matrices_for_mock() -> MatrixDtype {
+pub fn matrices_for_mock() -> MatrixDtype {
     match std::env::var("NEURON_MOCK_MATMUL") {
         Ok(v) if v.eq_ignore_ascii_case("bf16") => MatrixDtype::Bf16,
         _ => MatrixDtype::F32,
@@ -171,7 +171,7 @@ pub fn compile(
         rms_eps: config.rms_norm_eps as f32,
         tied_embeddings: config.tie_word_embeddings,
         vocab_local,
-        layer_matrices: options.layer_matrices,
+        matrices: options.matrices,
     };
     let cache = KvLayout {
         layers: config.num_layers,
@@ -323,7 +323,7 @@ pub fn compile(
         tp,
         slots: options.slots,
         max_len: options.max_len,
-        layer_matrices: options.layer_matrices,
+        matrices: options.matrices,
         graphs: Vec::new(),
         weights: (0..tp)
             .map(|r| format!("weights/rank{r}.safetensors"))
@@ -416,16 +416,24 @@ fn write_weights(
     progress: &dyn Progress,
 ) -> Result<()> {
     let tp = options.tp;
-    let layer_matrices = options.layer_matrices;
+    let matrices = options.matrices;
     let weights_dir = dir.join("weights");
     std::fs::create_dir_all(&weights_dir)
         .map_err(|e| Error::io(&weights_dir, "create directory", e))?;
-    let tensors = model.config().expected_tensors();
+    let config = model.config();
+    let mut tensors = config.expected_tensors();
+    if config.tie_word_embeddings && matrices == MatrixDtype::Bf16 {
+        // The graphs stream a bf16 copy of the embedding as their LM head.
+        tensors.push((
+            LM_HEAD.to_string(),
+            vec![config.vocab_size, config.hidden_size],
+        ));
+    }
     let (heads, head_count) = match heads {
         Some((file, used)) => (Some(file), used),
         None => (None, 0),
     };
-    let d = model.config().hidden_size;
+    let d = config.hidden_size;
     // Each head's parts and shapes: `weight`, `bias`, then the matrices of the tokens it takes.
     let head_parts = |h: usize| heads.map_or_else(Vec::new, |f| f.conditioning().head_parts(h, d));
     let head_tensors: usize = (0..head_count).map(|h| head_parts(h).len()).sum();
@@ -458,7 +466,7 @@ fn write_weights(
         // writer's rounding to bf16 then keeps them exactly.
         let stored = |name: &str, data: &[f32], shape: &[usize]| -> Vec<f32> {
             match *shape {
-                [rows, cols] if layer_matrices == MatrixDtype::Bf16 && is_layer_matrix(name) => {
+                [rows, cols] if matrices == MatrixDtype::Bf16 && is_model_matrix(name) => {
                     pack_bf16_pairs(data, rows, cols)
                         .into_iter()
                         .map(amx_bf16::from_bf16)
@@ -476,7 +484,7 @@ fn write_weights(
         let plan: Vec<(String, Vec<usize>, Dtype)> = plan
             .into_iter()
             .map(|(name, shape)| {
-                let (device_dtype, s) = stored_weight(&name, &shape, layer_matrices);
+                let (device_dtype, s) = stored_weight(&name, &shape, matrices);
                 let heads_matrix = name.starts_with("medusa.") && shape.len() == 2;
                 let dtype = match (heads_matrix, device_dtype) {
                     (true, _) => Dtype::F16,
@@ -492,7 +500,11 @@ fn write_weights(
         meta.insert("tp".to_string(), tp.to_string());
         let mut writer = SafetensorsWriter::create_mixed(&path, plan, &meta)?;
         for (name, shape) in &tensors {
-            let full = model.weights().f32(name, shape)?;
+            let source = match name.as_str() {
+                LM_HEAD => config.lm_head_tensor(),
+                other => other,
+            };
+            let full = model.weights().f32(source, shape)?;
             let (data, shard_shape) =
                 shard(&full.data, shape, split_of(name, split_vocab), rank, tp);
             writer.write_next(name, &stored(name, &data, &shard_shape))?;
@@ -514,7 +526,6 @@ fn write_weights(
         }
         if let Some(vocab) = heads_vocab {
             // The LM head's rows of the heads' vocabulary, whole on every rank.
-            let config = model.config();
             let full = model
                 .weights()
                 .f32(config.lm_head_tensor(), &[config.vocab_size, d])?;

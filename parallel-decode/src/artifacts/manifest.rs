@@ -125,7 +125,7 @@ pub struct Manifest {
     /// How the decoder layers' projection matrices are stored in the weight shards (absent:
     /// f32).
     #[serde(default, skip_serializing_if = "MatrixDtype::is_f32")]
-    pub layer_matrices: MatrixDtype,
+    pub matrices: MatrixDtype,
     /// Every graph.
     pub graphs: Vec<GraphEntry>,
     /// Each rank's weight shard (safetensors, Hugging Face names), relative paths, rank order.
@@ -342,7 +342,7 @@ mod tests {
             tp: 1,
             slots: 2,
             max_len: 64,
-            layer_matrices: MatrixDtype::F32,
+            matrices: MatrixDtype::F32,
             graphs: vec![
                 graph(Role::Prefill, 16, 1),
                 graph(Role::Decode, 1, 2),

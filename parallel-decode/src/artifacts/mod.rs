@@ -15,7 +15,7 @@ pub mod manifest;
 pub mod shard;
 
 pub use compile::{
-    CompileOptions, DEFAULT_VERIFY_BUCKETS, cached_compile, compile, layer_matrices_for_mock,
+    CompileOptions, DEFAULT_VERIFY_BUCKETS, cached_compile, compile, matrices_for_mock,
 };
 pub use manifest::{GraphEntry, HeadsEntry, MANIFEST_FILE, Manifest, Role};
 pub use neuron_mock::kernels::llama::graph::MatrixDtype;

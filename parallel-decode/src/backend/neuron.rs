@@ -17,7 +17,7 @@ use neuron_rt::{ModelGroup, Placement, Runtime, Tensor, TensorSet};
 use super::costs::PassCosts;
 use super::{CommitRow, LanguageModel, ModelInfo, TreeRow};
 use crate::artifacts::manifest::{GraphEntry, Manifest, Role};
-use crate::artifacts::{MatrixDtype, layer_matrices_for_mock};
+use crate::artifacts::{MatrixDtype, matrices_for_mock};
 use crate::error::{Error, Result};
 use crate::loading::medusa_heads::read_answers;
 use crate::loading::safetensors::SafetensorsFile;
@@ -162,14 +162,14 @@ impl NeuronModel {
     pub fn open(runtime: &Arc<Runtime>, dir: &Path, progress: &dyn Progress) -> Result<Self> {
         let manifest = Manifest::load(dir)?;
         if manifest.target == "mock"
-            && manifest.layer_matrices == MatrixDtype::Bf16
-            && layer_matrices_for_mock() != MatrixDtype::Bf16
+            && manifest.matrices == MatrixDtype::Bf16
+            && matrices_for_mock() != MatrixDtype::Bf16
         {
             return Err(Error::Setting {
                 field: "NEURON_MOCK_MATMUL",
                 message: format!(
                     "{} holds bf16 layer matrices, which the mock multiplies only in bf16: set \
-                     NEURON_MOCK_MATMUL=bf16, or compile with --layer-matrices f32",
+                     NEURON_MOCK_MATMUL=bf16, or compile with --matrices f32",
                     dir.display()
                 ),
             });

@@ -69,13 +69,14 @@ pub struct ModelShard {
     /// `vocab / ranks`, rank r holding rows `r · vocab_local ..`. One NEFF serves every rank;
     /// the rank decides the slice.
     pub vocab_local: usize,
-    /// How the decoder layers' projection matrices are stored ([`is_layer_matrix`]); the
-    /// embedding, LM head and norms are f32 either way.
+    /// How the matrices the forward graphs stream are stored ([`is_model_matrix`]: the
+    /// decoder layers' projections and the LM head); the embedding, which is looked up, and
+    /// the norms are f32 either way.
     #[serde(default, skip_serializing_if = "MatrixDtype::is_f32")]
-    pub layer_matrices: MatrixDtype,
+    pub matrices: MatrixDtype,
 }
 
-/// How a compiled graph stores the decoder layers' projection matrices.
+/// How a compiled graph stores the matrices its forward passes stream ([`is_model_matrix`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MatrixDtype {
@@ -86,6 +87,8 @@ pub enum MatrixDtype {
     /// bf16 pair panels ([`super::packed::pack_bf16_pairs`]), rounded as the bf16 products
     /// round f32 weights (so the results are the same bits), half the bytes and nothing to
     /// convert. Runs only with `NEURON_MOCK_MATMUL=bf16`, as a NeuronCore runs bf16 weights.
+    /// The graphs then take `lm_head.weight` even when it is tied to the embedding (a bf16
+    /// copy of it: the lookups keep reading the f32 embedding).
     Bf16,
 }
 
@@ -273,7 +276,7 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
     let (d, hd) = (m.hidden, m.head_dim);
     let mut specs = vec![weight_spec(EMBEDDING, &[m.vocab, d])];
     let layer_spec = |name: &str, shape: &[usize]| {
-        let (dtype, stored) = stored_weight(name, shape, m.layer_matrices);
+        let (dtype, stored) = stored_weight(name, shape, m.matrices);
         spec(name, dtype, &stored, Usage::Input)
     };
     for l in 0..m.layers {
@@ -293,10 +296,21 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
         }
     }
     specs.push(weight_spec("model.norm.weight", &[d]));
-    if !m.tied_embeddings {
-        specs.push(weight_spec("lm_head.weight", &[m.vocab_local, d]));
+    if m.takes_lm_head() {
+        specs.push(layer_spec(LM_HEAD, &[m.vocab_local, d]));
     }
     specs
+}
+
+/// The name of the LM-head input.
+pub const LM_HEAD: &str = "lm_head.weight";
+
+impl ModelShard {
+    /// Whether the graphs take [`LM_HEAD`] (untied, or a bf16 copy of the tied embedding),
+    /// rather than reading the LM head from the embedding.
+    pub fn takes_lm_head(&self) -> bool {
+        !self.tied_embeddings || self.matrices == MatrixDtype::Bf16
+    }
 }
 
 /// Whether the weight called `name` is a matrix the kernels multiply, stored in the panel
@@ -305,7 +319,7 @@ pub fn weight_specs(m: &ModelShard) -> Vec<TensorSpec> {
 pub fn is_packed_weight(name: &str) -> bool {
     name.ends_with("_proj.weight")
         || name == EMBEDDING
-        || name == "lm_head.weight"
+        || name == LM_HEAD
         || name == HEADS_LM_HEAD
         || name
             .strip_prefix("medusa.")
@@ -319,21 +333,17 @@ pub fn is_packed_weight(name: &str) -> bool {
             })
 }
 
-/// Whether the weight called `name` is a projection matrix of a decoder layer (stored as
-/// [`ModelShard::layer_matrices`] says).
-pub fn is_layer_matrix(name: &str) -> bool {
-    name.starts_with("model.layers.") && name.ends_with("_proj.weight")
+/// Whether the weight called `name` is a matrix the forward graphs stream, stored as
+/// [`ModelShard::matrices`] says: a decoder layer's projection or the LM head.
+pub fn is_model_matrix(name: &str) -> bool {
+    (name.starts_with("model.layers.") && name.ends_with("_proj.weight")) || name == LM_HEAD
 }
 
 /// The stored dtype and shape of the weight `name` whose Hugging Face shape is `shape`, in a
-/// graph whose layer matrices are `layer_matrices`.
-pub fn stored_weight(
-    name: &str,
-    shape: &[usize],
-    layer_matrices: MatrixDtype,
-) -> (DType, Vec<usize>) {
-    match (shape, layer_matrices) {
-        (&[rows, cols], MatrixDtype::Bf16) if is_layer_matrix(name) => {
+/// graph whose matrices are `matrices`.
+pub fn stored_weight(name: &str, shape: &[usize], matrices: MatrixDtype) -> (DType, Vec<usize>) {
+    match (shape, matrices) {
+        (&[rows, cols], MatrixDtype::Bf16) if is_model_matrix(name) => {
             (DType::BF16, packed_pairs_shape(rows, cols).to_vec())
         }
         _ => (DType::F32, stored_weight_shape(name, shape)),
@@ -488,7 +498,8 @@ impl HeadsParams {
         } else if m.tied_embeddings {
             io.push(weight_spec(EMBEDDING, &[m.vocab, d]));
         } else {
-            io.push(weight_spec("lm_head.weight", &[m.vocab_local, d]));
+            let (dtype, shape) = stored_weight(LM_HEAD, &[m.vocab_local, d], m.matrices);
+            io.push(spec(LM_HEAD, dtype, &shape, Usage::Input));
         }
         if self.takes_next {
             io.push(spec(NEXT_IDS, DType::I32, &[b], Usage::Input));
@@ -568,9 +579,9 @@ mod tests {
     }
 
     #[test]
-    fn bf16_applies_to_the_layer_matrices_only() {
+    fn bf16_applies_to_the_matrices_only() {
         let q = "model.layers.3.self_attn.q_proj.weight";
-        assert!(is_layer_matrix(q));
+        assert!(is_model_matrix(q));
         assert_eq!(
             stored_weight(q, &[64, 40], MatrixDtype::Bf16),
             (DType::BF16, vec![4, 32, 16, 2])
@@ -579,13 +590,13 @@ mod tests {
             stored_weight(q, &[64, 40], MatrixDtype::F32),
             (DType::F32, vec![4, 40, 16])
         );
-        for name in [
-            EMBEDDING,
-            "lm_head.weight",
-            "medusa.0.weight",
-            HEADS_LM_HEAD,
-        ] {
-            assert!(!is_layer_matrix(name), "{name}");
+        assert!(is_model_matrix(LM_HEAD));
+        assert_eq!(
+            stored_weight(LM_HEAD, &[64, 40], MatrixDtype::Bf16),
+            (DType::BF16, vec![4, 32, 16, 2])
+        );
+        for name in [EMBEDDING, "medusa.0.weight", HEADS_LM_HEAD] {
+            assert!(!is_model_matrix(name), "{name}");
             assert_eq!(
                 stored_weight(name, &[64, 40], MatrixDtype::Bf16),
                 (DType::F32, vec![4, 40, 16])

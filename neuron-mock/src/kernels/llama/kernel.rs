@@ -9,8 +9,8 @@ use super::forward::{
 };
 use super::graph::MatrixDtype;
 use super::graph::{
-    CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, NEXT_IDS, OutputsAt,
-    head_tensor, head_token_parts,
+    CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, LM_HEAD, NEXT_IDS,
+    OutputsAt, head_tensor, head_token_parts,
 };
 use super::linalg::exp_in_place;
 use super::packed::{Packed, PackedProduct, PackedScratch, Precision, matmul_packed};
@@ -140,7 +140,7 @@ fn build_forward(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
             ctx.world_size()
         )));
     }
-    if params.model.layer_matrices == MatrixDtype::Bf16 && Precision::current() != Precision::Bf16 {
+    if params.model.matrices == MatrixDtype::Bf16 && Precision::current() != Precision::Bf16 {
         return Err(ctx.params_error(format!(
             "this graph's layer matrices are bf16, which the mock multiplies only in bf16: set \
              NEURON_MOCK_MATMUL=bf16 (products now in {}), or compile the model with f32 \
@@ -180,7 +180,8 @@ impl Kernel for Forward {
         let matrix = |i: usize, rows: usize, cols: usize| -> Result<Packed<'_>, KernelError> {
             Packed::new(w(i)?, rows, cols).map_err(|message| KernelError::BadInput { message })
         };
-        let layer_matrix = |i: usize, rows: usize, cols: usize| match m.layer_matrices {
+        // The matrices stored as `m.matrices` says: the layers' projections and the LM head.
+        let layer_matrix = |i: usize, rows: usize, cols: usize| match m.matrices {
             MatrixDtype::F32 => matrix(i, rows, cols),
             MatrixDtype::Bf16 => {
                 let values = ctx.input::<half::bf16>(self.at[self.weights_from + i])?;
@@ -208,10 +209,10 @@ impl Kernel for Forward {
             .collect::<Result<Vec<_>, KernelError>>()?;
         let after_layers = 1 + 9 * m.layers;
         let final_norm = w(after_layers)?;
-        let lm_head = if m.tied_embeddings {
-            embed.slice_rows(m.vocab_offset(self.rank), m.vocab_local)
+        let lm_head = if m.takes_lm_head() {
+            layer_matrix(after_layers + 1, m.vocab_local, d)?
         } else {
-            matrix(after_layers + 1, m.vocab_local, d)?
+            embed.slice_rows(m.vocab_offset(self.rank), m.vocab_local)
         };
         let weights = Weights {
             embed,
@@ -220,7 +221,7 @@ impl Kernel for Forward {
             lm_head,
         };
 
-        let n_weights = after_layers + 1 + usize::from(!p.model.tied_embeddings);
+        let n_weights = after_layers + 1 + usize::from(p.model.takes_lm_head());
         let kv_in = self.at[self.weights_from + n_weights];
         let out_base = self.weights_from + n_weights + 1;
         let (logits_at, hidden_at, next_at, kv_out) = (
@@ -387,7 +388,7 @@ impl HeadsAt {
         } else if params.model.tied_embeddings {
             EMBEDDING
         } else {
-            "lm_head.weight"
+            LM_HEAD
         };
         Ok(HeadsAt {
             hidden: find("hidden")?,
@@ -574,6 +575,9 @@ impl Kernel for Heads {
             let offset = m.vocab_offset(self.rank);
             let lm_head = if m.tied_embeddings {
                 packed(at.lm_head, m.vocab)?.slice_rows(offset, m.vocab_local)
+            } else if m.matrices == MatrixDtype::Bf16 {
+                let values = ctx.input::<half::bf16>(at.lm_head)?;
+                Packed::bf16_pairs(bytemuck::cast_slice(values), m.vocab_local, d).map_err(bad)?
             } else {
                 packed(at.lm_head, m.vocab_local)?
             };
@@ -754,7 +758,7 @@ mod tests {
             rms_eps: 1e-5,
             tied_embeddings: true,
             vocab_local: 23,
-            layer_matrices: crate::kernels::llama::graph::MatrixDtype::F32,
+            matrices: crate::kernels::llama::graph::MatrixDtype::F32,
         }
     }
 
@@ -940,13 +944,13 @@ mod tests {
     }
 
     #[test]
-    fn bf16_layer_matrices_are_refused_unless_the_products_are_bf16() {
+    fn bf16_matrices_are_refused_unless_the_products_are_bf16() {
         use crate::kernels::llama::packed::Precision;
         if Precision::current() == Precision::Bf16 {
             return; // run by the parallel-decode device tests instead
         }
         let mut p = forward_params(1, OutputsAt::Last, false);
-        p.model.layer_matrices = crate::kernels::llama::graph::MatrixDtype::Bf16;
+        p.model.matrices = crate::kernels::llama::graph::MatrixDtype::Bf16;
         let inputs: Vec<(TensorSpec, Vec<u8>)> = p
             .io()
             .into_iter()
