@@ -86,8 +86,9 @@ pub struct Args {
     max_new_tokens: usize,
     /// Sequences decoded at once while distilling (KV slots of the distillation model). More
     /// rows share each pass over the weights: 256 prompts of the built-in set took 119 s with
-    /// 16 rows, 96 s with 32, 84 s with 64 and 80 s with 128 (the bf16 mock, two cores). The
-    /// answers do not depend on it.
+    /// 16 rows, 96 s with 32, 84 s with 64 and 80 s with 128 (the bf16 mock, two cores, f32
+    /// matrices; 68 s with 64 rows once the matrices were compiled in bf16). The answers do not
+    /// depend on it.
     #[arg(long, default_value_t = 64)]
     rows: usize,
     /// Distill on these compiled artifacts (for example a Neuron device's) instead of compiling

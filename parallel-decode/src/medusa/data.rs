@@ -341,8 +341,8 @@ pub fn cached(dir: &Path, make: impl FnOnce() -> Result<Dataset>) -> Result<(Dat
     Ok((dataset, false))
 }
 
-/// Prompts per cache entry in [`cached_in_chunks`] (about 2.5 minutes of distilling for the
-/// default model on two cores).
+/// Prompts per cache entry in [`cached_in_chunks`] (about a minute of distilling for the
+/// default model on two cores with the mock's bf16 matrices).
 pub const CHUNK_PROMPTS: usize = 256;
 
 /// The dataset for `prompts`, cached under `home` in chunks of `chunk` prompts: chunks already
