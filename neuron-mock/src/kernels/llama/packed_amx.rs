@@ -108,13 +108,7 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         }
         for t0 in (0..tokens).step_by(GROUP) {
             let rows = GROUP.min(tokens - t0);
-            if tiles
-                .as_ref()
-                .is_none_or(|t| t.rows() != tile_rows(rows, 0))
-            {
-                drop(tiles.take()); // released before reconfiguring
-                tiles = Some(Tiles::configure(tile_rows(rows, 0)));
-            }
+            configure_group(&mut tiles, rows);
             let a = &x16[t0 * k32..(t0 + rows) * k32];
             zero_sums();
             if fused {
@@ -130,6 +124,18 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
             });
         }
         p += n;
+    }
+}
+
+/// Configures the tiles for one group of `rows` tokens, keeping the configuration in `tiles`
+/// when it is for as many rows already.
+fn configure_group(tiles: &mut Option<Tiles>, rows: usize) {
+    if tiles
+        .as_ref()
+        .is_none_or(|t| t.rows() != tile_rows(rows, 0))
+    {
+        drop(tiles.take()); // released before reconfiguring
+        *tiles = Some(Tiles::configure(tile_rows(rows, 0)));
     }
 }
 
@@ -213,13 +219,7 @@ pub(super) fn pair_panels(panels: &[u16], k: usize, x16: &[u16], tokens: usize, 
         let n = PANELS_PER_BLOCK.min(count - p);
         for t0 in (0..tokens).step_by(GROUP) {
             let rows = GROUP.min(tokens - t0);
-            if tiles
-                .as_ref()
-                .is_none_or(|t| t.rows() != tile_rows(rows, 0))
-            {
-                drop(tiles.take()); // released before reconfiguring
-                tiles = Some(Tiles::configure(tile_rows(rows, 0)));
-            }
+            configure_group(&mut tiles, rows);
             zero_sums();
             multiply(tile(p), n, 0..steps, &x16[t0 * k32..(t0 + rows) * k32], k32);
             store_sums(&[0, 1, 2, 3][..n], out, |j| {
