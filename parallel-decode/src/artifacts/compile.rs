@@ -53,9 +53,9 @@ pub struct CompileOptions {
     /// The candidate tree to record (when there are heads); the heads file's own tree, or a
     /// default, otherwise.
     pub medusa_tree: Option<MedusaTree>,
-    /// How the decoder layers' matrices are stored: f32, or bf16 as a Neuron compiler casts
-    /// them (half the bytes; the mock runs them only with its products in bf16). Default:
-    /// [`matrices_for_mock`].
+    /// How the matrices the forward passes stream (the layers' projections and the LM head)
+    /// are stored: f32, or bf16 as a Neuron compiler casts them (half the bytes; the mock runs
+    /// them only with its products in bf16). Default: [`matrices_for_mock`].
     pub matrices: MatrixDtype,
 }
 
@@ -74,7 +74,7 @@ impl Default for CompileOptions {
     }
 }
 
-/// The layer matrices that suit the mock in this process: bf16 when its products are bf16
+/// The matrices that suit the mock in this process: bf16 when its products are bf16
 /// (`NEURON_MOCK_MATMUL=bf16`, the variable the mock reads), since it would round f32 weights
 /// to the same values on every pass; f32 otherwise, the only ones its f32 products take.
 pub fn matrices_for_mock() -> MatrixDtype {
@@ -462,7 +462,7 @@ fn write_weights(
         if let Some(vocab) = heads_vocab {
             plan.push((HEADS_LM_HEAD.to_string(), vec![vocab.len(), d]));
         }
-        // bf16 layer matrices are passed on as the f32 values of their bf16 pair panels: the
+        // bf16 matrices are passed on as the f32 values of their bf16 pair panels: the
         // writer's rounding to bf16 then keeps them exactly.
         let stored = |name: &str, data: &[f32], shape: &[usize]| -> Vec<f32> {
             match *shape {

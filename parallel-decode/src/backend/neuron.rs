@@ -168,7 +168,7 @@ impl NeuronModel {
             return Err(Error::Setting {
                 field: "NEURON_MOCK_MATMUL",
                 message: format!(
-                    "{} holds bf16 layer matrices, which the mock multiplies only in bf16: set \
+                    "{} holds bf16 matrices, which the mock multiplies only in bf16: set \
                      NEURON_MOCK_MATMUL=bf16, or compile with --matrices f32",
                     dir.display()
                 ),

@@ -7,10 +7,9 @@ use super::forward::{
     Batch, Collective, CollectiveError, ForwardError, LayerWeights, OutputAt, Outputs, Row,
     Scratch, Weights, commit_kv,
 };
-use super::graph::MatrixDtype;
 use super::graph::{
-    CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, LM_HEAD, NEXT_IDS,
-    OutputsAt, head_tensor, head_token_parts,
+    CommitParams, EMBEDDING, ForwardParams, HEADS_LM_HEAD, HeadsParams, LM_HEAD, MatrixDtype,
+    NEXT_IDS, OutputsAt, head_tensor, head_token_parts,
 };
 use super::linalg::exp_in_place;
 use super::packed::{Packed, PackedProduct, PackedScratch, Precision, matmul_packed};
@@ -142,7 +141,7 @@ fn build_forward(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, KernelError> {
     }
     if params.model.matrices == MatrixDtype::Bf16 && Precision::current() != Precision::Bf16 {
         return Err(ctx.params_error(format!(
-            "this graph's layer matrices are bf16, which the mock multiplies only in bf16: set \
+            "this graph's matrices are bf16, which the mock multiplies only in bf16: set \
              NEURON_MOCK_MATMUL=bf16 (products now in {}), or compile the model with f32 \
              matrices",
             Precision::current().name()
@@ -964,7 +963,7 @@ mod tests {
         // Refused when the NEFF loads, not when a pass reaches the matrices.
         let err = err.to_string();
         assert!(
-            err.contains("layer matrices are bf16") && err.contains("NEURON_MOCK_MATMUL=bf16"),
+            err.contains("matrices are bf16") && err.contains("NEURON_MOCK_MATMUL=bf16"),
             "{err}"
         );
     }
