@@ -194,11 +194,6 @@ impl<'a> Packed<'a> {
         })
     }
 
-    /// Whether the matrix is stored in bf16 pair panels.
-    pub fn is_bf16(&self) -> bool {
-        matches!(self.data, Panels::Bf16Pairs(_))
-    }
-
     /// Rows in the view.
     pub fn rows(&self) -> usize {
         self.rows
