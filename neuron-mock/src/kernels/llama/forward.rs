@@ -549,8 +549,20 @@ fn attention_of_rows(
         total += row.new_len() * dims.q_heads * (row.cache_len + row.new_len()) * dims.head_dim;
         work.push((row, row_q, row_out));
     }
+    // Query heads per task: a whole group shares one pass over its keys and values, but a
+    // pass of one or two new tokens in all has too few groups to keep the pool's threads busy
+    // (3 tasks for 2 threads), and its threads then sleep between the short products around
+    // it: one head per task there (a bf16 decode step of SmolLM2 16.8 -> 15.6 ms; from 4
+    // tokens on, or with many rows, whole groups are faster).
+    let tokens: usize = rows.iter().map(Row::new_len).sum();
+    let tasks_wanted = rayon::current_num_threads() * super::packed::TASKS_PER_THREAD;
+    let per = if tokens * dims.kv_heads < tasks_wanted {
+        1
+    } else {
+        dims.q_heads / dims.kv_heads
+    };
     let one = |(row, q, out): (&Row<'_>, &[f32], &mut [f32])| {
-        attention(dims, layer, kv_cache, row, q, out)
+        attention(dims, layer, kv_cache, row, per, q, out)
     };
     if work.len() > 1 && total > SERIAL_ATTENTION_WORK {
         work.into_par_iter().for_each(one);
@@ -562,10 +574,10 @@ fn attention_of_rows(
 /// Grouped-query attention of one row's new tokens over the row's cache and the new tokens
 /// each may see. `q` and `out` are `[new tokens][q_heads · head_dim]`.
 ///
-/// One task per new token and key/value head covers the query heads sharing that head (or,
-/// with few new tokens, one task per query head, so that a decode step's attention runs on
-/// every thread of the pool, not on one), and the tasks of a row share one wake-up of the
-/// pool. A task's query heads are scored together against the head's keys (contiguous in
+/// Each task covers `per` query heads (a divisor of the group: the whole group sharing a
+/// key/value head, or one head in a pass of few tokens), so that a decode step's attention
+/// runs on every thread of the pool, not on one, and the tasks of a row share one wake-up of
+/// the pool. A task's query heads are scored together against the head's keys (contiguous in
 /// the cache), each score summed by the row kernel of [`super::linalg`] in an order that does
 /// not depend on how many queries there are: a position scores the same in a decode step and
 /// in a verify pass.
@@ -574,6 +586,7 @@ fn attention(
     layer: usize,
     kv_cache: &[f32],
     row: &Row<'_>,
+    per: usize,
     q: &[f32],
     out: &mut [f32],
 ) {
@@ -581,17 +594,7 @@ fn attention(
     let group = dims.q_heads / dims.kv_heads;
     let visible = row.cache_len + n;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Query heads per task: a whole group shares one pass over its keys and values, but a
-    // pass of one or two tokens has too few groups to keep the pool's threads busy (3 tasks
-    // for 2 threads), and its threads then sleep between the short products around it: one
-    // head per task there (a bf16 decode step of SmolLM2 16.8 -> 15.6 ms; from 4 tokens on,
-    // whole groups are faster).
-    let tasks_wanted = rayon::current_num_threads() * super::packed::TASKS_PER_THREAD;
-    let per = if n * dims.kv_heads < tasks_wanted {
-        1
-    } else {
-        group
-    };
+    debug_assert!(per > 0 && group.is_multiple_of(per));
     // Buffers for a task's queries (scaled) and their scores, then probabilities, by key.
     let buffers = || (vec![0.0; per * hd], vec![0.0; per * visible]);
     // `out` and `q` are `[token][q head][hd]`: task t holds query heads `t·per ..` of all
@@ -756,7 +759,8 @@ mod tests {
         for (r, one_row) in rows.iter().enumerate() {
             let mut one = vec![f32::NAN; width];
             let range = r * width..(r + 1) * width;
-            attention(&dims, 1, &kv, one_row, &q[range.clone()], &mut one);
+            // Alone, a decode step: one query head per task.
+            attention(&dims, 1, &kv, one_row, 1, &q[range.clone()], &mut one);
             assert!(one.iter().all(|v| v.is_finite()));
             assert_eq!(bits(&all[range]), bits(&one), "row {r}");
         }
@@ -775,7 +779,8 @@ mod tests {
             let q = pseudo_random(n * width, n as u32);
             let tokens = vec![0; n];
             let mut all = vec![f32::NAN; n * width];
-            attention(&dims, 1, &kv, &row(cache_len, &tokens), &q, &mut all);
+            let group = dims.q_heads / dims.kv_heads;
+            attention(&dims, 1, &kv, &row(cache_len, &tokens), group, &q, &mut all);
             assert!(all.iter().all(|v| v.is_finite()) && all.iter().any(|&v| v != 0.0));
             for i in 0..n {
                 let mut one = vec![f32::NAN; width];
@@ -785,6 +790,7 @@ mod tests {
                     1,
                     &kv,
                     &row(cache_len + i, &tokens[..1]),
+                    1,
                     q1,
                     &mut one,
                 );
