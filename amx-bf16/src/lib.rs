@@ -109,17 +109,31 @@ pub fn padded(k: usize) -> usize {
 }
 
 /// Rows `[rows][k]` f32 as `[rows][padded(k)]` bf16, zero-padded, into `out` (an A operand).
+/// Many rows are converted on the thread pool (a pass of dozens of tokens converts every
+/// product's activations: serial, that left the pool idle).
 pub fn rows_to_bf16(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
+    /// Rows from which the pool converts them (fewer are cheaper than waking it).
+    const PARALLEL_ROWS: usize = 32;
     let k32 = padded(k);
-    out.clear();
+    // Every value is written below, so a buffer of the right length needs no clearing.
     out.resize(rows * k32, 0);
     if k == 0 {
         return;
     }
-    for (row, src) in out.chunks_exact_mut(k32).zip(x.chunks_exact(k)) {
+    let convert = |(row, src): (&mut [u16], &[f32])| {
         for (o, &v) in row.iter_mut().zip(src) {
             *o = to_bf16(v);
         }
+        row[k..].fill(0);
+    };
+    if rows >= PARALLEL_ROWS {
+        out.par_chunks_exact_mut(k32)
+            .zip(x.par_chunks_exact(k))
+            .for_each(convert);
+    } else {
+        out.chunks_exact_mut(k32)
+            .zip(x.chunks_exact(k))
+            .for_each(convert);
     }
 }
 
@@ -349,6 +363,44 @@ impl<'a> Strided<'a> {
         }
     }
 
+    /// Rows `c` and `c + 1` (zero past the last row) of columns `j..j + words.len()` in bf16,
+    /// row `c` in the low half of each word: one row of a B tile. The value of each word does
+    /// not depend on the layout; the loops do, so that the common ones (a row-major matrix
+    /// and a transposed one) index their runs directly: packing a weight matrix at every
+    /// training step was a tenth of training's time through [`Strided::at`].
+    fn pair_words(&self, c: usize, j: usize, words: &mut [u32]) {
+        let half = |v: f32| u32::from(to_bf16(v));
+        if c + 1 >= self.rows {
+            for (col, word) in words.iter_mut().enumerate() {
+                *word = if c < self.rows {
+                    half(self.at(c, j + col))
+                } else {
+                    0
+                };
+            }
+            return;
+        }
+        let (rs, cs) = (self.row_stride, self.col_stride);
+        if cs == 1 {
+            // Row-major: both rows' columns are runs.
+            let first = &self.data[c * rs + j..][..words.len()];
+            let second = &self.data[(c + 1) * rs + j..][..words.len()];
+            for ((word, &a), &b) in words.iter_mut().zip(first).zip(second) {
+                *word = half(a) | (half(b) << 16);
+            }
+        } else if rs == 1 {
+            // Transposed: each column's two rows are neighbours.
+            for (col, word) in words.iter_mut().enumerate() {
+                let pair = &self.data[c + (j + col) * cs..][..2];
+                *word = half(pair[0]) | (half(pair[1]) << 16);
+            }
+        } else {
+            for (col, word) in words.iter_mut().enumerate() {
+                *word = half(self.at(c, j + col)) | (half(self.at(c + 1, j + col)) << 16);
+            }
+        }
+    }
+
     /// Element `(r, c)`.
     fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.row_stride + c * self.col_stride]
@@ -466,17 +518,7 @@ impl PackedB {
                     let width = ROWS.min(n - j);
                     for (s, tile) in panel.chunks_exact_mut(TILE_WORDS).enumerate() {
                         for (i, words) in tile.chunks_exact_mut(ROWS).enumerate() {
-                            let c = s * COLUMNS + 2 * i;
-                            let half = |c: usize, col: usize| {
-                                if c < k {
-                                    u32::from(to_bf16(b.at(c, j + col)))
-                                } else {
-                                    0
-                                }
-                            };
-                            for (col, word) in words[..width].iter_mut().enumerate() {
-                                *word = half(c, col) | (half(c + 1, col) << 16);
-                            }
+                            b.pair_words(s * COLUMNS + 2 * i, j, &mut words[..width]);
                         }
                     }
                 });
@@ -712,6 +754,28 @@ mod tests {
     }
 
     #[test]
+    fn rows_convert_alike_however_many_and_pad_with_zeros() {
+        // Few rows are converted on the calling thread, many on the pool; a buffer left
+        // longer and dirty by an earlier call is cut and written over.
+        let k = 45;
+        let x = pseudo_random(40 * k, 3);
+        let mut out = vec![u16::MAX; 50 * padded(k)];
+        for rows in [1, 5, 31, 32, 40] {
+            rows_to_bf16(&x, rows, k, &mut out);
+            assert_eq!(out.len(), rows * padded(k));
+            for (r, row) in out.chunks_exact(padded(k)).enumerate() {
+                let want: Vec<u16> = x[r * k..(r + 1) * k].iter().map(|&v| to_bf16(v)).collect();
+                assert_eq!(&row[..k], &want[..], "{rows} rows: row {r}");
+                assert!(
+                    row[k..].iter().all(|&v| v == 0),
+                    "{rows} rows: row {r}'s padding"
+                );
+            }
+            out.resize(50 * padded(k), u16::MAX);
+        }
+    }
+
+    #[test]
     fn rounding_to_bf16_is_to_nearest_even() {
         assert_eq!(to_bf16(1.0), 0x3f80);
         // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to the even 1.
@@ -810,6 +874,8 @@ mod tests {
             let mut a16s = PackedA::default();
             a16s.convert(Strided::new(&spaced, m, k, 2 * k, 2));
             let packed_t = PackedB::new(Strided::row_major(&bt, n, k).t());
+            let spaced_b: Vec<f32> = bm.iter().flat_map(|&v| [v, f32::NAN]).collect();
+            let packed_s = PackedB::new(Strided::new(&spaced_b, k, n, 2 * n, 2));
             // A conversion into memory holding another shape's tiles (NaNs) leaves none of them.
             let (m2, k2) = (m + ROWS, k + COLUMNS);
             reused.convert(Strided::row_major(&vec![f32::NAN; m2 * k2], m2, k2));
@@ -818,6 +884,7 @@ mod tests {
                 (&a16t, &packed),
                 (&a16s, &packed),
                 (&a16, &packed_t),
+                (&a16, &packed_s),
                 (&reused, &packed),
             ] {
                 let mut other = vec![f32::NAN; m * ldc];

@@ -11,7 +11,7 @@ use super::linalg::{
     argmax, attention_scores, rms_norm, rope_angles, rope_in_place, softmax_in_place,
     swiglu_in_place, weighted_sums,
 };
-use super::packed::{Packed, PackedProduct, PackedScratch, matmul_packed};
+use super::packed::{PARALLEL_TOKENS, Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
 
 /// The dimensions of one rank's share of the model.
@@ -319,7 +319,9 @@ pub fn forward(
     }
 
     for (layer, lw) in weights.layers.iter().enumerate() {
-        rms_norm(&s.x, lw.input_norm, dims.rms_eps, &mut s.h);
+        let eps = dims.rms_eps;
+        let input_norm = |h: &mut [f32], x: &[f32]| rms_norm(x, lw.input_norm, eps, h);
+        per_token(&mut s.h, d, &s.x, d, input_norm);
         #[rustfmt::skip]
         let mut qkv = [
             PackedProduct { w: lw.q_proj, y: &mut s.q },
@@ -327,9 +329,10 @@ pub fn forward(
             PackedProduct { w: lw.v_proj, y: &mut s.v },
         ];
         matmul_packed(&mut qkv, &s.h, d, n, &mut s.packed);
+        let rope = |x: &mut [f32], angles: &[Vec<(f32, f32)>]| rope_in_place(x, &angles[0]);
+        per_token(&mut s.q, qw, &s.rope, 1, rope);
+        per_token(&mut s.k, kvw, &s.rope, 1, rope);
         for (t, &(r, i)) in token_row.iter().enumerate() {
-            rope_in_place(&mut s.q[t * qw..(t + 1) * qw], &s.rope[t]);
-            rope_in_place(&mut s.k[t * kvw..(t + 1) * kvw], &s.rope[t]);
             let row = &rows[r];
             for g in 0..dims.kv_heads {
                 let at = row.cache_len + i;
@@ -350,9 +353,10 @@ pub fn forward(
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
-        add_in_place(&mut s.x, &s.proj);
+        per_token(&mut s.x, d, &s.proj, d, add_in_place);
 
-        rms_norm(&s.x, lw.post_norm, dims.rms_eps, &mut s.h);
+        let post_norm = |h: &mut [f32], x: &[f32]| rms_norm(x, lw.post_norm, eps, h);
+        per_token(&mut s.h, d, &s.x, d, post_norm);
         let f = dims.intermediate;
         #[rustfmt::skip]
         let mut gate_up = [
@@ -360,7 +364,7 @@ pub fn forward(
             PackedProduct { w: lw.up_proj, y: &mut s.up },
         ];
         matmul_packed(&mut gate_up, &s.h, d, n, &mut s.packed);
-        swiglu_in_place(&mut s.gate, &s.up);
+        per_token(&mut s.gate, f, &s.up, f, swiglu_in_place);
         let down = PackedProduct {
             w: lw.down_proj,
             y: &mut s.proj,
@@ -369,7 +373,7 @@ pub fn forward(
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
-        add_in_place(&mut s.x, &s.proj);
+        per_token(&mut s.x, d, &s.proj, d, add_in_place);
     }
 
     // Output tokens: the last of each row, or all of them (padding rows of a bucket are the
@@ -437,13 +441,31 @@ pub fn forward(
         &s.logits_local
     };
     if let Some(next) = out.next_token {
-        for (o, &at) in out.at.iter().take(m).enumerate() {
-            next[at] = argmax(&logits[o * v..(o + 1) * v]) as i32;
+        let best = |o: usize| argmax(&logits[o * v..(o + 1) * v]) as i32;
+        let best: Vec<i32> = if m >= PARALLEL_TOKENS {
+            (0..m).into_par_iter().map(best).collect()
+        } else {
+            (0..m).map(best).collect()
+        };
+        for (&at, best) in out.at.iter().zip(best) {
+            next[at] = best;
         }
     }
     if let Some(dst) = out.logits {
+        // Which output each destination row takes (the last one, were two to name it).
+        let mut source = vec![None; dst.len() / v.max(1)];
         for (o, &at) in out.at.iter().take(m).enumerate() {
-            dst[at * v..(at + 1) * v].copy_from_slice(&logits[o * v..(o + 1) * v]);
+            source[at] = Some(o);
+        }
+        let copy = |(dst, o): (&mut [f32], &Option<usize>)| {
+            if let Some(o) = *o {
+                dst.copy_from_slice(&logits[o * v..(o + 1) * v]);
+            }
+        };
+        if m >= PARALLEL_TOKENS {
+            dst.par_chunks_mut(v).zip(&source).for_each(copy);
+        } else {
+            dst.chunks_mut(v).zip(&source).for_each(copy);
         }
     }
     Ok(())
@@ -630,6 +652,31 @@ fn attention(
         out.par_chunks_mut(per * hd)
             .enumerate()
             .for_each_init(buffers, task);
+    }
+}
+
+/// `f(dst_t, src_t)` for every token `t` of a pass, `dst` and `src` holding `dst_width` and
+/// `src_width` values a token: on the pool when the pass has [`PARALLEL_TOKENS`] tokens or
+/// more. Each token's values are computed the same way either way.
+fn per_token<D: Send, S: Sync>(
+    dst: &mut [D],
+    dst_width: usize,
+    src: &[S],
+    src_width: usize,
+    f: impl Fn(&mut [D], &[S]) + Sync,
+) {
+    if dst_width == 0 || src_width == 0 {
+        return;
+    }
+    let tokens = dst.len() / dst_width;
+    if tokens >= PARALLEL_TOKENS {
+        dst.par_chunks_mut(dst_width)
+            .zip(src.par_chunks(src_width))
+            .for_each(|(d, s)| f(d, s));
+    } else {
+        dst.chunks_mut(dst_width)
+            .zip(src.chunks(src_width))
+            .for_each(|(d, s)| f(d, s));
     }
 }
 

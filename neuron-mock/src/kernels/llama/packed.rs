@@ -339,8 +339,13 @@ pub fn matmul_packed(
     let bf16_buf = &scratch.bf16[..];
     let panel_counts: Vec<(usize, usize)> = products.iter().map(|p| p.w.panel_range()).collect();
     let total_panels: usize = panel_counts.iter().map(|(a, b)| b - a).sum();
-    let out = &mut scratch.out;
-    out.resize(total_panels * tokens * PANEL, 0.0);
+    // Grown, never shrunk: the kernels write every value, and re-filling the LM head's
+    // megabytes with zeros after each layer's smaller products shrank it was a serial memset.
+    let needed = total_panels * tokens * PANEL;
+    if scratch.out.len() < needed {
+        scratch.out.resize(needed, 0.0);
+    }
+    let out = &mut scratch.out[..needed];
 
     // Work items: a run of panels of one product and its slice of `out`.
     let mut work: Vec<(Packed<'_>, usize, usize, &mut [f32])> = Vec::new();
@@ -353,7 +358,7 @@ pub fn matmul_packed(
             .div_ceil(tasks)
             .next_multiple_of(kernel.panels_per_block())
     };
-    let mut rest = &mut out[..];
+    let mut rest = out;
     for (p, &(from, to)) in products.iter().zip(&panel_counts) {
         let mut first = from;
         while first < to {
@@ -382,20 +387,40 @@ pub fn matmul_packed(
     let mut offset = 0;
     for (p, &(from, to)) in products.iter_mut().zip(&panel_counts) {
         let block = &scratch.out[offset..offset + (to - from) * tokens * PANEL];
-        // Panel `i` holds matrix rows `from·PANEL + i·PANEL ..`, i.e. view rows starting at
-        // `i·PANEL - skip`; copy the part of each 16-lane run that falls inside the view.
-        let skip = p.w.first - from * PANEL;
-        let rows = p.w.rows;
-        for (i, panel) in block.chunks_exact(tokens * PANEL).enumerate() {
-            let start = (i * PANEL).saturating_sub(skip);
-            let end = ((i + 1) * PANEL).saturating_sub(skip).min(rows);
-            let lane0 = start + skip - i * PANEL;
-            for (t, lanes) in panel.chunks_exact(PANEL).enumerate() {
-                p.y[t * rows + start..t * rows + end]
-                    .copy_from_slice(&lanes[lane0..lane0 + end - start]);
-            }
+        offset += block.len();
+        let (skip, rows) = (p.w.first - from * PANEL, p.w.rows);
+        if rows == 0 {
+            continue;
         }
-        offset += (to - from) * tokens * PANEL;
+        let y = &mut p.y[..tokens * rows];
+        let token_row = |(t, y): (usize, &mut [f32])| gather_token(block, tokens, skip, t, y);
+        // Many tokens' rows are megabytes (the LM head of a distillation pass): the pool
+        // copies them, as it computed them.
+        if tokens >= PARALLEL_TOKENS {
+            y.par_chunks_mut(rows).enumerate().for_each(token_row);
+        } else {
+            y.chunks_mut(rows).enumerate().for_each(token_row);
+        }
+    }
+}
+
+/// Passes of at least this many tokens spread their per-token copies and elementwise work
+/// over the pool (a distillation pass's 64 rows, a prompt); fewer (a decode step, a tree)
+/// are cheaper on the calling thread than the wake-ups of the pool, several a layer.
+pub(super) const PARALLEL_TOKENS: usize = 32;
+
+/// Token `t`'s results, row `y` of a product, from `block` (`[panel][token][PANEL]`, `tokens`
+/// tokens, the view's first row `skip` lanes into the first panel).
+fn gather_token(block: &[f32], tokens: usize, skip: usize, t: usize, y: &mut [f32]) {
+    let rows = y.len();
+    // Panel `i` holds view rows from `i·PANEL - skip`: copy the part of its 16-lane run for
+    // token `t` that falls inside the view.
+    for (i, panel) in block.chunks_exact(tokens * PANEL).enumerate() {
+        let start = (i * PANEL).saturating_sub(skip);
+        let end = ((i + 1) * PANEL).saturating_sub(skip).min(rows);
+        let lane0 = start + skip - i * PANEL;
+        let lanes = &panel[t * PANEL..(t + 1) * PANEL];
+        y[start..end].copy_from_slice(&lanes[lane0..lane0 + end - start]);
     }
 }
 

@@ -361,6 +361,74 @@ fn cached_decoding_equals_a_full_prefill() {
     }
 }
 
+#[test]
+fn long_passes_decode_exactly_as_short_ones() {
+    // 36 tokens in one pass spread their per-token work (norms, rotations, the products'
+    // copies, the argmax and the logits) over the pool; 6 at a time keep it on the calling
+    // thread. A token's values must not depend on which.
+    let model = small_model(6);
+    let tokens: Vec<i32> = (0..36).map(|i| (i * 7 + 3) % 37).collect();
+    let mut cache = vec![0.0; model.dims.kv_cache_len()];
+    let long = run(
+        &model,
+        &mut cache,
+        row(0, 0, &tokens, &positions(0, 36), None),
+        OutputAt::All,
+    );
+    let mut short = Vec::new();
+    for start in (0..36).step_by(6) {
+        short.extend(run(
+            &model,
+            &mut cache,
+            row(
+                1,
+                start,
+                &tokens[start..start + 6],
+                &positions(start, 6),
+                None,
+            ),
+            OutputAt::All,
+        ));
+    }
+    let bits = |x: &[Vec<f32>]| -> Vec<u32> { x.iter().flatten().map(|v| v.to_bits()).collect() };
+    assert_eq!(bits(&long), bits(&short));
+    // Two rows of 18 in one pass, their outputs written to destinations in reverse order.
+    let v = model.dims.vocab;
+    let (mut logits, mut next) = (vec![0.0; 2 * v], vec![0; 2]);
+    let p = positions(0, 18);
+    let rows = [
+        row(2, 0, &tokens[..18], &p, None),
+        row(0, 0, &tokens[18..], &p, None),
+    ];
+    forward(
+        &model.dims,
+        &model.weights(),
+        &mut cache,
+        Batch {
+            rows: &rows,
+            output_at: OutputAt::Last,
+        },
+        Outputs {
+            at: &[1, 0],
+            logits: Some(&mut logits),
+            hidden: None,
+            next_token: Some(&mut next),
+        },
+        &SingleRank,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+    let alone = |t: &[i32]| {
+        let mut cache = vec![0.0; model.dims.kv_cache_len()];
+        run(&model, &mut cache, row(0, 0, t, &p, None), OutputAt::Last).remove(0)
+    };
+    let (a, b) = (alone(&tokens[..18]), alone(&tokens[18..]));
+    assert_eq!(bits(&[logits[v..].to_vec()]), bits(&[a.clone()]), "row a");
+    assert_eq!(bits(&[logits[..v].to_vec()]), bits(&[b.clone()]), "row b");
+    let best = |x: &[f32]| super::linalg::argmax(x) as i32;
+    assert_eq!(next, [best(&b), best(&a)]);
+}
+
 /// A tree over 6 new tokens: 0 is the root, 1 and 2 its children, 3 child of 1, 4 and 5
 /// children of 2. Parent of each node, and its depth.
 const PARENT: [Option<usize>; 6] = [None, Some(0), Some(0), Some(1), Some(2), Some(2)];
