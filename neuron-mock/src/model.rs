@@ -251,15 +251,19 @@ impl Model {
                     ),
                 )
             })?;
+        // A world of one rank (a model loaded with `nrt_load_collectives` for one core, as
+        // `neuron-rt`'s model groups load every model) has no one to wait for: its collectives
+        // are the identity, and it runs as a model loaded alone.
+        let world = self.membership.as_ref().filter(|m| m.comm.size() > 1);
         for _ in 0..repeat {
             let deadline = Instant::now() + self.exec_timeout;
-            let comm = match &self.membership {
+            let comm = match world {
                 Some(m) => Communicator::new(&m.comm, m.rank, deadline),
                 None => Communicator::single(),
             };
             let ctx = ExecCtx::new(&self.inputs, &self.outputs, locked.views(), comm);
             let run = || self.kernel.run(&ctx);
-            let result = if self.membership.is_none() {
+            let result = if world.is_none() {
                 // On a thread of the pool, a kernel's parallel products run partly on that
                 // thread and wake only the other workers; from this (the client's) thread each
                 // would hand all its work over and sleep until it is done. A SmolLM2-135M
