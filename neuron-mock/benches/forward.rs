@@ -9,6 +9,9 @@
 //! - `forward/in_pool/T`: the same pass run on a pool thread (`rayon::scope`), which works on
 //!   the products itself and wakes only the other workers.
 //!
+//! - `distill/C`: a self-distillation pass, 64 rows of one token each at `C` cached positions
+//!   (the bf16 matrices under `NEURON_MOCK_MATMUL=bf16`).
+//!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
 //! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`), and adds
 //! `forward/bf16_matrices/T`: the pass outside the pool with the layer matrices and the LM
@@ -222,6 +225,74 @@ fn forward_pass(c: &mut Criterion) {
                 |b, _| b.iter(|| pass(weights)),
             );
         }
+    }
+    group.finish();
+    distillation_passes(c, bf16_weights.as_ref().unwrap_or(&f32_weights), dims);
+}
+
+/// Rows of a distillation pass (`neuron-decode train-heads --rows`, default 64).
+const DISTILL_ROWS: usize = 64;
+
+/// `distill/C`: a pass of [`DISTILL_ROWS`] rows of one token each, every row `C` positions
+/// into its own slot, as self-distillation runs them (with the bf16 matrices under
+/// `NEURON_MOCK_MATMUL=bf16`). The weights stream once for all rows while each row reads its
+/// own keys and values, so how the time grows with `C` is the attention's share.
+fn distillation_passes(c: &mut Criterion, weights: &Weights<'_>, dims: Dims) {
+    const CONTEXTS: [usize; 3] = [64, 256, 512];
+    let dims = Dims {
+        slots: DISTILL_ROWS,
+        max_len: CONTEXTS[CONTEXTS.len() - 1] + 1,
+        ..dims
+    };
+    // Zeros: the values do not change the work, and untouched pages cost nothing to make.
+    let mut kv = vec![0.0f32; dims.kv_cache_len()];
+    let mut scratch = Scratch::default();
+    let mut group = c.benchmark_group("distill");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(DISTILL_ROWS as u64));
+    let ids: Vec<[i32; 1]> = (0..DISTILL_ROWS as i32).map(|r| [100 + r]).collect();
+    let at: Vec<usize> = (0..DISTILL_ROWS).collect();
+    let mut logits = vec![0.0; DISTILL_ROWS * VOCAB];
+    let mut hidden = vec![0.0; DISTILL_ROWS * HIDDEN];
+    let mut next = vec![0; DISTILL_ROWS];
+    for context in CONTEXTS {
+        let positions = [context as i32];
+        let rows: Vec<Row<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(slot, ids)| Row {
+                slot,
+                cache_len: context,
+                tokens: ids,
+                positions: &positions,
+                mask: None,
+                width: 1,
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::from_parameter(context), &context, |b, _| {
+            b.iter(|| {
+                let out = Outputs {
+                    at: &at,
+                    logits: Some(&mut logits),
+                    hidden: Some(&mut hidden),
+                    next_token: Some(&mut next),
+                };
+                let batch = Batch {
+                    rows: &rows,
+                    output_at: OutputAt::Last,
+                };
+                forward(
+                    &dims,
+                    weights,
+                    &mut kv,
+                    batch,
+                    out,
+                    &SingleRank,
+                    &mut scratch,
+                )
+                .unwrap();
+            })
+        });
     }
     group.finish();
 }
