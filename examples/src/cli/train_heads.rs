@@ -85,11 +85,11 @@ pub struct Args {
     #[arg(long, default_value_t = 192)]
     max_new_tokens: usize,
     /// Sequences decoded at once while distilling (KV slots of the distillation model). More
-    /// rows share each pass over the weights: 256 prompts of the built-in set took 119 s with
-    /// 16 rows, 96 s with 32, 84 s with 64 and 80 s with 128 (the bf16 mock, two cores, f32
-    /// matrices; 68 s with 64 rows once the matrices were compiled in bf16). The answers do not
-    /// depend on it.
-    #[arg(long, default_value_t = 64)]
+    /// rows share each pass over the weights, and each takes its own KV cache (about 17 MB a
+    /// row for the default model and the built-in prompts): 1024 prompts of the built-in set
+    /// took 186 s with 64 rows and 171 s with 128 (the bf16 mock, two cores, bf16 matrices;
+    /// 2.6 and 3.7 GB resident). The answers do not depend on it.
+    #[arg(long, default_value_t = 128)]
     rows: usize,
     /// Distill on these compiled artifacts (for example a Neuron device's) instead of compiling
     /// the model for the mock; their slots set how many answers are decoded at once.

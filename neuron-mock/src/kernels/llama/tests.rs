@@ -316,6 +316,36 @@ fn row<'a>(
     }
 }
 
+/// Runs one pass of `rows`, each row's output (at its last token) going to destination
+/// `at[r]` of `logits` and, if given, `next`.
+fn run_last(
+    model: &Model,
+    cache: &mut [f32],
+    rows: &[Row<'_>],
+    at: &[usize],
+    logits: &mut [f32],
+    next: Option<&mut [i32]>,
+) {
+    forward(
+        &model.dims,
+        &model.weights(),
+        cache,
+        Batch {
+            rows,
+            output_at: OutputAt::Last,
+        },
+        Outputs {
+            at,
+            logits: Some(logits),
+            hidden: None,
+            next_token: next,
+        },
+        &SingleRank,
+        &mut Scratch::default(),
+    )
+    .unwrap();
+}
+
 fn positions(from: usize, n: usize) -> Vec<i32> {
     (from as i32..(from + n) as i32).collect()
 }
@@ -400,31 +430,22 @@ fn long_passes_decode_exactly_as_short_ones() {
         row(2, 0, &tokens[..18], &p, None),
         row(0, 0, &tokens[18..], &p, None),
     ];
-    forward(
-        &model.dims,
-        &model.weights(),
+    run_last(
+        &model,
         &mut cache,
-        Batch {
-            rows: &rows,
-            output_at: OutputAt::Last,
-        },
-        Outputs {
-            at: &[1, 0],
-            logits: Some(&mut logits),
-            hidden: None,
-            next_token: Some(&mut next),
-        },
-        &SingleRank,
-        &mut Scratch::default(),
-    )
-    .unwrap();
+        &rows,
+        &[1, 0],
+        &mut logits,
+        Some(&mut next),
+    );
     let alone = |t: &[i32]| {
         let mut cache = vec![0.0; model.dims.kv_cache_len()];
         run(&model, &mut cache, row(0, 0, t, &p, None), OutputAt::Last).remove(0)
     };
     let (a, b) = (alone(&tokens[..18]), alone(&tokens[18..]));
-    assert_eq!(bits(&[logits[v..].to_vec()]), bits(&[a.clone()]), "row a");
-    assert_eq!(bits(&[logits[..v].to_vec()]), bits(&[b.clone()]), "row b");
+    let row_bits = |x: &[f32]| -> Vec<u32> { x.iter().map(|v| v.to_bits()).collect() };
+    assert_eq!(row_bits(&logits[v..]), row_bits(&a), "row a");
+    assert_eq!(row_bits(&logits[..v]), row_bits(&b), "row b");
     let best = |x: &[f32]| super::linalg::argmax(x) as i32;
     assert_eq!(next, [best(&b), best(&a)]);
 }
@@ -558,24 +579,7 @@ fn rows_of_a_batch_are_independent() {
             width: 4,
         },
     ];
-    forward(
-        &model.dims,
-        &model.weights(),
-        &mut cache,
-        Batch {
-            rows: &rows,
-            output_at: OutputAt::Last,
-        },
-        Outputs {
-            at: &[0, 1],
-            logits: Some(&mut logits),
-            hidden: None,
-            next_token: None,
-        },
-        &SingleRank,
-        &mut Scratch::default(),
-    )
-    .unwrap();
+    run_last(&model, &mut cache, &rows, &[0, 1], &mut logits, None);
     assert_close(&logits[..v], model.reference(&a).last().unwrap(), "row a");
     assert_close(&logits[v..], model.reference(&b).last().unwrap(), "row b");
 }
