@@ -9,8 +9,8 @@
 //! - `forward/in_pool/T`: the same pass run on a pool thread (`rayon::scope`), which works on
 //!   the products itself and wakes only the other workers.
 //!
-//! - `distill/C`: a self-distillation pass, 64 rows of one token each at `C` cached positions
-//!   (the bf16 matrices under `NEURON_MOCK_MATMUL=bf16`).
+//! - `distill/C`: a self-distillation pass, 64 rows of one token each at `C` cached positions,
+//!   on a pool thread (the bf16 matrices under `NEURON_MOCK_MATMUL=bf16`).
 //!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
 //! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`), and adds
@@ -234,7 +234,7 @@ fn forward_pass(c: &mut Criterion) {
 const DISTILL_ROWS: usize = 64;
 
 /// `distill/C`: a pass of [`DISTILL_ROWS`] rows of one token each, every row `C` positions
-/// into its own slot, as self-distillation runs them (with the bf16 matrices under
+/// into its own slot, on a pool thread as self-distillation runs them (with the bf16 matrices under
 /// `NEURON_MOCK_MATMUL=bf16`). The weights stream once for all rows while each row reads its
 /// own keys and values, so how the time grows with `C` is the attention's share.
 fn distillation_passes(c: &mut Criterion, weights: &Weights<'_>, dims: Dims) {
@@ -281,15 +281,18 @@ fn distillation_passes(c: &mut Criterion, weights: &Weights<'_>, dims: Dims) {
                     rows: &rows,
                     output_at: OutputAt::Last,
                 };
-                forward(
-                    &dims,
-                    weights,
-                    &mut kv,
-                    batch,
-                    out,
-                    &SingleRank,
-                    &mut scratch,
-                )
+                // On a pool thread, as the mock runs a model's passes.
+                rayon::scope(|_| {
+                    forward(
+                        &dims,
+                        weights,
+                        &mut kv,
+                        batch,
+                        out,
+                        &SingleRank,
+                        &mut scratch,
+                    )
+                })
                 .unwrap();
             })
         });
