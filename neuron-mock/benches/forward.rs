@@ -230,7 +230,7 @@ fn forward_pass(c: &mut Criterion) {
     distillation_passes(c, bf16_weights.as_ref().unwrap_or(&f32_weights), dims);
 }
 
-/// Rows of a distillation pass (`neuron-decode train-heads --rows`, default 64).
+/// Rows of the measured distillation pass (`neuron-decode train-heads --rows`, 128 by default).
 const DISTILL_ROWS: usize = 64;
 
 /// `distill/C`: a pass of [`DISTILL_ROWS`] rows of one token each, every row `C` positions
