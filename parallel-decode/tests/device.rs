@@ -902,13 +902,16 @@ fn passes_in_the_buckets_the_learned_costs_choose_decode_exactly() {
         Box::new(Medusa::new(tree)),
     ];
     for s in &mut strategies {
-        let g = greedy(&mut c.model, s.as_mut());
-        assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
-        assert!(
-            g.target_passes > 64,
-            "{} passes: too few for a probe",
-            g.target_passes
-        );
+        // Twice: the learned costs live in the model, so probes come due across the runs
+        // (how many passes one run takes depends on the trees the measured costs allow: 60
+        // to 70 on a two-core machine).
+        let mut passes = 0;
+        for _ in 0..2 {
+            let g = greedy(&mut c.model, s.as_mut());
+            assert_eq!(g.tokens, baseline.tokens, "strategy {}", s.name());
+            passes += g.target_passes;
+        }
+        assert!(passes > 64, "{passes} passes: too few for a probe");
     }
 }
 
