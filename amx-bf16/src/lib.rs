@@ -120,12 +120,7 @@ pub fn rows_to_bf16(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
     if k == 0 {
         return;
     }
-    let convert = |(row, src): (&mut [u16], &[f32])| {
-        for (o, &v) in row.iter_mut().zip(src) {
-            *o = to_bf16(v);
-        }
-        row[k..].fill(0);
-    };
+    let convert = |(row, src): (&mut [u16], &[f32])| row_to_bf16(row, src);
     if rows >= PARALLEL_ROWS {
         out.par_chunks_exact_mut(k32)
             .zip(x.par_chunks_exact(k))
@@ -135,6 +130,33 @@ pub fn rows_to_bf16(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
             .zip(x.chunks_exact(k))
             .for_each(convert);
     }
+}
+
+/// One row of [`rows_to_bf16`]: `src` rounded into the start of `row`, zeros after. With
+/// AVX-512 the same code runs 16 values at a time (the baseline build's four a time made the
+/// conversions of a 16-token pass of SmolLM2 0.7 ms).
+fn row_to_bf16(row: &mut [u16], src: &[f32]) {
+    #[inline(always)]
+    fn convert(row: &mut [u16], src: &[f32]) {
+        for (o, &v) in row.iter_mut().zip(src) {
+            *o = to_bf16(v);
+        }
+        row[src.len()..].fill(0);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw")]
+        fn avx512(row: &mut [u16], src: &[f32]) {
+            convert(row, src)
+        }
+        if is_x86_feature_detected!("avx512bw") {
+            // SAFETY: avx512f and avx512bw were detected at run time; the function is safe
+            // Rust apart from requiring them.
+            unsafe { avx512(row, src) };
+            return;
+        }
+    }
+    convert(row, src)
 }
 
 /// The AMX tile configuration (the 64-byte operand of `LDTILECFG`, palette 1).

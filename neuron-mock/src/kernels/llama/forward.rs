@@ -321,7 +321,7 @@ pub fn forward(
     for (layer, lw) in weights.layers.iter().enumerate() {
         let eps = dims.rms_eps;
         let input_norm = |h: &mut [f32], x: &[f32]| rms_norm(x, lw.input_norm, eps, h);
-        per_token(&mut s.h, d, &s.x, d, input_norm);
+        per_tokens(&mut s.h, d, &s.x, d, input_norm);
         #[rustfmt::skip]
         let mut qkv = [
             PackedProduct { w: lw.q_proj, y: &mut s.q },
@@ -329,9 +329,15 @@ pub fn forward(
             PackedProduct { w: lw.v_proj, y: &mut s.v },
         ];
         matmul_packed(&mut qkv, &s.h, d, n, &mut s.packed);
-        let rope = |x: &mut [f32], angles: &[Vec<(f32, f32)>]| rope_in_place(x, &angles[0]);
-        per_token(&mut s.q, qw, &s.rope, 1, rope);
-        per_token(&mut s.k, kvw, &s.rope, 1, rope);
+        let rope = |width: usize| {
+            move |x: &mut [f32], angles: &[Vec<(f32, f32)>]| {
+                for (x, angles) in x.chunks_mut(width).zip(angles) {
+                    rope_in_place(x, angles);
+                }
+            }
+        };
+        per_tokens(&mut s.q, qw, &s.rope, 1, rope(qw));
+        per_tokens(&mut s.k, kvw, &s.rope, 1, rope(kvw));
         for (t, &(r, i)) in token_row.iter().enumerate() {
             let row = &rows[r];
             for g in 0..dims.kv_heads {
@@ -353,10 +359,10 @@ pub fn forward(
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
-        per_token(&mut s.x, d, &s.proj, d, add_in_place);
+        per_tokens(&mut s.x, d, &s.proj, d, add_in_place);
 
         let post_norm = |h: &mut [f32], x: &[f32]| rms_norm(x, lw.post_norm, eps, h);
-        per_token(&mut s.h, d, &s.x, d, post_norm);
+        per_tokens(&mut s.h, d, &s.x, d, post_norm);
         let f = dims.intermediate;
         #[rustfmt::skip]
         let mut gate_up = [
@@ -364,7 +370,7 @@ pub fn forward(
             PackedProduct { w: lw.up_proj, y: &mut s.up },
         ];
         matmul_packed(&mut gate_up, &s.h, d, n, &mut s.packed);
-        per_token(&mut s.gate, f, &s.up, f, swiglu_in_place);
+        per_tokens(&mut s.gate, f, &s.up, f, swiglu_in_place);
         let down = PackedProduct {
             w: lw.down_proj,
             y: &mut s.proj,
@@ -373,7 +379,7 @@ pub fn forward(
         collective
             .all_reduce_sum(&mut s.proj)
             .map_err(ForwardError::Collective)?;
-        per_token(&mut s.x, d, &s.proj, d, add_in_place);
+        per_tokens(&mut s.x, d, &s.proj, d, add_in_place);
     }
 
     // Output tokens: the last of each row, or all of them (padding rows of a bucket are the
@@ -415,60 +421,86 @@ pub fn forward(
         return Ok(());
     }
     let (v, vl) = (dims.vocab, dims.vocab_local);
-    resize(&mut s.logits_local, m * vl);
-    let lm_head = PackedProduct {
-        w: weights.lm_head,
-        y: &mut s.logits_local,
-    };
-    matmul_packed(&mut [lm_head], &s.sel, d, m, &mut s.packed);
-    let logits: &[f32] = if vl == v {
-        &s.logits_local
-    } else {
-        // Each rank computed its vocabulary slice for every output; gather them rank-major
-        // and interleave into [outputs][vocab].
-        let ranks = collective.world_size();
-        resize(&mut s.gathered, ranks * m * vl);
-        collective
-            .all_gather(&s.logits_local, &mut s.gathered)
-            .map_err(ForwardError::Collective)?;
-        resize(&mut s.logits_local, m * v);
-        for rank in 0..ranks {
-            for o in 0..m {
-                let src = &s.gathered[(rank * m + o) * vl..(rank * m + o + 1) * vl];
-                s.logits_local[o * v + rank * vl..o * v + (rank + 1) * vl].copy_from_slice(src);
+    // A lone rank whose outputs fill the first rows of the logits in order (a decode step, a
+    // verify pass) has the LM head write them in place: through scratch, a pass of 16 tokens
+    // copied its 3 MB of logits once more.
+    let in_place = vl == v && out.at.iter().take(m).copied().eq(0..m);
+    match out.logits {
+        Some(dst) if in_place && dst.len() >= m * v => {
+            let dst = &mut dst[..m * v];
+            let lm_head = PackedProduct {
+                w: weights.lm_head,
+                y: &mut *dst,
+            };
+            matmul_packed(&mut [lm_head], &s.sel, d, m, &mut s.packed);
+            if let Some(next) = out.next_token {
+                next_tokens(dst, v, &out.at[..m], next);
             }
         }
-        &s.logits_local
-    };
-    if let Some(next) = out.next_token {
-        let best = |o: usize| argmax(&logits[o * v..(o + 1) * v]) as i32;
-        let best: Vec<i32> = if m >= PARALLEL_TOKENS {
-            (0..m).into_par_iter().map(best).collect()
-        } else {
-            (0..m).map(best).collect()
-        };
-        for (&at, best) in out.at.iter().zip(best) {
-            next[at] = best;
-        }
-    }
-    if let Some(dst) = out.logits {
-        // Which output each destination row takes (the last one, were two to name it).
-        let mut source = vec![None; dst.len() / v.max(1)];
-        for (o, &at) in out.at.iter().take(m).enumerate() {
-            source[at] = Some(o);
-        }
-        let copy = |(dst, o): (&mut [f32], &Option<usize>)| {
-            if let Some(o) = *o {
-                dst.copy_from_slice(&logits[o * v..(o + 1) * v]);
+        dst => {
+            resize(&mut s.logits_local, m * vl);
+            let lm_head = PackedProduct {
+                w: weights.lm_head,
+                y: &mut s.logits_local,
+            };
+            matmul_packed(&mut [lm_head], &s.sel, d, m, &mut s.packed);
+            let logits: &[f32] = if vl == v {
+                &s.logits_local
+            } else {
+                // Each rank computed its vocabulary slice for every output; gather them
+                // rank-major and interleave into [outputs][vocab].
+                let ranks = collective.world_size();
+                resize(&mut s.gathered, ranks * m * vl);
+                collective
+                    .all_gather(&s.logits_local, &mut s.gathered)
+                    .map_err(ForwardError::Collective)?;
+                resize(&mut s.logits_local, m * v);
+                for rank in 0..ranks {
+                    for o in 0..m {
+                        let src = &s.gathered[(rank * m + o) * vl..(rank * m + o + 1) * vl];
+                        s.logits_local[o * v + rank * vl..o * v + (rank + 1) * vl]
+                            .copy_from_slice(src);
+                    }
+                }
+                &s.logits_local
+            };
+            if let Some(next) = out.next_token {
+                next_tokens(logits, v, &out.at[..m], next);
             }
-        };
-        if m >= PARALLEL_TOKENS {
-            dst.par_chunks_mut(v).zip(&source).for_each(copy);
-        } else {
-            dst.chunks_mut(v).zip(&source).for_each(copy);
+            if let Some(dst) = dst {
+                // Which output each destination row takes (the last one, were two to name it).
+                let mut source = vec![None; dst.len() / v.max(1)];
+                for (o, &at) in out.at.iter().take(m).enumerate() {
+                    source[at] = Some(o);
+                }
+                let copy = |(dst, o): (&mut [f32], &Option<usize>)| {
+                    if let Some(o) = *o {
+                        dst.copy_from_slice(&logits[o * v..(o + 1) * v]);
+                    }
+                };
+                if m >= PARALLEL_TOKENS {
+                    dst.par_chunks_mut(v).zip(&source).for_each(copy);
+                } else {
+                    dst.chunks_mut(v).zip(&source).for_each(copy);
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// The greedy token of each output: `next[at[o]]` is the argmax of output `o`'s logits
+/// (`logits` holding `at.len()` rows of `vocab`).
+fn next_tokens(logits: &[f32], vocab: usize, at: &[usize], next: &mut [i32]) {
+    let best = |o: usize| argmax(&logits[o * vocab..(o + 1) * vocab]) as i32;
+    let best: Vec<i32> = if at.len() >= PARALLEL_TOKENS {
+        (0..at.len()).into_par_iter().map(best).collect()
+    } else {
+        (0..at.len()).map(best).collect()
+    };
+    for (&at, best) in at.iter().zip(best) {
+        next[at] = best;
+    }
 }
 
 fn validate(dims: &Dims, kv_cache: &[f32], rows: &[Row<'_>]) -> Result<(), ForwardError> {
@@ -655,10 +687,11 @@ fn attention(
     }
 }
 
-/// `f(dst_t, src_t)` for every token `t` of a pass, `dst` and `src` holding `dst_width` and
-/// `src_width` values a token: on the pool when the pass has [`PARALLEL_TOKENS`] tokens or
-/// more. Each token's values are computed the same way either way.
-fn per_token<D: Send, S: Sync>(
+/// `f(dst, src)` for every run of up to [`TOKEN_RUN`] consecutive tokens of a pass, `dst` and
+/// `src` holding `dst_width` and `src_width` values a token: on the pool when the pass has
+/// [`PARALLEL_TOKENS`] tokens or more. `f` computes each token's values the same way whatever
+/// the run, so a token's results do not depend on the pass it is in.
+fn per_tokens<D: Send, S: Sync>(
     dst: &mut [D],
     dst_width: usize,
     src: &[S],
@@ -669,16 +702,20 @@ fn per_token<D: Send, S: Sync>(
         return;
     }
     let tokens = dst.len() / dst_width;
+    let (dst_run, src_run) = (TOKEN_RUN * dst_width, TOKEN_RUN * src_width);
     if tokens >= PARALLEL_TOKENS {
-        dst.par_chunks_mut(dst_width)
-            .zip(src.par_chunks(src_width))
+        dst.par_chunks_mut(dst_run)
+            .zip(src.par_chunks(src_run))
             .for_each(|(d, s)| f(d, s));
     } else {
-        dst.chunks_mut(dst_width)
-            .zip(src.chunks(src_width))
+        dst.chunks_mut(dst_run)
+            .zip(src.chunks(src_run))
             .for_each(|(d, s)| f(d, s));
     }
 }
+
+/// Tokens [`per_tokens`] hands over at once: a run's row norms overlap their sums.
+const TOKEN_RUN: usize = 8;
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {

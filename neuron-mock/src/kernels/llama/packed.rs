@@ -393,13 +393,18 @@ pub fn matmul_packed(
             continue;
         }
         let y = &mut p.y[..tokens * rows];
-        let token_row = |(t, y): (usize, &mut [f32])| gather_token(block, tokens, skip, t, y);
         // Many tokens' rows are megabytes (the LM head of a distillation pass): the pool
-        // copies them, as it computed them.
+        // copies them, as it computed them, a few tokens a task.
+        let chunk = match tokens >= PARALLEL_TOKENS {
+            true => GATHER_TOKENS,
+            false => tokens,
+        };
+        let copy =
+            |(c, y): (usize, &mut [f32])| gather_tokens(block, tokens, skip, rows, c * chunk, y);
         if tokens >= PARALLEL_TOKENS {
-            y.par_chunks_mut(rows).enumerate().for_each(token_row);
+            y.par_chunks_mut(chunk * rows).enumerate().for_each(copy);
         } else {
-            y.chunks_mut(rows).enumerate().for_each(token_row);
+            copy((0, y));
         }
     }
 }
@@ -409,18 +414,48 @@ pub fn matmul_packed(
 /// are cheaper on the calling thread than the wake-ups of the pool, several a layer.
 pub(super) const PARALLEL_TOKENS: usize = 32;
 
-/// Token `t`'s results, row `y` of a product, from `block` (`[panel][token][PANEL]`, `tokens`
-/// tokens, the view's first row `skip` lanes into the first panel).
-fn gather_token(block: &[f32], tokens: usize, skip: usize, t: usize, y: &mut [f32]) {
-    let rows = y.len();
-    // Panel `i` holds view rows from `i·PANEL - skip`: copy the part of its 16-lane run for
-    // token `t` that falls inside the view.
+/// Tokens a task copies in [`gather_tokens`] when the pool copies.
+const GATHER_TOKENS: usize = 8;
+
+/// The results of tokens `first..` (as many as `y` holds rows of the view's `rows` values a
+/// token), `[token][row]`, from `block` (`[panel][token][PANEL]`, `tokens` tokens, the view's
+/// first row `skip` lanes into the first panel).
+///
+/// Panel by panel, each panel's runs for the tokens next to each other, so the block is read
+/// once in order: token by token, a 16-token LM head's 3 MB block was read 16 times over at a
+/// 1 KiB stride: 2.4 ms of copying in a 24 ms verify pass, 1.2 ms this way.
+fn gather_tokens(
+    block: &[f32],
+    tokens: usize,
+    skip: usize,
+    rows: usize,
+    first: usize,
+    y: &mut [f32],
+) {
+    let count = y.len() / rows;
     for (i, panel) in block.chunks_exact(tokens * PANEL).enumerate() {
+        // Panel `i` holds view rows from `i·PANEL - skip`: copy the part of each token's
+        // 16-lane run that falls inside the view.
         let start = (i * PANEL).saturating_sub(skip);
         let end = ((i + 1) * PANEL).saturating_sub(skip).min(rows);
+        if start >= end {
+            continue;
+        }
         let lane0 = start + skip - i * PANEL;
-        let lanes = &panel[t * PANEL..(t + 1) * PANEL];
-        y[start..end].copy_from_slice(&lanes[lane0..lane0 + end - start]);
+        let (runs, _) = panel[first * PANEL..(first + count) * PANEL].as_chunks::<PANEL>();
+        let dsts = y.chunks_exact_mut(rows);
+        if end - start == PANEL {
+            // A whole run: a fixed-size copy, a vector move rather than a call.
+            for (dst, run) in dsts.zip(runs) {
+                if let Some(dst) = dst[start..].first_chunk_mut::<PANEL>() {
+                    *dst = *run;
+                }
+            }
+        } else {
+            for (dst, run) in dsts.zip(runs) {
+                dst[start..end].copy_from_slice(&run[lane0..lane0 + end - start]);
+            }
+        }
     }
 }
 
