@@ -8,8 +8,8 @@
 //! attention output and the MLP down projection) are summed across ranks.
 
 use super::linalg::{
-    argmax, attention_scores, rms_norm, rope_angles, rope_in_place, softmax_in_place,
-    swiglu_in_place, weighted_sums,
+    argmax, attention_scores, rms_norm, rope_angles, rope_in_place, softmax_rows, swiglu_in_place,
+    weighted_sums,
 };
 use super::packed::{PARALLEL_TOKENS, Packed, PackedProduct, PackedScratch, matmul_packed};
 use rayon::prelude::*;
@@ -669,8 +669,8 @@ fn attention(
                     *p = f32::NEG_INFINITY;
                 }
             }
-            softmax_in_place(p);
         }
+        softmax_rows(probs, visible);
         // The task's heads share one pass over the values.
         weighted_sums(probs, &kv_cache[values..values + visible * hd], out, hd);
     };

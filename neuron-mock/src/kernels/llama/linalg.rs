@@ -182,12 +182,12 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
         return;
     }
     // A row's sum of squares is taken in element order, a chain of dependent adds (its bits
-    // are defined by that order): rows go NORM_ROWS at a time, their chains side by side, so
-    // that the CPU overlaps them (the norms of a 16-token pass of SmolLM2, 60 rows a layer,
-    // took 0.5 ms one row after another).
-    let block = NORM_ROWS * width;
+    // are defined by that order): rows side by side, so that the CPU overlaps their chains
+    // (the norms of a 16-token pass of SmolLM2, 60 rows a layer, took 0.5 ms one row after
+    // another).
+    let block = SIDE_BY_SIDE * width;
     for (rows, dsts) in x.chunks(block).zip(out.chunks_mut(block)) {
-        let sums = sums_of_squares(rows, width);
+        let sums = sums_in_order(rows, width, |v| v * v);
         for ((row, dst), sum) in rows
             .chunks_exact(width)
             .zip(dsts.chunks_exact_mut(width))
@@ -201,25 +201,25 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rows [`rms_norm`] sums side by side.
-const NORM_ROWS: usize = 8;
+/// Rows whose sums [`sums_in_order`] takes side by side.
+const SIDE_BY_SIDE: usize = 8;
 
-/// The sum of squares of each of up to [`NORM_ROWS`] rows of `width`, each in element order
-/// from zero (unfused: a product, then a sum).
-fn sums_of_squares(rows: &[f32], width: usize) -> [f32; NORM_ROWS] {
+/// `Σ term(v)` over each of up to [`SIDE_BY_SIDE`] rows of `width`, each in element order
+/// from zero (each term rounded, then added), the rows' sums side by side.
+#[inline(always)]
+fn sums_in_order(rows: &[f32], width: usize, term: impl Fn(f32) -> f32) -> [f32; SIDE_BY_SIDE] {
     let n = rows.len() / width;
-    let mut sums = [0.0f32; NORM_ROWS];
-    if n == NORM_ROWS {
+    let mut sums = [0.0f32; SIDE_BY_SIDE];
+    if n == SIDE_BY_SIDE {
         for i in 0..width {
             for (r, sum) in sums.iter_mut().enumerate() {
-                let v = rows[r * width + i];
-                *sum += v * v;
+                *sum += term(rows[r * width + i]);
             }
         }
     } else {
         for (row, sum) in rows.chunks_exact(width).zip(&mut sums) {
-            for v in row {
-                *sum += v * v;
+            for &v in row {
+                *sum += term(v);
             }
         }
     }
@@ -261,18 +261,37 @@ pub fn rope_in_place(row: &mut [f32], angles: &[(f32, f32)]) {
 
 /// Softmax of a row in place (max-subtracted; `-inf` entries become 0).
 pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    for v in row.iter_mut() {
-        *v -= max;
+    softmax_rows(row, row.len());
+}
+
+/// Softmax of each `width`-long row of `rows` in place, each as [`softmax_in_place`] would.
+///
+/// # Panics
+/// If `rows` is not a whole number of rows.
+pub fn softmax_rows(rows: &mut [f32], width: usize) {
+    if width == 0 {
+        return;
     }
-    exp_in_place(row);
-    // In position order, one after the other: a token's ancestors sit at other positions in a
-    // verify pass than in a decode step, with masked zeros between them, and only a sequential
-    // sum gives the same bits in both (greedy verification must match decoding exactly).
-    let total: f32 = row.iter().sum();
-    let inv = 1.0 / total;
-    for v in row.iter_mut() {
-        *v *= inv;
+    assert!(rows.len().is_multiple_of(width), "softmax of a partial row");
+    for row in rows.chunks_exact_mut(width) {
+        let max = largest(row);
+        for v in row.iter_mut() {
+            *v -= max;
+        }
+    }
+    exp_in_place(rows);
+    // Each row's total in position order, one after the other: a token's ancestors sit at
+    // other positions in a verify pass than in a decode step, with masked zeros between them,
+    // and only a sequential sum gives the same bits in both (greedy verification must match
+    // decoding exactly). Rows side by side, so that their chains of adds overlap.
+    for block in rows.chunks_mut(SIDE_BY_SIDE * width) {
+        let totals = sums_in_order(block, width, |v| v);
+        for (row, total) in block.chunks_exact_mut(width).zip(totals) {
+            let inv = 1.0 / total;
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 }
 
@@ -396,6 +415,13 @@ pub fn argmax(values: &[f32]) -> usize {
         Some(first) if first.is_nan() => return 0,
         Some(_) => {}
     }
+    let largest = largest(values);
+    values.iter().position(|&v| v == largest).unwrap_or(0)
+}
+
+/// The largest value that is not NaN (`-inf` if there is none), by lanes: vector
+/// instructions, where a fold's every step would wait on the last.
+fn largest(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; SCORE_LANES];
     let chunks = values.chunks_exact(SCORE_LANES);
     let rest = chunks.remainder();
@@ -405,11 +431,10 @@ pub fn argmax(values: &[f32]) -> usize {
             *lane = lane.max(v);
         }
     }
-    let largest = lanes
+    lanes
         .iter()
         .chain(rest)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    values.iter().position(|&v| v == largest).unwrap_or(0)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 #[cfg(test)]
@@ -598,6 +623,31 @@ mod tests {
         assert_eq!(&out[2..], &[0.0, 0.0]);
     }
 
+    #[test]
+    fn rms_norm_of_rows_side_by_side_gives_each_row_its_defined_bits() {
+        let width = 576;
+        let weight = pseudo_random(width, 5);
+        for rows in [1, 7, 8, 9, 19] {
+            let x = pseudo_random(rows * width, rows as u32);
+            let mut expected = vec![0.0f32; rows * width];
+            for (row, out) in x.chunks(width).zip(expected.chunks_mut(width)) {
+                // The definition: the sum of squares in element order.
+                let mut sum = 0.0f32;
+                for v in row {
+                    sum += v * v;
+                }
+                let scale = 1.0 / (sum / width as f32 + 1e-5).sqrt();
+                for ((o, v), w) in out.iter_mut().zip(row).zip(&weight) {
+                    *o = v * scale * w;
+                }
+            }
+            let mut got = vec![0.0f32; rows * width];
+            rms_norm(&x, &weight, 1e-5, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&expected), "{rows} rows");
+        }
+    }
+
     fn rope(row: &mut [f32], head_dim: usize, position: i32, theta: f32) {
         let mut angles = Vec::new();
         rope_angles(
@@ -642,6 +692,44 @@ mod tests {
         assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
         assert_eq!(argmax(&[-1.0]), 0);
         assert_eq!(argmax(&[]), 0);
+    }
+
+    /// Softmax as defined: the largest value subtracted, [`exp_in_place`], the total in
+    /// position order, every value times its inverse.
+    fn defined_softmax(row: &[f32]) -> Vec<f32> {
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut out: Vec<f32> = row.iter().map(|v| v - max).collect();
+        exp_in_place(&mut out);
+        let mut total = 0.0f32;
+        for v in &out {
+            total += v;
+        }
+        out.iter().map(|v| v * (1.0 / total)).collect()
+    }
+
+    #[test]
+    fn softmax_rows_side_by_side_give_each_row_its_defined_bits() {
+        for (rows, width) in [(1, 5), (3, 272), (8, 33), (11, 100), (17, 16)] {
+            let mut x: Vec<f32> = pseudo_random(rows * width, rows as u32)
+                .iter()
+                .map(|v| v * 12.0)
+                .collect();
+            // Masked positions, as a tree's verify pass has them.
+            for (i, v) in x.iter_mut().enumerate() {
+                if i % 7 == 3 {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+            let expected: Vec<u32> = x
+                .chunks(width)
+                .flat_map(defined_softmax)
+                .map(f32::to_bits)
+                .collect();
+            let mut got = x.clone();
+            softmax_rows(&mut got, width);
+            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, expected, "{rows} rows of {width}");
+        }
     }
 
     /// The first value unless a later one is greater: what [`argmax`] must equal.
