@@ -780,34 +780,43 @@ mod tests {
 
     #[test]
     fn a_group_with_unaligned_views_equals_each_alone() {
-        let k = 24;
-        let full = pseudo_random(100 * k, 2);
-        let packed = pack(&full, 100, k);
-        let whole = Packed::new(&packed, 100, k).unwrap();
-        let views = [whole.slice_rows(3, 40), whole.slice_rows(50, 50), whole];
-        let tokens = 3;
-        let x = pseudo_random(tokens * k, 8);
-        let mut ys: Vec<Vec<f32>> = views.iter().map(|v| vec![0.0; tokens * v.rows()]).collect();
-        let mut scratch = PackedScratch::default();
-        {
-            let mut it = ys.iter_mut();
-            let mut group: Vec<PackedProduct<'_>> = views
-                .iter()
-                .map(|&w| PackedProduct {
-                    w,
-                    y: it.next().unwrap(),
-                })
-                .collect();
-            matmul_packed(&mut group, &x, k, tokens, &mut scratch);
-        }
-        let all = reference(&full, &x, 100, k, tokens);
-        for (v, y) in views.iter().zip(&ys) {
-            for t in 0..tokens {
-                let from = t * 100 + v.first;
-                assert_eq!(
-                    &y[t * v.rows()..(t + 1) * v.rows()],
-                    &all[from..from + v.rows()]
-                );
+        // Small enough to run as one task; then large enough to be split between tasks
+        // (each copying its own panels' rows), with few tokens and with many.
+        for (n, k, tokens) in [(100, 24, 3), (1000, 64, 5), (1000, 64, 33)] {
+            let full = pseudo_random(n * k, 2);
+            let packed = pack(&full, n, k);
+            let whole = Packed::new(&packed, n, k).unwrap();
+            let views = [
+                whole.slice_rows(3, n * 2 / 5),
+                whole.slice_rows(n / 2, n / 2),
+                whole,
+            ];
+            let x = pseudo_random(tokens * k, 8);
+            let mut ys: Vec<Vec<f32>> =
+                views.iter().map(|v| vec![0.0; tokens * v.rows()]).collect();
+            let mut scratch = PackedScratch::default();
+            {
+                let mut it = ys.iter_mut();
+                let mut group: Vec<PackedProduct<'_>> = views
+                    .iter()
+                    .map(|&w| PackedProduct {
+                        w,
+                        y: it.next().unwrap(),
+                    })
+                    .collect();
+                matmul_packed(&mut group, &x, k, tokens, &mut scratch);
+            }
+            let all = reference(&full, &x, n, k, tokens);
+            for (v, y) in views.iter().zip(&ys) {
+                for t in 0..tokens {
+                    let from = t * n + v.first;
+                    assert_eq!(
+                        &y[t * v.rows()..(t + 1) * v.rows()],
+                        &all[from..from + v.rows()],
+                        "{n} rows, {tokens} tokens, view from {}",
+                        v.first
+                    );
+                }
             }
         }
     }
