@@ -714,8 +714,8 @@ fn per_tokens<D: Send, S: Sync>(
     }
 }
 
-/// Tokens [`per_tokens`] hands over at once: a run's row norms overlap their sums.
-const TOKEN_RUN: usize = 8;
+/// Tokens [`per_tokens`] hands over at once: as many as the row norms sum side by side.
+const TOKEN_RUN: usize = super::linalg::SIDE_BY_SIDE;
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {

@@ -202,7 +202,7 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Rows whose sums [`sums_in_order`] takes side by side.
-const SIDE_BY_SIDE: usize = 8;
+pub(super) const SIDE_BY_SIDE: usize = 8;
 
 /// `Σ term(v)` over each of up to [`SIDE_BY_SIDE`] rows of `width`, each in element order
 /// from zero (each term rounded, then added), the rows' sums side by side.
@@ -259,12 +259,8 @@ pub fn rope_in_place(row: &mut [f32], angles: &[(f32, f32)]) {
     }
 }
 
-/// Softmax of a row in place (max-subtracted; `-inf` entries become 0).
-pub fn softmax_in_place(row: &mut [f32]) {
-    softmax_rows(row, row.len());
-}
-
-/// Softmax of each `width`-long row of `rows` in place, each as [`softmax_in_place`] would.
+/// Softmax of each `width`-long row of `rows` in place (max-subtracted; `-inf` entries
+/// become 0).
 ///
 /// # Panics
 /// If `rows` is not a whole number of rows.
@@ -592,7 +588,7 @@ mod tests {
         assert!(xs[5].is_nan());
         // A row with masked entries: exactly 0 where masked, summing to 1.
         let mut row = [0.5, f32::NEG_INFINITY, -3.0, f32::NEG_INFINITY];
-        softmax_in_place(&mut row);
+        softmax_rows(&mut row, 4);
         assert_eq!((row[1], row[3]), (0.0, 0.0));
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }
@@ -681,7 +677,7 @@ mod tests {
     #[test]
     fn softmax_sums_to_one_and_zeroes_minus_infinity() {
         let mut row = [1.0, f32::NEG_INFINITY, 3.0];
-        softmax_in_place(&mut row);
+        softmax_rows(&mut row, 3);
         assert_eq!(row[1], 0.0);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!((row[2] / row[0] - 2f32.exp()).abs() < 1e-4);
