@@ -26,12 +26,13 @@ for simd in avx2 none; do
     NEURON_MOCK_SIMD=$simd cargo test --quiet -p neuron-mock --lib kernels
 done
 
-# On a CPU with AMX, the decoding-exactness tests run again with the mock's weight products in
-# bf16 (NEURON_MOCK_MATMUL=bf16): speculative decoding must still equal greedy decoding token
-# for token (the artifacts compiled then hold bf16 matrices), and bf16 matrices must give the
-# bits of f32 ones. (The tests that compare logits with the f64 reference need f32
-# products.)
-if grep -qw amx_bf16 /proc/cpuinfo && grep -qw amx_tile /proc/cpuinfo; then
+# On a CPU with AMX or AVX-512 BF16, the decoding-exactness tests run again with the mock's
+# weight products in bf16 (NEURON_MOCK_MATMUL=bf16): speculative decoding must still equal
+# greedy decoding token for token (the artifacts compiled then hold bf16 matrices), and bf16
+# matrices must give the bits of f32 ones. (The tests that compare logits with the f64
+# reference need f32 products.)
+if { grep -qw amx_bf16 /proc/cpuinfo && grep -qw amx_tile /proc/cpuinfo; } ||
+    grep -qw avx512_bf16 /proc/cpuinfo; then
     echo "parallel-decode exactness with NEURON_MOCK_MATMUL=bf16"
     NEURON_MOCK_MATMUL=bf16 cargo test --quiet -p parallel-decode --test device -- \
         equals_greedy_decoding decode_exactly bf16_matrices

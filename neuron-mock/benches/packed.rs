@@ -9,13 +9,15 @@
 //!
 //! Compare within one run (the machines are shared): `cargo bench -p neuron-mock --bench
 //! packed`. `NEURON_MOCK_SIMD=avx2` measures the 256-bit kernels on an AVX-512 machine.
-//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`).
+//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products (on AMX tiles, `packed_amx`, or with
+//! AVX-512 BF16 dot products, `packed_dpbf16`) with the weights in bf16 pair panels, as
+//! artifacts compiled for bf16 hold them.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use neuron_mock::kernels::llama::packed::{
-    Packed, PackedProduct, PackedScratch, matmul_packed, pack,
+    Packed, PackedProduct, PackedScratch, Precision, matmul_packed, pack, pack_bf16_pairs,
 };
 use neuron_mock::testing::pseudo_random as values;
 
@@ -24,33 +26,53 @@ const HIDDEN: usize = 576;
 const KV: usize = 192;
 const FFN: usize = 1536;
 
-/// One layer's packed matrices: (rows, cols, data) for qkv, o, gate+up, down.
-struct Layer {
-    qkv: Vec<f32>,
-    o: Vec<f32>,
-    gate_up: Vec<f32>,
-    down: Vec<f32>,
+/// A packed matrix: f32 panels, or bf16 pair panels.
+enum Matrix {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
 }
 
-fn layer(seed: u32) -> Layer {
+impl Matrix {
+    fn new(seed: u32, rows: usize, cols: usize, bf16: bool) -> Self {
+        let w = values(rows * cols, seed);
+        match bf16 {
+            true => Matrix::Bf16(pack_bf16_pairs(&w, rows, cols)),
+            false => Matrix::F32(pack(&w, rows, cols)),
+        }
+    }
+}
+
+/// One layer's packed matrices: qkv, o, gate+up, down.
+struct Layer {
+    qkv: Matrix,
+    o: Matrix,
+    gate_up: Matrix,
+    down: Matrix,
+}
+
+fn layer(seed: u32, bf16: bool) -> Layer {
     let qkv_rows = HIDDEN + 2 * KV;
     Layer {
-        qkv: pack(&values(qkv_rows * HIDDEN, seed), qkv_rows, HIDDEN),
-        o: pack(&values(HIDDEN * HIDDEN, seed + 1), HIDDEN, HIDDEN),
-        gate_up: pack(&values(2 * FFN * HIDDEN, seed + 2), 2 * FFN, HIDDEN),
-        down: pack(&values(HIDDEN * FFN, seed + 3), HIDDEN, FFN),
+        qkv: Matrix::new(seed, qkv_rows, HIDDEN, bf16),
+        o: Matrix::new(seed + 1, HIDDEN, HIDDEN, bf16),
+        gate_up: Matrix::new(seed + 2, 2 * FFN, HIDDEN, bf16),
+        down: Matrix::new(seed + 3, HIDDEN, FFN, bf16),
     }
 }
 
-fn product<'a>(w: &'a [f32], rows: usize, cols: usize, y: &'a mut [f32]) -> PackedProduct<'a> {
-    PackedProduct {
-        w: Packed::new(w, rows, cols).unwrap(),
-        y,
-    }
+fn product<'a>(w: &'a Matrix, rows: usize, cols: usize, y: &'a mut [f32]) -> PackedProduct<'a> {
+    let w = match w {
+        Matrix::F32(w) => Packed::new(w, rows, cols),
+        Matrix::Bf16(w) => Packed::bf16_pairs(w, rows, cols),
+    };
+    PackedProduct { w: w.unwrap(), y }
 }
 
 fn model_pass(c: &mut Criterion) {
-    let layers: Vec<Layer> = (0..LAYERS as u32).map(|l| layer(10 * l + 1)).collect();
+    let bf16 = Precision::from_env() == Ok(Precision::Bf16);
+    let layers: Vec<Layer> = (0..LAYERS as u32)
+        .map(|l| layer(10 * l + 1, bf16))
+        .collect();
     let mut scratch = PackedScratch::default();
     let mut group = c.benchmark_group("packed/model_pass");
     group.sample_size(20);

@@ -967,7 +967,8 @@ fn heads_answers_are_compiled_in_for_answer_lookup() {
 /// Matrices compiled to bf16 (as a Neuron compiler casts weights) give the very bits f32
 /// matrices give when the mock multiplies in bf16, the LM head included (a bf16 copy of the
 /// embedding when tied, the heads' LM head when not); a mock multiplying in f32 refuses them
-/// at load, saying what to set. (`scripts/test.sh` runs this test both ways on a CPU with AMX.)
+/// at load, saying what to set. (`scripts/test.sh` runs this test both ways on a CPU with AMX
+/// or AVX-512 BF16.)
 #[test]
 fn bf16_matrices_equal_f32_ones_multiplied_in_bf16() {
     let options = |matrices| CompileOptions {

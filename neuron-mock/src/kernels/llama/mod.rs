@@ -8,6 +8,8 @@ pub mod linalg;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
 mod packed_amx;
+#[cfg(target_arch = "x86_64")]
+mod packed_dpbf16;
 pub mod packed_half;
 #[cfg(target_arch = "x86_64")]
 mod packed_simd;

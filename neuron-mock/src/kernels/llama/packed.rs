@@ -22,9 +22,10 @@
 //! A token therefore gets bit-identical results in a decode step and in a verify pass, which
 //! is what makes greedy parallel decoding reproduce greedy decoding exactly.
 //!
-//! With `NEURON_MOCK_MATMUL=bf16` ([`Precision`]) the products run on AMX tiles instead
-//! (`packed_amx`): operands rounded to bf16, sums in f32, each token's row independent of the
-//! others, so the same holds there.
+//! With `NEURON_MOCK_MATMUL=bf16` ([`Precision`]) the products run in bf16 instead, on AMX
+//! tiles (`packed_amx`) or, on a CPU without AMX, with AVX-512 BF16 dot products
+//! (`packed_dpbf16`): operands rounded to bf16, sums in f32, each token's row independent of
+//! the others, so the same holds there.
 //!
 //! Matrices can also be stored in bf16 already, in **pair panels** ([`pack_bf16_pairs`]):
 //! panel `p` holds rows `p·PANEL ..` as `[column pairs][PANEL][2]`, columns padded with zeros
@@ -33,7 +34,7 @@
 //! then one AMX B tile as it sits in memory. Half the bytes of f32, and nothing to convert:
 //! a decode step over SmolLM2-sized weights took 27 ms converting f32 weights as they stream,
 //! 17 ms reading pair panels. The values are those the AMX path rounds f32 weights to, so
-//! both give the same bits; only the AMX kernels read them.
+//! both give the same bits; only the bf16 kernels read them.
 
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -278,7 +279,7 @@ pub struct PackedScratch {
     tiles: Vec<f32>,
     /// Results as `[panel][token][PANEL]`, every product's panels one after another.
     out: Vec<f32>,
-    /// Activations rounded to bf16, `[tokens][k padded]`, for the AMX kernels.
+    /// Activations rounded to bf16, `[tokens][k padded]`, for the bf16 kernels.
     bf16: Vec<u16>,
 }
 
@@ -321,12 +322,14 @@ pub fn matmul_packed(
     let kernel = Kernel::detect();
     let plan = tiles(tokens, kernel.widest_tile(tokens));
     // Activations regrouped per tile as [k][width]: a column step reads one short run. The
-    // AMX kernels read them as bf16 rows instead.
+    // bf16 kernels read them as bf16 rows instead.
     let tiles_buf = &mut scratch.tiles;
     tiles_buf.clear();
     #[cfg(target_arch = "x86_64")]
-    if let Kernel::Amx = kernel {
-        super::packed_amx::activations(x, tokens, k, &mut scratch.bf16);
+    match kernel {
+        Kernel::Amx => super::packed_amx::activations(x, tokens, k, &mut scratch.bf16),
+        Kernel::Dpbf16 => super::packed_dpbf16::activations(x, tokens, k, &mut scratch.bf16),
+        _ => {}
     }
     if kernel.uses_tiles() {
         for &(t0, width) in &plan {
@@ -461,12 +464,12 @@ fn gather_tokens(
 
 /// The arithmetic of the weight products, `NEURON_MOCK_MATMUL`: `f32` (the default) or
 /// `bf16` (operands rounded to bf16, sums in f32, as a NeuronCore's matrix multiplications;
-/// needs AMX, see `packed_amx.rs`).
+/// needs AMX or AVX-512 BF16, see `packed_amx.rs` and `packed_dpbf16.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// f32 operands, fused multiply-adds in column order.
     F32,
-    /// bf16 operands, f32 sums, on AMX tiles.
+    /// bf16 operands, f32 sums, on AMX tiles or with AVX-512 BF16.
     Bf16,
 }
 
@@ -475,16 +478,17 @@ impl Precision {
     ///
     /// # Errors
     /// A sentence naming the variable when its value is unknown, or when it asks for bf16 on
-    /// a machine without AMX.
+    /// a machine with neither AMX nor AVX-512 BF16.
     pub fn from_env() -> Result<Self, String> {
         let value = std::env::var("NEURON_MOCK_MATMUL").unwrap_or_default();
         match value.to_ascii_lowercase().as_str() {
             "" | "f32" => Ok(Precision::F32),
-            "bf16" if amx_available() => Ok(Precision::Bf16),
+            "bf16" if Bf16Kernel::detect().is_some() => Ok(Precision::Bf16),
             "bf16" => Err(
                 "NEURON_MOCK_MATMUL=bf16 needs Intel AMX (AMX-TILE and AMX-BF16 with \
-                           AVX-512, and Linux 5.16 or later to grant the tile state); this \
-                           machine has no AMX: unset it to use f32"
+                           AVX-512, and Linux 5.16 or later to grant the tile state) or \
+                           AVX-512 BF16 (an AMD Zen 4 or later); this machine has neither: \
+                           unset it to use f32"
                     .to_string(),
             ),
             _ => Err(format!("NEURON_MOCK_MATMUL={value:?} is not f32 or bf16")),
@@ -507,14 +511,30 @@ impl Precision {
     }
 }
 
-fn amx_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        super::packed_amx::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+/// The instructions the bf16 products run with: AMX tiles where the CPU has them, else
+/// AVX-512 BF16 dot products, which give the same bits (`packed_dpbf16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bf16Kernel {
+    Amx,
+    Dpbf16,
+}
+
+impl Bf16Kernel {
+    /// The best this machine has, if any (asked once).
+    fn detect() -> Option<Self> {
+        static DETECTED: OnceLock<Option<Bf16Kernel>> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if super::packed_amx::available() {
+                    return Some(Bf16Kernel::Amx);
+                }
+                if super::packed_dpbf16::available() {
+                    return Some(Bf16Kernel::Dpbf16);
+                }
+            }
+            None
+        })
     }
 }
 
@@ -537,6 +557,9 @@ enum Kernel {
     /// bf16 on AMX tiles ([`Precision::Bf16`]).
     #[cfg(target_arch = "x86_64")]
     Amx,
+    /// bf16 with AVX-512 BF16 dot products ([`Precision::Bf16`] without AMX).
+    #[cfg(target_arch = "x86_64")]
+    Dpbf16,
 }
 
 impl Kernel {
@@ -544,7 +567,11 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if Precision::current() == Precision::Bf16 {
-                return Kernel::Amx;
+                // `Precision::from_env` accepts bf16 only where a bf16 kernel exists.
+                return match Bf16Kernel::detect() {
+                    Some(Bf16Kernel::Dpbf16) => Kernel::Dpbf16,
+                    _ => Kernel::Amx,
+                };
             }
             let level = super::simd::level();
             if level != super::simd::Level::None {
@@ -562,6 +589,9 @@ impl Kernel {
             Kernel::Simd(level) => super::packed_simd::widest_tile(level, tokens),
             #[cfg(target_arch = "x86_64")]
             Kernel::Amx => super::packed_amx::GROUP,
+            // Any number: the kernel groups the tokens itself.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Dpbf16 => super::packed_amx::GROUP,
         }
     }
 
@@ -569,7 +599,7 @@ impl Kernel {
     fn uses_tiles(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx => false,
+            Kernel::Amx | Kernel::Dpbf16 => false,
             _ => true,
         }
     }
@@ -582,6 +612,8 @@ impl Kernel {
             Kernel::Simd(level) => super::packed_simd::panels_per_block(level),
             #[cfg(target_arch = "x86_64")]
             Kernel::Amx => super::packed_amx::PANELS_PER_BLOCK,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Dpbf16 => super::packed_dpbf16::PANELS_PER_BLOCK,
         }
     }
 
@@ -612,8 +644,16 @@ impl Kernel {
             (Kernel::Amx, Panels::Bf16Pairs(p)) => {
                 super::packed_amx::pair_panels(p, k, x.bf16, tokens, out)
             }
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Dpbf16, Panels::F32(p)) => {
+                super::packed_dpbf16::panels(p, k, x.bf16, tokens, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Dpbf16, Panels::Bf16Pairs(p)) => {
+                super::packed_dpbf16::pair_panels(p, k, x.bf16, tokens, out)
+            }
             (_, Panels::Bf16Pairs(_)) => {
-                panic!("bf16 weight matrices need the AMX products (NEURON_MOCK_MATMUL=bf16)")
+                panic!("bf16 weight matrices need the bf16 products (NEURON_MOCK_MATMUL=bf16)")
             }
         }
     }

@@ -104,7 +104,7 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
         let n = PANELS_PER_BLOCK.min(count - p);
         let block = &panels[p * size..(p + n) * size];
         if !fused {
-            to_tiles(block, k, n, 0..steps, &mut b);
+            to_pair_rows(block, k, n, 0..steps, &mut b);
         }
         for t0 in (0..tokens).step_by(GROUP) {
             let rows = GROUP.min(tokens - t0);
@@ -113,7 +113,7 @@ pub(super) fn panels(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: 
             zero_sums();
             if fused {
                 for s in 0..steps {
-                    to_tiles(block, k, n, s..s + 1, &mut b);
+                    to_pair_rows(block, k, n, s..s + 1, &mut b);
                     multiply(|_, j| &b[j * TILE..][..TILE], n, s..s + 1, a, k32);
                 }
             } else {
@@ -159,7 +159,7 @@ fn pairs(panels: &[f32], k: usize, x16: &[u16], tokens: usize, out: &mut [f32]) 
         let block = &panels[p * size..(p + n) * size];
         zero_sums();
         for s in 0..steps {
-            to_tiles(block, k, n, s..s + 1, &mut b);
+            to_pair_rows(block, k, n, s..s + 1, &mut b);
             multiply_pair(|_, j| &b[j * TILE..][..TILE], n, s, [a0, a1], k32);
         }
         // C tiles 0-1: the first group's sums for the block's panels, 2-3 the second's.
@@ -348,11 +348,21 @@ fn store_sums(tiles: &[usize], out: &mut [f32], at: impl Fn(usize) -> (usize, us
     }
 }
 
-/// [`convert`], once [`available`] has said the CPU has what it needs.
-fn to_tiles(panels: &[f32], k: usize, n: usize, steps: std::ops::Range<usize>, b: &mut [u16]) {
-    assert!(available());
-    // SAFETY: available() checked AVX-512F, BW and BF16; the function is safe Rust apart from
-    // needing them.
+/// [`convert`], after checking that the CPU has what it needs (AVX-512F, BW and BF16, which
+/// the AMX kernels and those of [`super::packed_dpbf16`] both require).
+///
+/// # Panics
+/// On a CPU without them.
+pub(super) fn to_pair_rows(
+    panels: &[f32],
+    k: usize,
+    n: usize,
+    steps: std::ops::Range<usize>,
+    b: &mut [u16],
+) {
+    assert!(super::packed_dpbf16::available());
+    // SAFETY: the assertion checked AVX-512F, BW and BF16; the function is safe Rust apart
+    // from needing them.
     unsafe { convert(panels, k, n, steps, b) }
 }
 
@@ -482,7 +492,7 @@ mod tests {
         let packed = pack(&w, rows, k);
         let (k32, steps, count) = (padded(k), padded(k) / COLUMNS, rows.div_ceil(PANEL));
         let mut b = vec![0u16; count * steps * TILE];
-        to_tiles(&packed, k, count, 0..steps, &mut b);
+        to_pair_rows(&packed, k, count, 0..steps, &mut b);
         for s in 0..steps {
             for j in 0..count {
                 let converted = &b[(s * count + j) * TILE..][..TILE];
