@@ -1,11 +1,12 @@
-//! One thread's AMX products of Medusa-head training (see Cargo.toml).
+//! One thread's bf16 products of Medusa-head training (see Cargo.toml): on AMX tiles, or with
+//! AVX-512 BF16 dot products on a CPU without AMX.
 
-use amx_bf16::{PackedA, PackedB, Strided, available, gemm};
+use amx_bf16::{PackedA, PackedB, Strided, gemm, products_available};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn products(c: &mut Criterion) {
-    if !available() {
-        eprintln!("skipped: this CPU or kernel has no AMX");
+    if !products_available() {
+        eprintln!("skipped: this CPU has neither AMX nor AVX-512 BF16");
         return;
     }
     let m = 128;

@@ -15,7 +15,9 @@
 //!   Rust has no stable AMX intrinsics);
 //! - [`PackedB`] and [`gemm`]: a general product `a · b` whose right operand is converted once
 //!   into the tile layout and reused (a frozen matrix, such as a model's LM head); both
-//!   operands are converted from a [`Strided`] view, so a matrix's transpose needs no copy.
+//!   operands are converted from a [`Strided`] view, so a matrix's transpose needs no copy;
+//! - `dot`: the same sums on a CPU without AMX but with AVX-512 BF16 (`VDPBF16PS`), which
+//!   [`gemm`] falls back to and the mock device's bf16 products use there too.
 //!
 //! Layout of a right operand (B tile). `TDPBF16PS` reads B as 16 rows of 16 pairs: row `i`
 //! of the tile for columns `j..j + 16` and inner indices `c..c + 32` holds, for each column, the
@@ -30,6 +32,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+pub mod dot;
+
 /// Inner indices per tile step: 32 bf16 values fill a 64-byte tile row.
 pub const COLUMNS: usize = 32;
 /// Rows of an A or C tile at most, and columns of a B or C tile.
@@ -38,6 +43,19 @@ pub const ROWS: usize = 16;
 pub const ROW_BYTES: usize = 64;
 /// u32 values (bf16 pairs) in one B tile: 16 rows of 16.
 pub const TILE_WORDS: usize = COLUMNS / 2 * ROWS;
+
+/// Whether [`gemm`] can run here: on AMX tiles ([`available`]) or, without them, with
+/// AVX-512 BF16 dot products (`dot`, the same sums).
+pub fn products_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        available() || dot::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// Whether this process can use the AMX kernels: the CPU has AMX-TILE, AMX-BF16 and
 /// AVX-512F, BW and BF16 (for the conversions), and Linux granted the process the tile state.
@@ -588,7 +606,8 @@ impl std::fmt::Debug for PackedB {
 /// outer loop, so each part of `b` is read from memory once.
 ///
 /// # Panics
-/// If the shapes do not match, `rows` does not start on a group, or [`available`] is false.
+/// If the shapes do not match, `rows` does not start on a group, or [`products_available`] is
+/// false.
 pub fn gemm(
     a: &PackedA,
     rows: std::ops::Range<usize>,
@@ -625,8 +644,12 @@ pub fn gemm(
         }
         return;
     }
-    let _tiles = Tiles::configure([16; 8]);
     let groups = rows.start / ROWS..rows.end.div_ceil(ROWS);
+    #[cfg(target_arch = "x86_64")]
+    if !available() {
+        return gemm_dot(a, groups, b, c, ldc, add);
+    }
+    let _tiles = Tiles::configure([16; 8]);
     for p in (0..b.n.div_ceil(ROWS)).step_by(2) {
         for g in groups.clone().step_by(2) {
             block(
@@ -636,6 +659,70 @@ pub fn gemm(
                 p,
                 (c, ldc, add),
             );
+        }
+    }
+}
+
+/// [`gemm`] on a CPU without AMX, with AVX-512 BF16 dot products ([`dot`]): the same sums,
+/// blocks of 4 panels against 6 rows of a group at a time, panels in the outer loop.
+///
+/// # Panics
+/// If [`dot::available`] is false.
+#[cfg(target_arch = "x86_64")]
+fn gemm_dot(
+    a: &PackedA,
+    groups: std::ops::Range<usize>,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    add: bool,
+) {
+    assert!(
+        dot::available(),
+        "bf16 products need a CPU with AMX or AVX-512 BF16"
+    );
+    let pairs = padded(a.k) / 2;
+    let panels = b.n.div_ceil(ROWS);
+    let steps = COLUMNS / 2;
+    let mut sums: dot::Sums = [[[0.0; ROWS]; dot::PANELS]; dot::ROWS];
+    for p in (0..panels).step_by(dot::PANELS) {
+        let n = dot::PANELS.min(panels - p);
+        // Panel `p + j`'s pair row `q` is tile `q / 16`'s row `q % 16`: 16 words (pairs) at
+        // 16 q, a tile being 16 rows of 16 words.
+        let panel: [&[u32]; dot::PANELS] = std::array::from_fn(|j| b.panel(p + j.min(n - 1)));
+        let b_row = move |j: usize, q: usize| -> [u16; dot::PAIR_ROW] {
+            let words: [u32; ROWS] = panel[j][q * ROWS..][..ROWS].try_into().unwrap_or([0; ROWS]);
+            // SAFETY: [u32; 16] and [u16; 32] are both 64 bytes of plain integers; on x86-64
+            // (little-endian) each word's lower half, its even index, comes first.
+            unsafe { std::mem::transmute::<[u32; ROWS], [u16; dot::PAIR_ROW]>(words) }
+        };
+        for g in groups.clone() {
+            let group = a.group(g);
+            let first = g * ROWS;
+            let in_group = ROWS.min(a.m - first);
+            for r0 in (0..in_group).step_by(dot::ROWS) {
+                let rows = dot::ROWS.min(in_group - r0);
+                // Row `r0 + r`'s pair `q`: tile `q / 16`, that row, columns 2(q % 16)...
+                let a_pair = move |r: usize, q: usize| {
+                    let at = (q / steps) * ROWS * COLUMNS + (r0 + r) * COLUMNS + 2 * (q % steps);
+                    let pair = &group[at..][..2];
+                    dot::swapped(pair[0], pair[1])
+                };
+                dot::block(n, rows, pairs, b_row, a_pair, &mut sums);
+                for (r, row_sums) in sums.iter().enumerate().take(rows) {
+                    let out = &mut c[(first + r0 + r) * ldc..];
+                    for (j, panel_sums) in row_sums.iter().enumerate().take(n) {
+                        let col = (p + j) * ROWS;
+                        let width = ROWS.min(b.n - col);
+                        let dst = &mut out[col..col + width];
+                        if add {
+                            dst.iter_mut().zip(panel_sums).for_each(|(d, s)| *d += s);
+                        } else {
+                            dst.copy_from_slice(&panel_sums[..width]);
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -811,8 +898,8 @@ mod tests {
 
     #[test]
     fn products_match_bf16_arithmetic_and_do_not_depend_on_the_rows_multiplied() {
-        if !available() {
-            eprintln!("skipped: this CPU or kernel has no AMX");
+        if !products_available() {
+            eprintln!("skipped: this CPU has neither AMX nor AVX-512 BF16");
             return;
         }
         // Odd shapes: rows not a multiple of 16 or 32, one group, columns not a multiple of

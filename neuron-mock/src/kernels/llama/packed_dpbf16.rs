@@ -1,38 +1,30 @@
 //! Weight products in bf16 with AVX-512 BF16 dot products, for `NEURON_MOCK_MATMUL=bf16` on a
 //! CPU without AMX (an AMD Zen 4 or later, an Intel Cooper Lake).
 //!
-//! The arithmetic is that of the AMX path ([`super::packed_amx`]), as its instruction defines
-//! it: each weight and activation rounded to bf16, their exact products added one at a time,
-//! in column order, to an f32 sum that starts at zero, each addition rounded to nearest even,
-//! subnormal operands and sums taken as zeros. `VDPBF16PS` adds the two products of a column
-//! pair into each of 16 f32 sums, the pair's second (odd) product first; so both operands' pairs
-//! are given to it swapped, even column in the upper half, and every sum is then taken in
-//! column order. The tests check each result against that definition bit for bit.
-//!
-//! Layout: a 16-row panel's column pair `i` is one vector of 16 pairs, row `r`'s pair in dword
-//! `r`: the pair panels of [`super::packed::pack_bf16_pairs`] as they lie in memory, and for
-//! f32 panels the same rows converted a block at a time (`VCVTNE2PS2BF16`, as the AMX path
-//! converts them). Each token's pair is broadcast to every lane. A block of up to four panels
-//! meets up to six tokens at a time: 24 sums in registers, each weight vector loaded once for
-//! the six.
+//! The arithmetic is that of the AMX path ([`super::packed_amx`]) as its instruction defines
+//! it (each weight and activation rounded to bf16, their exact products added one at a time in
+//! column order to an f32 sum, each addition rounded, subnormals flushed), computed by
+//! [`amx_bf16::dot::block`], which head training's products use as well. Its B vectors are
+//! the pair panels of [`super::packed::pack_bf16_pairs`] as they lie in memory (column pair
+//! `i` of a 16-row panel is one vector, row `r`'s pair in dword `r`), or f32 panels converted
+//! to them a block at a time (`VCVTNE2PS2BF16`, as the AMX path converts them); the
+//! activations are converted once per product, each pair swapped as `VDPBF16PS` needs it. The
+//! tests check every result against the definition bit for bit.
 //!
 //! Exactness: a token's results depend only on its own activations and the weights, never on
 //! the other tokens of the pass or the block shape, so a decode step and a verify pass agree
 //! bit for bit, as parallel decoding needs.
 
-use std::arch::x86_64::*;
-
-use amx_bf16::padded;
+use amx_bf16::{dot, padded};
 
 use super::packed::PANEL;
 
 /// Panels per block: each weight vector loaded serves every token of a group.
-pub(super) const PANELS_PER_BLOCK: usize = 4;
-/// Tokens per group at most: 4 panels × 6 tokens = 24 sums, beside 4 weight vectors and a
-/// broadcast, within the 32 vector registers.
-const GROUP: usize = 6;
+pub(super) const PANELS_PER_BLOCK: usize = dot::PANELS;
+/// Tokens per group at most.
+const GROUP: usize = dot::ROWS;
 /// bf16 values in one panel's column pair: 16 rows of 2.
-const PAIR_ROW: usize = 2 * PANEL;
+const PAIR_ROW: usize = dot::PAIR_ROW;
 
 /// A pass's activations `[tokens][k]` as the kernels read them: `[tokens][padded(k)]` bf16
 /// (as for the AMX kernels), each pair of columns swapped, the odd one first, so that
@@ -46,11 +38,7 @@ pub(super) fn activations(x: &[f32], tokens: usize, k: usize, out: &mut Vec<u16>
 
 /// Whether this CPU has what the kernels need: AVX-512F, BW (the conversions' word
 /// permutation) and BF16.
-pub(super) fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512bf16")
-}
+pub(super) use amx_bf16::dot::available;
 
 /// Multiplies whole f32 panels (each `k · PANEL`, [`super::packed`] layout) with the `tokens`
 /// rows of `x16` (from [`activations`]), writing `[panel][token][PANEL]` into `out`. Each
@@ -134,13 +122,13 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u16>) -> R) -> R {
 }
 
 /// Multiplies one block of `n ≤ 4` panels, pair `q` of panel `j` at `b[row(j, q)..][..32]`
-/// as [`super::packed::pack_bf16_pairs`] lays it out, with every token, group by group; panel
-/// `j`'s results for token `t` go to `out[(j · tokens + t) · PANEL..]`.
+/// as [`super::packed::pack_bf16_pairs`] lays it out, with every token, six at a time
+/// ([`dot::block`]); panel `j`'s results for token `t` go to `out[(j · tokens + t) · PANEL..]`.
 ///
-/// Every group swaps the halves of each pair row as it loads it (one rotation per weight
-/// vector, shared by the group's tokens). Swapping them once, by the first group keeping a
-/// swapped copy for the others or by swapping a copy of the block before the products, was
-/// slower: 16 tokens 17.4-18.0 ms against 15.8-17.4 for SmolLM2-sized weights.
+/// Every group of tokens swaps the halves of each pair row as it loads it (one rotation per
+/// weight vector, shared by the group's tokens). Swapping them once, by the first group
+/// keeping a swapped copy for the others or by swapping a copy of the block before the
+/// products, was slower: 16 tokens 17.4-18.0 ms against 15.8-17.4 for SmolLM2-sized weights.
 fn multiply_block(
     b: &[u16],
     row: impl Fn(usize, usize) -> usize + Copy,
@@ -153,115 +141,27 @@ fn multiply_block(
     assert!(n <= PANELS_PER_BLOCK && x16.len() >= tokens * k32);
     assert!(out.len() >= n * tokens * PANEL);
     let pairs = k32 / 2;
-    // Every weight pair row the block reads lies inside `b` (checked once, so the loops index
-    // without checks the optimiser could not remove).
-    for j in 0..n {
-        assert!(row(j, pairs.saturating_sub(1)) + PAIR_ROW <= b.len() || pairs == 0);
-    }
-    let mut t0 = 0;
-    while t0 < tokens {
+    let weights = move |j: usize, q: usize| -> [u16; PAIR_ROW] {
+        b[row(j, q)..][..PAIR_ROW]
+            .try_into()
+            .unwrap_or([0; PAIR_ROW])
+    };
+    let mut sums: dot::Sums = [[[0.0; PANEL]; PANELS_PER_BLOCK]; GROUP];
+    for t0 in (0..tokens).step_by(GROUP) {
         let rows = GROUP.min(tokens - t0);
+        // The token's pair, swapped already by [`activations`].
         let x = &x16[t0 * k32..(t0 + rows) * k32];
-        let mut sums = [[[0.0f32; PANEL]; PANELS_PER_BLOCK]; GROUP];
-        let mut group = Group {
-            pairs,
-            x,
-            rows,
-            k32,
-            sums: &mut sums,
+        let pair = move |t: usize, q: usize| {
+            let pair = &x[t * k32 + 2 * q..][..2];
+            u32::from(pair[0]) | u32::from(pair[1]) << 16
         };
-        // SAFETY: `available()` was asserted by the kernels' entry points (the only callers),
-        // so the CPU has AVX-512F, BW and BF16; the functions are otherwise safe Rust.
-        unsafe {
-            match n {
-                4 => group.tokens::<4>(b, row, 0),
-                2 | 3 => group.tokens::<2>(b, row, 0),
-                _ => group.tokens::<1>(b, row, 0),
-            }
-            if n == 3 {
-                group.tokens::<1>(b, move |j, q| row(j + 2, q), 2);
-            }
-        }
+        dot::block(n, rows, pairs, weights, pair, &mut sums);
         for (i, token_sums) in sums.iter().enumerate().take(rows) {
             for (j, s) in token_sums.iter().enumerate().take(n) {
                 out[(j * tokens + t0 + i) * PANEL..][..PANEL].copy_from_slice(s);
             }
         }
-        t0 += rows;
     }
-}
-
-/// One group of up to [`GROUP`] tokens (`rows` rows of `x`, each `k32` bf16) against panels
-/// of `pairs` pair rows, its sums into `sums[token][panel]`.
-struct Group<'a> {
-    pairs: usize,
-    x: &'a [u16],
-    rows: usize,
-    k32: usize,
-    sums: &'a mut [[[f32; PANEL]; PANELS_PER_BLOCK]; GROUP],
-}
-
-impl Group<'_> {
-    /// The sums of `P` panels, the block's `first..first + P`, for the group's tokens.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    fn tokens<const P: usize>(
-        &mut self,
-        b: &[u16],
-        row: impl Fn(usize, usize) -> usize,
-        first: usize,
-    ) {
-        match self.rows {
-            1 => self.sums::<P, 1>(b, row, first),
-            2 => self.sums::<P, 2>(b, row, first),
-            3 => self.sums::<P, 3>(b, row, first),
-            4 => self.sums::<P, 4>(b, row, first),
-            5 => self.sums::<P, 5>(b, row, first),
-            _ => self.sums::<P, 6>(b, row, first),
-        }
-    }
-
-    /// [`Group::tokens`] for exactly `T` tokens: `P × T` sums in registers over every pair.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    fn sums<const P: usize, const T: usize>(
-        &mut self,
-        b: &[u16],
-        row: impl Fn(usize, usize) -> usize,
-        first: usize,
-    ) {
-        let (pairs, k32, x) = (self.pairs, self.k32, self.x);
-        let mut acc = [[_mm512_setzero_ps(); P]; T];
-        for q in 0..pairs {
-            // Each pair row with its halves swapped: the even column's weight in the upper
-            // half, which VDPBF16PS adds first.
-            let w: [__m512i; P] = std::array::from_fn(|j| {
-                let words: [u16; PAIR_ROW] = b[row(j, q)..][..PAIR_ROW]
-                    .try_into()
-                    .unwrap_or([0; PAIR_ROW]);
-                _mm512_rol_epi32::<16>(bytemuck::cast(words))
-            });
-            for (t, acc_t) in acc.iter_mut().enumerate() {
-                // The token's pair (swapped already, see [`activations`]) in every lane.
-                let at = t * k32 + 2 * q;
-                let pair = u32::from(x[at]) | u32::from(x[at + 1]) << 16;
-                let xs = _mm512_set1_epi32(pair as i32);
-                for (a, &wj) in acc_t.iter_mut().zip(&w) {
-                    *a = _mm512_dpbf16_ps(*a, as_bf16(wj), as_bf16(xs));
-                }
-            }
-        }
-        for (s, a) in self.sums.iter_mut().zip(&acc) {
-            for (sj, &aj) in s[first..].iter_mut().zip(a) {
-                *sj = bytemuck::cast(aj);
-            }
-        }
-    }
-}
-
-/// A vector of 32 bf16 values from its bits.
-#[inline(always)]
-fn as_bf16(v: __m512i) -> __m512bh {
-    // SAFETY: __m512i and __m512bh are both 64 bytes of plain bits, every pattern valid.
-    unsafe { std::mem::transmute(v) }
 }
 
 #[cfg(test)]
@@ -269,25 +169,8 @@ mod tests {
     use super::*;
     use crate::kernels::llama::packed::{pack, pack_bf16_pairs};
     use crate::testing::pseudo_random;
-    use amx_bf16::{from_bf16, rows_to_bf16};
-
-    /// The definition (module doc): exact products of the bf16 operands, subnormal ones taken
-    /// as zeros, added in column order to an f32 sum from zero, subnormal sums flushed.
-    fn definition(w16: &[u16], x16: &[u16]) -> f32 {
-        let daz = |b: u16| {
-            let v = from_bf16(b);
-            if v.is_subnormal() { 0.0 } else { v }
-        };
-        let mut acc = 0.0f32;
-        for (&a, &b) in w16.iter().zip(x16) {
-            // The product of two bf16 values is exact in f32 (8 + 8 significant bits).
-            acc += daz(a) * daz(b);
-            if acc.is_subnormal() {
-                acc = 0.0f32.copysign(acc);
-            }
-        }
-        acc
-    }
+    use amx_bf16::dot::definition;
+    use amx_bf16::rows_to_bf16;
 
     /// Row `r`'s bf16 weights as `pack_bf16_pairs` rounds them (column order).
     fn weights_row(packed: &[u16], r: usize, k: usize) -> Vec<u16> {
@@ -357,25 +240,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn sums_are_taken_in_column_order_with_each_addition_rounded() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512 BF16");
-            return;
-        }
-        // 2^24, 0, then the pair 1, 2: in column order, 2^24 + 1 rounds to 2^24 (ties to
-        // even), then + 2 gives 2^24 + 2; the pair's odd column first would give 2^24 + 4.
-        let k = 4;
-        let mut w = vec![0.0f32; PANEL * k];
-        w[..4].copy_from_slice(&[16_777_216.0, 0.0, 1.0, 2.0]);
-        let x = [1.0f32; 4];
-        let mut x16 = Vec::new();
-        activations(&x, 1, k, &mut x16);
-        let mut out = vec![f32::NAN; PANEL];
-        pair_panels(&pack_bf16_pairs(&w, PANEL, k), k, &x16, 1, &mut out);
-        assert_eq!(out[0], 16_777_218.0);
-        assert_eq!(out[1], 0.0);
     }
 }
