@@ -322,7 +322,7 @@ pub extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_S
         let detail = format!(
             "neuron-mock {} (mock libnrt {version}, weight products in {})",
             env!("CARGO_PKG_VERSION"),
-            crate::kernels::llama::packed::Precision::current().name()
+            crate::kernels::llama::packed::Precision::current().description()
         );
         for (dst, &src) in value
             .rt_detail

@@ -113,7 +113,8 @@ pub(crate) fn init() -> NrtResult<()> {
         log!(
             Info,
             "nrt_init",
-            "weight products in bf16 (operands rounded to bf16, sums in f32) on AMX tiles"
+            "weight products in {} (operands rounded to bf16, sums in f32)",
+            runtime.config.matmul.description()
         );
     }
     if runtime.faults.is_active() {

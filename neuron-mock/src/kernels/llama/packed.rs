@@ -503,6 +503,17 @@ impl Precision {
         }
     }
 
+    /// The arithmetic as the runtime describes it: the precision and, for bf16, the
+    /// instructions (AMX and AVX-512 BF16 are both meant to give the definition's bits, but
+    /// only the second is tested bit for bit, so a model's outputs are keyed on which ran).
+    pub(crate) fn description(self) -> &'static str {
+        match (self, Bf16Kernel::detect()) {
+            (Precision::F32, _) => "f32",
+            (Precision::Bf16, Some(Bf16Kernel::Dpbf16)) => "bf16 (AVX-512 BF16 dot products)",
+            (Precision::Bf16, _) => "bf16 (AMX tiles)",
+        }
+    }
+
     /// The precision in force in this process (read once; an invalid value, which `nrt_init`
     /// refuses, means f32).
     pub(crate) fn current() -> Self {
