@@ -13,7 +13,8 @@
 //!   on a pool thread (the bf16 matrices under `NEURON_MOCK_MATMUL=bf16`).
 //!
 //! `cargo bench -p neuron-mock --bench forward`; compare within one run.
-//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products on AMX tiles (`packed_amx`), and adds
+//! `NEURON_MOCK_MATMUL=bf16` measures the bf16 products (on AMX tiles, `packed_amx`, or with
+//! AVX-512 BF16 dot products, `packed_dpbf16`), and adds
 //! `forward/bf16_matrices/T`: the pass outside the pool with the layer matrices and the LM
 //! head stored in bf16 pair panels (`packed::pack_bf16_pairs`), as compiled artifacts hold
 //! them then.
