@@ -598,11 +598,9 @@ impl Kernel {
             Kernel::Portable => 1,
             #[cfg(target_arch = "x86_64")]
             Kernel::Simd(level) => super::packed_simd::widest_tile(level, tokens),
+            // The bf16 kernels group the tokens themselves (they read no token tiles).
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx => super::packed_amx::GROUP,
-            // Any number: the kernel groups the tokens itself.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Dpbf16 => super::packed_amx::GROUP,
+            Kernel::Amx | Kernel::Dpbf16 => super::packed_amx::GROUP,
         }
     }
 

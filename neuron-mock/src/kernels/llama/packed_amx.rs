@@ -349,7 +349,7 @@ fn store_sums(tiles: &[usize], out: &mut [f32], at: impl Fn(usize) -> (usize, us
 }
 
 /// [`convert`], after checking that the CPU has what it needs (AVX-512F, BW and BF16, which
-/// the AMX kernels and those of [`super::packed_dpbf16`] both require).
+/// the AMX kernels and the AVX-512 BF16 ones of [`amx_bf16::dot`] both require).
 ///
 /// # Panics
 /// On a CPU without them.
@@ -360,7 +360,7 @@ pub(super) fn to_pair_rows(
     steps: std::ops::Range<usize>,
     b: &mut [u16],
 ) {
-    assert!(super::packed_dpbf16::available());
+    assert!(amx_bf16::dot::available());
     // SAFETY: the assertion checked AVX-512F, BW and BF16; the function is safe Rust apart
     // from needing them.
     unsafe { convert(panels, k, n, steps, b) }

@@ -124,11 +124,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u16>) -> R) -> R {
 /// Multiplies one block of `n ≤ 4` panels, pair `q` of panel `j` at `b[row(j, q)..][..32]`
 /// as [`super::packed::pack_bf16_pairs`] lays it out, with every token, six at a time
 /// ([`dot::block`]); panel `j`'s results for token `t` go to `out[(j · tokens + t) · PANEL..]`.
-///
-/// Every group of tokens swaps the halves of each pair row as it loads it (one rotation per
-/// weight vector, shared by the group's tokens). Swapping them once, by the first group
-/// keeping a swapped copy for the others or by swapping a copy of the block before the
-/// products, was slower: 16 tokens 17.4-18.0 ms against 15.8-17.4 for SmolLM2-sized weights.
 fn multiply_block(
     b: &[u16],
     row: impl Fn(usize, usize) -> usize + Copy,
