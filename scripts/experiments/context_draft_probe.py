@@ -72,7 +72,9 @@ def heads_chain(path, held, states, E, kinds, depth):
     vocab = torch.tensor(json.loads(meta["vocab"]))
     n_heads = int(meta["heads"])
     lm = E[vocab]
-    t = lambda name: torch.from_numpy(np.array(w[name], dtype=np.float32))
+    # Every matrix converted to f32 once, not once per sequence.
+    weights = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in w.items() if k.startswith("medusa.")}
+    t = weights.__getitem__
     res = {"open": np.zeros(depth + 1), "grounded": np.zeros(depth + 1)}
     pos = {"open": 0, "grounded": 0}
     with torch.no_grad():
