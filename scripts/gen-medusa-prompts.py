@@ -8,16 +8,18 @@ benchmark measures the heads on text they were not trained on. Grounded prompts 
 layout as the benchmark's (a product description, then a customer question), because that is
 the traffic the heads serve; open prompts cover shopping advice and general questions.
 
-It has three parts: the first set (2333 prompts), then a second set (1674) with new products,
+It has four parts: the first set (2333 prompts), then a second set (1674) with new products,
 things and subjects (cooking, explanations, writing tasks, repairs, work, pets and plants,
 history), then a third set (3992: 3000 open, 992 grounded) of open prompts in the spirit of the
 benchmark's open ones, which the heads predicted worst (buying advice on new things, comparisons
 of two kinds of product, care and cleaning, gifts and cards, budgets and plans, home, travel,
 sport and hobbies, school, habits, how and why everyday things work, short writing tasks, and
-questions with a little personal context), and grounded prompts on 62 new products. Each set
-is appended after the ones before, so that their prompts keep their places and their cached
-answers. Add new content the same way: as a further set at the end, never by editing the
-earlier lists.
+questions with a little personal context), and grounded prompts on 62 new products, then a
+fourth set (4937: 3833 open, 1104 grounded) of new phrasings: new templates over the earlier
+sets' things, slot lists and products, a few new slot lists (seasons, households, skills, ages,
+constraints) and new questions about the products. Each set is appended after the ones
+before, so that their prompts keep their places and their cached answers. Add new content the
+same way: as a further set at the end, never by editing the earlier lists.
 
 Usage: scripts/gen-medusa-prompts.py [OUT]   (standard library only; output is deterministic)
 """
@@ -1533,6 +1535,259 @@ def third_set():
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# The fourth set (added later): open prompts again, because the heads still predict those worst
+# and more distilled answers measurably helped (the third set moved the open benchmark's tau
+# from 2.22 to 2.34). It is new phrasings more than new things: new templates over the things,
+# slot lists and products of the three sets before (a new question draws a new answer even on a
+# known product), a few new slot lists, and hand-written questions. Appended after the third
+# set's rows, so the earlier prompts keep their places.
+
+FOURTH_SEED = 20271117
+
+# Open templates drawn for each thing of the three sets before.
+FOURTH_TEMPLATES_PER_ITEM = 6
+
+# Prompts drawn from each of the fourth set's advice templates.
+FOURTH_ADVICE_PER_TEMPLATE = 45
+
+# New questions drawn for each product of the three sets before.
+FOURTH_QUESTIONS_PER_PRODUCT = 8
+
+FOURTH_QUESTIONS = [
+    "What is the main reason to choose this over a cheaper one?",
+    "Summarise the description in one sentence.",
+    "Is it suitable for a small flat?",
+    "What would I need to buy separately?",
+    "How would I explain what it does to my grandmother?",
+    "Is it good for someone with little technical knowledge?",
+    "What is the best way to clean it?",
+    "Is there anything in the description that sounds too good to be true?",
+    "What would make me regret buying it?",
+    "Could I use it every day?",
+    "How big is it, according to the description?",
+    "Is it a sensible gift for a new homeowner?",
+    "Which details in the description matter most for safety?",
+    "Would it suit an older person?",
+    "Is the price fair for what is described?",
+    "What questions should I ask the seller before I buy it?",
+    "Give me three reasons to buy it and one reason not to.",
+    "How does it compare with a basic version of the same thing?",
+    "Can children use it?",
+    "Is it easy to store when I am not using it?",
+    "What does it do better than most products like it?",
+    "Write a short, friendly answer for a customer who asks if it is worth the money.",
+    "Would it still be useful in five years?",
+    "What is included in the box?",
+    "Would it work on a balcony or in a garden shed?",
+    "Would it work for a student on a budget?",
+    "How much space does it need?",
+    "What should I know before using it for the first time?",
+    "Is it easy to move from one room to another?",
+    "Explain its main feature as if I had never seen one.",
+]
+
+FOURTH_OPEN_TEMPLATES = [
+    "What should a first-time buyer know about {a} {item}?",
+    "Which cheap {item} is good enough for most people?",
+    "How do I compare two models of {item} that look the same?",
+    "What is a sensible amount to spend on {a} {item}?",
+    "What are the signs of a badly made {item}?",
+    "How should I look after {a} {item} in the first month?",
+    "Tell me the three most important things when choosing {a} {item}.",
+    "What problems do people usually have with {a} {item}?",
+    "What questions should I ask before ordering {a} {item} online?",
+    "Can you explain the jargon used to sell {a} {item}?",
+    "How do I know which size of {item} is right for me?",
+    "What is a good {item} for a family with young children?",
+    "How do I choose {a} {item} that will last ten years?",
+    "Is {a} {item} worth it if I will only use it a few times a year?",
+    "Would you recommend renting or borrowing {a} {item} instead of buying one?",
+    "What extras do shops try to sell with {a} {item} that I do not need?",
+    "Explain in plain words what the different kinds of {item} are.",
+    "What do I need to check before giving {a} {item} as a present?",
+    "What is the most common mistake people make with a new {item}?",
+    "I'm choosing {a} {item} for my parents. What matters most for them?",
+    "Why does one {item} cost so much more than another?",
+    "How can I tell if {a} {item} is good value?",
+    "Where should I keep {a} {item} so that it stays in good condition?",
+    "What should I do if my {item} stops working?",
+    "I want {a} {item} that is kind to the environment. What should I look for?",
+    "What is the difference between a cheap {item} and a mid-range one?",
+]
+
+# New slot lists of the fourth set; its templates also draw on the earlier sets' lists.
+FOURTH_NEW_SLOTS = {
+    "season": ["the winter", "the summer", "a wet autumn", "the spring", "a heatwave",
+               "the school holidays", "the run-up to Christmas", "the first cold week of the year"],
+    "household": ["a family of four", "a couple who both work from home", "a student house",
+                  "a retired couple", "a single parent with two children", "three friends sharing a flat",
+                  "a family with a new baby", "someone living alone for the first time"],
+    "skill": ["touch typing", "basic car maintenance", "sewing on a button", "making bread",
+              "reading a map", "first aid", "public speaking", "ironing a shirt", "budgeting",
+              "simple woodwork", "cooking rice properly", "writing a CV", "changing a bike tyre",
+              "growing tomatoes", "taking better photos", "speed reading", "knitting",
+              "bleeding a radiator", "painting a wall neatly", "saying no politely"],
+    "age_group": ["a toddler", "a six-year-old", "a ten-year-old", "a teenager",
+                  "a university student", "a new parent", "someone in their seventies",
+                  "a grandparent"],
+    "constraint": ["a tiny budget", "very little space", "no car", "only an hour a week",
+                   "a bad back", "two young children", "a noisy neighbour", "no garden",
+                   "a long commute", "a dog that hates being alone"],
+}
+
+FOURTH_ADVICE_TEMPLATES = [
+    ("How do I get my {room} ready for {season}?", ["room", "season"]),
+    ("What should {household} buy before {season}?", ["household", "season"]),
+    ("How can {household} cut the cost of {expense}?", ["household", "expense"]),
+    ("What are the everyday essentials for {household}?", ["household"]),
+    ("How do I learn {skill} in a month?", ["skill"]),
+    ("Is {skill} hard to learn, and where should I start?", ["skill"]),
+    ("Why is {skill} a useful thing to know?", ["skill"]),
+    ("Can you teach me the basics of {skill}?", ["skill"]),
+    ("What is a good present for {age_group} who likes {hobby}?", ["age_group", "hobby"]),
+    ("How do I get {age_group} interested in {activity}?", ["age_group", "activity"]),
+    ("I have {constraint}. How can I {goal}?", ["constraint", "goal"]),
+    ("I have {constraint}. Is {pastime} still a good idea?", ["constraint", "pastime"]),
+    ("How do I plan {journey} with {constraint}?", ["journey", "constraint"]),
+    ("What should I know about {concept} before I open a savings account?", ["concept"]),
+    ("Give me a short, clear explanation of {concept}.", ["concept"]),
+    ("How does {concept} affect what I pay in the shops?", ["concept"]),
+    ("What is the quickest way to cook {dish} on a weeknight?", ["dish"]),
+    ("What can I make ahead for {dish} so that dinner is easy?", ["dish"]),
+    ("How do I make {dish} for {household}?", ["dish", "household"]),
+    ("What is the best way to use up leftover {food}?", ["food"]),
+    ("How do I tell if {food} has gone off?", ["food"]),
+    ("Can you explain the difference between {pair} with an example?", ["pair"]),
+    ("People mix up {pair}. What sets them apart?", ["pair"]),
+    ("For {person}, what matters more: {pair_or}?", ["person", "pair_or"]),
+    ("Which lasts longer, and which is cheaper to run: {either}?", ["either"]),
+    ("What are the hidden costs of choosing {either}?", ["either"]),
+    ("If money were no object, what would you pick between {versus}?", ["versus"]),
+    ("Which suits a beginner better: {versus}?", ["versus"]),
+    ("What goes wrong with {workings}, and how can I avoid it?", ["workings"]),
+    ("Why do {mechanism} save money in the long run, if they do?", ["mechanism"]),
+    ("Explain the main parts of {workings} and what each one does.", ["workings"]),
+    ("Is there a scientific reason why {why}?", ["why"]),
+    ("My child asked me why {why}. What should I say?", ["why"]),
+    ("My child asked me why does {phenomenon}. How do I explain it simply?", ["phenomenon"]),
+    ("What are the first three things to do when {problem}?", ["problem"]),
+    ("Who do I contact first when {problem}?", ["problem"]),
+    ("My {problem_thing}. Is it safe to ignore for a while?", ["problem_thing"]),
+    ("What tools do I need to fix {repair}?", ["repair"]),
+    ("How much would a professional charge to fix {repair}?", ["repair"]),
+    ("What should I do the week before {event}?", ["event"]),
+    ("How do I stay calm before {event}?", ["event"]),
+    ("What are some fun things to do with {audience} during {season}?", ["audience", "season"]),
+    ("What should I get {recipient} who already has everything for {gift_occasion}?", ["recipient", "gift_occasion"]),
+    ("What is a good experience gift for {recipient}?", ["recipient"]),
+    ("What is the story behind {history_topic}?", ["history_topic"]),
+    ("How did {history_topic} change everyday life?", ["history_topic"]),
+    ("Write {writing}, and keep it short and friendly.", ["writing"]),
+    ("Draft {text_task}, in a polite but firm tone.", ["text_task"]),
+    ("I'm {persona}. How can I {goal}?", ["persona", "goal"]),
+    ("As {persona}, what should I know about {advice_topic}?", ["persona", "advice_topic"]),
+    ("How often should I replace {item_use}?", ["item_use"]),
+    ("Where can I find {item_use} at a fair price?", ["item_use"]),
+    ("How do I protect {care} from damage?", ["care"]),
+    ("What small jobs keep {possession} looking new?", ["possession"]),
+    ("What is the cheapest way to {project}?", ["project"]),
+    ("What can go wrong when I {project}, and how do I avoid it?", ["project"]),
+    ("How do I stay motivated to {routine}?", ["routine"]),
+    ("I want to {routine}. What should I track?", ["routine"]),
+    ("How can I help my teenager {school}?", ["school"]),
+    ("How do I {work_task} without feeling nervous?", ["work_task"]),
+]
+
+FOURTH_GENERAL = [
+    "How do I decide between two job offers with different pay and hours?",
+    "What should I do with the first hour of a day off?",
+    "How do I make a small bedroom work for two children?",
+    "What is a fair way to split the bills in a shared house?",
+    "How can I make a long car journey easier with children?",
+    "What are good ways to cut down on food waste at home?",
+    "How do I keep track of what I spend each month?",
+    "What are easy meals to cook when I am tired after work?",
+    "How can I make a rented kitchen feel more like mine?",
+    "What should I do before I sell my old phone?",
+    "How do I return something I bought online?",
+    "What is the best way to organise a cupboard under the stairs?",
+    "How can I stay warm at home without turning up the heating?",
+    "How do I get my bike ready for the spring?",
+    "What should I keep in a first-aid kit at home?",
+    "How do I choose paint colours that go together?",
+    "What are good things to do on a rainy Sunday with friends?",
+    "How do I write a shopping list that stops me buying too much?",
+    "What is the difference between a discount and a voucher?",
+    "How do I look after my eyes when I work at a screen all day?",
+    "What makes a good first car for a new driver?",
+    "How can I make my mornings calmer?",
+    "What are some cheap ways to make a garden look tidy?",
+    "How do I pack fragile things for a house move?",
+    "What are good habits for keeping a home tidy?",
+    "What should I ask on a tour of a new gym?",
+    "What are the best ways to keep in touch with friends who live far away?",
+    "How can I make a small balcony pleasant to sit on?",
+    "What should I do if I lose my wallet?",
+    "How do I teach my child to ride a bike?",
+    "What are the benefits of buying things second-hand?",
+    "How do I keep a conversation going with someone I have just met?",
+    "What is the best way to learn the names of the stars?",
+    "How can I make a packed lunch that keeps me full all afternoon?",
+    "How do I choose a good pair of work trousers?",
+    "What makes a home feel welcoming to guests?",
+    "How do I get better at remembering people's names?",
+    "What should I know before adopting an older dog?",
+    "How can I reduce the clutter in my kitchen?",
+    "What is the difference between a warranty and a guarantee?",
+    "How do I make a simple budget for a weekend away?",
+    "What should I do when a shop refuses to give me a refund?",
+    "How can I make my commute by bike safer?",
+    "How do I get the smell of smoke out of clothes?",
+    "What are good questions to ask at a parents' evening?",
+    "How do I decide what to keep when I move to a smaller home?",
+    "What are some ways to make a birthday special without spending much?",
+    "Write a short message thanking a delivery driver for their help.",
+    "Write a polite review of a restaurant that was good but slow.",
+    "Write a two-line reminder to my flatmates about the bins.",
+]
+
+
+def fourth_slots():
+    """The fourth set's slot lists: the earlier sets' (a name used twice has both lists) and
+    its own."""
+    slots = {}
+    for part in (SLOTS, SECOND_SLOTS, THIRD_SLOTS, FOURTH_NEW_SLOTS):
+        for name, values in part.items():
+            slots[name] = slots.get(name, []) + [v for v in values if v not in slots.get(name, [])]
+    return slots
+
+
+def fourth_set():
+    """The fourth set's rows, shuffled among themselves."""
+    rng = random.Random(FOURTH_SEED)
+    rows = []
+    for product in PRODUCTS + SECOND_PRODUCTS + THIRD_PRODUCTS:
+        for question in rng.sample(FOURTH_QUESTIONS, FOURTH_QUESTIONS_PER_PRODUCT):
+            rows.append({"kind": "grounded", "prompt": grounded(product, question)})
+    items = [
+        item
+        for item in ITEMS + SECOND_ITEMS + THIRD_ITEMS
+        if not any(subject in item for subject in BENCH_SUBJECTS)
+    ]
+    opens = [
+        template.format(item=item, a=article(item))
+        for item in items
+        for template in rng.sample(FOURTH_OPEN_TEMPLATES, FOURTH_TEMPLATES_PER_ITEM)
+    ]
+    opens += FOURTH_GENERAL
+    opens += expand(FOURTH_ADVICE_TEMPLATES, fourth_slots(), rng, FOURTH_ADVICE_PER_TEMPLATE)
+    for prompt in opens:
+        rows.append({"kind": "open", "prompt": prompt})
+    rng.shuffle(rows)
+    return rows
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "parallel-decode/data/medusa_train_prompts.jsonl"
     rng = random.Random(SEED)
@@ -1551,7 +1806,8 @@ def main():
     rng.shuffle(rows)
     second = second_set()
     third = third_set()
-    later = second + third
+    fourth = fourth_set()
+    later = second + third + fourth
     advice = everyday + [row["prompt"] for row in later if row["kind"] == "open"]
     for prompt in advice:
         if any(subject in prompt.lower() for subject in BENCH_SUBJECTS):
@@ -1559,7 +1815,7 @@ def main():
     # The first set repeats a few prompts (kept: changing it would change its distilled
     # chunks); the later sets repeat none, of their own or of the earlier sets'.
     seen = {row["prompt"].strip().lower() for row in rows}
-    for name, part in (("second", second), ("third", third)):
+    for name, part in (("second", second), ("third", third), ("fourth", fourth)):
         for row in part:
             key = row["prompt"].strip().lower()
             if key in seen:
