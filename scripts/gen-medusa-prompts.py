@@ -770,25 +770,37 @@ def expand(templates, slots, rng, per_template):
     return rows
 
 
-def second_set():
-    """The second set's rows, shuffled among themselves."""
-    rng = random.Random(SECOND_SEED)
+def appended_set(seed, products, questions, per_product, items, templates, per_item, general,
+                 advice, slots, per_template):
+    """The rows of a set appended after the first, shuffled among themselves: `per_product`
+    of `questions` about each of `products`, `per_item` of the open `templates` about each of
+    `items`, the `general` prompts, and `per_template` of each `advice` template's
+    combinations of `slots`, all drawn with one generator seeded by `seed` in that order."""
+    rng = random.Random(seed)
     rows = []
-    questions = QUESTIONS + SECOND_QUESTIONS
-    for product in SECOND_PRODUCTS:
-        for question in rng.sample(questions, SECOND_QUESTIONS_PER_PRODUCT):
+    for product in products:
+        for question in rng.sample(questions, per_product):
             rows.append({"kind": "grounded", "prompt": grounded(product, question)})
     opens = [
         template.format(item=item, a=article(item))
-        for item in SECOND_ITEMS
-        for template in rng.sample(SECOND_OPEN_TEMPLATES, 7)
+        for item in items
+        for template in rng.sample(templates, per_item)
     ]
-    opens += SECOND_GENERAL
-    opens += expand(SECOND_ADVICE_TEMPLATES, SECOND_SLOTS, rng, SECOND_ADVICE_PER_TEMPLATE)
+    opens += general
+    opens += expand(advice, slots, rng, per_template)
     for prompt in opens:
         rows.append({"kind": "open", "prompt": prompt})
     rng.shuffle(rows)
     return rows
+
+
+def second_set():
+    """The second set's rows, shuffled among themselves."""
+    return appended_set(
+        SECOND_SEED, SECOND_PRODUCTS, QUESTIONS + SECOND_QUESTIONS, SECOND_QUESTIONS_PER_PRODUCT,
+        SECOND_ITEMS, SECOND_OPEN_TEMPLATES, 7, SECOND_GENERAL,
+        SECOND_ADVICE_TEMPLATES, SECOND_SLOTS, SECOND_ADVICE_PER_TEMPLATE,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1516,23 +1528,11 @@ THIRD_GENERAL = [
 
 def third_set():
     """The third set's rows, shuffled among themselves."""
-    rng = random.Random(THIRD_SEED)
-    rows = []
-    questions = QUESTIONS + SECOND_QUESTIONS + THIRD_QUESTIONS
-    for product in THIRD_PRODUCTS:
-        for question in rng.sample(questions, THIRD_QUESTIONS_PER_PRODUCT):
-            rows.append({"kind": "grounded", "prompt": grounded(product, question)})
-    opens = [
-        template.format(item=item, a=article(item))
-        for item in THIRD_ITEMS
-        for template in rng.sample(THIRD_OPEN_TEMPLATES, THIRD_TEMPLATES_PER_ITEM)
-    ]
-    opens += THIRD_GENERAL
-    opens += expand(THIRD_ADVICE_TEMPLATES, THIRD_SLOTS, rng, THIRD_ADVICE_PER_TEMPLATE)
-    for prompt in opens:
-        rows.append({"kind": "open", "prompt": prompt})
-    rng.shuffle(rows)
-    return rows
+    return appended_set(
+        THIRD_SEED, THIRD_PRODUCTS, QUESTIONS + SECOND_QUESTIONS + THIRD_QUESTIONS,
+        THIRD_QUESTIONS_PER_PRODUCT, THIRD_ITEMS, THIRD_OPEN_TEMPLATES, THIRD_TEMPLATES_PER_ITEM,
+        THIRD_GENERAL, THIRD_ADVICE_TEMPLATES, THIRD_SLOTS, THIRD_ADVICE_PER_TEMPLATE,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1765,27 +1765,16 @@ def fourth_slots():
 
 def fourth_set():
     """The fourth set's rows, shuffled among themselves."""
-    rng = random.Random(FOURTH_SEED)
-    rows = []
-    for product in PRODUCTS + SECOND_PRODUCTS + THIRD_PRODUCTS:
-        for question in rng.sample(FOURTH_QUESTIONS, FOURTH_QUESTIONS_PER_PRODUCT):
-            rows.append({"kind": "grounded", "prompt": grounded(product, question)})
     items = [
         item
         for item in ITEMS + SECOND_ITEMS + THIRD_ITEMS
         if not any(subject in item for subject in BENCH_SUBJECTS)
     ]
-    opens = [
-        template.format(item=item, a=article(item))
-        for item in items
-        for template in rng.sample(FOURTH_OPEN_TEMPLATES, FOURTH_TEMPLATES_PER_ITEM)
-    ]
-    opens += FOURTH_GENERAL
-    opens += expand(FOURTH_ADVICE_TEMPLATES, fourth_slots(), rng, FOURTH_ADVICE_PER_TEMPLATE)
-    for prompt in opens:
-        rows.append({"kind": "open", "prompt": prompt})
-    rng.shuffle(rows)
-    return rows
+    return appended_set(
+        FOURTH_SEED, PRODUCTS + SECOND_PRODUCTS + THIRD_PRODUCTS, FOURTH_QUESTIONS,
+        FOURTH_QUESTIONS_PER_PRODUCT, items, FOURTH_OPEN_TEMPLATES, FOURTH_TEMPLATES_PER_ITEM,
+        FOURTH_GENERAL, FOURTH_ADVICE_TEMPLATES, fourth_slots(), FOURTH_ADVICE_PER_TEMPLATE,
+    )
 
 
 def main():
