@@ -1621,8 +1621,9 @@ FOURTH_NEW_SLOTS = {
     "season": ["the winter", "the summer", "a wet autumn", "the spring", "a heatwave",
                "the school holidays", "the run-up to Christmas", "the first cold week of the year"],
     "household": ["a family of four", "a couple who both work from home", "a student house",
-                  "a retired couple", "a single parent with two children", "three friends sharing a flat",
-                  "a family with a new baby", "someone living alone for the first time"],
+                  "a retired couple", "a single parent with two children",
+                  "three friends sharing a flat", "a family with a new baby",
+                  "someone living alone for the first time"],
     "skill": ["touch typing", "basic car maintenance", "sewing on a button", "making bread",
               "reading a map", "first aid", "public speaking", "ironing a shirt", "budgeting",
               "simple woodwork", "cooking rice properly", "writing a CV", "changing a bike tyre",
@@ -1679,7 +1680,8 @@ FOURTH_ADVICE_TEMPLATES = [
     ("What should I do the week before {event}?", ["event"]),
     ("How do I stay calm before {event}?", ["event"]),
     ("What are some fun things to do with {audience} during {season}?", ["audience", "season"]),
-    ("What should I get {recipient} who already has everything for {gift_occasion}?", ["recipient", "gift_occasion"]),
+    ("What should I get {recipient} who already has everything for {gift_occasion}?",
+     ["recipient", "gift_occasion"]),
     ("What is a good experience gift for {recipient}?", ["recipient"]),
     ("What is the story behind {history_topic}?", ["history_topic"]),
     ("How did {history_topic} change everyday life?", ["history_topic"]),
@@ -1759,7 +1761,8 @@ def fourth_slots():
     slots = {}
     for part in (SLOTS, SECOND_SLOTS, THIRD_SLOTS, FOURTH_NEW_SLOTS):
         for name, values in part.items():
-            slots[name] = slots.get(name, []) + [v for v in values if v not in slots.get(name, [])]
+            merged = slots.setdefault(name, [])
+            merged.extend(v for v in values if v not in merged)
     return slots
 
 
