@@ -363,6 +363,19 @@ pub fn generate_batch(
                 .proposer
                 .observe(&Outcome { proposal, verdict })?;
             emit(seq, &emitted, config);
+            if seq.stop.is_none() && seq.request.proposer.wants_hidden() {
+                // Each accepted node's state, with what the target chose from it: the next
+                // accepted candidate, and after the last one the new pending token.
+                let states = verdict
+                    .accepted
+                    .iter()
+                    .map(|&node| {
+                        let mut hidden = Vec::new();
+                        model.hidden(row, node, &mut hidden).map(|()| hidden)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                seq.request.proposer.hidden_states(&states, &emitted)?;
+            }
             // Candidates for the next proposal, or none: candidates from an earlier position
             // would be proposed as if they were fresh and almost never accepted.
             seq.heads = if seq.stop.is_none() && seq.request.proposer.wants_heads() {
@@ -414,6 +427,11 @@ fn prefill(
     };
     seq.cache_len = seq.tokens.len();
     seq.request.proposer.start(&seq.tokens)?;
+    if seq.request.proposer.wants_hidden() {
+        let mut hidden = Vec::new();
+        model.hidden(0, 0, &mut hidden)?;
+        seq.request.proposer.hidden_states(&[hidden], &[first])?;
+    }
     if seq.request.proposer.wants_heads() {
         seq.heads = Some(run_heads(model, 0, 0, first, seq.request.proposer)?);
     }

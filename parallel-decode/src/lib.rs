@@ -19,6 +19,7 @@ pub mod backend;
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod feature_draft;
 pub mod loading;
 pub mod medusa;
 pub mod sampling;

@@ -16,8 +16,10 @@ use std::rc::Rc;
 
 use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{GenerateConfig, Verification, generate};
+use parallel_decode::feature_draft::synthetic;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::draft::{Draft, DraftLength};
+use parallel_decode::strategy::feature_draft::{FeatureDraftConfig, FeatureDraftProposer};
 use parallel_decode::strategy::medusa::{Medusa, MedusaTree};
 use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
 use parallel_decode::strategy::proposer::{Autoregressive, Proposer};
@@ -168,4 +170,16 @@ fn typical_acceptance_does_not_have_the_target_distribution() {
         stat > CHI2_35_999,
         "typical acceptance should differ from the target (chi-square {stat:.1})"
     );
+}
+
+#[test]
+fn feature_draft_sampling_has_the_target_distribution() {
+    exact_strategy("feature-draft", &|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (draft, _) = synthetic(dir.path(), 2, VOCAB, 3, false).unwrap();
+        Box::new(FeatureDraftProposer::new(
+            Rc::new(draft),
+            FeatureDraftConfig::default(),
+        ))
+    });
 }

@@ -10,9 +10,11 @@ use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{
     GenerateConfig, Generation, Request, StopReason, TokenSink, generate, generate_batch,
 };
+use parallel_decode::feature_draft::synthetic;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
+use parallel_decode::strategy::feature_draft::{FeatureDraftConfig, FeatureDraftProposer};
 use parallel_decode::strategy::medusa::{Medusa, MedusaTree};
 use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
 use parallel_decode::strategy::proposer::{Autoregressive, Proposer};
@@ -379,4 +381,58 @@ fn head_candidates_reach_only_the_proposal_right_after_they_were_asked_for() {
             "pass {i}: wanted heads {wanted}, got candidates {got}"
         );
     }
+}
+
+/// A feature draft over the toy model (whose hidden states are its context window): random,
+/// or the identity of a random LM head; exactness never depends on how well it guesses.
+fn feature_draft(identity: bool) -> FeatureDraftProposer {
+    let dir = tempfile::tempdir().unwrap();
+    let (draft, _) = synthetic(dir.path(), 3, 50, 11, identity).unwrap();
+    FeatureDraftProposer::new(Rc::new(draft), FeatureDraftConfig::default())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A feature draft alone and in a tree with lookup: greedy output equals plain greedy
+    /// decoding, and every pass ran its candidates.
+    #[test]
+    fn feature_drafts_equal_greedy(
+        seed in 0u64..1000,
+        prompt in proptest::collection::vec(0u32..50, 1..24),
+        identity in any::<bool>(),
+        max_tree in 1usize..24,
+        max_tokens in 1usize..48,
+    ) {
+        let config = GenerateConfig { max_tokens, max_tree: Some(max_tree), ..GenerateConfig::default() };
+        let expected = reference(&target(seed, 0, 0.0), &prompt, max_tokens);
+        let mut proposers: Vec<Box<dyn Proposer>> = vec![
+            Box::new(feature_draft(identity)),
+            Box::new(Combined::global("feature-hybrid", vec![
+                Box::new(PromptLookup::new(PromptLookupConfig { min_ngram: 1, ..Default::default() })),
+                Box::new(feature_draft(identity)),
+            ]).unwrap()),
+        ];
+        for p in &mut proposers {
+            let mut m = target(seed, 0, 0.0);
+            let g = run(&mut m, p.as_mut(), &prompt, &config);
+            prop_assert_eq!(&g.tokens, &expected, "strategy {}", p.name());
+            prop_assert_eq!(m.passes, g.target_passes);
+        }
+    }
+}
+
+#[test]
+fn a_feature_draft_proposes_and_restarts_cleanly() {
+    let mut m = target(3, 0, 0.0);
+    let mut p = feature_draft(false);
+    let a = run(&mut m, &mut p, &[4, 5, 6, 7], &greedy(40));
+    assert!(a.proposed > 0, "the draft proposed nothing");
+    // The same proposer on another prompt, then the first again: the draft's context starts
+    // afresh each time.
+    run(&mut m, &mut p, &[9, 9, 1], &greedy(20));
+    let b = run(&mut m, &mut p, &[4, 5, 6, 7], &greedy(40));
+    assert_eq!(a.tokens, b.tokens);
+    assert_eq!(a.proposed, b.proposed);
+    assert_eq!(a.target_passes, b.target_passes);
 }

@@ -162,6 +162,7 @@ class Draft(nn.Module):
                  residual=False):
         super().__init__()
         self.residual = residual
+        self.theta = theta
         self.h, self.kvh, self.d = heads, kv_heads, head_dim
         self.fc = nn.Linear(2 * hidden, hidden, bias=True)
         self.q = nn.Linear(hidden, heads * head_dim, bias=False)
@@ -310,6 +311,13 @@ def main():
     ap.add_argument("--init", help="start from a draft's state dict written by --save (to train it further)")
     ap.add_argument("--save", help="write the trained draft's state dict here")
     ap.add_argument("--out", help="write the results (with these options) as JSON here")
+    ap.add_argument("--export", help="write the (trained or --init) draft as a feature-draft file (the format "
+                    "of parallel-decode's loading::feature_draft) for neuron-decode; needs --residual")
+    ap.add_argument("--export-dtype", choices=["f16", "f32"], default="f16")
+    ap.add_argument("--eval-cache", nargs="*", help="measure on every sequence of these chunk directories "
+                    "(for example the benchmark prompts', distilled by `train-heads --evaluate-only`) instead "
+                    "of the held-out prompts; needs --eval-prompts")
+    ap.add_argument("--eval-prompts", help="the prompt file of --eval-cache (JSON lines with kind)")
     args = ap.parse_args()
     if args.self_check:
         self_check()
@@ -334,6 +342,14 @@ def main():
     held = [s for s in seqs if s[0] % 10 == 0]
     if args.max_train:
         train = train[: args.max_train]
+    if args.eval_cache:
+        if not args.eval_prompts:
+            ap.error("--eval-cache needs --eval-prompts")
+        held, eval_states = load_data(args.eval_cache)
+        # One array of states: the evaluated sequences' offsets moved past the training ones.
+        held = [(p, t, first + states.shape[0]) for p, t, first in held]
+        states = np.concatenate([states, eval_states])
+        kinds = [json.loads(l)["kind"] for l in open(args.eval_prompts) if l.strip()]
     if args.max_eval:
         held = held[: args.max_eval]
 
@@ -355,7 +371,8 @@ def main():
     if args.heads:
         record["medusa_heads"] = heads_chain(args.heads, held, states, E, kinds, args.depth)
         print("medusa heads:", json.dumps(record["medusa_heads"]), flush=True)
-    if args.epochs == 0:
+    if args.epochs == 0 and not args.init:
+        # Nothing to train and no draft to measure.
         write_record(args.out, record)
         return
     model = Draft(residual=args.residual)
@@ -369,7 +386,7 @@ def main():
     steps = int(len(batches) * args.epochs)
     warm = max(1, steps // 50)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(steps, 1)))))
     t0 = time.time()
     step = 0
     while step < steps:
@@ -415,10 +432,20 @@ def main():
     record["training_seconds"] = round(time.time() - t0)
     if args.save:
         torch.save(model.state_dict(), args.save)
+    if args.export:
+        export(model, vocab, args.export, args.export_dtype, args.model)
+        print(f"wrote {args.export}", flush=True)
 
-    # Chain acceptance on held-out sequences.
+    record["draft"] = draft_chain(model, held, states, E, kinds, lm, vocab_t, args.depth)
+    print("draft:", json.dumps(record["draft"]), flush=True)
+    write_record(args.out, record)
+
+
+def draft_chain(model, held, states, E, kinds, lm, vocab_t, depth):
+    """Chain acceptance of the draft on `held`: at every position, with the draft's context
+    teacher-forced up to it, the draft proposes `depth` tokens, each step fed its own output
+    and token."""
     model.eval()
-    depth = args.depth
     results = {"open": np.zeros(depth + 1), "grounded": np.zeros(depth + 1)}
     positions = {"open": 0, "grounded": 0}
     step1 = {"open": np.zeros(3), "grounded": np.zeros(3)}
@@ -468,9 +495,41 @@ def main():
     n = sum(positions.values())
     p = (results["open"][1:] + results["grounded"][1:]) / n
     report["all"] = {"positions": n, "accept_depth": [round(x, 4) for x in p], "chain_tau": round(1 + p.sum(), 4)}
-    record["draft"] = report
-    print("draft:", json.dumps(report), flush=True)
-    write_record(args.out, record)
+    return report
+
+
+def export(model, vocab, path, dtype, model_dir):
+    """Writes the draft in the feature-draft format (parallel-decode/src/loading/feature_draft.rs):
+    tensors `draft.<name>` in Hugging Face [out, in] layout, the shape and the vocabulary in the
+    metadata."""
+    if not model.residual:
+        raise SystemExit("--export needs a draft trained with --residual (the format has no output norm)")
+    np_dtype, st_dtype = {"f16": (np.float16, "F16"), "f32": (np.float32, "F32")}[dtype]
+    names = {"fc.weight": model.fc.weight, "fc.bias": model.fc.bias, "q.weight": model.q.weight,
+             "k.weight": model.k.weight, "v.weight": model.v.weight, "o.weight": model.o.weight,
+             "post.weight": model.post.w, "gate.weight": model.gate.weight, "up.weight": model.up.weight,
+             "down.weight": model.down.weight}
+    header, blobs, offset = {}, [], 0
+    for name, tensor in names.items():
+        data = tensor.detach().numpy().astype(np_dtype).tobytes()
+        header["draft." + name] = {"dtype": st_dtype, "shape": list(tensor.shape),
+                                   "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = {
+        "format": "feature-draft", "version": "1", "hidden": str(model.fc.weight.shape[0]),
+        "heads": str(model.h), "kv_heads": str(model.kvh), "head_dim": str(model.d),
+        "intermediate": str(model.gate.weight.shape[0]), "rope_theta": str(model.theta),
+        "rms_eps": str(model.post.eps), "vocab": json.dumps([int(t) for t in vocab]),
+        "base_model": os.path.basename(os.path.normpath(model_dir)),
+    }
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
 
 
 def write_record(path, record):

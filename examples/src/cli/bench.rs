@@ -112,7 +112,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         );
     }
     let config = args.sampling.config(model.text().eos_token_ids.clone())?;
-    let draft = args.draft.open(global)?;
+    let drafts = args.draft.open(global, &args.device.model)?;
 
     // The device: memory bandwidth, the cost of a tree pass by width, and a decode step
     // against the bound of reading every weight once.
@@ -174,16 +174,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     strategies.dedup();
     let mut proposers = strategies
         .iter()
-        .map(|&strategy| {
-            proposer(
-                strategy,
-                &model,
-                draft.as_ref(),
-                args.draft.draft_len,
-                config.sampling,
-                config.seed,
-            )
-        })
+        .map(|&strategy| proposer(strategy, &model, &drafts, config.sampling, config.seed))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut proposer_refs: Vec<&mut dyn Proposer> = proposers
         .iter_mut()

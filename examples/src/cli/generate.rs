@@ -94,16 +94,9 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let text = std::sync::Arc::clone(model.text());
     let prompt = encode_prompt(&model, &args.prompt, args.system.as_deref(), args.raw)?;
     let config = args.sampling.config(text.eos_token_ids.clone())?;
-    let draft = args.draft.open(global)?;
+    let drafts = args.draft.open(global, &args.device.model)?;
     let strategy = args.strategy.resolve(&model);
-    let mut proposer = proposer(
-        strategy,
-        &model,
-        draft.as_ref(),
-        args.draft.draft_len,
-        config.sampling,
-        config.seed,
-    )?;
+    let mut proposer = proposer(strategy, &model, &drafts, config.sampling, config.seed)?;
 
     let mut decoder = text.tokenizer.stream_decoder(true);
     let mut stops = StopStrings::new(args.stop.iter().cloned());

@@ -11,14 +11,19 @@ use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, cached_compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
+use parallel_decode::feature_draft::FeatureDraft;
 use parallel_decode::loading::cache::home_dir;
+use parallel_decode::loading::feature_draft::FeatureDraftFile;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
 use parallel_decode::loading::{Message, ModelDir, default_model};
 use parallel_decode::medusa;
+use parallel_decode::medusa::gemm::Matmul;
+use parallel_decode::medusa::train::LmHead;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::answer_lookup::{AnswerLookup, AnswerLookupConfig};
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
+use parallel_decode::strategy::feature_draft::{FeatureDraftConfig, FeatureDraftProposer};
 use parallel_decode::strategy::medusa::Medusa;
 use parallel_decode::strategy::prompt_lookup::{PromptLookup, PromptLookupConfig};
 use parallel_decode::strategy::proposer::{Autoregressive, Proposer};
@@ -208,6 +213,11 @@ pub enum Strategy {
     AnswerLookup,
     /// Prompt lookup, answer lookup and Medusa heads in one tree.
     Hybrid,
+    /// A feature draft (--feature-draft FILE): one decoder layer that reads the model's
+    /// hidden states and attends to the context (EAGLE's design), run on the host.
+    FeatureDraft,
+    /// Prompt lookup, answer lookup and a feature draft in one tree.
+    FeatureHybrid,
 }
 
 impl Strategy {
@@ -222,6 +232,8 @@ impl Strategy {
             Strategy::MedusaLookup => "medusa-lookup",
             Strategy::AnswerLookup => "answer-lookup",
             Strategy::Hybrid => "hybrid",
+            Strategy::FeatureDraft => "feature-draft",
+            Strategy::FeatureHybrid => "feature-hybrid",
         }
     }
 
@@ -240,7 +252,8 @@ impl Strategy {
     }
 }
 
-/// A draft model for `--strategy draft`, loaded once and shared by the sequences.
+/// A draft model for `--strategy draft`, or a feature draft for `--strategy feature-draft`,
+/// loaded once and shared by the sequences.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DraftArgs {
     /// The draft model's compiled artifacts (from `neuron-decode compile`), for
@@ -250,19 +263,52 @@ pub struct DraftArgs {
     /// Longest chain the draft proposes (it adapts between 1 and this).
     #[arg(long, default_value_t = 6)]
     pub draft_len: usize,
+    /// A feature-draft file trained for the model (see `parallel_decode::loading::
+    /// feature_draft`; `scripts/experiments/context_draft_probe.py --export` writes one), for
+    /// `--strategy feature-draft` and `feature-hybrid`. It runs on the host CPU.
+    #[arg(long, value_name = "FILE")]
+    pub feature_draft: Option<PathBuf>,
+}
+
+/// The drafters given on the command line.
+#[derive(Default)]
+pub struct Drafts {
+    /// `--draft-artifacts`, loaded on the device.
+    pub model: Option<SharedModel>,
+    /// `--draft-len`.
+    pub len: usize,
+    /// `--feature-draft`, loaded on the host.
+    pub feature: Option<Rc<FeatureDraft>>,
 }
 
 impl DraftArgs {
-    /// Loads the draft model if one was given.
-    pub fn open(&self, global: &GlobalOpts) -> anyhow::Result<Option<SharedModel>> {
-        let Some(dir) = &self.draft_artifacts else {
-            return Ok(None);
+    /// Loads the drafters that were given (`model`: the target, whose LM head and embedding
+    /// a feature draft uses).
+    pub fn open(&self, global: &GlobalOpts, model: &ModelArg) -> anyhow::Result<Drafts> {
+        let mut drafts = Drafts {
+            len: self.draft_len,
+            ..Drafts::default()
         };
-        let runtime = runtime(global)?;
-        let bars = Bars::new(global);
-        let model = NeuronModel::open(&runtime, dir, &bars)
-            .with_context(|| format!("cannot load the draft model in {}", dir.display()))?;
-        Ok(Some(Rc::new(RefCell::new(Box::new(model)))))
+        if let Some(dir) = &self.draft_artifacts {
+            let runtime = runtime(global)?;
+            let bars = Bars::new(global);
+            let draft = NeuronModel::open(&runtime, dir, &bars)
+                .with_context(|| format!("cannot load the draft model in {}", dir.display()))?;
+            drafts.model = Some(Rc::new(RefCell::new(Box::new(draft))));
+        }
+        if let Some(path) = &self.feature_draft {
+            let target = model.open(global)?;
+            let config = target.config();
+            let file = FeatureDraftFile::open(path, config.hidden_size, config.vocab_size)
+                .with_context(|| format!("cannot use the feature draft in {}", path.display()))?;
+            let lm = LmHead::from_model(&target).with_context(|| {
+                format!("cannot read the LM head of {}", target.path().display())
+            })?;
+            let draft = FeatureDraft::new(&file, &lm, Matmul::fastest())
+                .with_context(|| format!("cannot load the feature draft in {}", path.display()))?;
+            drafts.feature = Some(Rc::new(draft));
+        }
+        Ok(drafts)
     }
 }
 
@@ -270,8 +316,7 @@ impl DraftArgs {
 pub fn proposer(
     strategy: Strategy,
     model: &NeuronModel,
-    draft: Option<&SharedModel>,
-    draft_len: usize,
+    drafts: &Drafts,
     sampling: SamplingConfig,
     seed: u64,
 ) -> anyhow::Result<Box<dyn Proposer>> {
@@ -297,6 +342,15 @@ pub fn proposer(
             })?;
         Ok(AnswerLookup::new(index, AnswerLookupConfig::default()))
     };
+    let feature = || -> anyhow::Result<FeatureDraftProposer> {
+        let draft = drafts.feature.as_ref().with_context(|| {
+            format!("--strategy {} needs --feature-draft FILE", strategy.name())
+        })?;
+        Ok(FeatureDraftProposer::new(
+            Rc::clone(draft),
+            FeatureDraftConfig::default(),
+        ))
+    };
     Ok(match strategy.resolve(model) {
         Strategy::Ar => Box::new(Autoregressive),
         Strategy::PromptLookup => Box::new(lookup()),
@@ -317,8 +371,17 @@ pub fn proposer(
                 Box::new(medusa()?),
             ],
         )?),
+        Strategy::FeatureDraft => Box::new(feature()?),
+        Strategy::FeatureHybrid => Box::new(Combined::global(
+            "feature-hybrid",
+            vec![
+                Box::new(lookup()),
+                Box::new(answers()?),
+                Box::new(feature()?),
+            ],
+        )?),
         Strategy::Draft => {
-            let Some(draft) = draft else {
+            let Some(draft) = &drafts.model else {
                 bail!(
                     "--strategy draft needs --draft-artifacts DIR (a smaller model compiled with `neuron-decode compile`)"
                 )
@@ -333,7 +396,7 @@ pub fn proposer(
             Box::new(Draft::new(
                 Rc::clone(draft),
                 0,
-                DraftLength::Adaptive(draft_len.max(1)),
+                DraftLength::Adaptive(drafts.len.max(1)),
                 sampling,
                 seed,
             )?)

@@ -223,11 +223,12 @@ impl LanguageModel for ToyModel {
     }
 
     fn hidden(&mut self, row: usize, node: usize, out: &mut Vec<f32>) -> Result<()> {
-        *out = self
-            .last_context(row, node)?
-            .iter()
-            .map(|&t| t as f32)
-            .collect();
+        // The context window's tokens, zeros first while the context is shorter, so that
+        // every state is `hidden` wide.
+        let context = self.last_context(row, node)?;
+        out.clear();
+        out.resize(self.info.hidden.saturating_sub(context.len()), 0.0);
+        out.extend(context.iter().map(|&t| t as f32));
         Ok(())
     }
 

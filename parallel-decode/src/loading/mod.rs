@@ -20,6 +20,7 @@ pub mod chat;
 pub mod config;
 pub mod default_model;
 pub mod dtype;
+pub mod feature_draft;
 pub mod generation;
 pub mod gguf;
 #[allow(unsafe_code)] // The one memory map; see the module docs.

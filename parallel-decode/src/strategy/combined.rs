@@ -146,7 +146,7 @@ fn leaf_paths(tree: &TokenTree) -> Vec<(Vec<u32>, usize)> {
 /// maximises `(1 + expected accepted) / (cost(n + 1) + heads)`. Expected accepted tokens are
 /// the sum of the nodes' chances; a node's chance is capped by its parent's, so that, likeliest
 /// first and shallower first among equals, parents come before their children.
-fn choose_nodes(pool: &RankedCandidates, ctx: &ProposeContext<'_>) -> TokenTree {
+pub(crate) fn choose_nodes(pool: &RankedCandidates, ctx: &ProposeContext<'_>) -> TokenTree {
     let t = &pool.tree;
     let mut chance = pool.chances.clone();
     for node in 1..t.len() {
@@ -188,6 +188,17 @@ impl Proposer for Combined {
 
     fn wants_heads(&self) -> bool {
         self.parts.iter().any(|p| p.wants_heads())
+    }
+
+    fn wants_hidden(&self) -> bool {
+        self.parts.iter().any(|p| p.wants_hidden())
+    }
+
+    fn hidden_states(&mut self, states: &[Vec<f32>], chosen: &[u32]) -> Result<()> {
+        self.parts
+            .iter_mut()
+            .filter(|p| p.wants_hidden())
+            .try_for_each(|p| p.hidden_states(states, chosen))
     }
 
     fn start(&mut self, tokens: &[u32]) -> Result<()> {

@@ -5,6 +5,7 @@ pub mod acceptance;
 pub mod answer_lookup;
 pub mod combined;
 pub mod draft;
+pub mod feature_draft;
 pub mod medusa;
 pub mod prompt_lookup;
 pub mod proposer;

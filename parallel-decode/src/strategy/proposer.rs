@@ -133,6 +133,26 @@ pub trait Proposer {
         false
     }
 
+    /// Whether the engine should pass the target's final hidden states of the accepted
+    /// tokens to [`Proposer::hidden_states`] (a drafter that reads them, as a feature draft
+    /// does).
+    fn wants_hidden(&self) -> bool {
+        false
+    }
+
+    /// The target's final hidden states (`states[i]`) at the tokens it has just accepted, in
+    /// order, each with the token it chose from that state (`chosen[i]`): after the prefill,
+    /// the last prompt token's state and the first token; after a pass, the root's and the
+    /// accepted candidates' states, the last one's choice being the next pending token. Only
+    /// called when [`Proposer::wants_hidden`].
+    ///
+    /// # Errors
+    /// When a proposer with its own model fails to run it.
+    fn hidden_states(&mut self, states: &[Vec<f32>], chosen: &[u32]) -> crate::Result<()> {
+        let _ = (states, chosen);
+        Ok(())
+    }
+
     /// Called once with the prompt (and the first pending token last) before any proposal.
     ///
     /// # Errors

@@ -1,0 +1,726 @@
+//! A feature draft (EAGLE's design) run on the host CPU: one decoder layer that reads the
+//! target model's final hidden state with the token chosen from it, guesses the next hidden
+//! state, and scores it with the target's own LM head over the draft's vocabulary. Fed its
+//! own guesses, it proposes several tokens ahead; unlike Medusa heads it attends to its own
+//! earlier inputs, so it sees the context.
+//!
+//! The file format is [`crate::loading::feature_draft`]; the proposer that builds candidate
+//! trees from it is [`crate::strategy::feature_draft`].
+//!
+//! Its inputs come in two kinds. *Committed* ones ([`FeatureDraft::extend`]) carry the
+//! target's true hidden states of accepted tokens; their keys and values stay in the
+//! sequence's [`DraftCache`]. *Speculative* ones ([`FeatureDraft::speculate`]) carry the
+//! draft's own guesses along a tree of candidates; they live in a [`Speculation`] that is
+//! dropped after each target pass, since the target's states replace them.
+
+use amx_bf16::PackedB;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::loading::feature_draft::{DraftConfig, FeatureDraftFile};
+use crate::medusa::gemm::{Matmul, gemm_packed, with_strided};
+use crate::medusa::train::LmHead;
+
+/// A weight matrix `[out, in]` applied to rows of inputs.
+///
+/// The draft runs a handful of rows at a time, so its products are matrix-vector products
+/// that read every weight once: bound by memory, not arithmetic. The matrix is cut by output
+/// rows into one part per thread, each with its own operand, so that every core streams its
+/// share (the training products split the inputs' rows instead, which here would leave one
+/// core idle).
+struct Linear {
+    parts: Vec<Part>,
+    out: usize,
+}
+
+/// Rows `rows` of a [`Linear`]'s matrix.
+struct Part {
+    rows: std::ops::Range<usize>,
+    weight: Array2<f32>,
+    /// `weightᵀ` in bf16 tiles, when products are taken in bf16.
+    packed: Option<PackedB>,
+}
+
+impl Linear {
+    fn new(weight: Array2<f32>, matmul: Matmul) -> Self {
+        let out = weight.nrows();
+        let threads = rayon::current_num_threads().clamp(1, out.max(1));
+        // Parts of whole 16-row panels, as the bf16 kernel lays them out.
+        let step = out.div_ceil(threads).next_multiple_of(16);
+        let parts = (0..out)
+            .step_by(step.max(1))
+            .map(|first| {
+                let rows = first..(first + step).min(out);
+                let weight = weight.slice(ndarray::s![rows.clone(), ..]).to_owned();
+                let packed = (matmul == Matmul::Bf16)
+                    .then(|| with_strided(weight.view(), |w| PackedB::new(w.t())));
+                Part {
+                    rows,
+                    weight,
+                    packed,
+                }
+            })
+            .collect();
+        Linear { parts, out }
+    }
+
+    /// `x · weightᵀ`: `[m, in]` to `[m, out]`.
+    fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let products: Vec<Array2<f32>> = self
+            .parts
+            .par_iter()
+            .map(|part| {
+                let mut out = Array2::zeros((x.nrows(), part.rows.len()));
+                match &part.packed {
+                    Some(p) => gemm_packed(x, p, false, out.view_mut()),
+                    None => general_mat_mul(1.0, &x, &part.weight.t(), 0.0, &mut out),
+                }
+                out
+            })
+            .collect();
+        let mut out = Array2::zeros((x.nrows(), self.out));
+        for (part, product) in self.parts.iter().zip(products) {
+            out.slice_mut(ndarray::s![.., part.rows.clone()])
+                .assign(&product);
+        }
+        out
+    }
+}
+
+/// The keys and values of one sequence's committed draft inputs.
+#[derive(Debug, Clone, Default)]
+pub struct DraftCache {
+    /// `[len][kv_heads · head_dim]`, rotated.
+    keys: Vec<f32>,
+    /// `[len][kv_heads · head_dim]`.
+    values: Vec<f32>,
+}
+
+impl DraftCache {
+    /// Committed inputs so far.
+    pub fn len(&self, draft: &FeatureDraft) -> usize {
+        self.keys.len() / draft.kv_width()
+    }
+
+    /// Forgets everything (a new sequence).
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+    }
+}
+
+/// Speculative inputs over a cache: a tree, each entry after its parent (or, without one,
+/// right after the committed inputs).
+#[derive(Debug, Clone, Default)]
+pub struct Speculation {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    parents: Vec<Option<usize>>,
+}
+
+impl Speculation {
+    /// Entries so far.
+    pub fn len(&self) -> usize {
+        self.parents.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.parents.is_empty()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+        self.parents.clear();
+    }
+
+    /// `entry` and its ancestors, the oldest first.
+    fn lineage(&self, entry: usize) -> Vec<usize> {
+        let mut path = vec![entry];
+        while let Some(p) = self.parents[*path.last().unwrap_or(&entry)] {
+            path.push(p);
+        }
+        path.reverse();
+        path
+    }
+}
+
+/// The draft's guesses for a batch of inputs: the next hidden states, and the top tokens of
+/// each with their probabilities (softmax over the draft's vocabulary).
+#[derive(Debug, Clone)]
+pub struct DraftOutput {
+    /// `[inputs, hidden]`.
+    pub states: Array2<f32>,
+    /// Per input, the best tokens, most likely first, with their probabilities.
+    pub top: Vec<Vec<(u32, f32)>>,
+}
+
+/// A loaded feature draft.
+pub struct FeatureDraft {
+    config: DraftConfig,
+    fc: Linear,
+    fc_bias: Vec<f32>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post: Vec<f32>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    /// The target's LM head rows of the draft's vocabulary.
+    scorer: Linear,
+    vocab: Vec<u32>,
+    /// The target's input embedding (every token).
+    lm: LmHead,
+    /// Rotary frequencies, `head_dim / 2`.
+    inv_freq: Vec<f64>,
+}
+
+impl std::fmt::Debug for FeatureDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureDraft")
+            .field("config", &self.config)
+            .field("vocab", &self.vocab.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeatureDraft {
+    /// Loads the draft in `file` for the target whose LM head and embedding are `lm` (the
+    /// whole vocabulary), taking its products in `matmul` arithmetic.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] when the draft does not fit `lm` (width, vocabulary) or `matmul`
+    /// is not available; the file's errors for unreadable tensors.
+    pub fn new(file: &FeatureDraftFile, lm: &LmHead, matmul: Matmul) -> Result<Self> {
+        let config = file.config().clone();
+        if lm.hidden() != config.hidden {
+            return Err(Error::Setting {
+                field: "feature draft",
+                message: format!(
+                    "{} is {} wide, the model {}",
+                    file.path().display(),
+                    config.hidden,
+                    lm.hidden()
+                ),
+            });
+        }
+        let matmul = matmul.check()?;
+        let shapes = config.tensors();
+        let matrix = |name: &str| -> Result<Array2<f32>> {
+            let shape = &shapes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| Error::Setting {
+                    field: "feature draft",
+                    message: format!("no tensor {name} in the format"),
+                })?
+                .1;
+            Array2::from_shape_vec((shape[0], shape[1]), file.tensor(name)?).map_err(|e| {
+                Error::Setting {
+                    field: "feature draft",
+                    message: format!("{name}: {e}"),
+                }
+            })
+        };
+        let linear = |name: &str| -> Result<Linear> { Ok(Linear::new(matrix(name)?, matmul)) };
+        let restricted = lm.restricted(file.vocab())?;
+        let half = config.head_dim / 2;
+        let inv_freq = (0..half)
+            .map(|i| {
+                config
+                    .rope_theta
+                    .powf(-((2 * i) as f64) / config.head_dim as f64)
+            })
+            .collect();
+        Ok(FeatureDraft {
+            fc: linear("draft.fc.weight")?,
+            fc_bias: file.tensor("draft.fc.bias")?,
+            q: linear("draft.q.weight")?,
+            k: linear("draft.k.weight")?,
+            v: linear("draft.v.weight")?,
+            o: linear("draft.o.weight")?,
+            post: file.tensor("draft.post.weight")?,
+            gate: linear("draft.gate.weight")?,
+            up: linear("draft.up.weight")?,
+            down: linear("draft.down.weight")?,
+            scorer: Linear::new(restricted.view().to_owned(), matmul),
+            vocab: file.vocab().to_vec(),
+            lm: restricted,
+            inv_freq,
+            config,
+        })
+    }
+
+    /// The draft's shape.
+    pub fn config(&self) -> &DraftConfig {
+        &self.config
+    }
+
+    /// The tokens the draft can propose.
+    pub fn vocab(&self) -> &[u32] {
+        &self.vocab
+    }
+
+    fn kv_width(&self) -> usize {
+        self.config.kv_heads * self.config.head_dim
+    }
+
+    /// Runs committed inputs (`features[i]`, the target's hidden state, with `tokens[i]`, the
+    /// token chosen from it) after those in `cache`, each seeing the ones before it, and
+    /// appends them to the cache. Returns the guesses after every input.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] for features of the wrong width or a token outside the model's
+    /// vocabulary.
+    pub fn extend(
+        &self,
+        cache: &mut DraftCache,
+        features: ArrayView2<'_, f32>,
+        tokens: &[u32],
+        top_k: usize,
+    ) -> Result<DraftOutput> {
+        let start = cache.len(self);
+        let positions: Vec<usize> = (start..start + tokens.len()).collect();
+        let [u, q, k, v] = self.project(features, tokens, &positions)?;
+        cache.keys.extend(k.iter());
+        cache.values.extend(v.iter());
+        let attention = self.attend(
+            &q,
+            |i| Visible {
+                prefix: start + i + 1,
+                extra: Vec::new(),
+            },
+            cache,
+            None,
+        );
+        Ok(self.finish(u, &attention, top_k))
+    }
+
+    /// Runs speculative inputs (`features[i]`, a guess of the draft's, with `tokens[i]`, a
+    /// candidate drawn from it) on top of `cache`: input `i` goes after the entry
+    /// `parents[i]` of `spec` (or right after the committed inputs) and sees the committed
+    /// inputs, its ancestors and itself. Appends them to `spec`.
+    ///
+    /// # Errors
+    /// As [`FeatureDraft::extend`], and for a parent that is not in `spec`.
+    pub fn speculate(
+        &self,
+        cache: &DraftCache,
+        spec: &mut Speculation,
+        parents: &[Option<usize>],
+        features: ArrayView2<'_, f32>,
+        tokens: &[u32],
+        top_k: usize,
+    ) -> Result<DraftOutput> {
+        let start = cache.len(self);
+        let first = spec.len();
+        let mut positions = Vec::with_capacity(parents.len());
+        for &p in parents {
+            let depth = match p {
+                None => 0,
+                Some(p) if p < first => spec.lineage(p).len(),
+                Some(p) => {
+                    return Err(Error::Setting {
+                        field: "feature draft",
+                        message: format!("speculative parent {p} of {first} entries"),
+                    });
+                }
+            };
+            positions.push(start + depth);
+        }
+        let [u, q, k, v] = self.project(features, tokens, &positions)?;
+        spec.keys.extend(k.iter());
+        spec.values.extend(v.iter());
+        spec.parents.extend_from_slice(parents);
+        let attention = self.attend(
+            &q,
+            |i| Visible {
+                prefix: start,
+                extra: spec.lineage(first + i),
+            },
+            cache,
+            Some(spec),
+        );
+        Ok(self.finish(u, &attention, top_k))
+    }
+
+    /// The fused inputs and their queries, keys and values (rotated to `positions`).
+    fn project(
+        &self,
+        features: ArrayView2<'_, f32>,
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> Result<[Array2<f32>; 4]> {
+        let u = self.fuse(features, tokens)?;
+        let (mut q, mut k) = (self.q.apply(u.view()), self.k.apply(u.view()));
+        let v = self.v.apply(u.view());
+        for (i, &pos) in positions.iter().enumerate() {
+            self.rotate(q.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
+            self.rotate(k.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
+        }
+        Ok([u, q, k, v])
+    }
+
+    /// `u = W [f; e] + b` for every input.
+    fn fuse(&self, features: ArrayView2<'_, f32>, tokens: &[u32]) -> Result<Array2<f32>> {
+        let h = self.config.hidden;
+        if features.dim() != (tokens.len(), h) {
+            return Err(Error::Setting {
+                field: "feature draft",
+                message: format!(
+                    "features of shape {:?} for {} tokens of width {h}",
+                    features.dim(),
+                    tokens.len()
+                ),
+            });
+        }
+        let mut x = Array2::zeros((tokens.len(), 2 * h));
+        for (i, &t) in tokens.iter().enumerate() {
+            if t as usize >= self.lm.vocab() {
+                return Err(Error::Setting {
+                    field: "feature draft",
+                    message: format!("token {t} is outside the model's vocabulary"),
+                });
+            }
+            let mut row = x.row_mut(i);
+            row.slice_mut(ndarray::s![..h]).assign(&features.row(i));
+            row.slice_mut(ndarray::s![h..])
+                .iter_mut()
+                .zip(self.lm.embedding(t))
+                .for_each(|(o, &e)| *o = e);
+        }
+        let mut u = self.fc.apply(x.view());
+        u.rows_mut()
+            .into_iter()
+            .for_each(|mut r| r.iter_mut().zip(&self.fc_bias).for_each(|(a, b)| *a += b));
+        Ok(u)
+    }
+
+    /// Rotary embedding of every head of `x` (`[heads · head_dim]`) at `pos`, rotating each
+    /// head's halves (as Llama does).
+    fn rotate(&self, x: &mut [f32], pos: usize) {
+        let d = self.config.head_dim;
+        let half = d / 2;
+        for head in x.chunks_exact_mut(d) {
+            for (i, &f) in self.inv_freq.iter().enumerate() {
+                let (sin, cos) = (pos as f64 * f).sin_cos();
+                let (a, b) = (head[i], head[i + half]);
+                head[i] = (f64::from(a) * cos - f64::from(b) * sin) as f32;
+                head[i + half] = (f64::from(b) * cos + f64::from(a) * sin) as f32;
+            }
+        }
+    }
+
+    /// Attention of every query row over what it may see: `[inputs, heads · head_dim]`.
+    fn attend(
+        &self,
+        q: &Array2<f32>,
+        visible: impl Fn(usize) -> Visible,
+        cache: &DraftCache,
+        spec: Option<&Speculation>,
+    ) -> Array2<f32> {
+        let c = &self.config;
+        let (d, kvw) = (c.head_dim, self.kv_width());
+        let group = c.heads / c.kv_heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut out = Array2::zeros((q.nrows(), c.heads * d));
+        let mut scores = Vec::new();
+        for (i, (qi, mut oi)) in q.rows().into_iter().zip(out.rows_mut()).enumerate() {
+            let seen = visible(i);
+            let key = |j: usize, g: usize| -> (&[f32], &[f32]) {
+                let (keys, values, at) = if j < seen.prefix {
+                    (&cache.keys, &cache.values, j)
+                } else {
+                    let s = spec.map_or(&cache.keys, |s| &s.keys);
+                    let sv = spec.map_or(&cache.values, |s| &s.values);
+                    (s, sv, seen.extra[j - seen.prefix])
+                };
+                let r = at * kvw + g * d..at * kvw + (g + 1) * d;
+                (&keys[r.clone()], &values[r])
+            };
+            let n = seen.prefix + seen.extra.len();
+            for h in 0..c.heads {
+                let g = h / group;
+                let qh = &qi.as_slice().unwrap_or(&[])[h * d..(h + 1) * d];
+                scores.clear();
+                scores.extend((0..n).map(|j| {
+                    let (k, _) = key(j, g);
+                    k.iter().zip(qh).map(|(a, b)| a * b).sum::<f32>() * scale
+                }));
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0.0;
+                for s in &mut scores {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                let oh = &mut oi.as_slice_mut().unwrap_or(&mut [])[h * d..(h + 1) * d];
+                for (j, &w) in scores.iter().enumerate() {
+                    let (_, v) = key(j, g);
+                    let w = w / total;
+                    oh.iter_mut().zip(v).for_each(|(o, &x)| *o += w * x);
+                }
+            }
+        }
+        out
+    }
+
+    /// The rest of the layer after attention, and the scores: `x = u + o(att)`,
+    /// `g = x + MLP(RMSNorm(x))`.
+    fn finish(&self, u: Array2<f32>, attention: &Array2<f32>, top_k: usize) -> DraftOutput {
+        let mut x = u + self.o.apply(attention.view());
+        let mut y = x.clone();
+        for mut row in y.rows_mut() {
+            let ms = row.iter().map(|a| a * a).sum::<f32>() / row.len() as f32;
+            let r = 1.0 / (ms + self.config.rms_eps).sqrt();
+            row.iter_mut()
+                .zip(&self.post)
+                .for_each(|(a, w)| *a *= r * w);
+        }
+        let mut gate = self.gate.apply(y.view());
+        let up = self.up.apply(y.view());
+        gate.zip_mut_with(&up, |g, &u| *g = *g / (1.0 + (-*g).exp()) * u);
+        x += &self.down.apply(gate.view());
+        let logits = self.scorer.apply(x.view());
+        let top = logits
+            .axis_iter(Axis(0))
+            .map(|row| self.top_tokens(row.as_slice().unwrap_or(&[]), top_k))
+            .collect();
+        DraftOutput { states: x, top }
+    }
+
+    /// The `k` most likely tokens of a logits row with their softmax probabilities.
+    fn top_tokens(&self, logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        let k = k.min(order.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        order.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(k);
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .map(|i| (self.vocab[i], (logits[i] - max).exp() / total))
+            .collect()
+    }
+}
+
+/// What one query sees: the first `prefix` committed entries, then the speculative entries
+/// `extra`.
+struct Visible {
+    prefix: usize,
+    extra: Vec<usize>,
+}
+
+/// A draft with seeded random weights, of width `hidden`, over a random LM head of `vocab`
+/// tokens (scoring every other one), for tests and examples; its file is written in `dir`.
+/// With `identity` it is the base model's own prediction: `u = f`, and the layer adds
+/// nothing, so it proposes what the LM head scores best on the state it is given.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn synthetic(
+    dir: &std::path::Path,
+    hidden: usize,
+    vocab: usize,
+    seed: u64,
+    identity: bool,
+) -> Result<(FeatureDraft, LmHead)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let config = DraftConfig {
+        hidden,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 4,
+        intermediate: 3 * hidden,
+        rope_theta: 10000.0,
+        rms_eps: 1e-5,
+    };
+    let path = dir.join("draft.safetensors");
+    let scored: Vec<u32> = (0..vocab as u32).step_by(2).collect();
+    crate::loading::feature_draft::write_feature_draft(
+        &path,
+        &config,
+        &scored,
+        None,
+        crate::loading::Dtype::F32,
+        |name, shape| {
+            let n: usize = shape.iter().product();
+            match (identity, name) {
+                (true, "draft.fc.weight") => (0..n)
+                    .map(|i| f32::from(u8::from(i / (2 * hidden) == i % (2 * hidden))))
+                    .collect(),
+                (true, "draft.fc.bias" | "draft.o.weight" | "draft.down.weight") => vec![0.0; n],
+                _ => (0..n).map(|_| rng.random_range(-0.5..0.5)).collect(),
+            }
+        },
+    )?;
+    let lm = LmHead::new(
+        vocab,
+        hidden,
+        (0..vocab * hidden)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect(),
+    )?;
+    let file = FeatureDraftFile::open(&path, hidden, vocab)?;
+    Ok((FeatureDraft::new(&file, &lm, Matmul::F32)?, lm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_draft(
+        dir: &std::path::Path,
+        hidden: usize,
+        vocab: usize,
+        identity: bool,
+    ) -> (FeatureDraft, LmHead) {
+        synthetic(dir, hidden, vocab, 7, identity).unwrap()
+    }
+
+    fn rows(n: usize, hidden: usize, seed: u64) -> Array2<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_fn((n, hidden), |_| rng.random_range(-1.0..1.0))
+    }
+
+    fn close(a: ndarray::ArrayView1<'_, f32>, b: ndarray::ArrayView1<'_, f32>) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs()))
+    }
+
+    #[test]
+    fn speculative_inputs_see_what_committed_ones_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (draft, _) = random_draft(dir.path(), 16, 40, false);
+        let f = rows(5, 16, 1);
+        let tokens = [3, 9, 27, 4, 11];
+        // All five committed in order...
+        let mut whole = DraftCache::default();
+        let all = draft.extend(&mut whole, f.view(), &tokens, 3).unwrap();
+        assert_eq!(whole.len(&draft), 5);
+        // ...equal two committed, then a chain of three speculative ones, and a sibling of
+        // the fourth input, which must not see it.
+        let mut cache = DraftCache::default();
+        let first = draft
+            .extend(&mut cache, f.slice(ndarray::s![..2, ..]), &tokens[..2], 3)
+            .unwrap();
+        let mut spec = Speculation::default();
+        let third = draft
+            .speculate(
+                &cache,
+                &mut spec,
+                &[None],
+                f.slice(ndarray::s![2..3, ..]),
+                &tokens[2..3],
+                3,
+            )
+            .unwrap();
+        let mut siblings = f.slice(ndarray::s![3..5, ..]).to_owned();
+        siblings.row_mut(1).assign(&f.row(3));
+        let fourth = draft
+            .speculate(
+                &cache,
+                &mut spec,
+                &[Some(0), Some(0)],
+                siblings.view(),
+                &[4, 4],
+                3,
+            )
+            .unwrap();
+        let fifth = draft
+            .speculate(
+                &cache,
+                &mut spec,
+                &[Some(1)],
+                f.slice(ndarray::s![4..5, ..]),
+                &tokens[4..],
+                3,
+            )
+            .unwrap();
+        for (i, out) in [(0, &first), (1, &first)] {
+            assert!(close(all.states.row(i), out.states.row(i)));
+        }
+        assert!(close(all.states.row(2), third.states.row(0)));
+        assert!(close(all.states.row(3), fourth.states.row(0)));
+        assert!(close(all.states.row(3), fourth.states.row(1)));
+        assert!(close(all.states.row(4), fifth.states.row(0)));
+        assert_eq!(all.top[4], fifth.top[0]);
+        // The committed inputs are untouched by speculation.
+        assert_eq!(cache.len(&draft), 2);
+        assert_eq!(spec.len(), 4);
+        assert!(
+            draft
+                .speculate(
+                    &cache,
+                    &mut spec,
+                    &[Some(9)],
+                    f.slice(ndarray::s![..1, ..]),
+                    &[1],
+                    3
+                )
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_identity_draft_proposes_the_models_own_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        let (draft, lm) = random_draft(dir.path(), 16, 40, true);
+        let f = rows(6, 16, 2);
+        let out = draft
+            .extend(&mut DraftCache::default(), f.view(), &[0, 1, 2, 3, 4, 5], 2)
+            .unwrap();
+        for (i, top) in out.top.iter().enumerate() {
+            assert!(close(out.states.row(i), f.row(i)));
+            // The best scored token by the model's own LM head.
+            let best = draft
+                .vocab()
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    let score = |t: u32| -> f32 {
+                        lm.view()
+                            .row(t as usize)
+                            .iter()
+                            .zip(f.row(i))
+                            .map(|(x, y)| x * y)
+                            .sum()
+                    };
+                    score(a).total_cmp(&score(b))
+                })
+                .unwrap();
+            assert_eq!(top[0].0, best);
+            assert!(top[0].1 >= top[1].1 && top[1].1 > 0.0);
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (draft, _) = random_draft(dir.path(), 16, 40, false);
+        let mut cache = DraftCache::default();
+        assert!(
+            draft
+                .extend(&mut cache, rows(2, 8, 1).view(), &[1, 2], 2)
+                .is_err()
+        );
+        assert!(
+            draft
+                .extend(&mut cache, rows(1, 16, 1).view(), &[40], 2)
+                .is_err()
+        );
+        assert_eq!(cache.len(&draft), 0);
+    }
+}
