@@ -164,13 +164,12 @@ pub struct FeatureDraft {
     config: DraftConfig,
     fc: Linear,
     fc_bias: Vec<f32>,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// The query, key and value projections stacked: one product for the three.
+    qkv: Linear,
     o: Linear,
     post: Vec<f32>,
-    gate: Linear,
-    up: Linear,
+    /// The MLP's gate and up projections stacked.
+    gate_up: Linear,
     down: Linear,
     /// The target's LM head rows of the draft's vocabulary.
     scorer: Linear,
@@ -229,6 +228,19 @@ impl FeatureDraft {
             })
         };
         let linear = |name: &str| -> Result<Linear> { Ok(Linear::new(matrix(name)?, matmul)) };
+        // Matrices applied to the same input, one under the other.
+        let stacked = |names: &[&str]| -> Result<Linear> {
+            let parts = names
+                .iter()
+                .map(|n| matrix(n))
+                .collect::<Result<Vec<_>>>()?;
+            let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
+            let weight = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Setting {
+                field: "feature draft",
+                message: format!("stacking {names:?}: {e}"),
+            })?;
+            Ok(Linear::new(weight, matmul))
+        };
         let restricted = lm.restricted(file.vocab())?;
         let half = config.head_dim / 2;
         let inv_freq = (0..half)
@@ -241,13 +253,10 @@ impl FeatureDraft {
         Ok(FeatureDraft {
             fc: linear("draft.fc.weight")?,
             fc_bias: file.tensor("draft.fc.bias")?,
-            q: linear("draft.q.weight")?,
-            k: linear("draft.k.weight")?,
-            v: linear("draft.v.weight")?,
+            qkv: stacked(&["draft.q.weight", "draft.k.weight", "draft.v.weight"])?,
             o: linear("draft.o.weight")?,
             post: file.tensor("draft.post.weight")?,
-            gate: linear("draft.gate.weight")?,
-            up: linear("draft.up.weight")?,
+            gate_up: stacked(&["draft.gate.weight", "draft.up.weight"])?,
             down: linear("draft.down.weight")?,
             scorer: Linear::new(restricted.view().to_owned(), matmul),
             vocab: file.vocab().to_vec(),
@@ -358,8 +367,11 @@ impl FeatureDraft {
         positions: &[usize],
     ) -> Result<[Array2<f32>; 4]> {
         let u = self.fuse(features, tokens)?;
-        let (mut q, mut k) = (self.q.apply(u.view()), self.k.apply(u.view()));
-        let v = self.v.apply(u.view());
+        let (qw, kvw) = (self.config.heads * self.config.head_dim, self.kv_width());
+        let qkv = self.qkv.apply(u.view());
+        let column = |range: std::ops::Range<usize>| qkv.slice(ndarray::s![.., range]).to_owned();
+        let (mut q, mut k) = (column(0..qw), column(qw..qw + kvw));
+        let v = column(qw + kvw..qw + 2 * kvw);
         for (i, &pos) in positions.iter().enumerate() {
             self.rotate(q.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
             self.rotate(k.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
@@ -482,9 +494,12 @@ impl FeatureDraft {
                 .zip(&self.post)
                 .for_each(|(a, w)| *a *= r * w);
         }
-        let mut gate = self.gate.apply(y.view());
-        let up = self.up.apply(y.view());
-        gate.zip_mut_with(&up, |g, &u| *g = *g / (1.0 + (-*g).exp()) * u);
+        let both = self.gate_up.apply(y.view());
+        let width = self.config.intermediate;
+        let mut gate = both.slice(ndarray::s![.., ..width]).to_owned();
+        gate.zip_mut_with(&both.slice(ndarray::s![.., width..]), |g, &u| {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        });
         x += &self.down.apply(gate.view());
         let logits = self.scorer.apply(x.view());
         let top = logits
@@ -494,20 +509,22 @@ impl FeatureDraft {
         DraftOutput { states: x, top }
     }
 
-    /// The `k` most likely tokens of a logits row with their softmax probabilities.
+    /// The `k` most likely tokens of a logits row with their softmax probabilities (ties to
+    /// the lower row).
     fn top_tokens(&self, logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-        let mut order: Vec<usize> = (0..logits.len()).collect();
-        let k = k.min(order.len());
-        if k == 0 {
-            return Vec::new();
+        // One pass keeping the best k in order: k is a handful, the row thousands long.
+        let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+        for (i, &l) in logits.iter().enumerate() {
+            if best.len() == k && best.last().is_none_or(|&j| logits[j] >= l) {
+                continue;
+            }
+            let at = best.partition_point(|&j| logits[j] >= l);
+            best.insert(at, i);
+            best.truncate(k);
         }
-        order.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
-        order.truncate(k);
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        order
-            .into_iter()
+        let max = best.first().map_or(0.0, |&i| logits[i]);
+        let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+        best.into_iter()
             .map(|i| (self.vocab[i], (logits[i] - max).exp() / total))
             .collect()
     }
@@ -520,36 +537,31 @@ struct Visible {
     extra: Vec<usize>,
 }
 
-/// A draft with seeded random weights, of width `hidden`, over a random LM head of `vocab`
-/// tokens (scoring every other one), for tests and examples; its file is written in `dir`.
-/// With `identity` it is the base model's own prediction: `u = f`, and the layer adds
-/// nothing, so it proposes what the LM head scores best on the state it is given.
+/// A draft of shape `config` with seeded random weights over a random LM head of `vocab`
+/// tokens, scoring `scored` of them (every other token from 0), with products in `matmul`
+/// arithmetic; for tests, examples and benchmarks. Its file is written in `dir`. With
+/// `identity` it is the base model's own prediction: `u = f`, and the layer adds nothing, so
+/// it proposes what the LM head scores best on the state it is given.
 ///
 /// # Errors
-/// When the file cannot be written.
+/// When the file cannot be written, or `matmul` is not available.
 pub fn synthetic(
     dir: &std::path::Path,
-    hidden: usize,
+    config: &DraftConfig,
     vocab: usize,
+    scored: usize,
     seed: u64,
     identity: bool,
+    matmul: Matmul,
 ) -> Result<(FeatureDraft, LmHead)> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let config = DraftConfig {
-        hidden,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 4,
-        intermediate: 3 * hidden,
-        rope_theta: 10000.0,
-        rms_eps: 1e-5,
-    };
+    let hidden = config.hidden;
     let path = dir.join("draft.safetensors");
-    let scored: Vec<u32> = (0..vocab as u32).step_by(2).collect();
+    let scored: Vec<u32> = (0..vocab as u32).step_by(2).take(scored).collect();
     crate::loading::feature_draft::write_feature_draft(
         &path,
-        &config,
+        config,
         &scored,
         None,
         crate::loading::Dtype::F32,
@@ -572,7 +584,21 @@ pub fn synthetic(
             .collect(),
     )?;
     let file = FeatureDraftFile::open(&path, hidden, vocab)?;
-    Ok((FeatureDraft::new(&file, &lm, Matmul::F32)?, lm))
+    Ok((FeatureDraft::new(&file, &lm, matmul)?, lm))
+}
+
+/// A small draft's shape for tests: width `hidden`, 4 query heads over 2 key/value heads of
+/// width 4, an MLP three times as wide.
+pub fn small_config(hidden: usize) -> DraftConfig {
+    DraftConfig {
+        hidden,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 4,
+        intermediate: 3 * hidden,
+        rope_theta: 10000.0,
+        rms_eps: 1e-5,
+    }
 }
 
 #[cfg(test)]
@@ -586,7 +612,16 @@ mod tests {
         vocab: usize,
         identity: bool,
     ) -> (FeatureDraft, LmHead) {
-        synthetic(dir, hidden, vocab, 7, identity).unwrap()
+        synthetic(
+            dir,
+            &small_config(hidden),
+            vocab,
+            vocab / 2,
+            7,
+            identity,
+            Matmul::F32,
+        )
+        .unwrap()
     }
 
     fn rows(n: usize, hidden: usize, seed: u64) -> Array2<f32> {

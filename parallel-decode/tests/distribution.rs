@@ -16,7 +16,8 @@ use std::rc::Rc;
 
 use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{GenerateConfig, Verification, generate};
-use parallel_decode::feature_draft::synthetic;
+use parallel_decode::feature_draft::{small_config, synthetic};
+use parallel_decode::medusa::gemm::Matmul;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::draft::{Draft, DraftLength};
 use parallel_decode::strategy::feature_draft::{FeatureDraftConfig, FeatureDraftProposer};
@@ -176,7 +177,16 @@ fn typical_acceptance_does_not_have_the_target_distribution() {
 fn feature_draft_sampling_has_the_target_distribution() {
     exact_strategy("feature-draft", &|| {
         let dir = tempfile::tempdir().unwrap();
-        let (draft, _) = synthetic(dir.path(), 2, VOCAB, 3, false).unwrap();
+        let (draft, _) = synthetic(
+            dir.path(),
+            &small_config(2),
+            VOCAB,
+            3,
+            3,
+            false,
+            Matmul::F32,
+        )
+        .unwrap();
         Box::new(FeatureDraftProposer::new(
             Rc::new(draft),
             FeatureDraftConfig::default(),

@@ -10,7 +10,8 @@ use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{
     GenerateConfig, Generation, Request, StopReason, TokenSink, generate, generate_batch,
 };
-use parallel_decode::feature_draft::synthetic;
+use parallel_decode::feature_draft::{small_config, synthetic};
+use parallel_decode::medusa::gemm::Matmul;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
@@ -387,7 +388,16 @@ fn head_candidates_reach_only_the_proposal_right_after_they_were_asked_for() {
 /// or the identity of a random LM head; exactness never depends on how well it guesses.
 fn feature_draft(identity: bool) -> FeatureDraftProposer {
     let dir = tempfile::tempdir().unwrap();
-    let (draft, _) = synthetic(dir.path(), 3, 50, 11, identity).unwrap();
+    let (draft, _) = synthetic(
+        dir.path(),
+        &small_config(3),
+        50,
+        25,
+        11,
+        identity,
+        Matmul::F32,
+    )
+    .unwrap();
     FeatureDraftProposer::new(Rc::new(draft), FeatureDraftConfig::default())
 }
 

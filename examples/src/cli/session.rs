@@ -268,6 +268,19 @@ pub struct DraftArgs {
     /// `--strategy feature-draft` and `feature-hybrid`. It runs on the host CPU.
     #[arg(long, value_name = "FILE")]
     pub feature_draft: Option<PathBuf>,
+    /// Deepest candidate of the feature draft (one run of the draft per depth).
+    #[arg(long, default_value_t = FeatureDraftConfig::default().depth, value_name = "N")]
+    pub feature_depth: usize,
+    /// Candidates the feature draft proposes after each node it expands.
+    #[arg(long, default_value_t = FeatureDraftConfig::default().top_k, value_name = "N")]
+    pub feature_top_k: usize,
+    /// Nodes the feature draft expands at each depth (the likeliest).
+    #[arg(long, default_value_t = FeatureDraftConfig::default().frontier, value_name = "N")]
+    pub feature_frontier: usize,
+    /// The feature draft goes no deeper once no node left to expand has this chance of being
+    /// accepted (the product of the draft's probabilities along its path).
+    #[arg(long, default_value_t = FeatureDraftConfig::default().min_chance, value_name = "P")]
+    pub feature_min_chance: f32,
 }
 
 /// The drafters given on the command line.
@@ -279,14 +292,31 @@ pub struct Drafts {
     pub len: usize,
     /// `--feature-draft`, loaded on the host.
     pub feature: Option<Rc<FeatureDraft>>,
+    /// How the feature draft grows its trees.
+    pub feature_config: FeatureDraftConfig,
 }
 
 impl DraftArgs {
     /// Loads the drafters that were given (`model`: the target, whose LM head and embedding
     /// a feature draft uses).
     pub fn open(&self, global: &GlobalOpts, model: &ModelArg) -> anyhow::Result<Drafts> {
+        if self.feature_depth == 0 || self.feature_top_k == 0 || self.feature_frontier == 0 {
+            bail!("--feature-depth, --feature-top-k and --feature-frontier must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.feature_min_chance) {
+            bail!(
+                "--feature-min-chance {} is not a probability",
+                self.feature_min_chance
+            );
+        }
         let mut drafts = Drafts {
             len: self.draft_len,
+            feature_config: FeatureDraftConfig {
+                depth: self.feature_depth,
+                top_k: self.feature_top_k,
+                frontier: self.feature_frontier,
+                min_chance: self.feature_min_chance,
+            },
             ..Drafts::default()
         };
         if let Some(dir) = &self.draft_artifacts {
@@ -348,7 +378,7 @@ pub fn proposer(
         })?;
         Ok(FeatureDraftProposer::new(
             Rc::clone(draft),
-            FeatureDraftConfig::default(),
+            drafts.feature_config,
         ))
     };
     Ok(match strategy.resolve(model) {

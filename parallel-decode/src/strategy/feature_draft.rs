@@ -4,7 +4,8 @@
 //! Each pass, the draft first takes the target's states of the tokens just accepted (its
 //! committed inputs), then grows a tree: the best `top_k` tokens after the pending one, and
 //! from the likeliest `frontier` nodes of each depth, their best `top_k` children, fed the
-//! draft's own guesses of the states, down to `depth`. A node's chance of being accepted is
+//! draft's own guesses of the states, down to `depth`, or until no node left to expand has a
+//! chance of `min_chance`. A node's chance of being accepted is
 //! the product of the draft's probabilities along its path (as in EAGLE-2); the tree
 //! verified is the likeliest nodes, as many as maximise expected tokens per unit of the
 //! target's cost ([`super::combined`] makes the same choice across proposers).
@@ -19,7 +20,7 @@ use crate::Result;
 use crate::feature_draft::{DraftCache, FeatureDraft, Speculation};
 
 /// How far and wide the draft looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeatureDraftConfig {
     /// Deepest candidate, in tokens after the pending one.
     pub depth: usize,
@@ -27,6 +28,10 @@ pub struct FeatureDraftConfig {
     pub top_k: usize,
     /// Nodes expanded per depth (the likeliest).
     pub frontier: usize,
+    /// The draft stops going deeper once no node of the last depth has at least this chance:
+    /// their children, less likely still, would almost never be worth verifying, and each
+    /// depth costs a run of the draft.
+    pub min_chance: f32,
 }
 
 impl Default for FeatureDraftConfig {
@@ -35,6 +40,7 @@ impl Default for FeatureDraftConfig {
             depth: 6,
             top_k: 4,
             frontier: 4,
+            min_chance: 0.05,
         }
     }
 }
@@ -149,6 +155,10 @@ impl FeatureDraftProposer {
             }
             level.sort_by(|a, b| chance(b).total_cmp(&chance(a)));
             level.truncate(self.config.frontier);
+            level.retain(|n| chance(n) >= self.config.min_chance);
+            if level.is_empty() {
+                break;
+            }
             let mut inputs = Array2::zeros((level.len(), h));
             for (i, node) in level.iter().enumerate() {
                 inputs
