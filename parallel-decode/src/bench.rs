@@ -54,6 +54,10 @@ pub struct StrategyReport {
     /// [`crate::engine::Generation::modeled_cost`], over the baseline's. On the measured
     /// curve it is what the decode-phase speed-up would be without host overhead.
     pub modeled_speedup: Option<f64>,
+    /// Mean host time the proposer spent per decode pass, in milliseconds
+    /// ([`crate::engine::Generation::proposer_time`]): what the modeled speed-ups leave out
+    /// (a feature draft run on the host, for one).
+    pub proposer_ms_per_pass: f64,
 }
 
 /// Running totals of one strategy's generations.
@@ -72,6 +76,9 @@ struct Tally {
     /// Tokens the decode passes produced (stop tokens included) and their modeled cost.
     decode_emitted: usize,
     modeled_cost: f64,
+    proposer_time: Duration,
+    /// Decode passes (prefills excluded).
+    decode_passes: u64,
     /// (attempted, accepted) per tree depth.
     depths: Vec<(u64, u64)>,
     outputs: Vec<Vec<u32>>,
@@ -90,6 +97,8 @@ impl Tally {
         self.decode_time += g.total_time.saturating_sub(g.time_to_first_token);
         self.decode_emitted += g.emitted_tokens().saturating_sub(1);
         self.modeled_cost += g.modeled_cost;
+        self.proposer_time += g.proposer_time;
+        self.decode_passes += g.target_passes.saturating_sub(1);
         for (d, a) in g.depth_acceptance.iter().enumerate() {
             if self.depths.len() <= d {
                 self.depths.resize(d + 1, (0, 0));
@@ -133,6 +142,11 @@ impl Tally {
             identical_to_ar: None,
             modeled_flat_speedup: None,
             modeled_speedup: None,
+            proposer_ms_per_pass: if self.decode_passes == 0 {
+                0.0
+            } else {
+                self.proposer_time.as_secs_f64() * 1e3 / self.decode_passes as f64
+            },
         }
     }
 

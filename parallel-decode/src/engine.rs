@@ -102,6 +102,9 @@ pub struct Generation {
     /// per pass, so the tokens after the first over this is a modeled decode-phase speed-up
     /// on that cost curve (a pass is charged as if its row ran alone).
     pub modeled_cost: f64,
+    /// Host time the proposer spent after the prefill: proposing, and taking in the
+    /// target's hidden states (a feature draft runs its layer then); not in `modeled_cost`.
+    pub proposer_time: Duration,
     /// Time to the first generated token.
     pub time_to_first_token: Duration,
     /// Time of the whole generation.
@@ -267,6 +270,7 @@ pub fn generate_batch(
                 proposed: 0,
                 depth_acceptance: Vec::new(),
                 modeled_cost: 0.0,
+                proposer_time: Duration::ZERO,
                 time_to_first_token: Duration::ZERO,
                 total_time: Duration::ZERO,
             },
@@ -286,7 +290,9 @@ pub fn generate_batch(
             proposals.push(if seq.stop.is_none() {
                 // The model's info fresh each pass: its costs follow the passes that ran.
                 let info = model.info();
+                let started = Instant::now();
                 let proposal = propose(seq, config, tree_cap, info)?;
+                seq.stats.proposer_time += started.elapsed();
                 let heads = if seq.heads.is_some() {
                     info.heads_cost
                 } else {
@@ -374,7 +380,9 @@ pub fn generate_batch(
                         model.hidden(row, node, &mut hidden).map(|()| hidden)
                     })
                     .collect::<Result<Vec<_>>>()?;
+                let started = Instant::now();
                 seq.request.proposer.hidden_states(&states, &emitted)?;
+                seq.stats.proposer_time += started.elapsed();
             }
             // Candidates for the next proposal, or none: candidates from an earlier position
             // would be proposed as if they were fresh and almost never accepted.

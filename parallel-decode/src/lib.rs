@@ -8,6 +8,8 @@
 //! - [`strategy`]: candidate trees, proposers (prompt lookup, draft model, Medusa heads) and
 //!   the verification rules (greedy, exact sampling, typical acceptance).
 //! - [`medusa`]: training Medusa heads for a model and choosing their candidate tree.
+//! - [`feature_draft`]: an EAGLE-style drafter (one decoder layer over the model's hidden
+//!   states) run on the host, for [`strategy::feature_draft`].
 //! - [`sampling`]: the sampling transform and the seeded sampler.
 //!
 //! The only `unsafe` code is the memory map of weight files, in [`loading::mapped`].

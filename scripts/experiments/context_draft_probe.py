@@ -25,6 +25,13 @@ built-in prompts into the cache (NEURON_MOCK_MATMUL=bf16 for the bf16 mock's ans
         --residual --train-steps 3 --batch 4 --lr 2e-3 --cls-weight 0.5 --epochs 2 \
         --out results.json
 
+To train further from a saved draft: `--init DRAFT.pt --save NEXT.pt --lr 1e-3 --epochs 1`. To
+write a draft for `neuron-decode --strategy feature-draft` (the feature-draft format of
+parallel-decode's `loading::feature_draft`): `--init DRAFT.pt --epochs 0 --export FILE`. To
+measure on other prompts than the held-out ones, for example the benchmark's (distilled with
+`neuron-decode train-heads --evaluate-only --prompts bench/prompts.jsonl --out HEADS`):
+`--eval-cache CHUNK_DIR --eval-prompts bench/prompts.jsonl`.
+
 See README.md beside it for what it found.
 """
 import argparse

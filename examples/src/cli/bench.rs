@@ -248,7 +248,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             );
         }
         println!(
-            "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7}",
+            "{:<16} {:>7} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>8} {:>9} {:>9} {:>7} {:>7} {:>9}",
             "strategy",
             "prompts",
             "tokens",
@@ -261,11 +261,12 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
             "decode x†",
             "identical",
             "flat*",
-            "model‡"
+            "model‡",
+            "propose§"
         );
         for r in &reports {
             println!(
-                "{:<16} {:>7} {:>7} {:>9.2} {:>8.1} {:>8.1} {:>6.2} {:>7} {:>7.2}x {:>8.2}x {:>9} {:>6.2}x {:>6.2}x",
+                "{:<16} {:>7} {:>7} {:>9.2} {:>8.1} {:>8.1} {:>6.2} {:>7} {:>7.2}x {:>8.2}x {:>9} {:>6.2}x {:>6.2}x {:>6.2} ms",
                 r.strategy,
                 r.prompts,
                 r.tokens,
@@ -278,7 +279,8 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
                 r.decode_speedup_vs_ar.unwrap_or(1.0),
                 r.identical_to_ar.map_or("-".to_string(), |b| b.to_string()),
                 r.modeled_flat_speedup.unwrap_or(1.0),
-                r.modeled_speedup.unwrap_or(1.0)
+                r.modeled_speedup.unwrap_or(1.0),
+                r.proposer_ms_per_pass
             );
         }
         println!(
@@ -293,6 +295,10 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         println!(
             "‡ model: modeled, not measured: the decode-phase speed-up on the costs the trees \
              were sized by ({sized_by}), each pass charged its cost by node count plus the heads"
+        );
+        println!(
+            "§ propose: host time the proposer took per decode pass (a feature draft runs its \
+             layer then), which the modeled speed-ups leave out"
         );
     }
     Ok(())

@@ -13,6 +13,7 @@
 //! | [`gguf`] | GGUF container, dequantization, import to a Hugging Face directory |
 //! | [`default_model`], [`source`], [`cache`] | fetching and caching SmolLM2-135M-Instruct; resolving `--model` |
 //! | [`synthetic`] | tiny generated models for tests and examples |
+//! | [`medusa_heads`], [`feature_draft`](mod@feature_draft) | the Medusa heads file and the feature-draft file (an EAGLE-style drafter) trained for a model |
 //! | [`progress`] | progress reporting hooks for long steps |
 
 pub mod cache;
