@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::dtype::decode_f32;
+use super::format_metadata::{check_format, parse_vocab};
 use super::safetensors::SafetensorsFile;
 use crate::error::{Error, Result};
 
@@ -132,14 +133,7 @@ impl FeatureDraftFile {
             message,
         };
         let meta = file.metadata();
-        match meta.get("format").map(String::as_str) {
-            Some(DRAFT_FORMAT) => {}
-            other => {
-                return Err(bad(format!(
-                    "is not a feature-draft file (metadata format is {other:?}, expected {DRAFT_FORMAT:?})"
-                )));
-            }
-        }
+        check_format(meta, DRAFT_FORMAT, "a feature-draft file").map_err(bad)?;
         let version = meta.get("version").map(String::as_str);
         if version != Some(DRAFT_VERSION) {
             return Err(bad(format!(
@@ -198,20 +192,11 @@ impl FeatureDraftFile {
                 )));
             }
         }
-        let text = meta
-            .get("vocab")
-            .ok_or_else(|| bad("has no `vocab` in its metadata".into()))?;
-        let vocab: Vec<u32> = serde_json::from_str(text)
-            .map_err(|e| bad(format!("metadata `vocab` is not a list of token ids: {e}")))?;
-        if vocab.is_empty() {
-            return Err(bad("metadata `vocab` is empty".into()));
-        }
-        if let Some(w) = vocab.windows(2).find(|w| w[0] >= w[1]) {
-            return Err(bad(format!(
-                "metadata `vocab` is not strictly increasing ({} then {})",
-                w[0], w[1]
-            )));
-        }
+        let vocab = parse_vocab(
+            meta.get("vocab")
+                .ok_or_else(|| bad("has no `vocab` in its metadata".into()))?,
+        )
+        .map_err(bad)?;
         if let Some(&last) = vocab.last().filter(|&&t| t as usize >= vocab_size) {
             return Err(bad(format!(
                 "metadata `vocab` holds token {last}, past the model's vocabulary of {vocab_size}"

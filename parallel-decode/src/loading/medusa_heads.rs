@@ -47,6 +47,7 @@
 use std::path::{Path, PathBuf};
 
 use super::dtype::decode_f32;
+use super::format_metadata::{check_format, parse_vocab};
 use super::safetensors::SafetensorsFile;
 use crate::error::{Error, Result};
 use crate::strategy::medusa::MedusaTree;
@@ -225,14 +226,7 @@ impl MedusaHeads {
             message,
         };
         let meta = file.metadata();
-        match meta.get("format").map(String::as_str) {
-            Some(HEADS_FORMAT) => {}
-            other => {
-                return Err(bad(format!(
-                    "is not a Medusa heads file (metadata format is {other:?}, expected {HEADS_FORMAT:?})"
-                )));
-            }
-        }
+        check_format(meta, HEADS_FORMAT, "a Medusa heads file").map_err(bad)?;
         let version = meta.get("version").map(String::as_str);
         let conditioning = Conditioning::ALL
             .into_iter()
@@ -294,24 +288,10 @@ impl MedusaHeads {
                 Some(tree)
             }
         };
-        let vocab = match meta.get("vocab") {
-            None => None,
-            Some(text) => {
-                let ids: Vec<u32> = serde_json::from_str(text).map_err(|e| {
-                    bad(format!("metadata `vocab` is not a list of token ids: {e}"))
-                })?;
-                if ids.is_empty() {
-                    return Err(bad("metadata `vocab` is empty".into()));
-                }
-                if let Some(w) = ids.windows(2).find(|w| w[0] >= w[1]) {
-                    return Err(bad(format!(
-                        "metadata `vocab` is not strictly increasing ({} then {})",
-                        w[0], w[1]
-                    )));
-                }
-                Some(ids)
-            }
-        };
+        let vocab = meta
+            .get("vocab")
+            .map(|text| parse_vocab(text).map_err(bad))
+            .transpose()?;
         Ok(MedusaHeads {
             file,
             count,

@@ -22,6 +22,7 @@ pub mod config;
 pub mod default_model;
 pub mod dtype;
 pub mod feature_draft;
+mod format_metadata;
 pub mod generation;
 pub mod gguf;
 #[allow(unsafe_code)] // The one memory map; see the module docs.
