@@ -42,9 +42,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::dtype::decode_f32;
-use super::format_metadata::{check_format, parse_vocab};
 use super::safetensors::SafetensorsFile;
+use super::trained_file::{check_float_tensor, check_format, parse_vocab, read_f32};
 use crate::error::{Error, Result};
 
 /// The `format` metadata value.
@@ -175,22 +174,7 @@ impl FeatureDraftFile {
             )));
         }
         for (name, shape) in config.tensors() {
-            let info = file
-                .tensors()
-                .get(name)
-                .ok_or_else(|| bad(format!("has no tensor `{name}`")))?;
-            if info.shape != shape {
-                return Err(bad(format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    info.shape
-                )));
-            }
-            if !info.dtype.is_float() {
-                return Err(bad(format!(
-                    "tensor `{name}` has element type {}, not a float type",
-                    info.dtype
-                )));
-            }
+            check_float_tensor(&file, name, &shape).map_err(bad)?;
         }
         let vocab = parse_vocab(
             meta.get("vocab")
@@ -234,23 +218,7 @@ impl FeatureDraftFile {
     /// # Errors
     /// [`Error::MissingTensor`] for a name the format does not have.
     pub fn tensor(&self, name: &str) -> Result<Vec<f32>> {
-        let info = self
-            .file
-            .tensors()
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                path: self.path().to_path_buf(),
-                tensor: name.to_string(),
-            })?;
-        let mut out = vec![0.0; info.shape.iter().product()];
-        if !decode_f32(info.dtype, self.file.data(info), &mut out) {
-            return Err(Error::UnsupportedDtype {
-                path: self.path().to_path_buf(),
-                tensor: name.to_string(),
-                dtype: info.dtype.to_string(),
-            });
-        }
-        Ok(out)
+        read_f32(&self.file, name)
     }
 }
 

@@ -46,9 +46,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::dtype::decode_f32;
-use super::format_metadata::{check_format, parse_vocab};
 use super::safetensors::SafetensorsFile;
+use super::trained_file::{check_float_tensor, check_format, parse_vocab, read_f32};
 use crate::error::{Error, Result};
 use crate::strategy::medusa::MedusaTree;
 
@@ -207,7 +206,6 @@ pub fn tensor_name(h: usize, part: &str) -> String {
 pub struct MedusaHeads {
     file: SafetensorsFile,
     count: usize,
-    hidden: usize,
     conditioning: Conditioning,
     tree: Option<MedusaTree>,
     vocab: Option<Vec<u32>>,
@@ -253,23 +251,7 @@ impl MedusaHeads {
         }
         for h in 0..count {
             for (part, shape) in conditioning.head_parts(h, hidden) {
-                let name = tensor_name(h, &part);
-                let info = file
-                    .tensors()
-                    .get(&name)
-                    .ok_or_else(|| bad(format!("has no tensor `{name}`")))?;
-                if info.shape != shape {
-                    return Err(bad(format!(
-                        "tensor `{name}` has shape {:?}, expected {shape:?}",
-                        info.shape
-                    )));
-                }
-                if !info.dtype.is_float() {
-                    return Err(bad(format!(
-                        "tensor `{name}` has element type {}, not a float type",
-                        info.dtype
-                    )));
-                }
+                check_float_tensor(&file, &tensor_name(h, &part), &shape).map_err(bad)?;
             }
         }
         let tree = match meta.get("tree") {
@@ -295,7 +277,6 @@ impl MedusaHeads {
         Ok(MedusaHeads {
             file,
             count,
-            hidden,
             conditioning,
             tree,
             vocab,
@@ -360,36 +341,17 @@ impl MedusaHeads {
                 message: format!("has no head {h}"),
             });
         }
-        let read = |part: &str, len: usize| -> Result<Vec<f32>> {
-            let name = tensor_name(h, part);
-            let info = self
-                .file
-                .tensors()
-                .get(&name)
-                .ok_or_else(|| Error::MissingTensor {
-                    path: self.path().to_path_buf(),
-                    tensor: name.clone(),
-                })?;
-            let mut out = vec![0.0; len];
-            if !decode_f32(info.dtype, self.file.data(info), &mut out) {
-                return Err(Error::UnsupportedDtype {
-                    path: self.path().to_path_buf(),
-                    tensor: name,
-                    dtype: info.dtype.to_string(),
-                });
-            }
-            Ok(out)
-        };
-        let d = self.hidden;
+        // Every tensor's shape was checked when the file was opened.
+        let read = |part: &str| read_f32(&self.file, &tensor_name(h, part));
         Ok(HeadTensors {
-            weight: read("weight", d * d)?,
+            weight: read("weight")?,
             token_weights: self
                 .conditioning
                 .token_parts(h)
                 .iter()
-                .map(|part| read(part, d * d))
+                .map(|part| read(part))
                 .collect::<Result<_>>()?,
-            bias: read("bias", d)?,
+            bias: read("bias")?,
         })
     }
 }

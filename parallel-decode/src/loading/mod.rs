@@ -22,7 +22,6 @@ pub mod config;
 pub mod default_model;
 pub mod dtype;
 pub mod feature_draft;
-mod format_metadata;
 pub mod generation;
 pub mod gguf;
 #[allow(unsafe_code)] // The one memory map; see the module docs.
@@ -35,6 +34,7 @@ pub mod source;
 pub mod stream;
 pub mod synthetic;
 pub mod tokenizer;
+mod trained_file;
 pub mod weights;
 
 pub use chat::{ChatTemplate, Message};
