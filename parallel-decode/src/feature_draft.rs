@@ -35,6 +35,9 @@ struct Linear {
     out: usize,
 }
 
+/// Matrices of at least this many weights are split between the pool's threads.
+const PARALLEL_WEIGHTS: usize = 1 << 20;
+
 /// Rows `rows` of a [`Linear`]'s matrix.
 struct Part {
     rows: std::ops::Range<usize>,
@@ -46,7 +49,12 @@ struct Part {
 impl Linear {
     fn new(weight: Array2<f32>, matmul: Matmul) -> Self {
         let out = weight.nrows();
-        let threads = rayon::current_num_threads().clamp(1, out.max(1));
+        // A small matrix is not worth waking the pool for (tens of microseconds a wake-up).
+        let threads = if weight.len() >= PARALLEL_WEIGHTS {
+            rayon::current_num_threads().clamp(1, out.max(1))
+        } else {
+            1
+        };
         // Parts of whole 16-row panels, as the bf16 kernel lays them out.
         let step = out.div_ceil(threads).next_multiple_of(16);
         let parts = (0..out)
@@ -68,18 +76,18 @@ impl Linear {
 
     /// `x · weightᵀ`: `[m, in]` to `[m, out]`.
     fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let products: Vec<Array2<f32>> = self
-            .parts
-            .par_iter()
-            .map(|part| {
-                let mut out = Array2::zeros((x.nrows(), part.rows.len()));
-                match &part.packed {
-                    Some(p) => gemm_packed(x, p, false, out.view_mut()),
-                    None => general_mat_mul(1.0, &x, &part.weight.t(), 0.0, &mut out),
-                }
-                out
-            })
-            .collect();
+        let product = |part: &Part| {
+            let mut out = Array2::zeros((x.nrows(), part.rows.len()));
+            match &part.packed {
+                Some(p) => gemm_packed(x, p, false, out.view_mut()),
+                None => general_mat_mul(1.0, &x, &part.weight.t(), 0.0, &mut out),
+            }
+            out
+        };
+        if let [part] = &self.parts[..] {
+            return product(part);
+        }
+        let products: Vec<Array2<f32>> = self.parts.par_iter().map(product).collect();
         let mut out = Array2::zeros((x.nrows(), self.out));
         for (part, product) in self.parts.iter().zip(products) {
             out.slice_mut(ndarray::s![.., part.rows.clone()])
@@ -523,7 +531,13 @@ impl FeatureDraft {
             best.truncate(k);
         }
         let max = best.first().map_or(0.0, |&i| logits[i]);
-        let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+        // Logits far below the best add nothing a probability can show, and `exp` of large
+        // negative numbers takes a slow path.
+        let total: f32 = logits
+            .iter()
+            .filter(|&&l| l > max - 30.0)
+            .map(|&l| (l - max).exp())
+            .sum();
         best.into_iter()
             .map(|i| (self.vocab[i], (logits[i] - max).exp() / total))
             .collect()

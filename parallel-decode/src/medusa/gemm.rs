@@ -161,14 +161,21 @@ pub fn gemm_packed(a: ArrayView2<'_, f32>, b: &PackedB, add: bool, mut c: ArrayV
     let threads = rayon::current_num_threads().max(1);
     let rows = m.div_ceil(threads).next_multiple_of(32);
     with_strided(a, |a| {
-        c.par_chunks_mut(rows * n).enumerate().for_each(|(i, c)| {
+        let block = |(i, c): (usize, &mut [f32])| {
             let first = i * rows;
             let m = c.len() / n;
             A16.with_borrow_mut(|a16| {
                 a16.convert(a.row_range(first..first + m));
                 amx_bf16::gemm(a16, 0..m, b, c, n, add);
             });
-        });
+        };
+        if m <= rows {
+            // One block: on this thread, not through the pool (a wake-up costs more than
+            // a few rows' product with a small matrix).
+            block((0, c));
+        } else {
+            c.par_chunks_mut(rows * n).enumerate().for_each(block);
+        }
     });
 }
 
