@@ -471,7 +471,7 @@ impl FeatureDraft {
                 scores.clear();
                 scores.extend((0..n).map(|j| {
                     let (k, _) = key(j, g);
-                    k.iter().zip(qh).map(|(a, b)| a * b).sum::<f32>() * scale
+                    dot(k, qh) * scale
                 }));
                 let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut total = 0.0;
@@ -542,6 +542,21 @@ impl FeatureDraft {
             .map(|i| (self.vocab[i], (logits[i] - max).exp() / total))
             .collect()
     }
+}
+
+/// `Σ a[i]·b[i]` in eight running sums (a head's 64 values), which the compiler can keep in
+/// one vector register: a single running sum must add in order, one value at a time.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (a8, a_rest) = a.as_chunks::<8>();
+    let (b8, b_rest) = b.as_chunks::<8>();
+    for (x, y) in a8.iter().zip(b8) {
+        for i in 0..8 {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    sums.iter().sum::<f32>() + tail
 }
 
 /// What one query sees: the first `prefix` committed entries, then the speculative entries
