@@ -26,8 +26,8 @@ use crate::medusa::train::LmHead;
 /// A weight matrix `[out, in]` applied to rows of inputs.
 ///
 /// The draft runs a handful of rows at a time, so its products are matrix-vector products
-/// that read every weight once: bound by memory, not arithmetic. The matrix is cut by output
-/// rows into one part per thread, each with its own operand, so that every core streams its
+/// that read every weight for a few rows' arithmetic. A large matrix is cut by output rows
+/// into one part per thread, each with its own operand, so that every core streams its
 /// share (the training products split the inputs' rows instead, which here would leave one
 /// core idle).
 struct Linear {
@@ -38,12 +38,18 @@ struct Linear {
 /// Matrices of at least this many weights are split between the pool's threads.
 const PARALLEL_WEIGHTS: usize = 1 << 20;
 
-/// Rows `rows` of a [`Linear`]'s matrix.
+/// Rows `rows` of a [`Linear`]'s matrix, in the form its products read.
 struct Part {
     rows: std::ops::Range<usize>,
-    weight: Array2<f32>,
-    /// `weightᵀ` in bf16 tiles, when products are taken in bf16.
-    packed: Option<PackedB>,
+    operand: Operand,
+}
+
+/// A part's weights as one arithmetic reads them.
+enum Operand {
+    /// The rows, f32, `[out, in]`.
+    F32(Array2<f32>),
+    /// Their transpose in bf16 tiles.
+    Bf16(PackedB),
 }
 
 impl Linear {
@@ -61,14 +67,12 @@ impl Linear {
             .step_by(step.max(1))
             .map(|first| {
                 let rows = first..(first + step).min(out);
-                let weight = weight.slice(ndarray::s![rows.clone(), ..]).to_owned();
-                let packed = (matmul == Matmul::Bf16)
-                    .then(|| with_strided(weight.view(), |w| PackedB::new(w.t())));
-                Part {
-                    rows,
-                    weight,
-                    packed,
-                }
+                let weight = weight.slice(ndarray::s![rows.clone(), ..]);
+                let operand = match matmul {
+                    Matmul::Bf16 => Operand::Bf16(with_strided(weight, |w| PackedB::new(w.t()))),
+                    Matmul::F32 => Operand::F32(weight.to_owned()),
+                };
+                Part { rows, operand }
             })
             .collect();
         Linear { parts, out }
@@ -78,9 +82,9 @@ impl Linear {
     fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let product = |part: &Part| {
             let mut out = Array2::zeros((x.nrows(), part.rows.len()));
-            match &part.packed {
-                Some(p) => gemm_packed(x, p, false, out.view_mut()),
-                None => general_mat_mul(1.0, &x, &part.weight.t(), 0.0, &mut out),
+            match &part.operand {
+                Operand::Bf16(p) => gemm_packed(x, p, false, out.view_mut()),
+                Operand::F32(w) => general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out),
             }
             out
         };

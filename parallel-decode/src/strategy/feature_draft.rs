@@ -45,6 +45,10 @@ impl Default for FeatureDraftConfig {
     }
 }
 
+/// The draft stops growing once it holds this many candidates per node the tree may have:
+/// enough for the choice of the likeliest, each depth more being a run of the draft.
+const POOL_PER_NODE: usize = 4;
+
 /// The proposer; one per sequence, sharing the draft.
 #[derive(Debug)]
 pub struct FeatureDraftProposer {
@@ -150,7 +154,7 @@ impl FeatureDraftProposer {
             for node in &level {
                 ranked.add(&node.path, &node.chances);
             }
-            if depth == self.config.depth || ranked.tree.len() >= max_nodes.max(1) * 4 {
+            if depth == self.config.depth || ranked.tree.len() >= max_nodes.max(1) * POOL_PER_NODE {
                 break;
             }
             level.sort_by(|a, b| chance(b).total_cmp(&chance(a)));
