@@ -38,6 +38,33 @@ struct Linear {
 /// Matrices of at least this many weights are split between the pool's threads.
 const PARALLEL_WEIGHTS: usize = 1 << 20;
 
+/// LM head rows per part of the scorer: the granularity of [`Scoring::tokens`], and small
+/// enough that the parts of a short prefix still spread over the pool.
+const SCORER_PART: usize = 512;
+
+/// How a run of the draft scores its guesses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scoring {
+    /// The best tokens returned per input.
+    pub top_k: usize,
+    /// Score only the first this many tokens of the draft's vocabulary in scoring order
+    /// ([`FeatureDraft::vocab`]), rounded up to whole parts of the scorer; all of it when
+    /// larger. Most of a run's weights are LM head rows, and the draft is bound by reading
+    /// them: a draft whose file ranks its vocabulary by frequency scores its most frequent
+    /// tokens first, so a prefix keeps most of what it would propose.
+    pub tokens: usize,
+}
+
+impl Scoring {
+    /// The best `top_k` of the whole vocabulary.
+    pub fn all(top_k: usize) -> Self {
+        Scoring {
+            top_k,
+            tokens: usize::MAX,
+        }
+    }
+}
+
 /// Rows `rows` of a [`Linear`]'s matrix, in the form its products read.
 struct Part {
     rows: std::ops::Range<usize>,
@@ -53,6 +80,7 @@ enum Operand {
 }
 
 impl Linear {
+    /// A matrix in one part per pool thread when it is large, else in one part.
     fn new(weight: Array2<f32>, matmul: Matmul) -> Self {
         let out = weight.nrows();
         // A small matrix is not worth waking the pool for (tens of microseconds a wake-up).
@@ -61,10 +89,16 @@ impl Linear {
         } else {
             1
         };
-        // Parts of whole 16-row panels, as the bf16 kernel lays them out.
-        let step = out.div_ceil(threads).next_multiple_of(16);
+        Self::in_parts(weight, matmul, out.div_ceil(threads))
+    }
+
+    /// A matrix in parts of `rows` output rows (rounded up to whole 16-row panels, as the
+    /// bf16 kernel lays them out), so that a product may take only the first parts.
+    fn in_parts(weight: Array2<f32>, matmul: Matmul, rows: usize) -> Self {
+        let out = weight.nrows();
+        let step = rows.next_multiple_of(16).max(16);
         let parts = (0..out)
-            .step_by(step.max(1))
+            .step_by(step)
             .map(|first| {
                 let rows = first..(first + step).min(out);
                 let weight = weight.slice(ndarray::s![rows.clone(), ..]);
@@ -80,6 +114,12 @@ impl Linear {
 
     /// `x · weightᵀ`: `[m, in]` to `[m, out]`.
     fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        self.apply_first(x, self.out)
+    }
+
+    /// The first output columns of `x · weightᵀ`, at least `rows` of them (whole parts; all
+    /// when `rows` is not less than the matrix's): `[m, in]` to `[m, ≥ rows]`.
+    fn apply_first(&self, x: ArrayView2<'_, f32>, rows: usize) -> Array2<f32> {
         let product = |part: &Part| {
             let mut out = Array2::zeros((x.nrows(), part.rows.len()));
             match &part.operand {
@@ -88,12 +128,19 @@ impl Linear {
             }
             out
         };
-        if let [part] = &self.parts[..] {
+        let used = self
+            .parts
+            .iter()
+            .position(|p| p.rows.end >= rows)
+            .map_or(self.parts.len(), |i| i + 1);
+        let parts = &self.parts[..used];
+        if let [part] = parts {
             return product(part);
         }
-        let products: Vec<Array2<f32>> = self.parts.par_iter().map(product).collect();
-        let mut out = Array2::zeros((x.nrows(), self.out));
-        for (part, product) in self.parts.iter().zip(products) {
+        let products: Vec<Array2<f32>> = parts.par_iter().map(product).collect();
+        let width = parts.last().map_or(0, |p| p.rows.end);
+        let mut out = Array2::zeros((x.nrows(), width));
+        for (part, product) in parts.iter().zip(products) {
             out.slice_mut(ndarray::s![.., part.rows.clone()])
                 .assign(&product);
         }
@@ -183,9 +230,13 @@ pub struct FeatureDraft {
     /// The MLP's gate and up projections stacked.
     gate_up: Linear,
     down: Linear,
-    /// The target's LM head rows of the draft's vocabulary.
+    /// The target's LM head rows of the draft's vocabulary, in scoring order.
     scorer: Linear,
+    /// The draft's vocabulary in scoring order: the most frequent first when the file
+    /// ranks it, else increasing.
     vocab: Vec<u32>,
+    /// Whether `vocab` is in frequency order.
+    ranked: bool,
     /// The target's input embedding (every token).
     lm: LmHead,
     /// Rotary frequencies, `head_dim / 2`.
@@ -254,6 +305,17 @@ impl FeatureDraft {
             Ok(Linear::new(weight, matmul))
         };
         let restricted = lm.restricted(file.vocab())?;
+        let order = file.vocab_by_frequency().unwrap_or(file.vocab());
+        let rows = order
+            .iter()
+            .map(|&t| {
+                restricted.row_of(t).ok_or_else(|| Error::Setting {
+                    field: "feature draft",
+                    message: format!("token {t} of the frequency order is not in the vocabulary"),
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let scorer = restricted.view().select(Axis(0), &rows);
         let half = config.head_dim / 2;
         let inv_freq = (0..half)
             .map(|i| {
@@ -270,8 +332,9 @@ impl FeatureDraft {
             post: file.tensor("draft.post.weight")?,
             gate_up: stacked(&["draft.gate.weight", "draft.up.weight"])?,
             down: linear("draft.down.weight")?,
-            scorer: Linear::new(restricted.view().to_owned(), matmul),
-            vocab: file.vocab().to_vec(),
+            scorer: Linear::in_parts(scorer, matmul, SCORER_PART),
+            vocab: order.to_vec(),
+            ranked: file.vocab_by_frequency().is_some(),
             lm: restricted,
             inv_freq,
             config,
@@ -283,9 +346,16 @@ impl FeatureDraft {
         &self.config
     }
 
-    /// The tokens the draft can propose.
+    /// The tokens the draft can propose, in scoring order: the most frequent first when
+    /// [`FeatureDraft::ranked`], else increasing.
     pub fn vocab(&self) -> &[u32] {
         &self.vocab
+    }
+
+    /// Whether the file ranked the vocabulary by frequency, so that a [`Scoring::tokens`]
+    /// prefix holds the most frequent tokens.
+    pub fn ranked(&self) -> bool {
+        self.ranked
     }
 
     fn kv_width(&self) -> usize {
@@ -304,7 +374,7 @@ impl FeatureDraft {
         cache: &mut DraftCache,
         features: ArrayView2<'_, f32>,
         tokens: &[u32],
-        top_k: usize,
+        scoring: Scoring,
     ) -> Result<DraftOutput> {
         let start = cache.len(self);
         let positions: Vec<usize> = (start..start + tokens.len()).collect();
@@ -320,7 +390,7 @@ impl FeatureDraft {
             cache,
             None,
         );
-        Ok(self.finish(u, &attention, top_k))
+        Ok(self.finish(u, &attention, scoring))
     }
 
     /// Runs speculative inputs (`features[i]`, a guess of the draft's, with `tokens[i]`, a
@@ -337,7 +407,7 @@ impl FeatureDraft {
         parents: &[Option<usize>],
         features: ArrayView2<'_, f32>,
         tokens: &[u32],
-        top_k: usize,
+        scoring: Scoring,
     ) -> Result<DraftOutput> {
         let start = cache.len(self);
         let first = spec.len();
@@ -368,7 +438,7 @@ impl FeatureDraft {
             cache,
             Some(spec),
         );
-        Ok(self.finish(u, &attention, top_k))
+        Ok(self.finish(u, &attention, scoring))
     }
 
     /// The fused inputs and their queries, keys and values (rotated to `positions`).
@@ -496,7 +566,7 @@ impl FeatureDraft {
 
     /// The rest of the layer after attention, and the scores: `x = u + o(att)`,
     /// `g = x + MLP(RMSNorm(x))`.
-    fn finish(&self, u: Array2<f32>, attention: &Array2<f32>, top_k: usize) -> DraftOutput {
+    fn finish(&self, u: Array2<f32>, attention: &Array2<f32>, scoring: Scoring) -> DraftOutput {
         let mut x = u + self.o.apply(attention.view());
         let mut y = x.clone();
         for mut row in y.rows_mut() {
@@ -513,10 +583,10 @@ impl FeatureDraft {
             *g = *g / (1.0 + (-*g).exp()) * u;
         });
         x += &self.down.apply(gate.view());
-        let logits = self.scorer.apply(x.view());
+        let logits = self.scorer.apply_first(x.view(), scoring.tokens);
         let top = logits
             .axis_iter(Axis(0))
-            .map(|row| self.top_tokens(row.as_slice().unwrap_or(&[]), top_k))
+            .map(|row| self.top_tokens(row.as_slice().unwrap_or(&[]), scoring.top_k))
             .collect();
         DraftOutput { states: x, top }
     }
@@ -574,7 +644,8 @@ struct Visible {
 /// tokens, scoring `scored` of them (every other token from 0), with products in `matmul`
 /// arithmetic; for tests, examples and benchmarks. Its file is written in `dir`. With
 /// `identity` it is the base model's own prediction: `u = f`, and the layer adds nothing, so
-/// it proposes what the LM head scores best on the state it is given.
+/// it proposes what the LM head scores best on the state it is given. Its file ranks the
+/// scored tokens in a seeded random order, as if by frequency.
 ///
 /// # Errors
 /// When the file cannot be written, or `matmul` is not available.
@@ -592,10 +663,15 @@ pub fn synthetic(
     let hidden = config.hidden;
     let path = dir.join("draft.safetensors");
     let scored: Vec<u32> = (0..vocab as u32).step_by(2).take(scored).collect();
+    let mut ranked = scored.clone();
+    rand::seq::SliceRandom::shuffle(&mut ranked[..], &mut rng);
     crate::loading::feature_draft::write_feature_draft(
         &path,
         config,
-        &scored,
+        crate::loading::feature_draft::DraftVocab {
+            tokens: &scored,
+            by_frequency: Some(&ranked),
+        },
         None,
         crate::loading::Dtype::F32,
         |name, shape| {
@@ -676,13 +752,20 @@ mod tests {
         let tokens = [3, 9, 27, 4, 11];
         // All five committed in order...
         let mut whole = DraftCache::default();
-        let all = draft.extend(&mut whole, f.view(), &tokens, 3).unwrap();
+        let all = draft
+            .extend(&mut whole, f.view(), &tokens, Scoring::all(3))
+            .unwrap();
         assert_eq!(whole.len(&draft), 5);
         // ...equal two committed, then a chain of three speculative ones, and a sibling of
         // the fourth input, which must not see it.
         let mut cache = DraftCache::default();
         let first = draft
-            .extend(&mut cache, f.slice(ndarray::s![..2, ..]), &tokens[..2], 3)
+            .extend(
+                &mut cache,
+                f.slice(ndarray::s![..2, ..]),
+                &tokens[..2],
+                Scoring::all(3),
+            )
             .unwrap();
         let mut spec = Speculation::default();
         let third = draft
@@ -692,7 +775,7 @@ mod tests {
                 &[None],
                 f.slice(ndarray::s![2..3, ..]),
                 &tokens[2..3],
-                3,
+                Scoring::all(3),
             )
             .unwrap();
         let mut siblings = f.slice(ndarray::s![3..5, ..]).to_owned();
@@ -704,7 +787,7 @@ mod tests {
                 &[Some(0), Some(0)],
                 siblings.view(),
                 &[4, 4],
-                3,
+                Scoring::all(3),
             )
             .unwrap();
         let fifth = draft
@@ -714,7 +797,7 @@ mod tests {
                 &[Some(1)],
                 f.slice(ndarray::s![4..5, ..]),
                 &tokens[4..],
-                3,
+                Scoring::all(3),
             )
             .unwrap();
         for (i, out) in [(0, &first), (1, &first)] {
@@ -736,7 +819,7 @@ mod tests {
                     &[Some(9)],
                     f.slice(ndarray::s![..1, ..]),
                     &[1],
-                    3
+                    Scoring::all(3)
                 )
                 .is_err()
         );
@@ -748,7 +831,12 @@ mod tests {
         let (draft, lm) = random_draft(dir.path(), 16, 40, true);
         let f = rows(6, 16, 2);
         let out = draft
-            .extend(&mut DraftCache::default(), f.view(), &[0, 1, 2, 3, 4, 5], 2)
+            .extend(
+                &mut DraftCache::default(),
+                f.view(),
+                &[0, 1, 2, 3, 4, 5],
+                Scoring::all(2),
+            )
             .unwrap();
         for (i, top) in out.top.iter().enumerate() {
             assert!(close(out.states.row(i), f.row(i)));
@@ -775,18 +863,97 @@ mod tests {
     }
 
     #[test]
+    fn a_scoring_prefix_proposes_the_best_of_the_most_frequent_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1500 scored tokens: three parts of the scorer, the prefix asked for within the first.
+        let (draft, lm) = synthetic(
+            dir.path(),
+            &small_config(16),
+            4000,
+            1500,
+            3,
+            true,
+            Matmul::F32,
+        )
+        .unwrap();
+        assert!(draft.ranked());
+        let score = |t: u32, f: ndarray::ArrayView1<'_, f32>| -> f32 {
+            lm.view()
+                .row(t as usize)
+                .iter()
+                .zip(f)
+                .map(|(x, y)| x * y)
+                .sum()
+        };
+        let best_of = |tokens: &[u32], f| {
+            tokens
+                .iter()
+                .copied()
+                .max_by(|&a, &b| score(a, f).total_cmp(&score(b, f)))
+                .unwrap()
+        };
+        let f = rows(4, 16, 5);
+        let run = |scoring| {
+            let mut spec = Speculation::default();
+            draft
+                .speculate(
+                    &DraftCache::default(),
+                    &mut spec,
+                    &[None; 4],
+                    f.view(),
+                    &[1, 2, 3, 4],
+                    scoring,
+                )
+                .unwrap()
+        };
+        let all = run(Scoring::all(3));
+        let prefix = run(Scoring {
+            top_k: 3,
+            tokens: 100,
+        });
+        let frequent = &draft.vocab()[..SCORER_PART];
+        for i in 0..4 {
+            assert_eq!(all.top[i][0].0, best_of(draft.vocab(), f.row(i)));
+            assert_eq!(prefix.top[i][0].0, best_of(frequent, f.row(i)));
+            assert!(prefix.top[i].iter().all(|(t, _)| frequent.contains(t)));
+            // The same state either way: only the scoring differs.
+            assert!(close(all.states.row(i), prefix.states.row(i)));
+        }
+        // The prefix's best token is also scored in the whole vocabulary, where its
+        // probability is no larger.
+        let p_all = |i: usize, t: u32| {
+            let mut spec = Speculation::default();
+            let out = draft
+                .speculate(
+                    &DraftCache::default(),
+                    &mut spec,
+                    &[None],
+                    f.slice(ndarray::s![i..i + 1, ..]),
+                    &[i as u32 + 1],
+                    Scoring::all(1500),
+                )
+                .unwrap();
+            out.top[0].iter().find(|(u, _)| *u == t).unwrap().1
+        };
+        for i in 0..4 {
+            let (t, p) = prefix.top[i][0];
+            assert!(p_all(i, t) <= p + 1e-6);
+        }
+    }
+
+    #[test]
     fn bad_inputs_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let (draft, _) = random_draft(dir.path(), 16, 40, false);
         let mut cache = DraftCache::default();
         assert!(
             draft
-                .extend(&mut cache, rows(2, 8, 1).view(), &[1, 2], 2)
+                .extend(&mut cache, rows(2, 8, 1).view(), &[1, 2], Scoring::all(2))
                 .is_err()
         );
         assert!(
             draft
-                .extend(&mut cache, rows(1, 16, 1).view(), &[40], 2)
+                .extend(&mut cache, rows(1, 16, 1).view(), &[40], Scoring::all(2))
                 .is_err()
         );
         assert_eq!(cache.len(&draft), 0);

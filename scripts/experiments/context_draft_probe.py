@@ -440,7 +440,7 @@ def main():
     if args.save:
         torch.save(model.state_dict(), args.save)
     if args.export:
-        export(model, vocab, args.export, args.export_dtype, args.model)
+        export(model, vocab, counts, args.export, args.export_dtype, args.model)
         print(f"wrote {args.export}", flush=True)
 
     record["draft"] = draft_chain(model, held, states, E, kinds, lm, vocab_t, args.depth)
@@ -505,10 +505,12 @@ def draft_chain(model, held, states, E, kinds, lm, vocab_t, depth):
     return report
 
 
-def export(model, vocab, path, dtype, model_dir):
+def export(model, vocab, counts, path, dtype, model_dir):
     """Writes the draft in the feature-draft format (parallel-decode/src/loading/feature_draft.rs):
     tensors `draft.<name>` in Hugging Face [out, in] layout, the shape and the vocabulary in the
-    metadata."""
+    metadata, with the vocabulary also ranked by `counts` (its frequency in the training
+    answers, the most frequent first), so that the proposer can score deeper guesses over the
+    most frequent tokens only."""
     if not model.residual:
         raise SystemExit("--export needs a draft trained with --residual (the format has no output norm)")
     np_dtype, st_dtype = {"f16": (np.float16, "F16"), "f32": (np.float32, "F32")}[dtype]
@@ -528,6 +530,7 @@ def export(model, vocab, path, dtype, model_dir):
         "heads": str(model.h), "kv_heads": str(model.kvh), "head_dim": str(model.d),
         "intermediate": str(model.gate.weight.shape[0]), "rope_theta": str(model.theta),
         "rms_eps": str(model.post.eps), "vocab": json.dumps([int(t) for t in vocab]),
+        "vocab_by_frequency": json.dumps([int(t) for t in sorted(vocab, key=lambda t: (-counts[t], t))]),
         "base_model": os.path.basename(os.path.normpath(model_dir)),
     }
     text = json.dumps(header).encode()

@@ -281,6 +281,11 @@ pub struct DraftArgs {
     /// accepted (the product of the draft's probabilities along its path).
     #[arg(long, default_value_t = FeatureDraftConfig::default().min_chance, value_name = "P")]
     pub feature_min_chance: f32,
+    /// Below the first depth, the feature draft scores only its this many most frequent
+    /// tokens (0: all), when its file ranks them (`vocab_by_frequency`): each depth is a run
+    /// of the draft, whose time goes mostly to reading LM head rows.
+    #[arg(long, default_value_t = FeatureDraftConfig::default().deep_vocab, value_name = "N")]
+    pub feature_deep_vocab: usize,
 }
 
 /// The drafters given on the command line.
@@ -316,6 +321,7 @@ impl DraftArgs {
                 top_k: self.feature_top_k,
                 frontier: self.feature_frontier,
                 min_chance: self.feature_min_chance,
+                deep_vocab: self.feature_deep_vocab,
             },
             ..Drafts::default()
         };
@@ -336,6 +342,14 @@ impl DraftArgs {
             })?;
             let draft = FeatureDraft::new(&file, &lm, Matmul::fastest())
                 .with_context(|| format!("cannot load the feature draft in {}", path.display()))?;
+            if !draft.ranked() && self.feature_deep_vocab > 0 {
+                tracing::warn!(
+                    "{} does not rank its vocabulary by frequency: every depth scores all {} \
+                     of its tokens (--feature-deep-vocab has no effect)",
+                    path.display(),
+                    draft.vocab().len()
+                );
+            }
             drafts.feature = Some(Rc::new(draft));
         }
         Ok(drafts)

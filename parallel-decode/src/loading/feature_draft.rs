@@ -35,6 +35,7 @@
 //! | `rope_theta` | the rotary base |
 //! | `rms_eps` | the RMSNorm epsilon |
 //! | `vocab` | a JSON list of token ids, strictly increasing: the tokens the draft scores |
+//! | `vocab_by_frequency` (optional) | the same tokens, the most frequent first (in the answers the draft was trained on): a proposer may score its deeper guesses over a prefix of them only, to read fewer LM head rows |
 //! | `base_model` (optional) | what the draft was trained for, for display |
 //!
 //! `scripts/experiments/context_draft_probe.py --export FILE` writes one from a trained draft.
@@ -116,6 +117,7 @@ pub struct FeatureDraftFile {
     file: SafetensorsFile,
     config: DraftConfig,
     vocab: Vec<u32>,
+    by_frequency: Option<Vec<u32>>,
 }
 
 impl FeatureDraftFile {
@@ -186,10 +188,16 @@ impl FeatureDraftFile {
                 "metadata `vocab` holds token {last}, past the model's vocabulary of {vocab_size}"
             )));
         }
+        let by_frequency = meta
+            .get("vocab_by_frequency")
+            .map(|text| frequency_order(text, &vocab))
+            .transpose()
+            .map_err(bad)?;
         Ok(FeatureDraftFile {
             file,
             config,
             vocab,
+            by_frequency,
         })
     }
 
@@ -208,6 +216,11 @@ impl FeatureDraftFile {
         &self.vocab
     }
 
+    /// The same tokens the most frequent first, when the file ranks them.
+    pub fn vocab_by_frequency(&self) -> Option<&[u32]> {
+        self.by_frequency.as_deref()
+    }
+
     /// The `base_model` metadata: what the draft was trained for.
     pub fn base_model(&self) -> Option<&str> {
         self.file.metadata().get("base_model").map(String::as_str)
@@ -222,6 +235,32 @@ impl FeatureDraftFile {
     }
 }
 
+/// Parses `vocab_by_frequency`, which must order exactly the tokens of `vocab` (increasing).
+fn frequency_order(text: &str, vocab: &[u32]) -> std::result::Result<Vec<u32>, String> {
+    let ranked: Vec<u32> = serde_json::from_str(text)
+        .map_err(|e| format!("metadata `vocab_by_frequency` is not a list of token ids: {e}"))?;
+    let mut sorted = ranked.clone();
+    sorted.sort_unstable();
+    if sorted != vocab {
+        return Err(format!(
+            "metadata `vocab_by_frequency` ({} tokens) does not order the tokens of `vocab` \
+             ({} tokens) once each",
+            ranked.len(),
+            vocab.len()
+        ));
+    }
+    Ok(ranked)
+}
+
+/// A draft's vocabulary as the file stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct DraftVocab<'a> {
+    /// The tokens scored, strictly increasing.
+    pub tokens: &'a [u32],
+    /// The same, the most frequent first (optional).
+    pub by_frequency: Option<&'a [u32]>,
+}
+
 /// Writes a feature-draft file: every tensor of `config` (from `tensor(name, shape)`, f32
 /// row-major) stored as `dtype`, with the metadata the format asks for.
 ///
@@ -231,7 +270,7 @@ impl FeatureDraftFile {
 pub fn write_feature_draft(
     path: &Path,
     config: &DraftConfig,
-    vocab: &[u32],
+    vocab: DraftVocab<'_>,
     base_model: Option<&str>,
     dtype: super::Dtype,
     mut tensor: impl FnMut(&str, &[usize]) -> Vec<f32>,
@@ -239,13 +278,16 @@ pub fn write_feature_draft(
     let mut metadata = config.metadata();
     metadata.insert("format".into(), DRAFT_FORMAT.into());
     metadata.insert("version".into(), DRAFT_VERSION.into());
-    metadata.insert(
-        "vocab".into(),
-        serde_json::to_string(vocab).map_err(|e| Error::Setting {
+    let list = |tokens: &[u32]| {
+        serde_json::to_string(tokens).map_err(|e| Error::Setting {
             field: "feature draft",
             message: format!("vocabulary: {e}"),
-        })?,
-    );
+        })
+    };
+    metadata.insert("vocab".into(), list(vocab.tokens)?);
+    if let Some(ranked) = vocab.by_frequency {
+        metadata.insert("vocab_by_frequency".into(), list(ranked)?);
+    }
     if let Some(name) = base_model {
         metadata.insert("base_model".into(), name.into());
     }
@@ -282,11 +324,19 @@ mod tests {
         }
     }
 
-    fn write(path: &Path, config: &DraftConfig, vocab: &[u32]) {
+    fn write_ranked(path: &Path, config: &DraftConfig, tokens: &[u32], ranked: Option<&[u32]>) {
+        let vocab = DraftVocab {
+            tokens,
+            by_frequency: ranked,
+        };
         write_feature_draft(path, config, vocab, Some("toy"), Dtype::F16, |_, shape| {
             vec![0.5; shape.iter().product()]
         })
         .unwrap();
+    }
+
+    fn write(path: &Path, config: &DraftConfig, tokens: &[u32]) {
+        write_ranked(path, config, tokens, None);
     }
 
     #[test]
@@ -297,9 +347,14 @@ mod tests {
         let f = FeatureDraftFile::open(&path, 8, 20).unwrap();
         assert_eq!(f.config(), &small());
         assert_eq!(f.vocab(), &[1, 5, 9]);
+        assert_eq!(f.vocab_by_frequency(), None);
         assert_eq!(f.base_model(), Some("toy"));
         assert_eq!(f.tensor("draft.fc.weight").unwrap(), vec![0.5; 8 * 16]);
         assert!(f.tensor("draft.nothing").is_err());
+        write_ranked(&path, &small(), &[1, 5, 9], Some(&[9, 1, 5]));
+        let f = FeatureDraftFile::open(&path, 8, 20).unwrap();
+        assert_eq!(f.vocab(), &[1, 5, 9]);
+        assert_eq!(f.vocab_by_frequency(), Some(&[9, 1, 5][..]));
     }
 
     #[test]
@@ -316,6 +371,11 @@ mod tests {
         assert!(message(&path, 8, 9).contains("token 9"));
         write(&path, &small(), &[5, 1]);
         assert!(message(&path, 8, 20).contains("strictly increasing"));
+        // A frequency order that leaves a token out, or repeats one.
+        for ranked in [&[9, 1][..], &[9, 1, 1], &[9, 1, 5, 6]] {
+            write_ranked(&path, &small(), &[1, 5, 9], Some(ranked));
+            assert!(message(&path, 8, 20).contains("vocab_by_frequency"));
+        }
         let mut odd = small();
         odd.kv_heads = 3;
         write(&path, &odd, &[1]);

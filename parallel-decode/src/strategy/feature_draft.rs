@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayView2};
 use super::combined::choose_nodes;
 use super::proposer::{Proposal, ProposeContext, Proposer, RankedCandidates};
 use crate::Result;
-use crate::feature_draft::{DraftCache, FeatureDraft, Speculation};
+use crate::feature_draft::{DraftCache, FeatureDraft, Scoring, Speculation};
 
 /// How far and wide the draft looks.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,6 +32,12 @@ pub struct FeatureDraftConfig {
     /// their children, less likely still, would almost never be worth verifying, and each
     /// depth costs a run of the draft.
     pub min_chance: f32,
+    /// Nodes below the first depth are scored over the draft's this many most frequent
+    /// tokens only (0: all of them), when its file ranks its vocabulary by frequency: a run
+    /// of the draft is bound by reading its weights, most of which are LM head rows, and
+    /// the deeper guesses are mostly common tokens. The first depth (the catch-up run) is
+    /// always scored over the whole vocabulary.
+    pub deep_vocab: usize,
 }
 
 impl Default for FeatureDraftConfig {
@@ -41,6 +47,7 @@ impl Default for FeatureDraftConfig {
             top_k: 4,
             frontier: 4,
             min_chance: 0.05,
+            deep_vocab: 2048,
         }
     }
 }
@@ -103,7 +110,7 @@ impl FeatureDraftProposer {
             &mut self.cache,
             states,
             &self.pending_tokens,
-            self.config.top_k,
+            Scoring::all(self.config.top_k),
         )?;
         let n = self.pending_tokens.len();
         let state = out.states.row(n - 1).to_vec();
@@ -150,6 +157,13 @@ impl FeatureDraftProposer {
             })
             .collect();
         self.spec.clear();
+        let deep = Scoring {
+            top_k: self.config.top_k,
+            tokens: match self.config.deep_vocab {
+                n if n > 0 && self.draft.ranked() => n,
+                _ => usize::MAX,
+            },
+        };
         for depth in 1..=self.config.depth {
             for node in &level {
                 ranked.add(&node.path, &node.chances);
@@ -180,7 +194,7 @@ impl FeatureDraftProposer {
                 &parents,
                 inputs.view(),
                 &tokens,
-                self.config.top_k,
+                deep,
             )?;
             let mut next = Vec::new();
             for (i, node) in level.iter().enumerate() {
