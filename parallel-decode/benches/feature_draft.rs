@@ -1,22 +1,22 @@
 //! The feature draft's cost on the host, at the default model's size (width 576, 9 query and
 //! 3 key/value heads of 64, MLP 1536, 8192 tokens scored): one committed input after 200
 //! (what a pass that accepted nothing feeds it) and one speculative depth of four candidates,
-//! in f32 and, where the CPU has them, bf16 products; the speculative depth also scoring only
-//! the 2048 most frequent tokens (the proposer's default below the first depth), and after
-//! the caches were flushed by streaming 256 MB (as a target pass does). A decoding pass runs
-//! one of the first and up to `depth - 1` of the second; compare them with the mock's decode
-//! step (`neuron-decode bench` prints it).
+//! with f32, bf16 (where the CPU has the products) and 8-bit weights; the speculative depth
+//! also scoring only the 2048 most frequent tokens (the proposer's default), and after the
+//! caches were flushed by streaming 256 MB (as a target pass does). A decoding pass runs one
+//! of the first and up to `depth - 1` of the second; compare them with the mock's decode step
+//! (`neuron-decode bench` prints it).
 //!
-//! The draft is bound by reading its weights (about 18 MB in bf16, half of them LM head
-//! rows): what it costs depends on whether they stay in the last-level cache from one run to
-//! the next, which the hot figures here assume and the flushed ones do not.
+//! The draft is bound by reading its weights (about 18 MB in bf16 with the whole vocabulary,
+//! half of them LM head rows) and, with a few rows, by the arithmetic: what it costs depends
+//! on whether they stay in the last-level cache from one run to the next, which the hot
+//! figures here assume and the flushed ones do not.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
-use parallel_decode::feature_draft::{DraftCache, Scoring, Speculation, synthetic};
+use parallel_decode::feature_draft::{DraftCache, DraftWeights, Scoring, Speculation, synthetic};
 use parallel_decode::loading::feature_draft::DraftConfig;
-use parallel_decode::medusa::gemm::Matmul;
 
 fn draft_steps(c: &mut Criterion) {
     let config = DraftConfig {
@@ -29,10 +29,13 @@ fn draft_steps(c: &mut Criterion) {
         rms_eps: 1e-5,
     };
     let mut group = c.benchmark_group("feature_draft");
-    for matmul in [Matmul::F32, Matmul::fastest()] {
-        let name = if matmul == Matmul::F32 { "f32" } else { "bf16" };
+    for weights in [DraftWeights::F32, DraftWeights::Bf16, DraftWeights::Int8] {
+        if weights.check().is_err() {
+            continue;
+        }
+        let name = format!("{weights:?}").to_lowercase();
         let dir = tempfile::tempdir().unwrap();
-        let (draft, _) = synthetic(dir.path(), &config, 49_152, 8192, 1, false, matmul).unwrap();
+        let (draft, _) = synthetic(dir.path(), &config, 49_152, 8192, 1, false, weights).unwrap();
         let mut cache = DraftCache::default();
         let context = Array2::from_elem((200, 576), 0.1f32);
         let tokens: Vec<u32> = (0..200).collect();
@@ -75,9 +78,6 @@ fn draft_steps(c: &mut Criterion) {
                 format!("{name}: four speculative inputs after 200{label}, caches flushed"),
                 |b| b.iter_batched(flush, |_| speculate(scoring), BatchSize::PerIteration),
             );
-        }
-        if matmul == Matmul::F32 && Matmul::fastest() == Matmul::F32 {
-            break;
         }
     }
     group.finish();

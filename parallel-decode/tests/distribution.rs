@@ -16,8 +16,7 @@ use std::rc::Rc;
 
 use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{GenerateConfig, Verification, generate};
-use parallel_decode::feature_draft::{small_config, synthetic};
-use parallel_decode::medusa::gemm::Matmul;
+use parallel_decode::feature_draft::{DraftWeights, small_config, synthetic};
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::draft::{Draft, DraftLength};
 use parallel_decode::strategy::feature_draft::{FeatureDraftConfig, FeatureDraftProposer};
@@ -184,7 +183,7 @@ fn feature_draft_sampling_has_the_target_distribution() {
             3,
             3,
             false,
-            Matmul::F32,
+            DraftWeights::F32,
         )
         .unwrap();
         Box::new(FeatureDraftProposer::new(

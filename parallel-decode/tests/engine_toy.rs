@@ -10,8 +10,7 @@ use parallel_decode::backend::toy::{ToyConfig, ToyModel};
 use parallel_decode::engine::{
     GenerateConfig, Generation, Request, StopReason, TokenSink, generate, generate_batch,
 };
-use parallel_decode::feature_draft::{small_config, synthetic};
-use parallel_decode::medusa::gemm::Matmul;
+use parallel_decode::feature_draft::{DraftWeights, small_config, synthetic};
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::combined::Combined;
 use parallel_decode::strategy::draft::{Draft, DraftLength, SharedModel};
@@ -395,7 +394,12 @@ fn feature_draft(identity: bool) -> FeatureDraftProposer {
         25,
         11,
         identity,
-        Matmul::F32,
+        // The random draft in 8 bits, as served by default.
+        if identity {
+            DraftWeights::F32
+        } else {
+            DraftWeights::Int8
+        },
     )
     .unwrap();
     FeatureDraftProposer::new(Rc::new(draft), FeatureDraftConfig::default())

@@ -11,13 +11,12 @@ use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, cached_compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
-use parallel_decode::feature_draft::FeatureDraft;
+use parallel_decode::feature_draft::{DraftWeights, FeatureDraft};
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::feature_draft::FeatureDraftFile;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
 use parallel_decode::loading::{Message, ModelDir, default_model};
 use parallel_decode::medusa;
-use parallel_decode::medusa::gemm::Matmul;
 use parallel_decode::medusa::train::LmHead;
 use parallel_decode::sampling::SamplingConfig;
 use parallel_decode::strategy::answer_lookup::{AnswerLookup, AnswerLookupConfig};
@@ -281,11 +280,18 @@ pub struct DraftArgs {
     /// accepted (the product of the draft's probabilities along its path).
     #[arg(long, default_value_t = FeatureDraftConfig::default().min_chance, value_name = "P")]
     pub feature_min_chance: f32,
-    /// Below the first depth, the feature draft scores only its this many most frequent
-    /// tokens (0: all), when its file ranks them (`vocab_by_frequency`): each depth is a run
-    /// of the draft, whose time goes mostly to reading LM head rows.
-    #[arg(long, default_value_t = FeatureDraftConfig::default().deep_vocab, value_name = "N")]
-    pub feature_deep_vocab: usize,
+    /// The feature draft scores only its this many most frequent tokens (0: all), when its
+    /// file ranks them (`vocab_by_frequency`): each depth is a run of the draft, whose time
+    /// goes mostly to reading its weights, half of them LM head rows.
+    #[arg(long, default_value_t = FeatureDraftConfig::default().vocab, value_name = "N")]
+    pub feature_vocab: usize,
+    /// How the feature draft holds its weights on the host: `int8` (8-bit, one scale per
+    /// row: half the bytes of bf16, and the draft is bound by reading them), `bf16` or
+    /// `f32`. Default: int8 where the CPU has AVX-512, else bf16 where it has AMX or AVX-512
+    /// BF16, else f32. Only how often the draft guesses right depends on it, never the
+    /// output.
+    #[arg(long, value_name = "KIND")]
+    pub feature_weights: Option<DraftWeights>,
 }
 
 /// The drafters given on the command line.
@@ -321,7 +327,7 @@ impl DraftArgs {
                 top_k: self.feature_top_k,
                 frontier: self.feature_frontier,
                 min_chance: self.feature_min_chance,
-                deep_vocab: self.feature_deep_vocab,
+                vocab: self.feature_vocab,
             },
             ..Drafts::default()
         };
@@ -340,12 +346,13 @@ impl DraftArgs {
             let lm = LmHead::from_model(&target).with_context(|| {
                 format!("cannot read the LM head of {}", target.path().display())
             })?;
-            let draft = FeatureDraft::new(&file, &lm, Matmul::fastest())
+            let weights = self.feature_weights.unwrap_or_else(DraftWeights::fastest);
+            let draft = FeatureDraft::new(&file, &lm, weights)
                 .with_context(|| format!("cannot load the feature draft in {}", path.display()))?;
-            if !draft.ranked() && self.feature_deep_vocab > 0 {
+            if !draft.ranked() && self.feature_vocab > 0 {
                 tracing::warn!(
-                    "{} does not rank its vocabulary by frequency: every depth scores all {} \
-                     of its tokens (--feature-deep-vocab has no effect)",
+                    "{} does not rank its vocabulary by frequency: the draft scores all {} of \
+                     its tokens (--feature-vocab has no effect)",
                     path.display(),
                     draft.vocab().len()
                 );

@@ -35,7 +35,7 @@
 //! | `rope_theta` | the rotary base |
 //! | `rms_eps` | the RMSNorm epsilon |
 //! | `vocab` | a JSON list of token ids, strictly increasing: the tokens the draft scores |
-//! | `vocab_by_frequency` (optional) | the same tokens, the most frequent first (in the answers the draft was trained on): a proposer may score its deeper guesses over a prefix of them only, to read fewer LM head rows |
+//! | `vocab_by_frequency` (optional) | the same tokens, the most frequent first (in the answers the draft was trained on): a proposer may score its guesses over a prefix of them only, to read fewer LM head rows |
 //! | `base_model` (optional) | what the draft was trained for, for display |
 //!
 //! `scripts/experiments/context_draft_probe.py --export FILE` writes one from a trained draft.

@@ -13,34 +13,21 @@
 //! draft's own guesses along a tree of candidates; they live in a [`Speculation`] that is
 //! dropped after each target pass, since the target's states replace them.
 
-use amx_bf16::PackedB;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis};
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::loading::feature_draft::{DraftConfig, FeatureDraftFile};
-use crate::medusa::gemm::{Matmul, gemm_packed, with_strided};
+
+mod int8;
+mod linear;
+
 use crate::medusa::train::LmHead;
-
-/// A weight matrix `[out, in]` applied to rows of inputs.
-///
-/// The draft runs a handful of rows at a time, so its products are matrix-vector products
-/// that read every weight for a few rows' arithmetic. A large matrix is cut by output rows
-/// into one part per thread, each with its own operand, so that every core streams its
-/// share (the training products split the inputs' rows instead, which here would leave one
-/// core idle).
-struct Linear {
-    parts: Vec<Part>,
-    out: usize,
-}
-
-/// Matrices of at least this many weights are split between the pool's threads.
-const PARALLEL_WEIGHTS: usize = 1 << 20;
+pub use linear::DraftWeights;
+use linear::Linear;
 
 /// LM head rows per part of the scorer: the granularity of [`Scoring::tokens`], and small
 /// enough that the parts of a short prefix still spread over the pool.
-const SCORER_PART: usize = 512;
+const SCORER_PART: usize = 1024;
 
 /// How a run of the draft scores its guesses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,89 +49,6 @@ impl Scoring {
             top_k,
             tokens: usize::MAX,
         }
-    }
-}
-
-/// Rows `rows` of a [`Linear`]'s matrix, in the form its products read.
-struct Part {
-    rows: std::ops::Range<usize>,
-    operand: Operand,
-}
-
-/// A part's weights as one arithmetic reads them.
-enum Operand {
-    /// The rows, f32, `[out, in]`.
-    F32(Array2<f32>),
-    /// Their transpose in bf16 tiles.
-    Bf16(PackedB),
-}
-
-impl Linear {
-    /// A matrix in one part per pool thread when it is large, else in one part.
-    fn new(weight: Array2<f32>, matmul: Matmul) -> Self {
-        let out = weight.nrows();
-        // A small matrix is not worth waking the pool for (tens of microseconds a wake-up).
-        let threads = if weight.len() >= PARALLEL_WEIGHTS {
-            rayon::current_num_threads().clamp(1, out.max(1))
-        } else {
-            1
-        };
-        Self::in_parts(weight, matmul, out.div_ceil(threads))
-    }
-
-    /// A matrix in parts of `rows` output rows (rounded up to whole 16-row panels, as the
-    /// bf16 kernel lays them out), so that a product may take only the first parts.
-    fn in_parts(weight: Array2<f32>, matmul: Matmul, rows: usize) -> Self {
-        let out = weight.nrows();
-        let step = rows.next_multiple_of(16).max(16);
-        let parts = (0..out)
-            .step_by(step)
-            .map(|first| {
-                let rows = first..(first + step).min(out);
-                let weight = weight.slice(ndarray::s![rows.clone(), ..]);
-                let operand = match matmul {
-                    Matmul::Bf16 => Operand::Bf16(with_strided(weight, |w| PackedB::new(w.t()))),
-                    Matmul::F32 => Operand::F32(weight.to_owned()),
-                };
-                Part { rows, operand }
-            })
-            .collect();
-        Linear { parts, out }
-    }
-
-    /// `x · weightᵀ`: `[m, in]` to `[m, out]`.
-    fn apply(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.apply_first(x, self.out)
-    }
-
-    /// The first output columns of `x · weightᵀ`, at least `rows` of them (whole parts; all
-    /// when `rows` is not less than the matrix's): `[m, in]` to `[m, ≥ rows]`.
-    fn apply_first(&self, x: ArrayView2<'_, f32>, rows: usize) -> Array2<f32> {
-        let product = |part: &Part| {
-            let mut out = Array2::zeros((x.nrows(), part.rows.len()));
-            match &part.operand {
-                Operand::Bf16(p) => gemm_packed(x, p, false, out.view_mut()),
-                Operand::F32(w) => general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out),
-            }
-            out
-        };
-        let used = self
-            .parts
-            .iter()
-            .position(|p| p.rows.end >= rows)
-            .map_or(self.parts.len(), |i| i + 1);
-        let parts = &self.parts[..used];
-        if let [part] = parts {
-            return product(part);
-        }
-        let products: Vec<Array2<f32>> = parts.par_iter().map(product).collect();
-        let width = parts.last().map_or(0, |p| p.rows.end);
-        let mut out = Array2::zeros((x.nrows(), width));
-        for (part, product) in parts.iter().zip(products) {
-            out.slice_mut(ndarray::s![.., part.rows.clone()])
-                .assign(&product);
-        }
-        out
     }
 }
 
@@ -254,12 +158,12 @@ impl std::fmt::Debug for FeatureDraft {
 
 impl FeatureDraft {
     /// Loads the draft in `file` for the target whose LM head and embedding are `lm` (the
-    /// whole vocabulary), taking its products in `matmul` arithmetic.
+    /// whole vocabulary), its weights stored as `weights` says.
     ///
     /// # Errors
-    /// [`Error::Setting`] when the draft does not fit `lm` (width, vocabulary) or `matmul`
+    /// [`Error::Setting`] when the draft does not fit `lm` (width, vocabulary) or `weights`
     /// is not available; the file's errors for unreadable tensors.
-    pub fn new(file: &FeatureDraftFile, lm: &LmHead, matmul: Matmul) -> Result<Self> {
+    pub fn new(file: &FeatureDraftFile, lm: &LmHead, weights: DraftWeights) -> Result<Self> {
         let config = file.config().clone();
         if lm.hidden() != config.hidden {
             return Err(Error::Setting {
@@ -272,7 +176,7 @@ impl FeatureDraft {
                 ),
             });
         }
-        let matmul = matmul.check()?;
+        let weights = weights.check()?;
         let shapes = config.tensors();
         let matrix = |name: &str| -> Result<Array2<f32>> {
             let shape = &shapes
@@ -290,7 +194,7 @@ impl FeatureDraft {
                 }
             })
         };
-        let linear = |name: &str| -> Result<Linear> { Ok(Linear::new(matrix(name)?, matmul)) };
+        let linear = |name: &str| -> Result<Linear> { Ok(Linear::new(matrix(name)?, weights)) };
         // Matrices applied to the same input, one under the other.
         let stacked = |names: &[&str]| -> Result<Linear> {
             let parts = names
@@ -302,7 +206,7 @@ impl FeatureDraft {
                 field: "feature draft",
                 message: format!("stacking {names:?}: {e}"),
             })?;
-            Ok(Linear::new(weight, matmul))
+            Ok(Linear::new(weight, weights))
         };
         let restricted = lm.restricted(file.vocab())?;
         let order = file.vocab_by_frequency().unwrap_or(file.vocab());
@@ -332,7 +236,7 @@ impl FeatureDraft {
             post: file.tensor("draft.post.weight")?,
             gate_up: stacked(&["draft.gate.weight", "draft.up.weight"])?,
             down: linear("draft.down.weight")?,
-            scorer: Linear::in_parts(scorer, matmul, SCORER_PART),
+            scorer: Linear::in_parts(scorer, weights, SCORER_PART),
             vocab: order.to_vec(),
             ranked: file.vocab_by_frequency().is_some(),
             lm: restricted,
@@ -641,14 +545,14 @@ struct Visible {
 }
 
 /// A draft of shape `config` with seeded random weights over a random LM head of `vocab`
-/// tokens, scoring `scored` of them (every other token from 0), with products in `matmul`
+/// tokens, scoring `scored` of them (every other token from 0), with weights stored as `weights`
 /// arithmetic; for tests, examples and benchmarks. Its file is written in `dir`. With
 /// `identity` it is the base model's own prediction: `u = f`, and the layer adds nothing, so
 /// it proposes what the LM head scores best on the state it is given. Its file ranks the
 /// scored tokens in a seeded random order, as if by frequency.
 ///
 /// # Errors
-/// When the file cannot be written, or `matmul` is not available.
+/// When the file cannot be written, or `weights` is not available.
 pub fn synthetic(
     dir: &std::path::Path,
     config: &DraftConfig,
@@ -656,7 +560,7 @@ pub fn synthetic(
     scored: usize,
     seed: u64,
     identity: bool,
-    matmul: Matmul,
+    weights: DraftWeights,
 ) -> Result<(FeatureDraft, LmHead)> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -693,7 +597,7 @@ pub fn synthetic(
             .collect(),
     )?;
     let file = FeatureDraftFile::open(&path, hidden, vocab)?;
-    Ok((FeatureDraft::new(&file, &lm, matmul)?, lm))
+    Ok((FeatureDraft::new(&file, &lm, weights)?, lm))
 }
 
 /// A small draft's shape for tests: width `hidden`, 4 query heads over 2 key/value heads of
@@ -728,7 +632,7 @@ mod tests {
             vocab / 2,
             7,
             identity,
-            Matmul::F32,
+            DraftWeights::F32,
         )
         .unwrap()
     }
@@ -873,7 +777,7 @@ mod tests {
             1500,
             3,
             true,
-            Matmul::F32,
+            DraftWeights::F32,
         )
         .unwrap();
         assert!(draft.ranked());
