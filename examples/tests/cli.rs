@@ -425,3 +425,72 @@ fn generate_explains_a_bad_strategy_choice() {
     );
     assert!(err.contains("no Medusa heads"), "{err}");
 }
+
+#[test]
+fn generate_with_a_feature_draft_matches_plain_decoding() {
+    use parallel_decode::feature_draft::{DraftWeights, small_config, synthetic};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    tiny_model(&model);
+    let home = dir.path().join("home");
+    // A random draft of the tiny model's width over its first 200 token ids.
+    let drafts = dir.path().join("drafts");
+    std::fs::create_dir(&drafts).unwrap();
+    synthetic(
+        &drafts,
+        &small_config(16),
+        200,
+        100,
+        5,
+        false,
+        DraftWeights::F32,
+    )
+    .unwrap();
+    let draft = drafts.join("draft.safetensors");
+    let generate = |strategy: &str, extra: &[&str]| {
+        let mut cmd = neuron_decode();
+        cmd.env("NEURON_DECODE_HOME", &home)
+            .args(["generate", "--model"])
+            .arg(&model)
+            .args([
+                "--prompt",
+                "the cat sat",
+                "--max-tokens",
+                "16",
+                "--strategy",
+                strategy,
+            ])
+            .args(extra);
+        cmd
+    };
+    let plain = ok(&mut generate("ar", &[]));
+    let path = draft.to_str().unwrap();
+    for weights in ["int8", "f32"] {
+        let out = ok(&mut generate(
+            "feature-draft",
+            &["--feature-draft", path, "--feature-weights", weights],
+        ));
+        assert_eq!(out, plain, "with {weights} weights");
+    }
+    // feature-hybrid also takes answer lookup, whose answers come with trained heads.
+    let err = fails(&mut generate("feature-hybrid", &["--feature-draft", path]));
+    assert!(err.contains("no answers"), "{err}");
+    // Without a draft, or with one for another width, one clear error naming what is wrong.
+    let err = fails(&mut generate("feature-draft", &[]));
+    assert!(err.contains("--feature-draft"), "{err}");
+    synthetic(
+        &drafts,
+        &small_config(8),
+        200,
+        100,
+        5,
+        false,
+        DraftWeights::F32,
+    )
+    .unwrap();
+    let err = fails(&mut generate("feature-hybrid", &["--feature-draft", path]));
+    assert!(
+        err.contains("draft.safetensors") && err.contains("width"),
+        "{err}"
+    );
+}
