@@ -472,6 +472,11 @@ fn generate_with_a_feature_draft_matches_plain_decoding() {
         ));
         assert_eq!(out, plain, "with {weights} weights");
     }
+    // `auto` with a draft uses it (alone: the tiny model has no heads, so no answers).
+    let out = run(&mut generate("auto", &["--feature-draft", path]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), plain);
+    assert!(stderr(&out).contains("[feature-draft]"), "{}", stderr(&out));
     // feature-hybrid also takes answer lookup, whose answers come with trained heads.
     let err = fails(&mut generate("feature-hybrid", &["--feature-draft", path]));
     assert!(err.contains("no answers"), "{err}");

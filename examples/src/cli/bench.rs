@@ -168,7 +168,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     strategies.extend(
         args.strategy
             .iter()
-            .map(|s| s.resolve(&model))
+            .map(|s| s.resolve(&model, &drafts))
             .filter(|s| *s != Strategy::Ar),
     );
     strategies.dedup();

@@ -95,7 +95,7 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let prompt = encode_prompt(&model, &args.prompt, args.system.as_deref(), args.raw)?;
     let config = args.sampling.config(text.eos_token_ids.clone())?;
     let drafts = args.draft.open(global, &args.device.model)?;
-    let strategy = args.strategy.resolve(&model);
+    let strategy = args.strategy.resolve(&model, &drafts);
     let mut proposer = proposer(strategy, &model, &drafts, config.sampling, config.seed)?;
 
     let mut decoder = text.tokenizer.stream_decoder(true);

@@ -193,9 +193,11 @@ pub fn runtime(global: &GlobalOpts) -> anyhow::Result<Arc<Runtime>> {
 /// A decoding strategy, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// Prompt lookup, answer lookup and the Medusa heads in one tree (hybrid) when the model
-    /// has heads that carry their training answers; the heads and prompt lookup when they
-    /// carry none; else prompt lookup.
+    /// With --feature-draft FILE: prompt lookup, answer lookup and the feature draft in one
+    /// tree (feature-hybrid), or the draft alone when the model's heads carry no training
+    /// answers. Without: prompt lookup, answer lookup and the Medusa heads in one tree
+    /// (hybrid) when the model has heads that carry their training answers; the heads and
+    /// prompt lookup when they carry none; else prompt lookup.
     Auto,
     /// Plain autoregressive decoding: one token per target pass.
     Ar,
@@ -236,9 +238,13 @@ impl Strategy {
         }
     }
 
-    /// What `auto` means for this model.
-    pub fn resolve(self, model: &NeuronModel) -> Strategy {
+    /// What `auto` means for this model and these drafts.
+    pub fn resolve(self, model: &NeuronModel, drafts: &Drafts) -> Strategy {
         match self {
+            Strategy::Auto if drafts.feature.is_some() && model.has_answers() => {
+                Strategy::FeatureHybrid
+            }
+            Strategy::Auto if drafts.feature.is_some() => Strategy::FeatureDraft,
             // Hybrid measured at least as fast as medusa-lookup once the tree is chosen
             // across its parts: open prompts 1.47x against 1.46x on the mock (two cores),
             // modeled on the two-core cost table 1.89x against 1.83x, grounded 2.39x
@@ -402,7 +408,7 @@ pub fn proposer(
             drafts.feature_config,
         ))
     };
-    Ok(match strategy.resolve(model) {
+    Ok(match strategy.resolve(model, drafts) {
         Strategy::Ar => Box::new(Autoregressive),
         Strategy::PromptLookup => Box::new(lookup()),
         Strategy::Medusa => Box::new(medusa()?),
