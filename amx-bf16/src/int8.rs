@@ -1,21 +1,80 @@
-//! Sums of 8-bit weights times f32 inputs, for matrix-vector products whose time is the time
-//! to read the weights (a feature draft's few rows at a time): 8 bits read half the bytes of
-//! bf16.
+//! Sums of 8-bit weights times 16-bit inputs, for matrix-vector products whose time is the
+//! time to read the weights (a feature draft's few rows at a time): 8 bits read half the
+//! bytes of bf16, and `VPDPWSSD` (AVX-512 VNNI) takes 32 multiply-adds an instruction, twice
+//! an f32 fused multiply-add's.
 //!
-//! A panel is 16 outputs' weights for each inner index, `weights[i][c]` (16 bytes an index,
-//! one stream per panel). [`panel`] sums each output against up to [`ROWS`] rows of inputs
-//! in one fixed order: four running sums, over the inner indices modulo 4, each step a fused
-//! multiply-add, then `(s0 + s1) + (s2 + s3)`; the indices past the last multiple of 4 go
-//! to `s0`. With AVX-512F the sums are 16-wide vectors; without it the same operations run
-//! one at a time, so results are the same on every CPU.
+//! A panel is 16 outputs' weights for the inner indices in pairs: `weights[q]` holds, for
+//! output `c`, index `2q` at `2c` and index `2q + 1` at `2c + 1` (a last odd index paired with
+//! a zero). An input row is quantized by [`QuantizedRow::new`] in groups of [`GROUP`]
+//! indices, each group with its own scale (its largest magnitude maps to 32767), so that one
+//! large input does not flatten the small ones of other groups. [`panel`] sums each output
+//! against up to [`ROWS`] rows: per group, the exact integer sum of the products (at most
+//! 64 · 127 · 32767 in magnitude, far inside i32), converted to f32 and added to the row's
+//! total with a fused multiply-add by the group's scale. With AVX-512 (F, BW, VNNI) the sums
+//! are 16-wide vectors; without, the same operations run one at a time, so results are the
+//! same on every CPU.
 
-/// Outputs in a panel: one AVX-512 vector of f32 sums.
+/// Outputs in a panel: one vector of 16 sums.
 pub const PANEL: usize = 16;
 /// Input rows summed at once at most (their sums held in registers).
 pub const ROWS: usize = 4;
+/// Inner indices sharing one input scale.
+pub const GROUP: usize = 64;
+/// Pairs of inner indices in a group.
+const GROUP_PAIRS: usize = GROUP / 2;
+/// The largest quantized input.
+const LARGEST: f32 = 32767.0;
 
 /// The sums of a panel against each row, `[row][output]`.
 pub type Sums = [[f32; PANEL]; ROWS];
+
+/// One panel's weights for a pair of inner indices (see the module doc).
+pub type PairRow = [i8; 2 * PANEL];
+
+/// An input row in 16 bits: pairs of values, and one scale per [`GROUP`] of them.
+#[derive(Debug, Clone, Default)]
+pub struct QuantizedRow {
+    /// Pair `q`: index `2q` in the lower half, `2q + 1` in the upper (as `VPDPWSSD` pairs
+    /// them with the weights).
+    pairs: Vec<u32>,
+    /// Per group: the value of input 1.
+    scales: Vec<f32>,
+}
+
+impl QuantizedRow {
+    /// Rounds `x` to nearest, each group by its own scale.
+    pub fn new(x: &[f32]) -> Self {
+        let mut row = QuantizedRow::default();
+        for group in x.chunks(GROUP) {
+            let largest = group.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = if largest > 0.0 && largest.is_finite() {
+                largest / LARGEST
+            } else {
+                0.0
+            };
+            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            // In -32767..=32767 by the choice of scale; `as` saturates anyway.
+            let q = |v: f32| ((v * inverse).round() as i16) as u16;
+            for pair in group.chunks(2) {
+                let (even, odd) = (pair[0], pair.get(1).copied().unwrap_or(0.0));
+                row.pairs.push(u32::from(q(even)) | u32::from(q(odd)) << 16);
+            }
+            row.scales.push(scale);
+        }
+        row
+    }
+
+    /// The value index `i` stands for (for tests).
+    pub fn value(&self, i: usize) -> f32 {
+        let pair = self.pairs[i / 2];
+        let half = if i.is_multiple_of(2) {
+            pair
+        } else {
+            pair >> 16
+        };
+        f32::from(half as u16 as i16) * self.scales[i / GROUP]
+    }
+}
 
 /// Whether [`panel`] runs with AVX-512 here (else it is right but slower than a bf16 or f32
 /// product).
@@ -23,6 +82,8 @@ pub fn fast() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -30,21 +91,23 @@ pub fn fast() -> bool {
     }
 }
 
-/// `sums[r][c] = Σ_i weights[i][c] · rows[r][i]` in the module's order, for up to [`ROWS`]
-/// rows (the rest of `sums` is left as it was).
+/// `sums[r][c] = Σ_i w_i[c] · rows[r]_i` in the module's order, for up to [`ROWS`] rows (the
+/// rest of `sums` is left as it was); `weights` holds `ceil(k / 2)` pair rows for rows of `k`
+/// inputs.
 ///
 /// # Panics
-/// If there are more than [`ROWS`] rows, or a row is shorter than `weights`.
-pub fn panel(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
+/// If there are more than [`ROWS`] rows, or a row does not have one pair for each of
+/// `weights`.
+pub fn panel(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
     assert!(rows.len() <= ROWS, "int8 panel: more than {ROWS} rows");
     assert!(
-        rows.iter().all(|r| r.len() >= weights.len()),
-        "int8 panel: a row is shorter than the panel"
+        rows.iter().all(|r| r.pairs.len() == weights.len()),
+        "int8 panel: a row's length differs from the panel's"
     );
     #[cfg(target_arch = "x86_64")]
     if fast() {
-        // SAFETY: `fast` checked that this CPU has AVX-512F, the one feature the function is
-        // compiled for.
+        // SAFETY: `fast` checked that this CPU has AVX-512F, BW and VNNI, the features the
+        // function is compiled for.
         unsafe { avx512::panel(weights, rows, sums) };
         return;
     }
@@ -52,26 +115,29 @@ pub fn panel(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
 }
 
 /// [`panel`] one operation at a time.
-fn portable(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
+fn portable(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
     for (row, out) in rows.iter().zip(sums.iter_mut()) {
-        let mut acc = [[0.0f32; PANEL]; 4];
-        let (quads, tail) = weights.as_chunks::<4>();
-        let (x_quads, x_tail) = row[..weights.len()].as_chunks::<4>();
-        for (quad, xs) in quads.iter().zip(x_quads) {
-            for u in 0..4 {
+        let mut total = [0.0f32; PANEL];
+        for ((w, x), &scale) in weights
+            .chunks(GROUP_PAIRS)
+            .zip(row.pairs.chunks(GROUP_PAIRS))
+            .zip(&row.scales)
+        {
+            let mut acc = [0i32; PANEL];
+            for (pair, &xs) in w.iter().zip(x) {
+                let (even, odd) = (
+                    i32::from(xs as u16 as i16),
+                    i32::from((xs >> 16) as u16 as i16),
+                );
                 for c in 0..PANEL {
-                    acc[u][c] = f32::from(quad[u][c]).mul_add(xs[u], acc[u][c]);
+                    acc[c] += i32::from(pair[2 * c]) * even + i32::from(pair[2 * c + 1]) * odd;
                 }
             }
-        }
-        for (w, &x) in tail.iter().zip(x_tail) {
             for c in 0..PANEL {
-                acc[0][c] = f32::from(w[c]).mul_add(x, acc[0][c]);
+                total[c] = (acc[c] as f32).mul_add(scale, total[c]);
             }
         }
-        for c in 0..PANEL {
-            out[c] = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
-        }
+        *out = total;
     }
 }
 
@@ -79,11 +145,11 @@ fn portable(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{PANEL, Sums};
+    use super::{GROUP_PAIRS, PANEL, PairRow, QuantizedRow, Sums};
 
-    /// [`super::portable`] with AVX-512F: the same operations in the same order.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn panel(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
+    /// [`super::portable`] with AVX-512: the same operations in the same order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn panel(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
         match rows.len() {
             0 => {}
             1 => rows_of::<1>(weights, rows, sums),
@@ -93,43 +159,50 @@ mod avx512 {
         }
     }
 
-    /// [`panel`] for exactly `R` rows: `4 R` running sums in registers, each weight vector
-    /// widened once for the `R` rows.
-    #[target_feature(enable = "avx512f")]
-    fn rows_of<const R: usize>(weights: &[[i8; PANEL]], rows: &[&[f32]], sums: &mut Sums) {
-        let x: [&[f32]; R] = std::array::from_fn(|r| &rows[r][..weights.len()]);
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        let (quads, tail) = weights.as_chunks::<4>();
-        let k4 = quads.len() * 4;
-        for (i, quad) in quads.iter().enumerate() {
-            let w: [__m512; 4] = std::array::from_fn(|u| widen(quad[u]));
-            for (acc_r, x_r) in acc.iter_mut().zip(&x) {
-                let xs = &x_r[4 * i..4 * i + 4];
-                for u in 0..4 {
-                    acc_r[u] = _mm512_fmadd_ps(w[u], _mm512_set1_ps(xs[u]), acc_r[u]);
+    /// [`panel`] for exactly `R` rows: each pair row widened once for the `R` rows; two
+    /// integer sums a row (even and odd pairs, added at the end of the group), so that
+    /// consecutive instructions do not wait on each other.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    fn rows_of<const R: usize>(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
+        let mut total = [_mm512_setzero_ps(); R];
+        for (g, w) in weights.chunks(GROUP_PAIRS).enumerate() {
+            let first = g * GROUP_PAIRS;
+            let x: [&[u32]; R] = std::array::from_fn(|r| &rows[r].pairs[first..first + w.len()]);
+            let mut acc = [[_mm512_setzero_si512(); 2]; R];
+            let (twos, rest) = w.as_chunks::<2>();
+            for (j, two) in twos.iter().enumerate() {
+                let (w0, w1) = (widen(two[0]), widen(two[1]));
+                for (acc_r, x_r) in acc.iter_mut().zip(&x) {
+                    let (x0, x1) = (x_r[2 * j] as i32, x_r[2 * j + 1] as i32);
+                    acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], w0, _mm512_set1_epi32(x0));
+                    acc_r[1] = _mm512_dpwssd_epi32(acc_r[1], w1, _mm512_set1_epi32(x1));
                 }
             }
-        }
-        for (j, &w) in tail.iter().enumerate() {
-            let w = widen(w);
-            for (acc_r, x_r) in acc.iter_mut().zip(&x) {
-                acc_r[0] = _mm512_fmadd_ps(w, _mm512_set1_ps(x_r[k4 + j]), acc_r[0]);
+            if let [last] = rest {
+                let wv = widen(*last);
+                for (acc_r, x_r) in acc.iter_mut().zip(&x) {
+                    let xv = _mm512_set1_epi32(x_r[2 * twos.len()] as i32);
+                    acc_r[0] = _mm512_dpwssd_epi32(acc_r[0], wv, xv);
+                }
+            }
+            for (r, (t, a)) in total.iter_mut().zip(&acc).enumerate() {
+                let sum = _mm512_cvtepi32_ps(_mm512_add_epi32(a[0], a[1]));
+                *t = _mm512_fmadd_ps(sum, _mm512_set1_ps(rows[r].scales[g]), *t);
             }
         }
-        for (out, a) in sums.iter_mut().zip(&acc) {
-            let total = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        for (out, t) in sums.iter_mut().zip(&total) {
             // SAFETY: __m512 and [f32; 16] are both 64 bytes of plain values.
-            *out = unsafe { std::mem::transmute::<__m512, [f32; PANEL]>(total) };
+            *out = unsafe { std::mem::transmute::<__m512, [f32; PANEL]>(*t) };
         }
     }
 
-    /// Sixteen 8-bit weights as f32.
+    /// A pair row's 32 weights as 16-bit integers, in the same order.
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn widen(w: [i8; PANEL]) -> __m512 {
-        // SAFETY: [i8; 16] and __m128i are both 16 bytes of plain bits, every pattern valid.
-        let v = unsafe { std::mem::transmute::<[i8; PANEL], __m128i>(w) };
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v))
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn widen(w: PairRow) -> __m512i {
+        // SAFETY: [i8; 32] and __m256i are both 32 bytes of plain bits, every pattern valid.
+        let v = unsafe { std::mem::transmute::<PairRow, __m256i>(w) };
+        _mm512_cvtepi8_epi16(v)
     }
 }
 
@@ -137,10 +210,10 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    fn weights(k: usize, seed: usize) -> Vec<[i8; PANEL]> {
-        (0..k)
-            .map(|i| {
-                std::array::from_fn(|c| (((i * 31 + c * 17 + seed) * 2_654_435_761) % 255) as i8)
+    fn weights(pairs: usize, seed: usize) -> Vec<PairRow> {
+        (0..pairs)
+            .map(|q| {
+                std::array::from_fn(|j| (((q * 31 + j * 17 + seed) * 2_654_435_761) % 255) as i8)
             })
             .collect()
     }
@@ -152,13 +225,31 @@ mod tests {
     }
 
     #[test]
+    fn quantized_inputs_are_within_half_a_step_per_group() {
+        let mut x = row(150, 3);
+        // A large value in the second group does not coarsen the first.
+        x[70] = 1000.0;
+        let q = QuantizedRow::new(&x);
+        for (i, &v) in x.iter().enumerate() {
+            let step = q.scales[i / GROUP];
+            assert!((q.value(i) - v).abs() <= step / 2.0 + 1e-6, "[{i}]");
+        }
+        assert!(q.scales[0] < 1e-3 && q.scales[1] > 0.03);
+        assert_eq!(QuantizedRow::new(&[0.0; 3]).value(2), 0.0);
+    }
+
+    #[test]
     fn sums_follow_the_order_on_every_path() {
-        // Inner sizes with and without a tail past the last multiple of 4; every row count.
-        for k in [1, 4, 7, 64, 70] {
-            let w = weights(k, k);
-            let rows: Vec<Vec<f32>> = (0..ROWS).map(|r| row(k, r * 7 + k)).collect();
+        // Odd sizes (a zero-padded last pair), several groups and a partial one; every row
+        // count.
+        for k in [1usize, 4, 7, 64, 70, 200] {
+            let pairs = k.div_ceil(2);
+            let w = weights(pairs, k);
+            let rows: Vec<QuantizedRow> = (0..ROWS)
+                .map(|r| QuantizedRow::new(&row(k, r * 7 + k)))
+                .collect();
             for m in 0..=ROWS {
-                let views: Vec<&[f32]> = rows[..m].iter().map(Vec::as_slice).collect();
+                let views: Vec<&QuantizedRow> = rows[..m].iter().collect();
                 let mut got = [[f32::NAN; PANEL]; ROWS];
                 panel(&w, &views, &mut got);
                 let mut plain = [[f32::NAN; PANEL]; ROWS];
@@ -175,9 +266,15 @@ mod tests {
                             "k {k} [{r}][{c}]"
                         );
                         let exact: f64 = (0..k)
-                            .map(|i| f64::from(w[i][c]) * f64::from(rows[r][i]))
+                            .map(|i| {
+                                f64::from(w[i / 2][2 * c + i % 2]) * f64::from(rows[r].value(i))
+                            })
                             .sum();
-                        assert!((f64::from(got[r][c]) - exact).abs() <= 1e-4 * (1.0 + exact.abs()));
+                        assert!(
+                            (f64::from(got[r][c]) - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                            "k {k} [{r}][{c}]: {} against {exact}",
+                            got[r][c]
+                        );
                     }
                 }
             }
@@ -187,8 +284,8 @@ mod tests {
     #[test]
     #[should_panic(expected = "more than 4 rows")]
     fn too_many_rows_panic() {
-        let w = weights(4, 0);
-        let r = row(4, 0);
-        panel(&w, &[r.as_slice(); 5], &mut [[0.0; PANEL]; ROWS]);
+        let w = weights(2, 0);
+        let r = QuantizedRow::new(&row(4, 0));
+        panel(&w, &[&r; 5], &mut [[0.0; PANEL]; ROWS]);
     }
 }
