@@ -19,7 +19,8 @@ pub enum DraftWeights {
     /// BF16).
     Bf16,
     /// Weights rounded to 8-bit integers with one f32 scale per output row (each row's
-    /// largest magnitude maps to 127), inputs and sums in f32: half the bytes of bf16, and
+    /// largest magnitude maps to 127), inputs to 16 bits per group of 64, integer sums per
+    /// group ([`amx_bf16::int8`], AVX-512 VNNI where the CPU has it): half the bytes of bf16, and
     /// the draft's products are bound by reading its weights. Its choices are not the target
     /// model's, so their rounding does not touch the exactness of decoding, only how often
     /// its guesses are right.
@@ -27,7 +28,7 @@ pub enum DraftWeights {
 }
 
 impl DraftWeights {
-    /// [`DraftWeights::Int8`] where the CPU has AVX-512 (the fewest bytes to read), else
+    /// [`DraftWeights::Int8`] where the CPU has AVX-512 VNNI (the fewest bytes to read), else
     /// the fastest of the others ([`Matmul::fastest`]).
     pub fn fastest() -> Self {
         if amx_bf16::int8::fast() {
