@@ -3,7 +3,6 @@
 use amx_bf16::PackedB;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2};
-use rayon::prelude::*;
 
 use super::int8::Int8Matrix;
 use crate::error::{Error, Result};
@@ -79,16 +78,16 @@ impl std::str::FromStr for DraftWeights {
 /// A weight matrix `[out, in]` applied to rows of inputs.
 ///
 /// The draft runs a handful of rows at a time, so its products are matrix-vector products
-/// that read every weight for a few rows' arithmetic. A large matrix is cut by output rows
-/// into parts, each with its own operand, so that every core streams its share (the
-/// training products split the inputs' rows instead, which here would leave one core idle).
+/// that read every weight for a few rows' arithmetic. They run on the calling thread: split
+/// over a two-core pool they were slower in decoding (draft 2.4 against 2.1 ms a pass on the
+/// open benchmark prompts), the pool's wake-ups, a few tens of microseconds each and several a
+/// run, costing more than the second core's share of a product this small saves. A matrix
+/// may still be kept in parts of whole rows so that a product can take only the first ones
+/// (the scorer's most frequent tokens).
 pub(super) struct Linear {
     parts: Vec<Part>,
     out: usize,
 }
-
-/// Matrices of at least this many weights are split between the pool's threads.
-const PARALLEL_WEIGHTS: usize = 1 << 20;
 
 /// Rows `rows` of a [`Linear`]'s matrix, in the form its products read.
 struct Part {
@@ -107,16 +106,10 @@ enum Operand {
 }
 
 impl Linear {
-    /// A matrix in one part per pool thread when it is large, else in one part.
+    /// A matrix in one part.
     pub(super) fn new(weight: Array2<f32>, weights: DraftWeights) -> Self {
         let out = weight.nrows();
-        // A small matrix is not worth waking the pool for (tens of microseconds a wake-up).
-        let threads = if weight.len() >= PARALLEL_WEIGHTS {
-            rayon::current_num_threads().clamp(1, out.max(1))
-        } else {
-            1
-        };
-        Self::in_parts(weight, weights, out.div_ceil(threads))
+        Self::in_parts(weight, weights, out)
     }
 
     /// A matrix in parts of `rows` output rows (rounded up to whole 16-row panels, as the
@@ -150,30 +143,27 @@ impl Linear {
     /// The first output columns of `x · weightᵀ`, at least `rows` of them (whole parts; all
     /// when `rows` is not less than the matrix's): `[m, in]` to `[m, ≥ rows]`.
     pub(super) fn apply_first(&self, x: ArrayView2<'_, f32>, rows: usize) -> Array2<f32> {
-        let product = |part: &Part| {
-            let mut out = Array2::zeros((x.nrows(), part.rows.len()));
-            match &part.operand {
-                Operand::Bf16(p) => gemm_packed(x, p, false, out.view_mut()),
-                Operand::F32(w) => general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out),
-                Operand::Int8(w) => w.apply(x, out.view_mut()),
-            }
-            out
-        };
         let used = self
             .parts
             .iter()
             .position(|p| p.rows.end >= rows)
             .map_or(self.parts.len(), |i| i + 1);
         let parts = &self.parts[..used];
-        if let [part] = parts {
-            return product(part);
-        }
-        let products: Vec<Array2<f32>> = parts.par_iter().map(product).collect();
         let width = parts.last().map_or(0, |p| p.rows.end);
         let mut out = Array2::zeros((x.nrows(), width));
-        for (part, product) in parts.iter().zip(products) {
-            out.slice_mut(ndarray::s![.., part.rows.clone()])
-                .assign(&product);
+        for part in parts {
+            let mut dst = out.slice_mut(ndarray::s![.., part.rows.clone()]);
+            match &part.operand {
+                // The bf16 product writes whole rows: a part of several is done aside.
+                Operand::Bf16(p) if dst.is_standard_layout() => gemm_packed(x, p, false, dst),
+                Operand::Bf16(p) => {
+                    let mut whole = Array2::zeros(dst.dim());
+                    gemm_packed(x, p, false, whole.view_mut());
+                    dst.assign(&whole);
+                }
+                Operand::F32(w) => general_mat_mul(1.0, &x, &w.t(), 0.0, &mut dst),
+                Operand::Int8(w) => w.apply(x, dst),
+            }
         }
         out
     }

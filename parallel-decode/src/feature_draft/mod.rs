@@ -25,8 +25,7 @@ use crate::medusa::train::LmHead;
 pub use linear::DraftWeights;
 use linear::Linear;
 
-/// LM head rows per part of the scorer: the granularity of [`Scoring::tokens`], and small
-/// enough that the parts of a short prefix still spread over the pool.
+/// LM head rows per part of the scorer: the granularity of [`Scoring::tokens`].
 const SCORER_PART: usize = 1024;
 
 /// How a run of the draft scores its guesses.
@@ -268,7 +267,12 @@ impl FeatureDraft {
 
     /// Runs committed inputs (`features[i]`, the target's hidden state, with `tokens[i]`, the
     /// token chosen from it) after those in `cache`, each seeing the ones before it, and
-    /// appends them to the cache. Returns the guesses after every input.
+    /// appends them to the cache. Returns the guess after the last input (one row; none
+    /// without inputs).
+    ///
+    /// Only the last input goes past its keys and values: the earlier ones' guesses would be
+    /// thrown away (the proposer draws its tree from the last), and skipping their attention,
+    /// MLP and scores takes a third off a pass that accepted several tokens.
     ///
     /// # Errors
     /// [`Error::Setting`] for features of the wrong width or a token outside the model's
@@ -285,16 +289,17 @@ impl FeatureDraft {
         let [u, q, k, v] = self.project(features, tokens, &positions)?;
         cache.keys.extend(k.iter());
         cache.values.extend(v.iter());
+        let last = ndarray::s![tokens.len().saturating_sub(1).., ..];
         let attention = self.attend(
-            &q,
-            |i| Visible {
-                prefix: start + i + 1,
+            &q.slice(last).to_owned(),
+            |_| Visible {
+                prefix: start + tokens.len(),
                 extra: Vec::new(),
             },
             cache,
             None,
         );
-        Ok(self.finish(u, &attention, scoring))
+        Ok(self.finish(u.slice(last).to_owned(), &attention, scoring))
     }
 
     /// Runs speculative inputs (`features[i]`, a guess of the draft's, with `tokens[i]`, a
@@ -358,9 +363,12 @@ impl FeatureDraft {
         let column = |range: std::ops::Range<usize>| qkv.slice(ndarray::s![.., range]).to_owned();
         let (mut q, mut k) = (column(0..qw), column(qw..qw + kvw));
         let v = column(qw + kvw..qw + 2 * kvw);
+        let mut turns = Vec::with_capacity(self.inv_freq.len());
         for (i, &pos) in positions.iter().enumerate() {
-            self.rotate(q.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
-            self.rotate(k.row_mut(i).as_slice_mut().unwrap_or(&mut []), pos);
+            turns.clear();
+            turns.extend(self.inv_freq.iter().map(|&f| (pos as f64 * f).sin_cos()));
+            rotate(q.row_mut(i).as_slice_mut().unwrap_or(&mut []), &turns);
+            rotate(k.row_mut(i).as_slice_mut().unwrap_or(&mut []), &turns);
         }
         Ok([u, q, k, v])
     }
@@ -398,21 +406,6 @@ impl FeatureDraft {
             .into_iter()
             .for_each(|mut r| r.iter_mut().zip(&self.fc_bias).for_each(|(a, b)| *a += b));
         Ok(u)
-    }
-
-    /// Rotary embedding of every head of `x` (`[heads · head_dim]`) at `pos`, rotating each
-    /// head's halves (as Llama does).
-    fn rotate(&self, x: &mut [f32], pos: usize) {
-        let d = self.config.head_dim;
-        let half = d / 2;
-        for head in x.chunks_exact_mut(d) {
-            for (i, &f) in self.inv_freq.iter().enumerate() {
-                let (sin, cos) = (pos as f64 * f).sin_cos();
-                let (a, b) = (head[i], head[i + half]);
-                head[i] = (f64::from(a) * cos - f64::from(b) * sin) as f32;
-                head[i + half] = (f64::from(b) * cos + f64::from(a) * sin) as f32;
-            }
-        }
     }
 
     /// Attention of every query row over what it may see: `[inputs, heads · head_dim]`.
@@ -519,6 +512,20 @@ impl FeatureDraft {
         best.into_iter()
             .map(|i| (self.vocab[i], (logits[i] - max).exp() / total))
             .collect()
+    }
+}
+
+/// Rotary embedding of every head of `x` (`[heads · head_dim]`) by the `(sin, cos)` of each
+/// frequency's angle at its position, rotating each head's halves (as Llama does). The
+/// angles are the position's, computed once for its query and key heads.
+fn rotate(x: &mut [f32], turns: &[(f64, f64)]) {
+    let half = turns.len();
+    for head in x.chunks_exact_mut(2 * half) {
+        for (i, &(sin, cos)) in turns.iter().enumerate() {
+            let (a, b) = (head[i], head[i + half]);
+            head[i] = (f64::from(a) * cos - f64::from(b) * sin) as f32;
+            head[i + half] = (f64::from(b) * cos + f64::from(a) * sin) as f32;
+        }
     }
 }
 
@@ -654,12 +661,47 @@ mod tests {
         let (draft, _) = random_draft(dir.path(), 16, 40, false);
         let f = rows(5, 16, 1);
         let tokens = [3, 9, 27, 4, 11];
-        // All five committed in order...
+        // All five committed one at a time (each run's guess after its input)...
+        let mut one_by_one = DraftCache::default();
+        let mut all = Array2::zeros((5, 16));
+        let mut all_top = Vec::new();
+        for i in 0..5 {
+            let out = draft
+                .extend(
+                    &mut one_by_one,
+                    f.slice(ndarray::s![i..=i, ..]),
+                    &tokens[i..=i],
+                    Scoring::all(3),
+                )
+                .unwrap();
+            assert_eq!(out.states.nrows(), 1);
+            all.row_mut(i).assign(&out.states.row(0));
+            all_top.push(out.top[0].clone());
+        }
+        // ...or in one run, which gives the guess after the last and the same cache...
         let mut whole = DraftCache::default();
-        let all = draft
+        let last = draft
             .extend(&mut whole, f.view(), &tokens, Scoring::all(3))
             .unwrap();
         assert_eq!(whole.len(&draft), 5);
+        assert_eq!(last.states.nrows(), 1);
+        assert!(close(all.row(4), last.states.row(0)));
+        assert_eq!(last.top[0], all_top[4]);
+        for (a, b) in whole.keys.iter().zip(&one_by_one.keys) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()));
+        }
+        assert!(
+            draft
+                .extend(
+                    &mut whole,
+                    f.slice(ndarray::s![..0, ..]),
+                    &[],
+                    Scoring::all(3)
+                )
+                .unwrap()
+                .top
+                .is_empty()
+        );
         // ...equal two committed, then a chain of three speculative ones, and a sibling of
         // the fourth input, which must not see it.
         let mut cache = DraftCache::default();
@@ -704,14 +746,12 @@ mod tests {
                 Scoring::all(3),
             )
             .unwrap();
-        for (i, out) in [(0, &first), (1, &first)] {
-            assert!(close(all.states.row(i), out.states.row(i)));
-        }
-        assert!(close(all.states.row(2), third.states.row(0)));
-        assert!(close(all.states.row(3), fourth.states.row(0)));
-        assert!(close(all.states.row(3), fourth.states.row(1)));
-        assert!(close(all.states.row(4), fifth.states.row(0)));
-        assert_eq!(all.top[4], fifth.top[0]);
+        assert!(close(all.row(1), first.states.row(0)));
+        assert!(close(all.row(2), third.states.row(0)));
+        assert!(close(all.row(3), fourth.states.row(0)));
+        assert!(close(all.row(3), fourth.states.row(1)));
+        assert!(close(all.row(4), fifth.states.row(0)));
+        assert_eq!(all_top[4], fifth.top[0]);
         // The committed inputs are untouched by speculation.
         assert_eq!(cache.len(&draft), 2);
         assert_eq!(spec.len(), 4);
@@ -734,14 +774,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (draft, lm) = random_draft(dir.path(), 16, 40, true);
         let f = rows(6, 16, 2);
+        // Six candidates side by side, each with its own guess.
         let out = draft
-            .extend(
-                &mut DraftCache::default(),
+            .speculate(
+                &DraftCache::default(),
+                &mut Speculation::default(),
+                &[None; 6],
                 f.view(),
                 &[0, 1, 2, 3, 4, 5],
                 Scoring::all(2),
             )
             .unwrap();
+        assert_eq!(out.top.len(), 6);
         for (i, top) in out.top.iter().enumerate() {
             assert!(close(out.states.row(i), f.row(i)));
             // The best scored token by the model's own LM head.

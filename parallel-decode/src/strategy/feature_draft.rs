@@ -127,13 +127,15 @@ impl FeatureDraftProposer {
         let out = self
             .draft
             .extend(&mut self.cache, states, &self.pending_tokens, scoring)?;
-        let n = self.pending_tokens.len();
-        let state = out.states.row(n - 1).to_vec();
-        let top = out.top.into_iter().next_back().unwrap_or_default();
+        // The guess after the last input (the only one `extend` returns).
+        let state = out.states.rows().into_iter().next_back();
+        let (Some(state), Some(&chosen)) = (state, self.pending_tokens.last()) else {
+            return Ok(());
+        };
         self.last = Some(Guess {
-            state,
-            top,
-            chosen: self.pending_tokens[n - 1],
+            state: state.to_vec(),
+            top: out.top.into_iter().next_back().unwrap_or_default(),
+            chosen,
         });
         self.pending_states.clear();
         self.pending_tokens.clear();
