@@ -11,8 +11,10 @@
 //! against up to [`ROWS`] rows: per group, the exact integer sum of the products (at most
 //! 64 · 127 · 32767 in magnitude, far inside i32), converted to f32 and added to the row's
 //! total with a fused multiply-add by the group's scale. With AVX-512 (F, BW, VNNI) the sums
-//! are 16-wide vectors; without, the same operations run one at a time, so results are the
-//! same on every CPU.
+//! are 16-wide vectors; with AVX2 and FMA (`VPMADDWD`, 16 multiply-adds an instruction: the
+//! hosts of Inf2 instances, AMD EPYC of the Zen 3 generation, have no AVX-512), two 8-wide
+//! ones; without either, the same operations run one at a time. Integer sums do not depend
+//! on their order, so results are the same bits on every CPU.
 
 /// Outputs in a panel: one vector of 16 sums.
 pub const PANEL: usize = 16;
@@ -85,19 +87,51 @@ impl QuantizedRow {
     }
 }
 
-/// Whether [`panel`] runs with AVX-512 here (else it is right but slower than a bf16 or f32
-/// product).
+/// The instructions [`panel`] sums with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 F, BW and VNNI: `VPDPWSSD`, 16 outputs a vector.
+    Avx512Vnni,
+    /// AVX2 and FMA: `VPMADDWD`, 8 outputs a vector.
+    Avx2,
+    /// One operation at a time (right, but slower than a bf16 or f32 product).
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest this CPU has.
+    pub fn detect() -> Self {
+        [Kernel::Avx512Vnni, Kernel::Avx2]
+            .into_iter()
+            .find(|k| k.available())
+            .unwrap_or(Kernel::Portable)
+    }
+
+    /// Whether this CPU has it.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Kernel::Avx512Vnni => {
+                    is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+                Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                Kernel::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernel::Portable
+        }
+    }
+}
+
+/// Whether [`panel`] runs with vector instructions here (else it is right but slower than a
+/// bf16 or f32 product).
 pub fn fast() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::detect() != Kernel::Portable
 }
 
 /// `sums[r][c] = Σ_i w_i[c] · rows[r]_i` in the module's order, for up to [`ROWS`] rows (the
@@ -108,19 +142,32 @@ pub fn fast() -> bool {
 /// If there are more than [`ROWS`] rows, or a row does not have one pair for each of
 /// `weights`.
 pub fn panel(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
+    static DETECTED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    panel_with(*DETECTED.get_or_init(Kernel::detect), weights, rows, sums);
+}
+
+/// [`panel`] with `kernel` (for tests and benchmarks; the same bits with any).
+///
+/// # Panics
+/// As [`panel`], and if this CPU lacks `kernel`.
+pub fn panel_with(kernel: Kernel, weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
     assert!(rows.len() <= ROWS, "int8 panel: more than {ROWS} rows");
     assert!(
         rows.iter().all(|r| r.pairs.len() == weights.len()),
         "int8 panel: a row's length differs from the panel's"
     );
-    #[cfg(target_arch = "x86_64")]
-    if fast() {
-        // SAFETY: `fast` checked that this CPU has AVX-512F, BW and VNNI, the features the
+    assert!(kernel.available(), "int8 panel: this CPU has no {kernel:?}");
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available` checked that this CPU has AVX-512F, BW and VNNI, the features
+        // the function is compiled for.
+        Kernel::Avx512Vnni => unsafe { avx512::panel(weights, rows, sums) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available` checked that this CPU has AVX2 and FMA, the features the
         // function is compiled for.
-        unsafe { avx512::panel(weights, rows, sums) };
-        return;
+        Kernel::Avx2 => unsafe { avx2::panel(weights, rows, sums) },
+        _ => portable(weights, rows, sums),
     }
-    portable(weights, rows, sums);
 }
 
 /// [`panel`] one operation at a time.
@@ -215,6 +262,66 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{GROUP_PAIRS, PANEL, PairRow, QuantizedRow, Sums};
+
+    /// [`super::portable`] with AVX2: each panel's 16 outputs in two vectors of 8.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn panel(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
+        match rows.len() {
+            0 => {}
+            1 => rows_of::<1>(weights, rows, sums),
+            2 => rows_of::<2>(weights, rows, sums),
+            3 => rows_of::<3>(weights, rows, sums),
+            _ => rows_of::<4>(weights, rows, sums),
+        }
+    }
+
+    /// [`panel`] for exactly `R` rows: each pair row widened once (outputs 0-7, then 8-15)
+    /// for the `R` rows; `VPMADDWD` multiplies a row's pair by each output's two weights and
+    /// adds them, giving 8 exact 32-bit sums.
+    #[target_feature(enable = "avx2,fma")]
+    fn rows_of<const R: usize>(weights: &[PairRow], rows: &[&QuantizedRow], sums: &mut Sums) {
+        let mut total = [[_mm256_setzero_ps(); 2]; R];
+        for (g, w) in weights.chunks(GROUP_PAIRS).enumerate() {
+            let first = g * GROUP_PAIRS;
+            let x: [&[u32]; R] = std::array::from_fn(|r| &rows[r].pairs[first..first + w.len()]);
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            for (q, pair) in w.iter().enumerate() {
+                let [low, high] = widen(*pair);
+                for (acc_r, x_r) in acc.iter_mut().zip(&x) {
+                    let xv = _mm256_set1_epi32(x_r[q] as i32);
+                    acc_r[0] = _mm256_add_epi32(acc_r[0], _mm256_madd_epi16(low, xv));
+                    acc_r[1] = _mm256_add_epi32(acc_r[1], _mm256_madd_epi16(high, xv));
+                }
+            }
+            for (r, (t, a)) in total.iter_mut().zip(&acc).enumerate() {
+                let scale = _mm256_set1_ps(rows[r].scales[g]);
+                for (t, a) in t.iter_mut().zip(a) {
+                    *t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(*a), scale, *t);
+                }
+            }
+        }
+        for (out, t) in sums.iter_mut().zip(&total) {
+            // SAFETY: [__m256; 2] and [f32; 16] are both 64 bytes of plain values.
+            *out = unsafe { std::mem::transmute::<[__m256; 2], [f32; PANEL]>(*t) };
+        }
+    }
+
+    /// A pair row's 32 weights as 16-bit integers: outputs 0-7's pairs, then 8-15's.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn widen(w: PairRow) -> [__m256i; 2] {
+        // SAFETY: [i8; 32] and [__m128i; 2] are both 32 bytes of plain bits, every pattern
+        // valid.
+        let [low, high] = unsafe { std::mem::transmute::<PairRow, [__m128i; 2]>(w) };
+        [_mm256_cvtepi8_epi16(low), _mm256_cvtepi8_epi16(high)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,33 +366,42 @@ mod tests {
                 .collect();
             for m in 0..=ROWS {
                 let views: Vec<&QuantizedRow> = rows[..m].iter().collect();
-                let mut got = [[f32::NAN; PANEL]; ROWS];
-                panel(&w, &views, &mut got);
                 let mut plain = [[f32::NAN; PANEL]; ROWS];
                 portable(&w, &views, &mut plain);
-                for r in 0..ROWS {
-                    for c in 0..PANEL {
-                        if r >= m {
-                            assert!(got[r][c].is_nan(), "wrote past the rows");
-                            continue;
-                        }
-                        assert_eq!(
-                            got[r][c].to_bits(),
-                            plain[r][c].to_bits(),
-                            "k {k} [{r}][{c}]"
-                        );
-                        let exact: f64 = (0..k)
-                            .map(|i| {
-                                f64::from(w[i / 2][2 * c + i % 2]) * f64::from(rows[r].value(i))
-                            })
-                            .sum();
-                        assert!(
-                            (f64::from(got[r][c]) - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
-                            "k {k} [{r}][{c}]: {} against {exact}",
-                            got[r][c]
-                        );
+                for kernel in [Kernel::Avx512Vnni, Kernel::Avx2, Kernel::Portable] {
+                    if !kernel.available() {
+                        eprintln!("{kernel:?}: not on this CPU");
+                        continue;
                     }
+                    let mut got = [[f32::NAN; PANEL]; ROWS];
+                    panel_with(kernel, &w, &views, &mut got);
+                    check(k, m, &w, &rows, &got, &plain);
                 }
+            }
+        }
+    }
+
+    /// `got` against the portable sums (bit for bit) and the exact ones, for `m` rows of `k`.
+    fn check(k: usize, m: usize, w: &[PairRow], rows: &[QuantizedRow], got: &Sums, plain: &Sums) {
+        for r in 0..ROWS {
+            for c in 0..PANEL {
+                if r >= m {
+                    assert!(got[r][c].is_nan(), "wrote past the rows");
+                    continue;
+                }
+                assert_eq!(
+                    got[r][c].to_bits(),
+                    plain[r][c].to_bits(),
+                    "k {k} [{r}][{c}]"
+                );
+                let exact: f64 = (0..k)
+                    .map(|i| f64::from(w[i / 2][2 * c + i % 2]) * f64::from(rows[r].value(i)))
+                    .sum();
+                assert!(
+                    (f64::from(got[r][c]) - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                    "k {k} [{r}][{c}]: {} against {exact}",
+                    got[r][c]
+                );
             }
         }
     }

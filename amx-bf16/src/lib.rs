@@ -19,7 +19,7 @@
 //! - `dot`: the same sums on a CPU without AMX but with AVX-512 BF16 (`VDPBF16PS`), which
 //!   [`gemm`] falls back to and the mock device's bf16 products use there too;
 //! - [`int8`]: beside the bf16 products, sums of 8-bit weights times 16-bit inputs with
-//!   AVX-512 VNNI, for matrix-vector products bound by reading their weights (a feature
+//!   AVX-512 VNNI or AVX2, for matrix-vector products bound by reading their weights (a feature
 //!   draft's).
 //!
 //! Layout of a right operand (B tile). `TDPBF16PS` reads B as 16 rows of 16 pairs: row `i`

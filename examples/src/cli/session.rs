@@ -293,8 +293,8 @@ pub struct DraftArgs {
     pub feature_vocab: usize,
     /// How the feature draft holds its weights on the host: `int8` (8-bit, one scale per
     /// row: half the bytes of bf16, and the draft is bound by reading them), `bf16` or
-    /// `f32`. Default: int8 where the CPU has AVX-512 VNNI, else bf16 where it has AMX or AVX-512
-    /// BF16, else f32. Only how often the draft guesses right depends on it, never the
+    /// `f32`. Default: int8 where the CPU has AVX-512 VNNI or AVX2, else bf16 where it has AMX
+    /// or AVX-512 BF16, else f32. Only how often the draft guesses right depends on it, never the
     /// output.
     #[arg(long, value_name = "KIND")]
     pub feature_weights: Option<DraftWeights>,

@@ -19,16 +19,16 @@ pub enum DraftWeights {
     Bf16,
     /// Weights rounded to 8-bit integers with one f32 scale per output row (each row's
     /// largest magnitude maps to 127), inputs to 16 bits per group of 64, integer sums per
-    /// group ([`amx_bf16::int8`], AVX-512 VNNI where the CPU has it): half the bytes of bf16, and
-    /// the draft's products are bound by reading its weights. Its choices are not the target
-    /// model's, so their rounding does not touch the exactness of decoding, only how often
-    /// its guesses are right.
+    /// group ([`amx_bf16::int8`], AVX-512 VNNI or AVX2 where the CPU has them): half the bytes
+    /// of bf16, and the draft's products are bound by reading its weights. Its choices are not
+    /// the target model's, so their rounding does not touch the exactness of decoding, only
+    /// how often its guesses are right.
     Int8,
 }
 
 impl DraftWeights {
-    /// [`DraftWeights::Int8`] where the CPU has AVX-512 VNNI (the fewest bytes to read), else
-    /// the fastest of the others ([`Matmul::fastest`]).
+    /// [`DraftWeights::Int8`] where the CPU has AVX-512 VNNI or AVX2 (the fewest bytes to
+    /// read), else the fastest of the others ([`Matmul::fastest`]).
     pub fn fastest() -> Self {
         if amx_bf16::int8::fast() {
             DraftWeights::Int8
