@@ -1,5 +1,6 @@
 //! `neuron-decode train-heads` and `neuron-decode tune`, run as a user would run them, on a
-//! tiny generated model and the mock device.
+//! tiny generated model and the mock device; and what the default model decodes with out of
+//! the box.
 
 #![allow(clippy::unwrap_used)] // Tests (helpers included) may unwrap.
 
@@ -326,4 +327,62 @@ fn tune_without_heads_tunes_a_copy_of_the_shipped_ones() {
         err.contains("has no heads file") && err.contains("--heads"),
         "{err}"
     );
+}
+
+/// `generate` on the default model with no strategy flags takes its built-in feature draft
+/// (merged with prompt and answer lookup: `feature-hybrid`) where the CPU runs the draft's
+/// 8-bit products with vector instructions, else the heads (`hybrid`); `--no-feature-draft`
+/// takes the heads. Every output is the model's own greedy one.
+#[test]
+fn generate_on_the_default_model_uses_the_built_in_draft() {
+    use parallel_decode::feature_draft::{DraftWeights, default_draft};
+    // The default model and its compiled artifacts in the shared test cache (scripts/test.sh).
+    let bin = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_neuron-decode"));
+        c.arg("--no-progress")
+            .arg("--lib")
+            .arg(neuron_mock::testing::library_path());
+        c
+    };
+    ok(bin().arg("fetch"));
+    let generate = |extra: &[&str]| {
+        let o = run(bin()
+            .args(["generate", "--prompt", "Name three colours of a rainbow."])
+            .args(["--max-tokens", "24"])
+            .args(extra));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{extra:?}: {err}");
+        (String::from_utf8_lossy(&o.stdout).into_owned(), err)
+    };
+    let (plain, _) = generate(&["--strategy", "ar"]);
+    assert!(!plain.trim().is_empty());
+    let (out, err) = generate(&[]);
+    assert_eq!(out, plain);
+    let expected = if DraftWeights::fastest() == DraftWeights::Int8 {
+        "[feature-hybrid]"
+    } else {
+        "[hybrid]"
+    };
+    assert!(err.contains(expected), "{err}");
+    let (out, err) = generate(&["--no-feature-draft"]);
+    assert_eq!(out, plain);
+    assert!(err.contains("[hybrid]"), "{err}");
+    // Asked for by name, the built-in draft is used on any CPU.
+    let (out, err) = generate(&["--strategy", "feature-draft"]);
+    assert_eq!(out, plain);
+    assert!(err.contains("[feature-draft]"), "{err}");
+    let home = parallel_decode::loading::cache::home_dir().unwrap();
+    assert_eq!(
+        std::fs::read(default_draft::DRAFT.cached_path(&home)).unwrap(),
+        default_draft::DRAFT.bytes
+    );
+    let err = one_error(bin().args([
+        "generate",
+        "--prompt",
+        "hi",
+        "--no-feature-draft",
+        "--feature-draft",
+        "x.safetensors",
+    ]));
+    assert!(err.contains("--no-feature-draft"), "{err}");
 }

@@ -11,6 +11,7 @@
 //! - [`feature_draft`]: an EAGLE-style drafter (one decoder layer over the model's hidden
 //!   states) run on the host, for [`strategy::feature_draft`].
 //! - [`sampling`]: the sampling transform and the seeded sampler.
+//! - [`shipped`]: the trained heads and draft of the default model, built into the library.
 //!
 //! The only `unsafe` code is the memory map of weight files, in [`loading::mapped`].
 
@@ -25,6 +26,7 @@ pub mod feature_draft;
 pub mod loading;
 pub mod medusa;
 pub mod sampling;
+pub mod shipped;
 pub mod strategy;
 pub mod text;
 

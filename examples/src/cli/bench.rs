@@ -112,7 +112,9 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
         );
     }
     let config = args.sampling.config(model.text().eos_token_ids.clone())?;
-    let drafts = args.draft.open(global, &args.device.model)?;
+    let drafts = args
+        .draft
+        .open(global, &args.device.model, &args.strategy)?;
 
     // The device: memory bandwidth, the cost of a tree pass by width, and a decode step
     // against the bound of reading every weight once.

@@ -94,7 +94,9 @@ pub fn run(args: &Args, global: &GlobalOpts) -> anyhow::Result<()> {
     let text = std::sync::Arc::clone(model.text());
     let prompt = encode_prompt(&model, &args.prompt, args.system.as_deref(), args.raw)?;
     let config = args.sampling.config(text.eos_token_ids.clone())?;
-    let drafts = args.draft.open(global, &args.device.model)?;
+    let drafts = args
+        .draft
+        .open(global, &args.device.model, &[args.strategy])?;
     let strategy = args.strategy.resolve(&model, &drafts);
     let mut proposer = proposer(strategy, &model, &drafts, config.sampling, config.seed)?;
 

@@ -11,7 +11,7 @@ use neuron_rt::Runtime;
 use parallel_decode::artifacts::{CompileOptions, cached_compile};
 use parallel_decode::backend::LanguageModel;
 use parallel_decode::backend::neuron::NeuronModel;
-use parallel_decode::feature_draft::{DraftWeights, FeatureDraft};
+use parallel_decode::feature_draft::{DraftWeights, FeatureDraft, default_draft};
 use parallel_decode::loading::cache::home_dir;
 use parallel_decode::loading::feature_draft::FeatureDraftFile;
 use parallel_decode::loading::medusa_heads::{HEADS_FILE, MedusaHeads};
@@ -193,11 +193,12 @@ pub fn runtime(global: &GlobalOpts) -> anyhow::Result<Arc<Runtime>> {
 /// A decoding strategy, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
-    /// With --feature-draft FILE: prompt lookup, answer lookup and the feature draft in one
-    /// tree (feature-hybrid), or the draft alone when the model's heads carry no training
-    /// answers. Without: prompt lookup, answer lookup and the Medusa heads in one tree
-    /// (hybrid) when the model has heads that carry their training answers; the heads and
-    /// prompt lookup when they carry none; else prompt lookup.
+    /// With a feature draft (--feature-draft FILE, or the default model's built-in one where
+    /// the CPU runs its 8-bit products with vectors): prompt lookup, answer lookup and the
+    /// draft in one tree (feature-hybrid), or the draft alone when the model's heads carry no
+    /// training answers. Without: prompt lookup, answer lookup and the Medusa heads in one
+    /// tree (hybrid) when the model has heads that carry their training answers; the heads
+    /// and prompt lookup when they carry none; else prompt lookup.
     Auto,
     /// Plain autoregressive decoding: one token per target pass.
     Ar,
@@ -270,9 +271,16 @@ pub struct DraftArgs {
     pub draft_len: usize,
     /// A feature-draft file trained for the model (see `parallel_decode::loading::
     /// feature_draft`; `scripts/experiments/context_draft_probe.py --export` writes one), for
-    /// `--strategy feature-draft` and `feature-hybrid`. It runs on the host CPU.
-    #[arg(long, value_name = "FILE")]
+    /// `--strategy feature-draft` and `feature-hybrid`, and what `auto` uses. It runs on the
+    /// host CPU. Default for the default model: the draft built into this program (written
+    /// into the cache), which `auto` takes where the CPU has AVX-512 VNNI or AVX2 for its 8-bit
+    /// products.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_feature_draft")]
     pub feature_draft: Option<PathBuf>,
+    /// Do not use the default model's built-in feature draft (`auto` then takes the Medusa
+    /// heads).
+    #[arg(long)]
+    pub no_feature_draft: bool,
     /// Deepest candidate of the feature draft (one run of the draft per depth).
     #[arg(long, default_value_t = FeatureDraftConfig::default().depth, value_name = "N")]
     pub feature_depth: usize,
@@ -314,9 +322,15 @@ pub struct Drafts {
 }
 
 impl DraftArgs {
-    /// Loads the drafters that were given (`model`: the target, whose LM head and embedding
-    /// a feature draft uses).
-    pub fn open(&self, global: &GlobalOpts, model: &ModelArg) -> anyhow::Result<Drafts> {
+    /// Loads the drafters that were given, and the default model's built-in feature draft
+    /// when one of `strategies` would use it (`model`: the target, whose LM head and
+    /// embedding a feature draft uses).
+    pub fn open(
+        &self,
+        global: &GlobalOpts,
+        model: &ModelArg,
+        strategies: &[Strategy],
+    ) -> anyhow::Result<Drafts> {
         if self.feature_depth == 0 || self.feature_top_k == 0 || self.feature_frontier == 0 {
             bail!("--feature-depth, --feature-top-k and --feature-frontier must be at least 1");
         }
@@ -344,7 +358,8 @@ impl DraftArgs {
                 .with_context(|| format!("cannot load the draft model in {}", dir.display()))?;
             drafts.model = Some(Rc::new(RefCell::new(Box::new(draft))));
         }
-        if let Some(path) = &self.feature_draft {
+        if let Some(path) = self.feature_draft_path(global, model, strategies)? {
+            let path = &path;
             let target = model.open(global)?;
             let config = target.config();
             let file = FeatureDraftFile::open(path, config.hidden_size, config.vocab_size)
@@ -366,6 +381,40 @@ impl DraftArgs {
             drafts.feature = Some(Rc::new(draft));
         }
         Ok(drafts)
+    }
+}
+
+impl DraftArgs {
+    /// `--feature-draft`, else the default model's built-in draft when a strategy would use
+    /// it: `feature-draft` and `feature-hybrid` always, `auto` where the draft's 8-bit
+    /// products have vector instructions (without them it is slower than the heads) or
+    /// `--feature-weights` says how to run it.
+    fn feature_draft_path(
+        &self,
+        global: &GlobalOpts,
+        model: &ModelArg,
+        strategies: &[Strategy],
+    ) -> anyhow::Result<Option<PathBuf>> {
+        if let Some(path) = &self.feature_draft {
+            return Ok(Some(path.clone()));
+        }
+        let auto_takes_it =
+            DraftWeights::fastest() == DraftWeights::Int8 || self.feature_weights.is_some();
+        let wanted = strategies.iter().any(|s| match s {
+            Strategy::FeatureDraft | Strategy::FeatureHybrid => true,
+            Strategy::Auto => auto_takes_it,
+            _ => false,
+        });
+        if self.no_feature_draft || !wanted {
+            return Ok(None);
+        }
+        let target = model.open(global)?;
+        if !default_model::is_default_model(target.path()) {
+            return Ok(None);
+        }
+        let path = default_draft::ensure(&home_dir()?)
+            .context("cannot write the default model's feature draft into the cache")?;
+        Ok(Some(path))
     }
 }
 
@@ -401,7 +450,10 @@ pub fn proposer(
     };
     let feature = || -> anyhow::Result<FeatureDraftProposer> {
         let draft = drafts.feature.as_ref().with_context(|| {
-            format!("--strategy {} needs --feature-draft FILE", strategy.name())
+            format!(
+                "--strategy {} needs --feature-draft FILE (the default model has one built in)",
+                strategy.name()
+            )
         })?;
         Ok(FeatureDraftProposer::new(
             Rc::clone(draft),

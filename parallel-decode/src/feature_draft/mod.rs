@@ -18,6 +18,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use crate::error::{Error, Result};
 use crate::loading::feature_draft::{DraftConfig, FeatureDraftFile};
 
+pub mod default_draft;
 mod int8;
 mod linear;
 

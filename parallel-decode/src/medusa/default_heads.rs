@@ -36,9 +36,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::shipped::{Shipped, write_atomically};
 
 /// The file's name, in `parallel-decode/data/` and in the cache.
 pub const FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.safetensors";
@@ -50,6 +49,14 @@ pub const SHA256: &str = "d36ed596b15bb6e25cfaab330248eec05f45e5da8943d7cc582d3a
 pub const BYTES: &[u8] =
     include_bytes!("../../data/smollm2-135m-instruct.medusa_heads.safetensors");
 
+/// The heads as a file built into the library.
+pub const HEADS: Shipped = Shipped {
+    name: FILE_NAME,
+    dir: "medusa-heads",
+    sha256: SHA256,
+    bytes: BYTES,
+};
+
 /// The heads' held-out evaluation (what `neuron-decode tune` reads), named as
 /// `train-heads` names it: the heads file's name with `.eval.json` for `.safetensors`.
 pub const EVAL_FILE_NAME: &str = "smollm2-135m-instruct.medusa_heads.eval.json";
@@ -59,22 +66,12 @@ pub const EVAL: &str = include_str!("../../data/smollm2-135m-instruct.medusa_hea
 
 /// The committed file in the source tree (present in a checkout of the repository).
 pub fn source_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(FILE_NAME)
+    HEADS.source_path()
 }
 
 /// Where [`ensure`] puts the heads under the cache directory `home`.
 pub fn cached_path(home: &Path) -> PathBuf {
-    home.join("medusa-heads").join(FILE_NAME)
-}
-
-/// The hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    HEADS.cached_path(home)
 }
 
 /// The default model's heads file under the cache directory `home`, written from the copy
@@ -82,39 +79,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// beside it.
 ///
 /// # Errors
-/// [`Error::Io`] when a file cannot be written.
+/// [`Error::Io`](crate::Error::Io) when a file cannot be written.
 pub fn ensure(home: &Path) -> Result<PathBuf> {
     let path = cached_path(home);
     let eval = path.with_file_name(EVAL_FILE_NAME);
     if std::fs::read(&eval).ok().as_deref() != Some(EVAL.as_bytes()) {
         write_atomically(&eval, EVAL.as_bytes())?;
     }
-    if std::fs::read(&path).is_ok_and(|b| sha256_hex(&b) == SHA256) {
-        return Ok(path);
-    }
-    write_atomically(&path, BYTES)?;
-    Ok(path)
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed over it, readable by all.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".medusa-heads-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, "create a temporary file", e))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(tmp.path(), "write", e))?;
-    super::file::readable_by_all(tmp.as_file(), tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, "replace", e.error))?;
-    Ok(())
+    HEADS.ensure(home)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::loading::medusa_heads::{Conditioning, MedusaHeads};
+    use crate::shipped::sha256_hex;
 
     /// SmolLM2-135M's width.
     const HIDDEN: usize = 576;
