@@ -204,7 +204,7 @@ pub enum Strategy {
     Ar,
     /// Candidates copied from the prompt and the text so far (no extra model).
     PromptLookup,
-    /// A smaller draft model with the same tokenizer (--draft-model).
+    /// A smaller draft model with the same tokenizer (--draft-artifacts DIR).
     Draft,
     /// Medusa heads with a candidate tree.
     Medusa,
@@ -215,8 +215,9 @@ pub enum Strategy {
     AnswerLookup,
     /// Prompt lookup, answer lookup and Medusa heads in one tree.
     Hybrid,
-    /// A feature draft (--feature-draft FILE): one decoder layer that reads the model's
-    /// hidden states and attends to the context (EAGLE's design), run on the host.
+    /// A feature draft (--feature-draft FILE, or the default model's built-in one): one
+    /// decoder layer that reads the model's hidden states and attends to the context (EAGLE's
+    /// design), run on the host.
     FeatureDraft,
     /// Prompt lookup, answer lookup and a feature draft in one tree.
     FeatureHybrid,
