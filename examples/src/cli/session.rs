@@ -2,7 +2,7 @@
 //! model (compiled on first use and cached), and building a decoding strategy by name.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -362,63 +362,63 @@ impl DraftArgs {
                 .with_context(|| format!("cannot load the draft model in {}", dir.display()))?;
             drafts.model = Some(Rc::new(RefCell::new(Box::new(draft))));
         }
-        if let Some(path) = self.feature_draft_path(global, model, strategies)? {
-            let path = &path;
+        if self.feature_draft.is_some() || self.built_in_wanted(strategies) {
             let target = model.open(global)?;
-            let config = target.config();
-            let file = FeatureDraftFile::open(path, config.hidden_size, config.vocab_size)
-                .with_context(|| format!("cannot use the feature draft in {}", path.display()))?;
-            let lm = LmHead::from_model(&target).with_context(|| {
-                format!("cannot read the LM head of {}", target.path().display())
-            })?;
-            let weights = self.feature_weights.unwrap_or_else(DraftWeights::fastest);
-            let draft = FeatureDraft::new(&file, &lm, weights)
-                .with_context(|| format!("cannot load the feature draft in {}", path.display()))?;
-            if !draft.ranked() && self.feature_vocab > 0 {
-                tracing::warn!(
-                    "{} does not rank its vocabulary by frequency: the draft scores all {} of \
-                     its tokens (--feature-vocab has no effect)",
-                    path.display(),
-                    draft.vocab().len()
-                );
+            if let Some(path) = self.feature_draft_path(&target)? {
+                drafts.feature = Some(Rc::new(self.load_feature_draft(&path, &target)?));
             }
-            drafts.feature = Some(Rc::new(draft));
         }
         Ok(drafts)
     }
-}
 
-impl DraftArgs {
-    /// `--feature-draft`, else the default model's built-in draft when a strategy would use
-    /// it: `feature-draft` and `feature-hybrid` always, `auto` where the draft's 8-bit
-    /// products have vector instructions (without them it is slower than the heads) or
+    /// Whether one of `strategies` would use the default model's built-in feature draft:
+    /// `feature-draft` and `feature-hybrid` always, `auto` where the draft's 8-bit products
+    /// have vector instructions (without them it is slower than the heads) or
     /// `--feature-weights` says how to run it.
-    fn feature_draft_path(
-        &self,
-        global: &GlobalOpts,
-        model: &ModelArg,
-        strategies: &[Strategy],
-    ) -> anyhow::Result<Option<PathBuf>> {
+    fn built_in_wanted(&self, strategies: &[Strategy]) -> bool {
+        let auto_takes_it =
+            DraftWeights::fastest() == DraftWeights::Int8 || self.feature_weights.is_some();
+        !self.no_feature_draft
+            && strategies.iter().any(|s| match s {
+                Strategy::FeatureDraft | Strategy::FeatureHybrid => true,
+                Strategy::Auto => auto_takes_it,
+                _ => false,
+            })
+    }
+
+    /// `--feature-draft`, else the built-in draft when `target` is the default model
+    /// (written into the cache first).
+    fn feature_draft_path(&self, target: &ModelDir) -> anyhow::Result<Option<PathBuf>> {
         if let Some(path) = &self.feature_draft {
             return Ok(Some(path.clone()));
         }
-        let auto_takes_it =
-            DraftWeights::fastest() == DraftWeights::Int8 || self.feature_weights.is_some();
-        let wanted = strategies.iter().any(|s| match s {
-            Strategy::FeatureDraft | Strategy::FeatureHybrid => true,
-            Strategy::Auto => auto_takes_it,
-            _ => false,
-        });
-        if self.no_feature_draft || !wanted {
-            return Ok(None);
-        }
-        let target = model.open(global)?;
         if !default_model::is_default_model(target.path()) {
             return Ok(None);
         }
         let path = default_draft::ensure(&home_dir()?)
             .context("cannot write the default model's feature draft into the cache")?;
         Ok(Some(path))
+    }
+
+    /// The feature draft in `path`, for `target`.
+    fn load_feature_draft(&self, path: &Path, target: &ModelDir) -> anyhow::Result<FeatureDraft> {
+        let config = target.config();
+        let file = FeatureDraftFile::open(path, config.hidden_size, config.vocab_size)
+            .with_context(|| format!("cannot use the feature draft in {}", path.display()))?;
+        let lm = LmHead::from_model(target)
+            .with_context(|| format!("cannot read the LM head of {}", target.path().display()))?;
+        let weights = self.feature_weights.unwrap_or_else(DraftWeights::fastest);
+        let draft = FeatureDraft::new(&file, &lm, weights)
+            .with_context(|| format!("cannot load the feature draft in {}", path.display()))?;
+        if !draft.ranked() && self.feature_vocab > 0 {
+            tracing::warn!(
+                "{} does not rank its vocabulary by frequency: the draft scores all {} of its \
+                 tokens (--feature-vocab has no effect)",
+                path.display(),
+                draft.vocab().len()
+            );
+        }
+        Ok(draft)
     }
 }
 
